@@ -1,0 +1,178 @@
+"""The one exception tree of airflow-backup.
+
+Every error the engine raises derives from :class:`BackupError`. The tree is grouped by how a
+caller reacts, not by where the error happened::
+
+    BackupError
+    ├── ConfigError                 bad input: flags, URLs, config files; fix and re-run
+    │   └── SnapshotNotFound        a snapshot selector matched nothing
+    ├── SourceError                 a data source could not be read or exported
+    │   ├── SourceUnavailable       the source is down or missing
+    │   └── PartialBackup           the backup finished, but some source files were unreadable
+    ├── StorageError                the blob store failed
+    │   ├── TransientStorageError   worth retrying: timeouts, throttling, resets
+    │   ├── PermanentStorageError   retrying will not help: permissions, no space
+    │   └── NotFound                the named file does not exist
+    ├── RepositoryError             the repository refuses to be used
+    │   ├── RepositoryNotFound      no repository at that location
+    │   ├── RepositoryLocked        another process holds a conflicting lock
+    │   ├── WrongPassword           no key file opens with the given password
+    │   └── IntegrityError          stored bytes do not match their id or MAC
+    ├── RestoreError                a restore could not write its target
+    │   └── UnsafePath              a tree names a path that would escape the target
+    └── Interrupted                 the user pressed Ctrl-C
+
+Lower-level exceptions are mapped at the boundary with ``raise X(...) from exc``. The tree is
+mapped once to CLI exit codes (:func:`exit_code_for`, restic's table) and once to Airflow
+semantics (in the provider package). Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_LOCKED",
+    "EXIT_NO_REPOSITORY",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_WRONG_PASSWORD",
+    "BackupError",
+    "ConfigError",
+    "IntegrityError",
+    "Interrupted",
+    "NotFound",
+    "PartialBackup",
+    "PermanentStorageError",
+    "RepositoryError",
+    "RepositoryLocked",
+    "RepositoryNotFound",
+    "RestoreError",
+    "SnapshotNotFound",
+    "SourceError",
+    "SourceUnavailable",
+    "StorageError",
+    "TransientStorageError",
+    "UnsafePath",
+    "WrongPassword",
+    "exit_code_for",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+EXIT_NO_REPOSITORY = 10
+EXIT_LOCKED = 11
+EXIT_WRONG_PASSWORD = 12
+EXIT_INTERRUPTED = 130
+
+
+class BackupError(Exception):
+    """Base of every error raised by airflow-backup.
+
+    ``exit_code`` is the CLI's exit status for this kind of error; ``retryable`` says whether
+    running the same operation again may succeed without changing anything.
+    """
+
+    exit_code: int = EXIT_ERROR
+    retryable: bool = False
+
+
+class ConfigError(BackupError):
+    """The caller gave invalid input (flags, URLs, config). Fix the input and re-run."""
+
+
+class SnapshotNotFound(ConfigError):
+    """A snapshot selector (``latest``, an id prefix, filters) matched no snapshot."""
+
+
+class SourceError(BackupError):
+    """A data source could not be read or exported."""
+
+
+class SourceUnavailable(SourceError):
+    """The data source is unreachable or missing; a later attempt may succeed."""
+
+    retryable = True
+
+
+class PartialBackup(SourceError):
+    """The backup completed and a snapshot was saved, but some inputs were unreadable.
+
+    ``snapshot_id`` names the saved snapshot and ``errors`` lists ``(path, reason)`` pairs.
+    """
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, message: str, snapshot_id: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.snapshot_id = snapshot_id
+        self.errors = errors
+
+
+class StorageError(BackupError):
+    """The blob store failed."""
+
+
+class TransientStorageError(StorageError):
+    """A storage failure that may go away on retry (timeout, throttling, reset)."""
+
+    retryable = True
+
+
+class PermanentStorageError(StorageError):
+    """A storage failure that retrying cannot fix (permission denied, no space, bad bucket)."""
+
+
+class NotFound(StorageError):
+    """The requested file does not exist in the store."""
+
+
+class RepositoryError(BackupError):
+    """The repository cannot be used as asked."""
+
+
+class RepositoryNotFound(RepositoryError):
+    """No repository exists at the given location (no ``config`` file)."""
+
+    exit_code = EXIT_NO_REPOSITORY
+
+
+class RepositoryLocked(RepositoryError):
+    """Another process holds a lock that conflicts with the one requested."""
+
+    exit_code = EXIT_LOCKED
+    retryable = True
+
+
+class WrongPassword(RepositoryError):
+    """No key file in the repository opens with the given password."""
+
+    exit_code = EXIT_WRONG_PASSWORD
+
+
+class IntegrityError(RepositoryError):
+    """Stored bytes failed a MAC, hash or structure check. The message names the file."""
+
+
+class RestoreError(BackupError):
+    """A restore could not write its target."""
+
+
+class UnsafePath(RestoreError):
+    """A tree node names a path that would escape the restore target."""
+
+
+class Interrupted(BackupError):
+    """The operation was interrupted by the user (SIGINT)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Given any exception, return the CLI exit status restic would use for it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, BackupError):
+        return exc.exit_code
+    return EXIT_ERROR

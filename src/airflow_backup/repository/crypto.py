@@ -1,0 +1,101 @@
+"""restic's authenticated encryption: AES-256-CTR plus Poly1305-AES, laid out IV‖CT‖MAC.
+
+The MAC key is ``(K, R)``; the Poly1305 one-time key is ``R ‖ AES-128_K(nonce)``, so the
+16-byte nonce serves both as the CTR counter block and, encrypted, as Poly1305's ``s``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+from airflow_backup.errors import IntegrityError
+
+__all__ = ["EXTENSION", "IV_SIZE", "MAC_SIZE", "Key"]
+
+IV_SIZE = 16
+MAC_SIZE = 16
+EXTENSION = IV_SIZE + MAC_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A master or user key: 32 bytes for AES-256 and a 32-byte MAC key ``(k, r)``."""
+
+    encrypt: bytes
+    mac_k: bytes
+    mac_r: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.encrypt) != 32 or len(self.mac_k) != 16 or len(self.mac_r) != 16:
+            raise ValueError("invalid key sizes")
+
+    def __repr__(self) -> str:
+        return "Key(<secret>)"
+
+    @classmethod
+    def random(cls) -> Key:
+        """Return a new key from the OS's CSPRNG."""
+        return cls(os.urandom(32), os.urandom(16), os.urandom(16))
+
+    @classmethod
+    def from_kdf(cls, derived: bytes) -> Key:
+        """Given 64 bytes from scrypt, return the user key restic derives from them."""
+        if len(derived) != 64:
+            raise ValueError("derived key must be 64 bytes")
+        return cls(derived[:32], derived[32:48], derived[48:64])
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the key in restic's master-key JSON shape."""
+        return {
+            "mac": {
+                "k": base64.b64encode(self.mac_k).decode(),
+                "r": base64.b64encode(self.mac_r).decode(),
+            },
+            "encrypt": base64.b64encode(self.encrypt).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Key:
+        """Given restic's master-key JSON, return the key. Raise IntegrityError if malformed."""
+        try:
+            return cls(
+                base64.b64decode(obj["encrypt"]),
+                base64.b64decode(obj["mac"]["k"]),
+                base64.b64decode(obj["mac"]["r"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError("master key has an invalid shape") from exc
+
+    def _mac(self, nonce: bytes, ciphertext: bytes | memoryview) -> bytes:
+        enc = Cipher(algorithms.AES(self.mac_k), modes.ECB()).encryptor()
+        s = enc.update(nonce) + enc.finalize()
+        return Poly1305.generate_tag(self.mac_r + s, ciphertext)
+
+    def seal(self, plaintext: bytes | memoryview) -> bytes:
+        """Encrypt and authenticate ``plaintext``; return ``IV ‖ CT ‖ MAC``."""
+        nonce = os.urandom(IV_SIZE)
+        while not any(nonce):  # restic rejects an all-zero nonce
+            nonce = os.urandom(IV_SIZE)
+        enc = Cipher(algorithms.AES(self.encrypt), modes.CTR(nonce)).encryptor()
+        ct = enc.update(plaintext) + enc.finalize()
+        return b"".join((nonce, ct, self._mac(nonce, ct)))
+
+    def open(self, sealed: bytes | memoryview, what: str = "data") -> bytes:
+        """Verify and decrypt ``IV ‖ CT ‖ MAC``. Raise IntegrityError naming ``what`` if the
+        MAC does not match or the input is too short."""
+        view = memoryview(sealed)
+        if len(view) < EXTENSION:
+            raise IntegrityError(f"{what}: ciphertext too short ({len(view)} bytes)")
+        nonce = bytes(view[:IV_SIZE])
+        ct = view[IV_SIZE:-MAC_SIZE]
+        if not hmac.compare_digest(self._mac(nonce, ct), bytes(view[-MAC_SIZE:])):
+            raise IntegrityError(f"{what}: MAC verification failed (wrong key or corrupted data)")
+        dec = Cipher(algorithms.AES(self.encrypt), modes.CTR(nonce)).decryptor()
+        return dec.update(ct) + dec.finalize()

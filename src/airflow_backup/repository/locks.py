@@ -1,0 +1,156 @@
+"""Repository locks, restic's protocol: check, create, wait, re-check; refresh while held.
+
+A lock is stale when its time is more than 30 minutes old, or when it was made on this host by
+a process that no longer exists. Non-exclusive locks coexist; an exclusive lock admits no other.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from airflow_backup.errors import IntegrityError, NotFound, RepositoryLocked
+from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.timefmt import format_time, parse_ns
+from airflow_backup.repository.unpacked import decode_unpacked, save_json
+from airflow_backup.storage.base import FileType, Handle, Storage
+
+__all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks"]
+
+STALE_AFTER_S = 30 * 60
+REFRESH_EVERY_S = 5 * 60
+_RECHECK_WAIT_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """A lock file's content."""
+
+    id: str
+    time_ns: int
+    exclusive: bool
+    hostname: str
+    username: str
+    pid: int
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(lock: LockInfo, now_ns: int | None = None) -> bool:
+    """Return whether ``lock`` is stale (older than 30 min, or a dead process on this host)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    if now_ns - lock.time_ns > STALE_AFTER_S * 1_000_000_000:
+        return True
+    return lock.hostname == socket.gethostname() and not _pid_alive(lock.pid)
+
+
+def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
+    """Return every readable lock; locks that vanish or fail to decode meanwhile are skipped."""
+    out = []
+    for info in storage.list(FileType.LOCK):
+        try:
+            raw = decode_unpacked(key, storage.load(Handle(FileType.LOCK, info.name)), "lock")
+            obj = json.loads(raw)
+            out.append(LockInfo(info.name, parse_ns(obj["time"])[0], bool(obj.get("exclusive")),
+                                str(obj.get("hostname", "")), str(obj.get("username", "")),
+                                int(obj.get("pid", 0))))
+        except (NotFound, IntegrityError, KeyError, ValueError):
+            continue
+    return out
+
+
+class RepoLock:
+    """A held lock; refreshed by a daemon thread until :meth:`release`."""
+
+    def __init__(self, storage: Storage, key: Key, version: int, exclusive: bool) -> None:
+        self._storage = storage
+        self._key = key
+        self._version = version
+        self.exclusive = exclusive
+        self._id = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> str:
+        try:
+            username = getpass.getuser()
+        except (KeyError, OSError):
+            username = ""
+        obj = {
+            "time": format_time(datetime.now(UTC).astimezone()),
+            "exclusive": self.exclusive,
+            "hostname": socket.gethostname(),
+            "username": username,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+        }
+        return save_json(self._storage, self._key, FileType.LOCK, obj, self._version)
+
+    def _conflicts(self) -> list[LockInfo]:
+        return [
+            lk for lk in list_locks(self._storage, self._key)
+            if lk.id != self._id and (self.exclusive or lk.exclusive) and not is_stale(lk)
+        ]
+
+    def acquire(self, retry_seconds: float = 0.0) -> None:
+        """Take the lock. Raise RepositoryLocked if a conflicting lock stays for longer than
+        ``retry_seconds``."""
+        deadline = time.monotonic() + retry_seconds
+        while True:
+            conflicts = self._conflicts()
+            if not conflicts:
+                self._id = self._write()
+                time.sleep(_RECHECK_WAIT_S)
+                conflicts = self._conflicts()
+                if not conflicts:
+                    break
+                self._remove()
+            if time.monotonic() >= deadline:
+                other = conflicts[0]
+                kind = "exclusive" if other.exclusive else "non-exclusive"
+                raise RepositoryLocked(
+                    f"repository is already locked ({kind}) by PID {other.pid} on "
+                    f"{other.hostname} by {other.username} (lock {other.id[:8]}); "
+                    "run 'unlock' if that process is gone"
+                )
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
+                                        name="lock-refresh")
+        self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY_S):
+            old = self._id
+            self._id = self._write()
+            self._remove(old)
+
+    def _remove(self, lock_id: str | None = None) -> None:
+        lock_id = lock_id or self._id
+        if lock_id:
+            try:
+                self._storage.remove(Handle(FileType.LOCK, lock_id))
+            except NotFound:
+                pass
+
+    def release(self) -> None:
+        """Stop refreshing and delete the lock file."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._remove()
+        self._id = ""

@@ -1,0 +1,247 @@
+"""The repository: opens keys and config, loads the index, reads and writes blobs and snapshots.
+
+Write order is restic's: packs, then the index naming them (:meth:`Repository.flush`), then
+the snapshot (:meth:`Repository.save_snapshot` flushes first). A snapshot is therefore listed
+only once everything it references is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_backup.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    RepositoryNotFound,
+)
+from airflow_backup.repository import keys as keyfiles
+from airflow_backup.repository.config import CONFIG_HANDLE, RepoConfig, load_config
+from airflow_backup.repository.config import new_config as make_config
+from airflow_backup.repository.config import save_config
+from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.index import Index, decode_index, encode_index
+from airflow_backup.repository.locks import RepoLock
+from airflow_backup.repository.packer import DEFAULT_PACK_SIZE, PackWriter
+from airflow_backup.repository.packs import BlobType, PackedBlob
+from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.tree import Node, decode_tree, encode_tree
+from airflow_backup.repository.unpacked import decompress, load_json, save_json
+from airflow_backup.storage.base import FileType, Handle, Storage
+
+__all__ = ["Repository"]
+
+# restic flushes an index file after 50,000 blobs; so do we, to keep index files small.
+_INDEX_MAX_BLOBS = 50_000
+
+
+class Repository:
+    """An open repository. Create with :meth:`init` or :meth:`open`."""
+
+    def __init__(self, storage: Storage, key: Key, key_id: str, config: RepoConfig) -> None:
+        self.storage = storage
+        self.key = key
+        self.key_id = key_id
+        self.config = config
+        self.index = Index()
+        self._index_loaded = False
+        self._unsaved: dict[bytes, list[PackedBlob]] = {}
+        self._unsaved_count = 0
+        self._index_lock = threading.Lock()
+        self.compress_data = True
+        self.pack_size = DEFAULT_PACK_SIZE
+        self._writers: dict[BlobType, PackWriter] = {}
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        password: str,
+        *,
+        version: int = 2,
+        kdf: keyfiles.KdfParams | None = None,
+    ) -> Repository:
+        """Create a new repository with one key. Raise ConfigError if one already exists."""
+        if version not in (1, 2):
+            raise ConfigError(f"repository version must be 1 or 2, not {version}")
+        if storage.exists(CONFIG_HANDLE):
+            raise ConfigError(f"repository at {storage.location} already exists")
+        storage.create_layout()
+        master = Key.random()
+        key_id = keyfiles.add_key(storage, master, password, params=kdf)
+        config = make_config(version)
+        save_config(storage, master, config)
+        return cls(storage, master, key_id, config)
+
+    @classmethod
+    def open(cls, storage: Storage, password: str, key_hint: str | None = None) -> Repository:
+        """Open an existing repository. Raise RepositoryNotFound if there is none and
+        WrongPassword if no key opens with ``password``."""
+        try:
+            storage.stat(CONFIG_HANDLE)
+        except NotFound:
+            raise RepositoryNotFound(
+                f"no repository at {storage.location} (run 'init' first)"
+            ) from None
+        master, key_id = keyfiles.find_key(storage, password, key_hint)
+        return cls(storage, master, key_id, load_config(storage, master))
+
+    @property
+    def version(self) -> int:
+        """Return the repository format version (1 or 2)."""
+        return self.config.version
+
+    @contextmanager
+    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0) -> Iterator[RepoLock]:
+        """Hold a repository lock for the duration of the ``with`` block."""
+        lk = RepoLock(self.storage, self.key, self.version, exclusive)
+        lk.acquire(retry_seconds)
+        try:
+            yield lk
+        finally:
+            lk.release()
+
+    # ---- index ---------------------------------------------------------------------------
+
+    def load_index(self) -> None:
+        """Read every index file into memory (once)."""
+        if self._index_loaded:
+            return
+        for info in self.storage.list(FileType.INDEX):
+            obj = load_json(self.storage, self.key, Handle(FileType.INDEX, info.name))
+            packs, _ = decode_index(obj, f"index/{info.name}")
+            for pack_id, blobs in packs.items():
+                self.index.add_pack(pack_id, blobs)
+        self._index_loaded = True
+
+    def _on_pack_saved(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
+        self.index.add_pack(pack_id, blobs)
+        with self._index_lock:
+            self._unsaved[pack_id] = blobs
+            self._unsaved_count += len(blobs)
+            full = self._unsaved_count >= _INDEX_MAX_BLOBS
+        if full:
+            self._write_index()
+
+    def _write_index(self) -> None:
+        with self._index_lock:
+            packs, self._unsaved, self._unsaved_count = self._unsaved, {}, 0
+        if packs:
+            save_json(self.storage, self.key, FileType.INDEX, encode_index(packs), self.version)
+
+    # ---- blobs ---------------------------------------------------------------------------
+
+    def _writer(self, blob_type: BlobType) -> PackWriter:
+        w = self._writers.get(blob_type)
+        if w is None:
+            w = PackWriter(self.storage, self.key, blob_type, self._on_pack_saved,
+                           version=self.version, compress_data=self.compress_data,
+                           target_size=self.pack_size)
+            self._writers[blob_type] = w
+        return w
+
+    def has_blob(self, blob_type: BlobType, blob_id: bytes) -> bool:
+        """Return whether the blob is stored or queued for storing."""
+        return self.index.has(blob_type, blob_id) or self._writer(blob_type).is_pending(blob_id)
+
+    def save_blob(self, blob_type: BlobType, data: bytes | memoryview,
+                  blob_id: bytes | None = None) -> tuple[bytes, int]:
+        """Store a blob unless an identical one exists; return (id, bytes added to packs)."""
+        if blob_id is None:
+            blob_id = hashlib.sha256(data).digest()
+        if self.has_blob(blob_type, blob_id):
+            return blob_id, 0
+        return blob_id, self._writer(blob_type).add(blob_id, data)
+
+    def load_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
+        """Return a blob's plaintext after checking its MAC and SHA-256.
+
+        Raise IntegrityError naming the pack if it is damaged, or if it is not indexed.
+        """
+        entry = self.index.lookup(blob_type, blob_id)
+        if entry is None:
+            raise IntegrityError(f"{blob_type.value} blob {blob_id.hex()} is not in the index")
+        pack = entry.pack_id.hex()
+        try:
+            sealed = self.storage.load(Handle(FileType.DATA, pack), entry.blob.offset,
+                                       entry.blob.length)
+        except NotFound:
+            raise IntegrityError(f"pack {pack} is missing (needed for blob {blob_id.hex()})") \
+                from None
+        return self.decode_blob(pack, entry.blob, sealed)
+
+    def decode_blob(self, pack: str, blob: PackedBlob, sealed: bytes) -> bytes:
+        """Open one sealed blob read from ``pack``; verify it. Raise IntegrityError if bad."""
+        what = f"pack {pack}, blob {blob.id.hex()[:16]}"
+        if len(sealed) != blob.length:
+            raise IntegrityError(f"{what}: truncated (read {len(sealed)} of {blob.length} bytes)")
+        plain = self.key.open(sealed, what=what)
+        if blob.compressed:
+            plain = decompress(plain, what)
+            if len(plain) != blob.uncompressed_length:
+                raise IntegrityError(f"{what}: wrong uncompressed length")
+        if hashlib.sha256(plain).digest() != blob.id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def flush(self) -> None:
+        """Write unfinished packs, then an index for every pack not yet indexed on disk."""
+        for w in self._writers.values():
+            w.flush()
+        self._write_index()
+
+    # ---- trees ---------------------------------------------------------------------------
+
+    def save_tree(self, nodes: list[Node]) -> tuple[bytes, int]:
+        """Store a tree blob; return (tree id, bytes added)."""
+        return self.save_blob(BlobType.TREE, encode_tree(nodes))
+
+    def load_tree(self, tree_id: bytes) -> list[Node]:
+        """Load and parse a tree blob."""
+        return decode_tree(self.load_blob(BlobType.TREE, tree_id), f"tree {tree_id.hex()}")
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        """Flush pending data, then store ``snapshot``; set and return its id."""
+        self.flush()
+        snapshot.id = save_json(self.storage, self.key, FileType.SNAPSHOT, snapshot.to_json(),
+                                self.version)
+        return snapshot.id
+
+    def load_snapshot(self, snapshot_id: str) -> Snapshot:
+        """Load one snapshot by full id. Raise IntegrityError if it is damaged."""
+        obj = load_json(self.storage, self.key, Handle(FileType.SNAPSHOT, snapshot_id))
+        try:
+            return Snapshot.from_json(obj, snapshot_id)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed") from exc
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Return every snapshot, oldest first."""
+        snaps = [self.load_snapshot(i.name) for i in self.storage.list(FileType.SNAPSHOT)]
+        snaps.sort(key=lambda s: (s.time_ns, s.id))
+        return snaps
+
+    def resolve_id(self, file_type: FileType, prefix: str) -> str:
+        """Return the one file id of ``file_type`` starting with ``prefix``.
+
+        Raise ConfigError if no file or several files match.
+        """
+        matches = [i.name for i in self.storage.list(file_type) if i.name.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        what = file_type.value.rstrip("s")
+        if not matches:
+            raise ConfigError(f"no {what} matches id {prefix!r}")
+        raise ConfigError(f"id prefix {prefix!r} is ambiguous ({len(matches)} {what}s match)")
+
+    def load_raw_json(self, handle: Handle) -> Any:
+        """Load any unpacked file (index, snapshot, lock) and return its parsed JSON."""
+        return load_json(self.storage, self.key, handle)

@@ -1,0 +1,128 @@
+"""Snapshot files: the root of one backup, in restic's JSON shape.
+
+Fields restic does not know are kept in ``extra`` and written back unchanged; restic's reader
+ignores unknown fields, which is how a snapshot can carry airflow-backup's own metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_backup.repository.timefmt import parse_ns
+
+__all__ = ["Snapshot", "SnapshotSummary"]
+
+SUMMARY_FIELDS = (
+    "backup_start", "backup_end", "files_new", "files_changed", "files_unmodified", "dirs_new",
+    "dirs_changed", "dirs_unmodified", "data_blobs", "tree_blobs", "data_added",
+    "data_added_packed", "total_files_processed", "total_bytes_processed",
+)
+
+
+@dataclass(slots=True)
+class SnapshotSummary:
+    """What a backup did; the field names are restic's ``summary`` keys."""
+
+    backup_start: str = ""
+    backup_end: str = ""
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs_new: int = 0
+    dirs_changed: int = 0
+    dirs_unmodified: int = 0
+    data_blobs: int = 0
+    tree_blobs: int = 0
+    data_added: int = 0
+    data_added_packed: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the summary as restic writes it."""
+        return {name: getattr(self, name) for name in SUMMARY_FIELDS}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SnapshotSummary:
+        """Parse a summary, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in obj.items() if k in SUMMARY_FIELDS})
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A snapshot. ``id`` is its storage id (empty until saved or loaded)."""
+
+    time: str
+    tree: bytes
+    paths: list[str]
+    hostname: str = ""
+    username: str = ""
+    uid: int = 0
+    gid: int = 0
+    excludes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    parent: bytes | None = None
+    original: bytes | None = None
+    program_version: str = ""
+    summary: SnapshotSummary | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    @property
+    def time_ns(self) -> int:
+        """Return the snapshot time as epoch nanoseconds (for ordering and selection)."""
+        return parse_ns(self.time)[0]
+
+    @property
+    def short_id(self) -> str:
+        """Return the first 8 hex digits of the id, as restic shows it."""
+        return self.id[:8]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the snapshot file's JSON object (without ``id``), fields in Go order."""
+        out: dict[str, Any] = {"time": self.time}
+        if self.parent is not None:
+            out["parent"] = self.parent.hex()
+        out["tree"] = self.tree.hex()
+        out["paths"] = self.paths
+        out["hostname"] = self.hostname
+        out["username"] = self.username
+        out["uid"] = self.uid
+        out["gid"] = self.gid
+        if self.excludes:
+            out["excludes"] = self.excludes
+        if self.tags:
+            out["tags"] = self.tags
+        if self.original is not None:
+            out["original"] = self.original.hex()
+        if self.program_version:
+            out["program_version"] = self.program_version
+        if self.summary is not None:
+            out["summary"] = self.summary.to_json()
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], snapshot_id: str = "") -> Snapshot:
+        """Parse a snapshot file's JSON object. Raise KeyError/ValueError if malformed."""
+        known = {"time", "parent", "tree", "paths", "hostname", "username", "uid", "gid",
+                 "excludes", "tags", "original", "program_version", "summary"}
+        summary = obj.get("summary")
+        return cls(
+            time=str(obj["time"]),
+            tree=bytes.fromhex(obj["tree"]),
+            paths=list(obj.get("paths") or []),
+            hostname=str(obj.get("hostname") or ""),
+            username=str(obj.get("username") or ""),
+            uid=int(obj.get("uid") or 0),
+            gid=int(obj.get("gid") or 0),
+            excludes=list(obj.get("excludes") or []),
+            tags=list(obj.get("tags") or []),
+            parent=bytes.fromhex(obj["parent"]) if obj.get("parent") else None,
+            original=bytes.fromhex(obj["original"]) if obj.get("original") else None,
+            program_version=str(obj.get("program_version") or ""),
+            summary=SnapshotSummary.from_json(summary) if isinstance(summary, dict) else None,
+            extra={k: v for k, v in obj.items() if k not in known},
+            id=snapshot_id,
+        )

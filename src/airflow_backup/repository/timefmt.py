@@ -1,0 +1,78 @@
+"""RFC 3339 times with nanoseconds, formatted exactly as Go's ``time.RFC3339Nano``.
+
+Python's datetime stops at microseconds, so file times travel as integer nanoseconds since the
+epoch plus a UTC offset in seconds. Go trims trailing zeros of the fraction and writes ``Z``
+for a zero offset.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
+__all__ = ["format_ns", "format_time", "local_offset", "parse_ns", "parse_time"]
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def local_offset(epoch_seconds: float) -> int:
+    """Return this machine's UTC offset in seconds at the given instant."""
+    return time.localtime(epoch_seconds).tm_gmtoff or 0
+
+
+def format_ns(ns: int, offset: int | None = None) -> str:
+    """Format epoch nanoseconds as RFC 3339 with a trimmed fraction, in ``offset`` (seconds
+    east of UTC; local time when None)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    if offset is None:
+        offset = local_offset(sec)
+    dt = datetime(1970, 1, 1) + timedelta(seconds=sec + offset)
+    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    if offset == 0:
+        return text + "Z"
+    sign = "+" if offset > 0 else "-"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def format_time(dt: datetime) -> str:
+    """Format an aware datetime as Go's RFC3339Nano."""
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    utcoffset = dt.utcoffset()
+    offset = int(utcoffset.total_seconds()) if utcoffset is not None else 0
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    return format_ns(ns, offset)
+
+
+def parse_ns(text: str) -> tuple[int, int]:
+    """Parse RFC 3339 (with up to nine fractional digits); return (epoch ns, offset seconds).
+
+    Raise ValueError if ``text`` is not RFC 3339.
+    """
+    m = _RFC3339.match(text.strip())
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac = int((m.group(7) or "0").ljust(9, "0"))
+    tz = m.group(8)
+    offset = 0
+    if tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        offset = sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    naive = datetime(year, month, day, hour, minute, second)
+    seconds = int((naive - datetime(1970, 1, 1)).total_seconds()) - offset
+    return seconds * 1_000_000_000 + frac, offset
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 into an aware datetime (sub-microsecond digits are dropped)."""
+    ns, offset = parse_ns(text)
+    tz = UTC if offset == 0 else timezone(timedelta(seconds=offset))
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)).astimezone(tz)

@@ -1,0 +1,104 @@
+"""The blob-store protocol every storage backend implements.
+
+A backend stores opaque files addressed by a :class:`Handle` (a file type plus a name) in
+restic's layout. It knows nothing about encryption or packs. Backends raise only the storage
+errors of :mod:`airflow_backup.errors`: ``NotFound`` for a missing file,
+``TransientStorageError`` for something worth retrying, ``PermanentStorageError`` otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["FileInfo", "FileType", "Handle", "Storage", "object_path"]
+
+
+class FileType(enum.Enum):
+    """The kinds of file in a restic repository; the value is the directory name."""
+
+    CONFIG = "config"
+    DATA = "data"
+    INDEX = "index"
+    KEY = "keys"
+    LOCK = "locks"
+    SNAPSHOT = "snapshots"
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """A file in the repository: its type and name (a hex id; ``config`` for the config)."""
+
+    type: FileType
+    name: str = ""
+
+    def __str__(self) -> str:
+        return object_path(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A listed file: its name (without directories) and its size in bytes."""
+
+    name: str
+    size: int
+
+
+def object_path(handle: Handle) -> str:
+    """Given a handle, return its path relative to the repository root in restic's layout.
+
+    Pack files live in ``data/<first two hex digits>/<id>``; ``config`` is a single file.
+    """
+    if handle.type is FileType.CONFIG:
+        return "config"
+    if handle.type is FileType.DATA:
+        return f"data/{handle.name[:2]}/{handle.name}"
+    return f"{handle.type.value}/{handle.name}"
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A blob store in restic's layout.
+
+    ``save`` must be atomic: after it returns, the whole file is durable and visible; a crash
+    before that leaves no partial file under the final name. ``save`` of an existing name is an
+    error for every type except locks (ids are content hashes, so a rewrite is a bug).
+    """
+
+    @property
+    def location(self) -> str:
+        """Return a human-readable location with any credentials removed."""
+        ...
+
+    def save(self, handle: Handle, data: bytes) -> None:
+        """Store ``data`` under ``handle`` atomically and durably."""
+        ...
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Return ``length`` bytes from ``offset`` (to the end if ``length`` is None).
+
+        Raise NotFound if the file does not exist.
+        """
+        ...
+
+    def stat(self, handle: Handle) -> FileInfo:
+        """Return the file's size. Raise NotFound if it does not exist."""
+        ...
+
+    def list(self, file_type: FileType) -> Iterator[FileInfo]:
+        """Yield every file of ``file_type`` (in no particular order)."""
+        ...
+
+    def remove(self, handle: Handle) -> None:
+        """Delete the file. Raise NotFound if it does not exist."""
+        ...
+
+    def exists(self, handle: Handle) -> bool:
+        """Return whether the file exists."""
+        ...
+
+    def create_layout(self) -> None:
+        """Create the directories a new repository needs (a no-op for object stores)."""
+        ...

@@ -1,0 +1,165 @@
+"""A storage backend on the local filesystem, in restic's layout.
+
+Writes follow restic's durable pattern: write a temp file in the same directory, fsync it,
+rename it into place, then fsync the directory. Stored files are made read-only (0o444), as
+restic does, so an accidental overwrite fails loudly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from airflow_backup.errors import NotFound, PermanentStorageError, TransientStorageError
+from airflow_backup.storage.base import FileInfo, FileType, Handle, object_path
+
+__all__ = ["LocalStorage"]
+
+# errnos that retrying cannot fix (restic marks ENOSPC and EPERM permanent in local.Save).
+_PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
+
+
+def _map_os_error(exc: OSError, what: str) -> Exception:
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(f"{what}: not found")
+    if exc.errno in _PERMANENT_ERRNOS:
+        return PermanentStorageError(f"{what}: {exc.strerror}")
+    return TransientStorageError(f"{what}: {exc.strerror or exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems refuse fsync on directories; the rename is still atomic there.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    """A repository directory on a local (or mounted) filesystem."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = Path(root)
+
+    @property
+    def location(self) -> str:
+        """Return the repository directory."""
+        return str(self._root)
+
+    @property
+    def root(self) -> Path:
+        """Return the repository directory as a path."""
+        return self._root
+
+    def _path(self, handle: Handle) -> Path:
+        return self._root / object_path(handle)
+
+    def create_layout(self) -> None:
+        """Create the repository directory and restic's sub-directories (data/00..ff too)."""
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+            for t in (FileType.INDEX, FileType.KEY, FileType.LOCK, FileType.SNAPSHOT):
+                (self._root / t.value).mkdir(exist_ok=True)
+            (self._root / "tmp").mkdir(exist_ok=True)
+            data = self._root / "data"
+            data.mkdir(exist_ok=True)
+            for i in range(256):
+                (data / f"{i:02x}").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _map_os_error(exc, f"create repository at {self._root}") from exc
+
+    def save(self, handle: Handle, data: bytes) -> None:
+        """Write ``data`` atomically: temp file, fsync, rename, fsync the directory."""
+        final = self._path(handle)
+        tmp = final.parent / f".tmp-{final.name}-{secrets.token_hex(6)}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if handle.type is not FileType.LOCK and final.exists():
+                raise PermanentStorageError(f"{object_path(handle)}: already exists")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _map_os_error(exc, f"save {object_path(handle)}") from exc
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Return a byte range of the file. Raise NotFound if it is missing."""
+        try:
+            with open(self._path(handle), "rb") as f:
+                if offset:
+                    f.seek(offset)
+                return f.read() if length is None else f.read(length)
+        except OSError as exc:
+            raise _map_os_error(exc, f"load {object_path(handle)}") from exc
+
+    def stat(self, handle: Handle) -> FileInfo:
+        """Return the file's name and size. Raise NotFound if it is missing."""
+        try:
+            st = self._path(handle).stat()
+        except OSError as exc:
+            raise _map_os_error(exc, f"stat {object_path(handle)}") from exc
+        return FileInfo(handle.name, st.st_size)
+
+    def exists(self, handle: Handle) -> bool:
+        """Return whether the file exists."""
+        return self._path(handle).exists()
+
+    def list(self, file_type: FileType) -> Iterator[FileInfo]:
+        """Yield every file of the type; temp files of interrupted writes are skipped."""
+        if file_type is FileType.CONFIG:
+            path = self._root / "config"
+            if path.exists():
+                yield FileInfo("config", path.stat().st_size)
+            return
+        base = self._root / file_type.value
+        dirs = [base]
+        if file_type is FileType.DATA:
+            try:
+                dirs = sorted(p for p in base.iterdir() if p.is_dir())
+            except FileNotFoundError:
+                return
+        for d in dirs:
+            try:
+                entries = list(os.scandir(d))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _map_os_error(exc, f"list {d}") from exc
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                yield FileInfo(entry.name, entry.stat(follow_symlinks=False).st_size)
+
+    def remove(self, handle: Handle) -> None:
+        """Delete the file (read-only files too). Raise NotFound if it is missing."""
+        try:
+            self._path(handle).unlink()
+        except OSError as exc:
+            raise _map_os_error(exc, f"remove {object_path(handle)}") from exc
