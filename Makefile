@@ -1,0 +1,86 @@
+# airflow-backup developer and CI entry points.  `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp
+
+# External binaries the test suite needs, and the Debian package that provides each.
+# To add one: append the binary to APT_TOOLS and define APT_PACKAGE.<binary>.
+APT_TOOLS := restic
+APT_PACKAGE.restic := restic
+# e.g. later:  APT_TOOLS += psql mariadb
+#              APT_PACKAGE.psql := postgresql-client
+#              APT_PACKAGE.mariadb := mariadb-client
+TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
+
+.PHONY: help venv tools lint test test-fast demo clean
+
+help:
+	@echo "make venv       create $(VENV) and install the project with its test extras"
+	@echo "make tools      make sure external tools are installed: $(APT_TOOLS)"
+	@echo "make lint       ruff + mypy"
+	@echo "make test       lint, then the whole pytest suite (slow tests included)"
+	@echo "make test-fast  pytest -m 'not slow'"
+	@echo "make demo       back up, list, restore and verify a sample tree (scripts/demo.sh)"
+	@echo "make clean      remove $(VENV), caches, build output and ./demo"
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $(STAMP)
+
+tools:
+	@missing_pkgs=""; \
+	for pair in $(TOOL_PAIRS); do \
+	  bin=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v "$$bin" >/dev/null 2>&1 || missing_pkgs="$$missing_pkgs $$pkg"; \
+	done; \
+	if [ -n "$$missing_pkgs" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "tools: installing$$missing_pkgs"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing_pkgs; \
+	fi; \
+	still_missing=""; \
+	for pair in $(TOOL_PAIRS); do \
+	  bin=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v "$$bin" >/dev/null 2>&1 || still_missing="$$still_missing $$bin(apt package $$pkg)"; \
+	done; \
+	if [ -n "$$still_missing" ]; then \
+	  if [ "$${CI:-}" = true ]; then \
+	    echo "tools: ERROR: missing on this CI machine:$$still_missing." >&2; \
+	    echo "tools: CI must have them (run make tools as root with apt-get available)." >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "tools: WARNING: missing:$$still_missing; tests that need them will be skipped." >&2; \
+	  echo "tools: install them as root (make tools) to run the whole suite." >&2; \
+	else \
+	  for pair in $(TOOL_PAIRS); do echo "tools: $${pair%%:*} -> $$(command -v $${pair%%:*})"; done; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+test: venv tools lint
+	$(BIN)/pytest -q
+
+test-fast: venv tools
+	$(BIN)/pytest -q -m "not slow"
+
+demo: venv
+	scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d \
+	  -prune -exec rm -rf {} +
