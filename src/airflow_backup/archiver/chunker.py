@@ -1,0 +1,34 @@
+"""Content-defined chunking with FastCDC: min 512 KiB, average 1 MiB, max 8 MiB.
+
+The gear table is seeded from the repository's chunker polynomial, so chunk boundaries (and
+therefore chunk sizes an observer could see) differ between repositories, as with restic's
+per-repository Rabin polynomial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from pyfastcdc import FastCDC
+
+__all__ = ["AVG_SIZE", "MAX_SIZE", "MIN_SIZE", "Chunker"]
+
+MIN_SIZE = 512 * 1024
+AVG_SIZE = 1024 * 1024
+MAX_SIZE = 8 * 1024 * 1024
+
+
+class Chunker:
+    """Splits streams into content-defined chunks."""
+
+    def __init__(self, polynomial: int) -> None:
+        self._cdc = FastCDC(
+            AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=polynomial & 0xFFFFFFFF
+        )
+
+    def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
+        """Yield the chunks of ``stream``. Each view is valid only until the next one is
+        requested: hash, compress or copy it before advancing."""
+        for chunk in self._cdc.cut_stream(stream):
+            yield chunk.data

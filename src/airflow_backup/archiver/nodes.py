@@ -1,0 +1,79 @@
+"""Turn ``lstat`` results into restic tree nodes."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat as st
+from functools import lru_cache
+
+from airflow_backup.repository.timefmt import format_ns
+from airflow_backup.repository.tree import Node, go_mode
+
+__all__ = ["node_from_stat", "node_type"]
+
+
+@lru_cache(maxsize=1024)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=1024)
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def node_type(st_mode: int) -> str:
+    """Return restic's node type for a POSIX file mode."""
+    fmt = st.S_IFMT(st_mode)
+    return {
+        st.S_IFREG: "file",
+        st.S_IFDIR: "dir",
+        st.S_IFLNK: "symlink",
+        st.S_IFIFO: "fifo",
+        st.S_IFSOCK: "socket",
+        st.S_IFCHR: "chardev",
+        st.S_IFBLK: "dev",
+    }.get(fmt, "irregular")
+
+
+def node_from_stat(name: bytes, path: bytes, s: os.stat_result) -> Node:
+    """Given a name, its full path and its ``lstat`` result, return the node restic would store.
+
+    Symlink targets are read here; file content and dir subtrees are filled in by the caller.
+    Raise OSError if a symlink cannot be read.
+    """
+    ntype = node_type(s.st_mode)
+    node = Node(
+        name=name,
+        type=ntype,
+        mode=go_mode(s.st_mode),
+        mtime=format_ns(s.st_mtime_ns),
+        atime=format_ns(s.st_atime_ns),
+        ctime=format_ns(s.st_ctime_ns),
+        uid=s.st_uid,
+        gid=s.st_gid,
+        user=_user_name(s.st_uid),
+        group=_group_name(s.st_gid),
+        inode=s.st_ino,
+    )
+    if ntype != "dir":
+        node.links = s.st_nlink
+        if s.st_nlink > 1:
+            # restic stores the device only for hard links, to pair them on restore.
+            node.device_id = s.st_dev
+    if ntype == "file":
+        node.size = s.st_size
+        node.content = []
+    elif ntype == "symlink":
+        node.linktarget = os.readlink(path)
+    elif ntype in ("dev", "chardev"):
+        node.device = s.st_rdev
+    return node

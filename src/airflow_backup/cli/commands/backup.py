@@ -1,0 +1,154 @@
+"""``backup``: save files, directories or a stream into a new snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
+from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
+from airflow_backup.cli.context import GlobalOptions, open_repository
+from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
+
+
+def register(sub: Any) -> None:
+    """Add the ``backup`` parser."""
+    p = sub.add_parser("backup", help="create a new snapshot of files or a stream")
+    p.add_argument("paths", nargs="*", help="files and directories to back up "
+                   "(with --stdin-from-command: the command and its arguments, after --)")
+    p.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
+                   help="exclude paths matching PATTERN (repeatable)")
+    p.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
+                   help="read exclude patterns from FILE, one per line")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG[,TAG]",
+                   help="add tags to the snapshot (repeatable)")
+    p.add_argument("-H", "--host", default="", help="hostname to record (default: this host)")
+    p.add_argument("--time", default="", help="snapshot time instead of now "
+                   "('2006-01-02 15:04:05' local, or RFC 3339)")
+    p.add_argument("--stdin", action="store_true", help="read the data from standard input")
+    p.add_argument("--stdin-filename", default="stdin", help="file name for --stdin data")
+    p.add_argument("--stdin-from-command", action="store_true",
+                   help="back up the standard output of the command given after --; "
+                        "no snapshot is saved if it exits non-zero")
+    p.set_defaults(func=run)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a --time value (restic's '2006-01-02 15:04:05' in local time, or ISO 8601)."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"invalid --time {text!r}: use 'YYYY-MM-DD HH:MM:SS'") from None
+    return dt if dt.tzinfo else dt.astimezone()
+
+
+class _Progress(ArchiveEvents):
+    def __init__(self, out: Printer) -> None:
+        self.out = out
+        self._last = time.monotonic()
+
+    def item_done(self, path: str, kind: str, size: int, stats: ArchiveStats) -> None:
+        now = time.monotonic()
+        if self.out.verbose and now - self._last >= 1.0:
+            self._last = now
+            self.out.info(f"[{stats.total_files_processed} files, "
+                          f"{human_size(stats.total_bytes_processed)}] {path}")
+
+    def item_error(self, path: str, message: str) -> None:
+        if self.out.json_mode:
+            self.out.json({"message_type": "error", "error": {"message": message},
+                           "during": "archival", "item": path})
+        else:
+            self.out.warn(f"error: {path}: {message}")
+
+
+def _options(args: argparse.Namespace) -> BackupOptions:
+    excludes = list(args.exclude)
+    for path in args.exclude_file:
+        try:
+            with open(path, encoding="utf-8") as f:
+                excludes += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+        except OSError as exc:
+            raise ConfigError(f"cannot read exclude file {path}: {exc.strerror}") from None
+    tags = [t for group in args.tag for t in group.split(",") if t]
+    return BackupOptions(paths=list(args.paths), excludes=excludes, tags=tags,
+                         hostname=args.host or None,
+                         time=parse_time(args.time) if args.time else None)
+
+
+def _run_command(archiver: Archiver, args: argparse.Namespace,
+                 opts: BackupOptions) -> BackupResult:
+    if not args.paths:
+        raise ConfigError("--stdin-from-command needs a command after --")
+    opts = BackupOptions(tags=opts.tags, hostname=opts.hostname, time=opts.time)
+    try:
+        proc = subprocess.Popen(args.paths, stdout=subprocess.PIPE)
+    except OSError as exc:
+        raise SourceError(f"cannot start {args.paths[0]}: {exc.strerror}") from None
+    assert proc.stdout is not None
+
+    def check_exit() -> None:
+        code = proc.wait()
+        if code != 0:
+            raise SourceError(f"command {args.paths[0]} exited with status {code}; "
+                              "no snapshot saved")
+
+    try:
+        return archiver.backup_stream(proc.stdout, args.stdin_filename, opts,
+                                      before_snapshot=check_exit)
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Back up, print a summary; exit 3 if some files could not be read."""
+    opts = _options(args)
+    if not (args.stdin or args.stdin_from_command) and not opts.paths:
+        raise ConfigError("nothing to back up: give at least one path, --stdin or "
+                          "--stdin-from-command")
+    repo = open_repository(gopts)
+    started = time.monotonic()
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        archiver = Archiver(repo, _Progress(out))
+        if args.stdin_from_command:
+            result = _run_command(archiver, args, opts)
+        elif args.stdin:
+            result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
+        else:
+            result = archiver.backup(opts)
+    s = result.stats
+    sn = result.snapshot
+    if out.json_mode:
+        out.json({"message_type": "summary", "files_new": s.files_new,
+                  "files_changed": s.files_changed, "files_unmodified": s.files_unmodified,
+                  "dirs_new": s.dirs_new, "dirs_changed": s.dirs_changed,
+                  "dirs_unmodified": s.dirs_unmodified, "data_blobs": s.data_blobs,
+                  "tree_blobs": s.tree_blobs, "data_added": s.data_added,
+                  "data_added_packed": s.data_added_packed,
+                  "total_files_processed": s.total_files_processed,
+                  "total_bytes_processed": s.total_bytes_processed,
+                  "total_duration": time.monotonic() - started, "snapshot_id": sn.id,
+                  "errors": len(s.errors)})
+    else:
+        out.line(f"Files:       {s.files_new} new, {s.files_changed} changed, "
+                 f"{s.files_unmodified} unmodified")
+        out.line(f"Dirs:        {s.dirs_new} new, {s.dirs_changed} changed, "
+                 f"{s.dirs_unmodified} unmodified")
+        out.line(f"Added to the repository: {human_size(s.data_added)} "
+                 f"({human_size(s.data_added_packed)} stored)")
+        out.line(f"processed {s.total_files_processed} files, "
+                 f"{human_size(s.total_bytes_processed)} in {time.monotonic() - started:.2f}s")
+        out.result(f"snapshot {sn.short_id} saved")
+    if result.partial:
+        out.warn(f"Warning: {len(s.errors)} source file(s) could not be read; "
+                 "the snapshot is partial")
+        return EXIT_PARTIAL
+    return 0

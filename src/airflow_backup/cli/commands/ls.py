@@ -1,0 +1,70 @@
+"""``ls``: list the files of a snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from airflow_backup.cli.commands.common import add_filter_args, filter_from_args, snapshot_json
+from airflow_backup.cli.context import GlobalOptions, open_repository
+from airflow_backup.cli.output import Printer
+from airflow_backup.repository.select import find_snapshot
+from airflow_backup.repository.tree import posix_mode
+from airflow_backup.restorer.walk import walk_tree
+
+_TYPE_CHAR = {"dir": "d", "symlink": "L", "fifo": "p", "socket": "S", "dev": "D",
+              "chardev": "c"}
+
+
+def register(sub: Any) -> None:
+    """Add the ``ls`` parser."""
+    p = sub.add_parser("ls", help="list files in a snapshot")
+    p.add_argument("snapshot", help="snapshot id prefix or 'latest'")
+    p.add_argument("dirs", nargs="*", help="only list below these snapshot paths")
+    p.add_argument("-l", "--long", action="store_true", help="long listing")
+    add_filter_args(p)
+    p.set_defaults(func=run)
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Print every path of the snapshot (restic's ``ls`` text or JSON lines)."""
+    repo = open_repository(gopts)
+    repo.load_index()
+    sn = find_snapshot(repo, args.snapshot, filter_from_args(args))
+    prefixes = [d.rstrip("/") or "/" for d in args.dirs]
+    if out.json_mode:
+        obj = snapshot_json(sn)
+        obj["struct_type"] = "snapshot"
+        out.json(obj)
+    else:
+        out.line(f"snapshot {sn.short_id} of {sn.paths} at {sn.time}:")
+    for path, node in walk_tree(repo, sn.tree):
+        shown = _show(path)
+        if prefixes and not any(
+            shown == p or shown.startswith(p.rstrip("/") + "/") for p in prefixes
+        ):
+            continue
+        if out.json_mode:
+            entry: dict[str, Any] = {"name": _show(node.name), "type": node.type, "path": shown,
+                                     "uid": node.uid, "gid": node.gid}
+            if node.type == "file":
+                entry["size"] = node.size
+            entry.update({"mode": node.mode, "permissions": oct(posix_mode(node.mode)),
+                          "mtime": node.mtime, "atime": node.atime, "ctime": node.ctime,
+                          "struct_type": "node"})
+            out.json(entry)
+        elif args.long:
+            kind = _TYPE_CHAR.get(node.type, "-")
+            perm = posix_mode(node.mode) & 0o777
+            bits = "".join(c if perm & (1 << (8 - i)) else "-" for i, c in enumerate("rwx" * 3))
+            target = f" -> {_show(node.linktarget)}" if node.type == "symlink" else ""
+            out.result(f"{kind}{bits} {node.user or node.uid:>8} {node.group or node.gid:>8} "
+                       f"{node.size:>12} {node.mtime[:19].replace('T', ' ')} {shown}{target}")
+        else:
+            out.result(shown)
+    return 0

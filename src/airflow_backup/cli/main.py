@@ -1,0 +1,103 @@
+"""The ``airflow-backup`` command: restic-like sub-commands over the engine.
+
+Every command is a module in :mod:`airflow_backup.cli.commands` with ``register(subparsers)``
+and ``run(args, gopts, out) -> exit status``. Errors are mapped to exit codes here, once.
+
+EXIT STATUS: 0 ok, 1 error, 3 partial backup (some files unreadable), 10 no repository,
+11 repository locked, 12 wrong password, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+
+from airflow_backup import __version__
+from airflow_backup.cli.commands import ALL_COMMANDS
+from airflow_backup.cli.context import GlobalOptions
+from airflow_backup.cli.output import Printer
+from airflow_backup.errors import EXIT_ERROR, BackupError, exit_code_for
+
+__all__ = ["build_parser", "main"]
+
+EPILOG = """exit status: 0 ok, 1 error, 3 partial backup (some source files unreadable),
+10 no repository, 11 repository locked, 12 wrong password, 130 interrupted"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="airflow-backup",
+        description="Encrypted, deduplicated backups in restic's repository format.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"airflow-backup {__version__}")
+    parser.add_argument("-r", "--repo", default="",
+                        help="repository location (env AIRFLOW_BACKUP_REPOSITORY)")
+    parser.add_argument("--password-file", default="",
+                        help="read the repository password from a file")
+    parser.add_argument("--key-hint", default="", help="key id to try first")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only results")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--retry-lock", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for a conflicting lock to go away")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in ALL_COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _report(exc: BaseException, gopts: GlobalOptions) -> int:
+    code = exit_code_for(exc)
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, BackupError | KeyboardInterrupt):
+        message = f"{type(exc).__name__}: {message}"
+    if isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    if gopts.debug or gopts.verbose > 1:
+        traceback.print_exception(exc, file=sys.stderr)
+    first_line = message.splitlines()[0] if message else ""
+    if gopts.json:
+        sys.stderr.write(json.dumps({"message_type": "exit_error", "code": code,
+                                     "message": first_line}) + "\n")
+    else:
+        sys.stderr.write(f"Fatal: {first_line}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (also used as the process exit code)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    gopts = GlobalOptions(
+        repo=args.repo, password_file=args.password_file, key_hint=args.key_hint,
+        json=args.json, verbose=args.verbose, quiet=args.quiet, debug=args.debug,
+        retry_lock=args.retry_lock,
+    )
+    out = Printer(gopts.json, gopts.quiet, gopts.verbose)
+    try:
+        status: int = args.func(args, gopts, out)
+        return status
+    except BrokenPipeError:
+        # Output closed early (e.g. piped into head); do not add noise.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        return EXIT_ERROR
+    except (BackupError, KeyboardInterrupt, OSError, ValueError) as exc:
+        return _report(exc, gopts)
+    except Exception as exc:  # unexpected: still one line, traceback with --debug
+        return _report(exc, gopts)
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,63 @@
+"""Terminal output: human text or JSON lines, chosen once by --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+__all__ = ["Printer"]
+
+
+class Printer:
+    """Writes results to stdout and messages to stderr."""
+
+    def __init__(self, json_mode: bool, quiet: bool = False, verbose: int = 0) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def json(self, obj: Any) -> None:
+        """Write one JSON document as a line on stdout."""
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str = "") -> None:
+        """Write a line of human output on stdout (suppressed in JSON and quiet modes)."""
+        if not self.json_mode and not self.quiet:
+            sys.stdout.write(text + "\n")
+
+    def result(self, text: str) -> None:
+        """Write a line that is the command's result (shown even with --quiet)."""
+        if not self.json_mode:
+            sys.stdout.write(text + "\n")
+
+    def info(self, text: str) -> None:
+        """Write a verbose progress message on stderr (only with -v)."""
+        if self.verbose and not self.json_mode:
+            sys.stderr.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        """Write a warning on stderr."""
+        sys.stderr.write(text + "\n")
+
+    def table(self, headers: list[str], rows: list[list[str]]) -> None:
+        """Write an aligned table on stdout."""
+        widths = [len(h) for h in headers]
+        for row in rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        self.result(fmt.format(*headers).rstrip())
+        self.result("-" * (sum(widths) + 2 * (len(widths) - 1)))
+        for row in rows:
+            self.result(fmt.format(*row).rstrip())
+        self.result("-" * (sum(widths) + 2 * (len(widths) - 1)))
+
+
+def human_size(n: float) -> str:
+    """Return ``n`` bytes in restic's human style (KiB, MiB, …)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3f} {unit}"
+        n /= 1024
+    return f"{n:.3f} TiB"
