@@ -78,7 +78,7 @@ test-fast: venv tools
 	$(BIN)/pytest -q -m "not slow"
 
 demo: venv
-	scripts/demo.sh
+	bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
