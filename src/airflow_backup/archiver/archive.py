@@ -12,9 +12,9 @@ import hashlib
 import os
 import socket
 import stat as st
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from collections.abc import Callable
 from typing import BinaryIO
 
 from airflow_backup import __version__

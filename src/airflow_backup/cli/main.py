@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from airflow_backup import __version__
 from airflow_backup.cli.commands import ALL_COMMANDS
@@ -28,28 +29,53 @@ EPILOG = """exit status: 0 ok, 1 error, 3 partial backup (some source files unre
 10 no repository, 11 repository locked, 12 wrong password, 130 interrupted"""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with restic's convention: a usage error is one line and exit status 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"Fatal: {message} (see '{self.prog} --help')\n")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    def d(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("-r", "--repo", default=d(""),
+                        help="repository location (env AIRFLOW_BACKUP_REPOSITORY)")
+    parser.add_argument("--password-file", default=d(""),
+                        help="read the repository password from a file")
+    parser.add_argument("--key-hint", default=d(""), help="key id to try first")
+    parser.add_argument("--json", action="store_true", default=d(False),
+                        help="machine-readable output")
+    parser.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                        help="print only results")
+    parser.add_argument("-v", "--verbose", action="count", default=d(0), help="more output")
+    parser.add_argument("--debug", action="store_true", default=d(False),
+                        help="show tracebacks on errors")
+    parser.add_argument("--retry-lock", type=float, default=d(0.0), metavar="SECONDS",
+                        help="wait this long for a conflicting lock to go away")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    """Return the argument parser with every sub-command registered.
+
+    Global options are accepted before or after the sub-command, as restic does.
+    """
+    parser = _Parser(
         prog="airflow-backup",
         description="Encrypted, deduplicated backups in restic's repository format.",
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"airflow-backup {__version__}")
-    parser.add_argument("-r", "--repo", default="",
-                        help="repository location (env AIRFLOW_BACKUP_REPOSITORY)")
-    parser.add_argument("--password-file", default="",
-                        help="read the repository password from a file")
-    parser.add_argument("--key-hint", default="", help="key id to try first")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only results")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--retry-lock", type=float, default=0.0, metavar="SECONDS",
-                        help="wait this long for a conflicting lock to go away")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
     for module in ALL_COMMANDS:
         module.register(sub)
+    for name, sub_parser in sub.choices.items():
+        _add_global_options(sub_parser, suppress=True)
+        sub_parser.epilog = sub_parser.epilog or EPILOG
+        del name
     return parser
 
 

@@ -91,7 +91,7 @@ def decode_index(obj: Any, what: str) -> tuple[dict[bytes, list[PackedBlob]], li
     """
     try:
         if isinstance(obj, list):
-            packs_json, supersedes = obj, []
+            packs_json, supersedes = obj, list[str]()
         else:
             packs_json, supersedes = obj.get("packs") or [], obj.get("supersedes") or []
         packs: dict[bytes, list[PackedBlob]] = {}

@@ -6,6 +6,7 @@ a process that no longer exists. Non-exclusive locks coexist; an exclusive lock 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -142,10 +143,8 @@ class RepoLock:
     def _remove(self, lock_id: str | None = None) -> None:
         lock_id = lock_id or self._id
         if lock_id:
-            try:
+            with contextlib.suppress(NotFound):
                 self._storage.remove(Handle(FileType.LOCK, lock_id))
-            except NotFound:
-                pass
 
     def release(self) -> None:
         """Stop refreshing and delete the lock file."""

@@ -20,9 +20,8 @@ from airflow_backup.errors import (
     RepositoryNotFound,
 )
 from airflow_backup.repository import keys as keyfiles
-from airflow_backup.repository.config import CONFIG_HANDLE, RepoConfig, load_config
+from airflow_backup.repository.config import CONFIG_HANDLE, RepoConfig, load_config, save_config
 from airflow_backup.repository.config import new_config as make_config
-from airflow_backup.repository.config import save_config
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.index import Index, decode_index, encode_index
 from airflow_backup.repository.locks import RepoLock

@@ -30,7 +30,8 @@ def format_ns(ns: int, offset: int | None = None) -> str:
     if offset is None:
         offset = local_offset(sec)
     dt = datetime(1970, 1, 1) + timedelta(seconds=sec + offset)
-    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    text = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+            f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}")
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     if offset == 0:

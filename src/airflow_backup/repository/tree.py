@@ -7,6 +7,7 @@ kept as the exact RFC 3339 strings so that a tree read from restic re-encodes by
 from __future__ import annotations
 
 import base64
+import itertools
 import stat as st
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,7 +182,7 @@ class Node:
 
 def encode_tree(nodes: list[Node]) -> bytes:
     """Return a tree blob's bytes. Raise ValueError if names are not strictly increasing."""
-    for a, b in zip(nodes, nodes[1:], strict=False):
+    for a, b in itertools.pairwise(nodes):
         if not a.name < b.name:
             raise ValueError(f"tree nodes not in strictly increasing order: {b.name!r}")
     return b'{"nodes":[' + b",".join(gojson.dumps(n.to_json()) for n in nodes) + b"]}\n"

@@ -18,8 +18,14 @@ from airflow_backup.repository import gojson
 from airflow_backup.repository.crypto import Key
 from airflow_backup.storage.base import FileType, Handle, Storage
 
-__all__ = ["compress", "decompress", "decode_unpacked", "encode_unpacked", "load_json",
-           "save_json"]
+__all__ = [
+    "compress",
+    "decode_unpacked",
+    "decompress",
+    "encode_unpacked",
+    "load_json",
+    "save_json",
+]
 
 _MAX_DECOMPRESSED = 1 << 34
 
@@ -71,9 +77,9 @@ def load_json(storage: Storage, key: Key, handle: Handle, verify_id: bool = True
     """Load, verify and parse an unpacked file. Raise IntegrityError if it is damaged."""
     sealed = storage.load(handle)
     what = str(handle)
-    if verify_id and handle.type is not FileType.CONFIG:
-        if hashlib.sha256(sealed).hexdigest() != handle.name:
-            raise IntegrityError(f"{what}: content does not match its id")
+    if (verify_id and handle.type is not FileType.CONFIG
+            and hashlib.sha256(sealed).hexdigest() != handle.name):
+        raise IntegrityError(f"{what}: content does not match its id")
     raw = decode_unpacked(key, sealed, what)
     try:
         return json.loads(raw)

@@ -13,6 +13,7 @@ import os
 import stat as st
 from dataclasses import dataclass, field
 
+from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.errors import IntegrityError, RestoreError, UnsafePath
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
@@ -20,7 +21,6 @@ from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import parse_ns
 from airflow_backup.repository.tree import Node, posix_mode
 from airflow_backup.restorer.walk import check_name, find_node
-from airflow_backup.archiver.patterns import PatternSet
 
 __all__ = ["RestoreOptions", "RestoreStats", "Restorer"]
 

@@ -17,7 +17,9 @@ def check_name(name: bytes) -> None:
         raise UnsafePath(f"refusing unsafe node name {name!r} in snapshot tree")
 
 
-def walk_tree(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
+def walk_tree(
+    repo: Repository, tree_id: bytes, prefix: bytes = b""
+) -> Iterator[tuple[bytes, Node]]:
     """Yield ``(path, node)`` for every node below ``tree_id`` in depth-first name order.
 
     Paths are absolute within the snapshot (``/srv/data/file``). Raise UnsafePath on a node

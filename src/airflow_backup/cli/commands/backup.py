@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
@@ -99,7 +99,7 @@ def _run_command(archiver: Archiver, args: argparse.Namespace,
                               "no snapshot saved")
 
     try:
-        return archiver.backup_stream(proc.stdout, args.stdin_filename, opts,
+        return archiver.backup_stream(cast(BinaryIO, proc.stdout), args.stdin_filename, opts,
                                       before_snapshot=check_exit)
     finally:
         proc.stdout.close()

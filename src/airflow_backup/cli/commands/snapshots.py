@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     expanded = []
     for r in rows:
         paths = r[4].split("\n")
-        expanded.append(r[:4] + [paths[0]])
+        expanded.append([*r[:4], paths[0]])
         expanded += [["", "", "", "", p] for p in paths[1:]]
     out.table(["ID", "Time", "Host", "Tags", "Paths"], expanded)
     out.result(f"{len(snaps)} snapshots")

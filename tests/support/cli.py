@@ -1,0 +1,43 @@
+"""Run the ``airflow-backup`` CLI as a real subprocess, with the password in the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["FAST_KDF", "run_cli"]
+
+#: Cheap scrypt parameters for keys made by tests (readers honour whatever a key file says).
+FAST_KDF = "1024,8,1"
+
+
+def run_cli(
+    repo: Path | str | None,
+    *args: str | os.PathLike[str] | bytes,
+    password: str | None = "secret-pw",
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m airflow_backup.cli [-r REPO] ARGS...``; never raises on exit status.
+
+    The password travels in AIRFLOW_BACKUP_PASSWORD (never in argv); restic's and our own
+    repository/password variables from the caller's environment are dropped first.
+    """
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    full_env["AIRFLOW_BACKUP_KDF_PARAMS"] = FAST_KDF
+    if password is not None:
+        full_env["AIRFLOW_BACKUP_PASSWORD"] = password
+    if env:
+        full_env.update(env)
+    argv: list[str | bytes | os.PathLike[str]] = [sys.executable, "-m", "airflow_backup.cli"]
+    if repo is not None:
+        argv += ["-r", str(repo)]
+    argv += list(args)
+    return subprocess.run(argv, env=full_env, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout, check=False)
