@@ -121,3 +121,33 @@ def test_restic_backs_up_and_prunes_in_our_repository(
     _ok(run_cli(repo, "restore", "latest", "--tag", "restic-1", "--target", str(t3)))
     assert compare_trees(second.root, restored_path(t3, second.root),
                          lossy_symlink_targets=_lossy(restic_bin)) == []
+
+
+def test_extended_attributes_round_trip_both_ways(tmp_path: Path, restic_bin: str) -> None:
+    src = tmp_path / "xattr-src"
+    src.mkdir()
+    f = src / "tagged.txt"
+    f.write_text("with attributes")
+    os.setxattr(f, "user.airflow", b"dag=\x00\xffbinary")
+    os.setxattr(src, "user.dir", b"on a directory")
+
+    repo = tmp_path / "repo"
+    _ok(run_cli(repo, "init"))
+    _ok(run_cli(repo, "backup", str(src)))
+    by_restic = tmp_path / "by-restic"
+    run_restic(repo, "restore", "latest", "--target", str(by_restic), password=PW,
+               restic_bin=restic_bin)
+    by_us = tmp_path / "by-us"
+    _ok(run_cli(repo, "restore", "latest", "--target", str(by_us)))
+    for target in (by_restic, by_us):
+        root = restored_path(target, src)
+        assert os.getxattr(root / "tagged.txt", "user.airflow") == b"dag=\x00\xffbinary"
+        assert os.getxattr(root, "user.dir") == b"on a directory"
+
+    restic_repo = tmp_path / "restic-repo"
+    run_restic(restic_repo, "init", password=PW, restic_bin=restic_bin)
+    run_restic(restic_repo, "backup", str(src), password=PW, restic_bin=restic_bin)
+    from_restic = tmp_path / "from-restic"
+    _ok(run_cli(restic_repo, "restore", "latest", "--target", str(from_restic)))
+    root = restored_path(from_restic, src)
+    assert os.getxattr(root / "tagged.txt", "user.airflow") == b"dag=\x00\xffbinary"

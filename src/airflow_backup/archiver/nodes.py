@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import grp
 import os
 import pwd
@@ -44,6 +45,25 @@ def node_type(st_mode: int) -> str:
     }.get(fmt, "irregular")
 
 
+def read_xattrs(path: bytes) -> list[dict[str, str]] | None:
+    """Return a node's extended attributes in restic's shape (value base64), or None.
+
+    Attributes that vanish or cannot be read are skipped, as restic does.
+    """
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return None
+    out = []
+    for name in sorted(names):
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+        out.append({"name": name, "value": base64.b64encode(value).decode()})
+    return out or None
+
+
 def node_from_stat(name: bytes, path: bytes, s: os.stat_result) -> Node:
     """Given a name, its full path and its ``lstat`` result, return the node restic would store.
 
@@ -69,6 +89,7 @@ def node_from_stat(name: bytes, path: bytes, s: os.stat_result) -> Node:
         if s.st_nlink > 1:
             # restic stores the device only for hard links, to pair them on restore.
             node.device_id = s.st_dev
+    node.extended_attributes = read_xattrs(path)
     if ntype == "file":
         node.size = s.st_size
         node.content = []

@@ -8,6 +8,7 @@ are verified before a byte is written; a damaged blob aborts the file and the re
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import stat as st
@@ -175,8 +176,20 @@ class Restorer:
         self.stats.files += 1
         self.stats.bytes += written
 
+    def _set_xattrs(self, node: Node, dest: bytes) -> None:
+        for attr in node.extended_attributes or []:
+            try:
+                value = base64.b64decode(attr.get("value") or "")
+                os.setxattr(dest, attr["name"], value, follow_symlinks=False)
+            except (OSError, KeyError, ValueError) as exc:
+                # Like restic: a file system without xattr support is not a failed restore.
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOTSUP, errno.EPERM):
+                    continue
+                raise OSError(f"extended attribute {attr.get('name')!r}: {exc}") from exc
+
     def _set_metadata(self, node: Node, dest: bytes) -> None:
         is_link = node.type == "symlink"
+        self._set_xattrs(node, dest)
         if self._is_root:
             os.chown(dest, node.uid, node.gid, follow_symlinks=False)
         if not is_link:
