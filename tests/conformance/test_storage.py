@@ -294,12 +294,6 @@ def _race(storage: Storage, handle: Handle, payloads: list[bytes]) -> list[str]:
 
 def test_concurrent_saves_of_one_name_let_exactly_one_win(
         storage: Storage, request: pytest.FixtureRequest) -> None:
-    if isinstance(storage, LocalStorage):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=AssertionError,
-            reason="BUG: LocalStorage.save checks final.exists() and later os.replace()s, so "
-                   "concurrent saves of one non-lock name all 'succeed' and the last "
-                   "silently replaces the others (e.g. two concurrent inits' config)"))
     payloads = [bytes([i]) * 20_000 for i in range(8)]
     for handle in (CONFIG, Handle(FileType.INDEX, fid("race")),
                    Handle(FileType.DATA, fid("race"))):

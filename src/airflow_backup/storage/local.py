@@ -103,7 +103,12 @@ class LocalStorage:
             finally:
                 os.close(fd)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+            if handle.type is FileType.LOCK:
+                os.replace(tmp, final)
+            else:
+                # link() fails if the name exists, so two writers of one name cannot both win.
+                os.link(tmp, final)
+                tmp.unlink()
             _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

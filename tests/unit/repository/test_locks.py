@@ -112,11 +112,6 @@ def test_lock_of_a_live_process_on_this_host_blocks(storage: MemoryStorage, key:
         RepoLock(storage, key, 2, exclusive=False).acquire()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OverflowError,
-    reason="BUG: locks._pid_alive lets OverflowError escape "
-           "os.kill for a PID beyond the C int range, so one such lock file makes "
-           "every lock attempt crash")
 def test_lock_with_an_absurd_pid_does_not_crash(storage: MemoryStorage, key: Key) -> None:
     # Such a PID cannot exist, so the lock is stale like any other dead process's.
     write_foreign_lock(storage, key, exclusive=True, pid=2**40)

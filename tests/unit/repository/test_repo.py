@@ -148,11 +148,6 @@ def test_garbage_key_file_does_not_hide_the_good_one(storage: MemoryStorage) -> 
         Repository.open(storage, "wrong")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="BUG: keys.load_key_file does not validate N/r/p; a "
-           "key file with N not a power of two makes hashlib.scrypt raise ValueError "
-           "out of find_key instead of the file being skipped")
 def test_key_file_with_invalid_scrypt_params_is_skipped(storage: MemoryStorage) -> None:
     repo = Repository.init(storage, "pw")
     obj = json.loads(storage.load(Handle(FileType.KEY, repo.key_id)))

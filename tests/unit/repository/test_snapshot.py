@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_backup.errors import IntegrityError
@@ -52,17 +52,12 @@ def repo() -> Repository:
 @settings(max_examples=60, deadline=None)
 @given(snap=snapshots)
 def test_snapshot_round_trip(repo: Repository, snap: Snapshot) -> None:
-    text = json.dumps(snap.to_json())
-    assume("\\\\b" not in text and "\\\\f" not in text)  # gojson bug, see test_tree.py
+    json.dumps(snap.to_json())  # JSON-serialisable as it stands
     snap_id = repo.save_snapshot(snap)
     assert snap.id == snap_id
     assert repo.load_snapshot(snap_id) == snap
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: gojson.dumps corrupts the Windows-style path "
-           "'C:\\backup' (backslash + 'b') into 'C:\\x08ackup'")
 def test_snapshot_with_backslash_paths_round_trips(repo: Repository) -> None:
     snap = Snapshot(time="2024-01-02T03:04:05Z", tree=b"\x01" * 32, paths=["C:\\backup"])
     assert repo.load_snapshot(repo.save_snapshot(snap)).paths == ["C:\\backup"]
