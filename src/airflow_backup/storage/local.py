@@ -107,8 +107,13 @@ class LocalStorage:
                 os.replace(tmp, final)
             else:
                 # link() fails if the name exists, so two writers of one name cannot both win.
-                os.link(tmp, final)
-                tmp.unlink()
+                try:
+                    os.link(tmp, final)
+                    tmp.unlink()
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                        raise
+                    os.replace(tmp, final)  # a file system without hard links
             _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
