@@ -29,6 +29,28 @@ class Timing:
     sys_seconds: float
     max_rss_kib: int
     returncode: int
+    background_cpus: float = 0.0  # other processes' CPU use meanwhile, in CPUs (0.0 to cores)
+    steal_cpus: float = 0.0  # CPU time the hypervisor gave to other guests, in CPUs
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq, steal
+
+
+def _with_load(timing: Timing, before: tuple[int, int]) -> Timing:
+    after = _cpu_jiffies()
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = (after[0] - before[0]) / tick - timing.user_seconds - timing.sys_seconds
+    timing.background_cpus = round(max(0.0, busy) / timing.seconds, 2) if timing.seconds else 0.0
+    timing.steal_cpus = round((after[1] - before[1]) / tick / timing.seconds, 2)
+    return timing
 
 
 @functools.cache
@@ -51,8 +73,14 @@ def _parse_gnu_time(text: str) -> tuple[float, float, int]:
 
 
 def run_timed(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Timing:
-    """Run ``argv`` with stdin closed and stdout+stderr into ``log``; measure it."""
+    """Run ``argv`` with stdin closed and stdout+stderr into ``log``; measure it, and how busy
+    the rest of the machine was meanwhile."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    before = _cpu_jiffies()
+    return _with_load(_run(argv, env, log, cwd), before)
+
+
+def _run(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> Timing:
     with log.open("wb") as out:
         if _gnu_time_works():
             stats = log.with_suffix(".time")

@@ -16,6 +16,7 @@ STEPS = {
 }
 COMPARED_STEPS = ("first", "unchanged", "mutated", "restore")
 OTHERS = ("restic", "borg")
+BUSY_CPUS = 0.25  # other processes' mean CPU use above which the results carry a warning
 
 
 def _median(values: list[float]) -> float | None:
@@ -41,10 +42,28 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
                 "cpu_seconds": _median([s["user_seconds"] + s["sys_seconds"] for s in recs]),
                 "max_rss_mib": _median([s["max_rss_kib"] / 1024 for s in recs]),
                 "repo_mib": repo / MiB if repo is not None else None,
+                "background_cpus": _median([s.get("background_cpus", 0.0) for s in recs]),
                 "runs": len(recs),
             }
         summary[tool] = per_step
     return summary
+
+
+def load_summary(runs: list[dict[str, Any]], before: tuple[float, float, float],
+                 after: tuple[float, float, float]) -> dict[str, Any]:
+    """How busy the machine was with other work during the timed steps (time-weighted)."""
+    steps = [s for r in runs for s in r["steps"].values()]
+    total = sum(s["seconds"] for s in steps) or 1.0
+    background = sum(s.get("background_cpus", 0.0) * s["seconds"] for s in steps) / total
+    steal = sum(s.get("steal_cpus", 0.0) * s["seconds"] for s in steps) / total
+    return {
+        "loadavg_start": [round(x, 2) for x in before],
+        "loadavg_end": [round(x, 2) for x in after],
+        "background_cpus_mean": round(background, 2),
+        "background_cpus_max": max((s.get("background_cpus", 0.0) for s in steps), default=0.0),
+        "steal_cpus_mean": round(steal, 2),
+        "busy": background >= BUSY_CPUS,
+    }
 
 
 def ratios(summary: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, Any]:
@@ -81,8 +100,8 @@ def markdown(results: dict[str, Any]) -> str:
     summary = results["summary"]
     lines = [
         "| step | tool | time (s) | throughput (MiB/s) | peak RSS (MiB) | repo size (MiB) "
-        "| CPU user+sys (s) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| CPU user+sys (s) | other load (CPUs) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for step, label in STEPS.items():
         for tool, per_step in summary.items():
@@ -92,7 +111,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {label} | {results['tools'][tool]['label']} | {_fmt(s['seconds'], '.2f')} "
                 f"| {_fmt(s['mib_per_s'])} | {_fmt(s['max_rss_mib'])} | {_fmt(s['repo_mib'])} "
-                f"| {_fmt(s['cpu_seconds'])} |")
+                f"| {_fmt(s['cpu_seconds'])} | {_fmt(s['background_cpus'], '.2f')} |")
     lines.append("")
     rat = results["ratios"]
     if rat:
@@ -111,6 +130,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     for info in results["tools"].values():
         lines.append(f"- {info['label']}: {info['status']}")
+    load = results["load"]
+    lines.append(
+        f"- other processes used {load['background_cpus_mean']:.2f} CPUs on average "
+        f"(at most {load['background_cpus_max']:.2f}) during the timed steps; "
+        f"hypervisor steal {load['steal_cpus_mean']:.2f} CPUs; load average "
+        f"{load['loadavg_start'][0]:.2f} at the start, {load['loadavg_end'][0]:.2f} at the end")
+    if load["busy"]:
+        lines.append("- WARNING: the machine was busy with other work; times are inflated "
+                     "and ratios noisy (compare CPU seconds, or rerun on an idle machine)")
     return "\n".join(lines) + "\n"
 
 

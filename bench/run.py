@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,84 +28,10 @@ import dataset
 import machine
 import measure
 import report
+import runner
 import tools
 
 BENCH = Path(__file__).resolve().parent
-
-
-class StepFailed(Exception):
-    """A tool's command exited non-zero."""
-
-
-class Runner:
-    """Runs every step of one tool's repetition and records what each cost."""
-
-    def __init__(self, ds: dataset.Dataset, plan: list[dataset.Mutation], work: Path,
-                 cold: bool, keep: bool) -> None:
-        self.ds, self.plan, self.work, self.cold, self.keep = ds, plan, work, cold, keep
-        self.inserted = sum(m.length for m in plan)
-        self.expected: dict[str, tuple[int, str]] | None = None
-
-    def run(self, tool: tools.Tool, rep: int) -> dict[str, Any]:
-        """One repetition of ``tool``: all steps and the restore check."""
-        home = self.work / f"{tool.name}-r{rep}"
-        repo, target = home / "repo", home / "restore"
-        home.mkdir(parents=True)
-        env = tool.env(home)
-        record: dict[str, Any] = {"tool": tool.name, "rep": rep, "ok": False, "steps": {}}
-
-        def step(key: str, argv: list[str], nbytes: int, cwd: Path | None = None) -> None:
-            if self.cold:
-                measure.drop_caches()
-            log = self.work / "logs" / f"{tool.name}-r{rep}-{key}.log"
-            timing = measure.run_timed(argv, env, log, cwd)
-            rec: dict[str, Any] = {**asdict(timing), "bytes": nbytes}
-            if key != "restore":
-                rec["repo_disk_bytes"], rec["repo_apparent_bytes"] = measure.dir_size(repo)
-            record["steps"][key] = rec
-            _progress(f"{tool.name} #{rep} {report.STEPS[key]}: {timing.seconds:.2f} s, "
-                      f"peak RSS {timing.max_rss_kib / 1024:.0f} MiB"
-                      + (f", exit {timing.returncode}" if timing.returncode else ""))
-            if timing.returncode != 0:
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise StepFailed(f"{report.STEPS[key]} exited with {timing.returncode} "
-                                 f"({log}): {' | '.join(tail)}")
-
-        base = self.ds.total_bytes
-        mutated = False
-        try:
-            step("init", tool.init(repo), 0)
-            step("first", tool.backup(repo, self.ds.root, "first"), base)
-            step("unchanged", tool.backup(repo, self.ds.root, "unchanged"), base)
-            dataset.mutate(self.ds, self.plan)
-            mutated = True
-            step("mutated", tool.backup(repo, self.ds.root, "mutated"), base + self.inserted)
-            target.mkdir()
-            argv, cwd = tool.restore(repo, target, "mutated")
-            step("restore", argv, base + self.inserted, cwd)
-            if self.expected is None:
-                self.expected = measure.tree_digest(self.ds.root)
-            problems = measure.compare_trees(self.expected, tool.restored_root(target,
-                                                                               self.ds.root))
-            record.update(verified=not problems, problem_count=len(problems),
-                          problems=problems[:20], ok=not problems)
-            if problems:
-                record["error"] = f"RESTORE MISMATCH: {len(problems)} differences"
-                _progress(f"{tool.name} #{rep}: RESTORE MISMATCH, {len(problems)} differences, "
-                          f"e.g. {problems[:3]}")
-        except StepFailed as exc:
-            record["error"] = str(exc)
-            _progress(f"{tool.name} #{rep}: FAILED: {exc}")
-        finally:
-            if mutated:
-                dataset.unmutate(self.ds, self.plan)
-            if not self.keep:
-                shutil.rmtree(home, ignore_errors=True)
-        return record
-
-
-def _progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -160,7 +86,7 @@ def _select_tools(args: argparse.Namespace) -> tuple[list[tools.Tool], dict[str,
             hint = "run `make venv`" if tool.name == "ours" else "install it (apt-get)"
             info[tool.name] = {"label": tool.name, "version": None, "binary": tool.binary,
                                "status": f"SKIPPED: {tool.binary} not found ({hint})"}
-            _progress(f"WARNING: {tool.name} skipped: {tool.binary} not found ({hint})")
+            runner.progress(f"WARNING: {tool.name} skipped: {tool.binary} not found ({hint})")
     return chosen, info
 
 
@@ -170,26 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     chosen, tool_info = _select_tools(args)
     if not chosen:
-        _progress("no tool to run")
+        runner.progress("no tool to run")
         return 1
     data_dir = args.data_dir.resolve()
     ds = dataset.ensure_dataset(data_dir, args.size_bytes, args.seed)
-    plan = dataset.mutation_plan(ds)
     cold = not args.warm and measure.drop_caches()
     if not args.warm and not cold:
-        _progress("cannot drop the page cache (not root?): measuring with a warm cache")
+        runner.progress("cannot drop the page cache (not root?): measuring with a warm cache")
     work = data_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     ours_source = (machine.source_info(tool_info["ours"]["binary"]) if "ours" in tool_info
                    else {"commit": "n/a", "dirty": None})
-    runner = Runner(ds, plan, work, cold, args.keep)
+    load_before = os.getloadavg()
+    bench = runner.Runner(ds, work, cold, args.keep)
     runs: list[dict[str, Any]] = []
     for rep in range(1, args.repeat + 1):
-        for tool in chosen:
-            runs.append(runner.run(tool, rep))
-            if broken := dataset.check_sizes(ds):
-                sys.exit(f"bench: dataset damaged after undoing the mutation ({broken[:3]}); "
-                         f"delete {ds.root.parent} and rerun")
+        runs += bench.repetition(chosen, rep)
+        if broken := dataset.check_sizes(ds):
+            sys.exit(f"bench: dataset damaged after undoing the mutation ({broken[:3]}); "
+                     f"delete {ds.root.parent} and rerun")
     for tool in chosen:
         failed = [r for r in runs if r["tool"] == tool.name and not r["ok"]]
         if failed:
@@ -209,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "tools": tool_info,
         "settings": {"size": args.size, "seed": args.seed, "repeat": args.repeat,
                      "cache": "cold" if cold else "warm", "tools": [t.name for t in chosen]},
+        "load": report.load_summary(runs, load_before, os.getloadavg()),
         "dataset": {"size": dataset.format_size(args.size_bytes), "root": str(ds.root),
                     **ds.stats,
-                    "mutation": {"files": len(plan), "bytes_inserted": runner.inserted}},
+                    "mutation": {"files": len(bench.plan), "bytes_inserted": bench.inserted}},
         "summary": summary,
         "ratios": report.ratios(summary),
         "runs": runs,
