@@ -24,7 +24,7 @@ from airflow_backup.repository.repo import Repository
 
 __all__ = ["ContentResult", "ContentSaver"]
 
-_BLOCK = 16 * 1024 * 1024
+_BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
 
 
 @dataclass(slots=True)
@@ -96,23 +96,32 @@ class ContentSaver:
             os.close(fd)
 
     def _save_blocks(self, read: Callable[[int], bytes], result: ContentResult) -> None:
-        carry = b""
-        while True:
-            block = _read_full(read, _BLOCK)
-            eof = len(block) < _BLOCK
-            buf = carry + block if carry else block
+        buf = bytearray()
+        eof = False
+        while not eof:
+            while len(buf) < _BLOCK:
+                data = read(_BLOCK - len(buf))
+                if not data:
+                    eof = True
+                    break
+                buf += data
             if not buf:
                 return
-            chunks = list(self.chunker.cut(buf))
-            # Unless at EOF, the last chunk ended only because the buffer did: re-cut it
-            # together with the next block. Buffers are always longer than MAX_SIZE.
-            keep = chunks if eof else chunks[:-1]
-            for start, length in keep:
-                self._save_chunk(memoryview(buf)[start : start + length], result)
-            if eof:
-                return
-            start, length = chunks[-1]
-            carry = buf[start : start + length]
+            view = memoryview(buf)
+            try:
+                chunks = list(self.chunker.cut(view))
+                # Unless at EOF, the last chunk ended only because the buffer did: cut it
+                # again together with what follows. The buffer is longer than MAX_SIZE, so at
+                # least one chunk before it is complete.
+                if not eof:
+                    chunks.pop()
+                for start, length in chunks:
+                    self._save_chunk(view[start : start + length], result)
+            finally:
+                view.release()
+            if chunks:
+                last_start, last_len = chunks[-1]
+                del buf[: last_start + last_len]
 
     def _save_chunk(self, chunk: bytes | memoryview, result: ContentResult) -> None:
         blob_id = hashlib.sha256(chunk).digest()
@@ -150,18 +159,6 @@ def _read_all(fd: int, hint: int) -> bytes:
         if sum(len(p) for p in parts) >= MIN_SIZE:
             break
     return b"".join(parts)
-
-
-def _read_full(read: Callable[[int], bytes], size: int) -> bytes:
-    parts = []
-    got = 0
-    while got < size:
-        data = read(size - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 assert _BLOCK > MAX_SIZE
