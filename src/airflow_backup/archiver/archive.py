@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from airflow_backup import __version__
-from airflow_backup.archiver.chunker import Chunker
+from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
 from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat
@@ -235,7 +235,11 @@ class Archiver:
                 pending.entries.append(node)
                 return
             assert self._saver is not None
-            pending.entries.append((node, self._saver.submit_file(path, s.st_size)))
+            if s.st_size < MIN_SIZE:
+                fut = self._saver.submit_small(path, s.st_size)
+            else:
+                fut = self._saver.submit_file(path, s.st_size)
+            pending.entries.append((node, fut))
         elif node.type == "dir":
             sub = _PendingDir(path, pending.parent.child(self.repo, name))
             try:
@@ -256,6 +260,8 @@ class Archiver:
         """Write the trees of queued directories whose files are all saved (all of them when
         ``block``), oldest first: post-order guarantees children are written before parents.
         """
+        if block and self._saver is not None:
+            self._saver.flush()
         while self._queue:
             pending = self._queue[0]
             if not block and not pending.ready():

@@ -24,6 +24,8 @@ from airflow_backup.repository.repo import Repository
 
 __all__ = ["ContentResult", "ContentSaver"]
 
+_BATCH_FILES = 64
+_BATCH_BYTES = 4 * 1024 * 1024
 _BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
 
 
@@ -48,12 +50,48 @@ class ContentSaver:
         self.workers = workers or max(2, min(8, (os.cpu_count() or 2) * 2))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
         self._slots = threading.BoundedSemaphore(max_inflight)
+        self._batch: list[tuple[bytes, int, Future[ContentResult]]] = []
+        self._batch_bytes = 0
 
     def __enter__(self) -> ContentSaver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit_small(self, path: bytes, expected_size: int) -> Future[ContentResult]:
+        """Queue a file smaller than one chunk. Small files travel to the workers in batches,
+        which keeps per-file overhead low; call :meth:`flush` before waiting on the future."""
+        fut: Future[ContentResult] = Future()
+        self._batch.append((path, expected_size, fut))
+        self._batch_bytes += expected_size
+        if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
+            self.flush()
+        return fut
+
+    def flush(self) -> None:
+        """Hand the pending batch of small files to a worker."""
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._slots.acquire()
+        try:
+            done = self._pool.submit(self._save_batch, batch)
+        except BaseException:
+            self._slots.release()
+            raise
+        done.add_done_callback(lambda _: self._slots.release())
+
+    def _save_batch(self, batch: list[tuple[bytes, int, Future[ContentResult]]]) -> None:
+        for path, size, fut in batch:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(self._save_file(path, size))
+            except BaseException as exc:  # delivered to whoever waits on this file
+                fut.set_exception(exc)
 
     def submit_file(self, path: bytes, expected_size: int) -> Future[ContentResult]:
         """Queue a regular file; the future raises OSError if it cannot be read."""
