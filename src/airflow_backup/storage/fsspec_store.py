@@ -99,7 +99,9 @@ def map_error(exc: BaseException, what: str) -> Exception:
         return NotFound(f"{what}: not found")
     if code in _TRANSIENT_CODES or status == 429 or status >= 500:
         return TransientStorageError(f"{what}: {label}")
-    if isinstance(exc, PermissionError) or status in (401, 403) or names & _PERMANENT_NAMES:
+    if names & _PERMANENT_NAMES:
+        return PermanentStorageError(f"{what}: no usable credentials ({label})")
+    if isinstance(exc, PermissionError) or status in (401, 403):
         return PermanentStorageError(f"{what}: access denied ({label})")
     if names & _TRANSIENT_NAMES or isinstance(exc, TimeoutError | ConnectionError):
         return TransientStorageError(f"{what}: connection problem ({label})")
