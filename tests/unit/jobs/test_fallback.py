@@ -95,7 +95,7 @@ def test_errors_that_are_not_storage_failures_do_not_fall_back(src: Path) -> Non
 
 
 def test_every_repository_failing_raises_storage_error(src: Path) -> None:
-    with pytest.raises(StorageError, match="no repository could take the backup: a: .*; b: "):
+    with pytest.raises(StorageError, match=r"no repository could take the backup: a: .*; b: "):
         backup_with_fallback([_target("a", MemoryStorage()), _target("b", MemoryStorage())],
                              BackupOptions(paths=[str(src)]))
 

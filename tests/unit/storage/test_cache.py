@@ -75,7 +75,7 @@ def test_a_tampered_cache_file_is_detected_and_refetched(
     repo_with_snapshot: tuple[Counting, Path], tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store, src = repo_with_snapshot
+    store, _src = repo_with_snapshot
     cache_root = tmp_path / "cache"
     repo = _list_and_walk(store, cache_root, tmp_path / "r1")
     snap_dir = cache_root / repo.config.id / "snapshots"
