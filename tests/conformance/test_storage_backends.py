@@ -2,8 +2,8 @@
 
 Backends: in-memory, local directory, S3 (a moto server on 127.0.0.1), an fsspec filesystem
 without atomic writes (fsspec's memory filesystem, exercising the temp-file-then-move path),
-and the full wrapper stack (retry over fault injection at a 30 % failure rate, with truncated
-writes and lost replies) over memory. Every test states one part of the Storage contract in
+and the full wrapper stack (read-ahead over retry over fault injection at a 30 % failure rate,
+with truncated writes and lost replies) over memory. Every test states one part of the Storage contract in
 storage/base.py.
 """
 
@@ -60,7 +60,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
             backend=MemoryStorage(),
             policy=RetryPolicy(max_attempts=30, base_delay=0.0, max_elapsed=60),
             faults={"failure_rate": 0.3, "truncate_writes": 0.3, "lost_replies": 0.3,
-                    "seed": 7})
+                    "seed": 7},
+            read_ahead=True)
     store.create_layout()
     yield store
 

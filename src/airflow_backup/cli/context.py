@@ -158,7 +158,8 @@ def open_storage_for(url: str, gopts: GlobalOptions, *, primary: bool = True) ->
     """Open a repository's storage with retries (and, for the primary only, the fault
     injection of AIRFLOW_BACKUP_FAULTS, for drills)."""
     return open_repository_storage(url, policy=retry_policy(gopts),
-                                   faults=faults_from_env() if primary else None)
+                                   faults=faults_from_env() if primary else None,
+                                   read_ahead=is_remote_url(url))
 
 
 def open_repository(gopts: GlobalOptions, url: str | None = None,

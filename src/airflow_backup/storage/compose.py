@@ -3,6 +3,7 @@
 From the repository outwards::
 
     CachingStorage      (optional; added after the repository id is known, see with_cache)
+     ReadAheadStorage   (optional, for object stores: one ranged GET serves many blob reads)
       RetryingStorage   (always; the only place that retries)
         FaultInjectingStorage   (optional; tests and drills)
           backend       (local, fsspec: S3, GCS, Azure, SFTP, …)
@@ -26,6 +27,7 @@ from airflow_backup.errors import ConfigError
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import CachingStorage, default_cache_root
 from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
+from airflow_backup.storage.readahead import ReadAheadStorage
 from airflow_backup.storage.registry import open_storage
 from airflow_backup.storage.remote import storage_for_fs
 from airflow_backup.storage.retry import RetryingStorage, RetryPolicy
@@ -74,13 +76,16 @@ def open_repository_storage(
     policy: RetryPolicy | None = None,
     faults: Mapping[str, Any] | None = None,
     sleep: Callable[[float], None] | None = None,
-) -> RetryingStorage:
+    read_ahead: bool = False,
+) -> Storage:
     """Open a repository's storage with its wrappers.
 
     Exactly one of ``url``, ``fs`` (an fsspec filesystem, with ``root`` inside it) or
     ``backend`` (any Storage) names the store. ``policy`` is the retry policy (the URL's
     ``retry_*`` options override its fields); ``faults`` are FaultInjectingStorage keyword
-    arguments. Raise ConfigError for a bad URL or options.
+    arguments; ``read_ahead`` adds pack read-ahead (for object stores). The result is a
+    RetryingStorage, or a ReadAheadStorage around one. Raise ConfigError for a bad URL or
+    options.
     """
     given = sum(x is not None for x in (url, fs, backend))
     if given != 1:
@@ -98,9 +103,9 @@ def open_repository_storage(
         store = backend
     if faults:
         store = FaultInjectingStorage(store, **dict(faults))
-    if sleep is not None:
-        return RetryingStorage(store, policy, sleep=sleep)
-    return RetryingStorage(store, policy)
+    retrying = (RetryingStorage(store, policy, sleep=sleep) if sleep is not None
+                else RetryingStorage(store, policy))
+    return ReadAheadStorage(retrying) if read_ahead else retrying
 
 
 def with_cache(storage: Storage, repository_id: str, *,
