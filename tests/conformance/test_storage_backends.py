@@ -3,8 +3,8 @@
 Backends: in-memory, local directory, S3 (a moto server on 127.0.0.1), an fsspec filesystem
 without atomic writes (fsspec's memory filesystem, exercising the temp-file-then-move path),
 and the full wrapper stack (read-ahead over retry over fault injection at a 30 % failure rate,
-with truncated writes and lost replies) over memory. Every test states one part of the Storage contract in
-storage/base.py.
+with truncated writes and lost replies) over memory. Every test states one part of the
+Storage contract in storage/base.py.
 """
 
 from __future__ import annotations
