@@ -11,7 +11,9 @@ operation, the file and the service's error code; never a credential.
 
 This backend never retries: :mod:`airflow_backup.storage.retry` does, in one place. Object
 stores write whole objects atomically; for filesystems that do not (``atomic_writes=False``,
-e.g. SFTP) a save goes to ``tmp/`` first and is then moved into place.
+e.g. SFTP) a save goes to ``tmp/`` first and is then moved into place. On S3 a save that must
+not overwrite is a conditional PUT, so that of two concurrent creates exactly one wins; on
+other stores it is an existence check followed by the write (not atomic).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def map_error(exc: BaseException, what: str) -> Exception:
     label = code or (f"HTTP {status}" if status else type(exc).__name__)
     if code in _MISSING_BUCKET_CODES:
         return PermanentStorageError(f"{what}: the bucket or container does not exist ({code})")
+    if isinstance(exc, FileExistsError) or code == "PreconditionFailed":
+        return PermanentStorageError(f"{what}: already exists")
     if isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "404", "BlobNotFound"):
         return NotFound(f"{what}: not found")
     if code in _TRANSIENT_CODES or status == 429 or status >= 500:
@@ -125,6 +129,9 @@ class FsspecStorage:
         self._root = root.rstrip("/")
         self._location = location or f"{_protocol(fs)}://{self._root}"
         self._atomic = atomic_writes
+        # S3 (and S3-compatible servers that implement it) refuse a PUT with If-None-Match:*
+        # when the key exists; other stores get an existence check before the write.
+        self._conditional = atomic_writes and _protocol(fs) in ("s3", "s3a")
 
     @property
     def location(self) -> str:
@@ -161,10 +168,14 @@ class FsspecStorage:
         """Store the file; refuse to overwrite anything but a lock (PermanentStorageError)."""
         what = f"save {object_path(handle)}"
         path = self._path(handle)
-        if handle.type is not FileType.LOCK and self.exists(handle):
+        exclusive = handle.type is not FileType.LOCK
+        if exclusive and not self._conditional and self.exists(handle):
             raise PermanentStorageError(f"{what}: already exists")
         try:
-            if self._atomic:
+            if self._atomic and exclusive and self._conditional:
+                # A conditional PUT (If-None-Match: *): of concurrent creates, one wins.
+                self._fs.pipe_file(path, bytes(data), mode="create")
+            elif self._atomic:
                 self._fs.pipe_file(path, bytes(data))
             else:
                 tmp = f"{self._root}/tmp/{handle.name}-{secrets.token_hex(6)}"

@@ -7,8 +7,8 @@ logged on the ``airflow_backup.storage.retry`` logger at WARNING with the operat
 the attempt, the delay and the cause (our error message, which never holds a secret). When
 the budget is spent, a TransientStorageError saying so is raised from the last cause.
 
-A save that is retried first checks what the failed attempt left behind: a complete file
-(same size; names are content hashes) counts as saved, a partial one is removed first.
+A save that is retried first checks what the failed attempt left behind: the complete file
+counts as saved, a truncated prefix of it is removed first.
 """
 
 from __future__ import annotations
@@ -145,22 +145,18 @@ class RetryingStorage:
         self._call("save", object_path(handle), attempt)
 
     def _settle_partial(self, handle: Handle, data: bytes) -> bool:
-        """Return True if a complete copy is already stored; remove a partial one."""
+        """Return True if the failed attempt stored ``data`` completely; remove what it left
+        if that is a truncated prefix of ``data``; leave anything else (another writer's
+        file: the save then refuses to overwrite it)."""
         try:
-            info = self.inner.stat(handle)
+            stored = self.inner.load(handle)
         except NotFound:
             return False
-        if handle.type is FileType.CONFIG:
-            # Not content-addressed: only our own (possibly truncated) bytes may go.
-            stored = self.inner.load(handle)
-            if stored == data:
-                return True
-            if not data.startswith(stored):
-                return False  # someone else's config: let save refuse it
-        elif info.size == len(data):
+        if stored == data:
             return True
-        with contextlib.suppress(NotFound):
-            self.inner.remove(handle)
+        if len(stored) < len(data) and data.startswith(stored):
+            with contextlib.suppress(NotFound):
+                self.inner.remove(handle)
         return False
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
