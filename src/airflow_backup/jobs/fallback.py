@@ -158,7 +158,8 @@ def backup_with_fallback(targets: Sequence[RepositoryTarget], options: BackupOpt
                 "primary": targets[0].location,
                 "reasons": [f"{loc}: {why}" for loc, why in attempt.failures],
             }
-            opts = replace(options, metadata=meta)
+            # A --parent names a snapshot of the primary; the fallback picks its own.
+            opts = replace(options, metadata=meta, parent=None)
         return Archiver(repo, events).backup(opts)
 
     return run_with_fallback(targets, work, lock_retry=lock_retry)
