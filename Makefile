@@ -25,7 +25,7 @@ BENCH_ARGS ?=
 
 TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 
-.PHONY: help venv tools lint test test-fast demo bench clean
+.PHONY: help venv tools lint test test-fast demo bench bench-s3 clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
@@ -36,6 +36,8 @@ help:
 	@echo "make demo       back up, list, restore and verify a sample tree (scripts/demo.sh)"
 	@echo "make bench      time backup/restore against restic and borg (docs/performance.md);"
 	@echo "                BENCH_SIZE=$(BENCH_SIZE) BENCH_REPEAT=$(BENCH_REPEAT) BENCH_TOOLS=$(BENCH_TOOLS) BENCH_ARGS=..."
+	@echo "make bench-s3   airflow-backup vs restic on a local moto S3 server (bench/s3_bench.py);"
+	@echo "                BENCH_S3_MB=$(BENCH_S3_MB)"
 	@echo "make clean      remove $(VENV), caches, build output and ./demo"
 
 venv: $(STAMP)
@@ -95,6 +97,11 @@ bench: venv
 	  echo "bench: matplotlib unavailable; results.png will be skipped" >&2
 	$(BIN)/python bench/run.py --size $(BENCH_SIZE) --repeat $(BENCH_REPEAT) \
 	  --tools $(BENCH_TOOLS) $(BENCH_ARGS)
+
+BENCH_S3_MB ?= 200
+
+bench-s3: venv tools
+	$(BIN)/python bench/s3_bench.py --size-mb $(BENCH_S3_MB)
 
 clean:
 	rm -rf $(VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
