@@ -27,7 +27,7 @@ def _field(text: str, key: str, sep: str = ":") -> str | None:
 def machine_info(data_dir: Path) -> dict[str, Any]:
     """CPU model, cores, RAM, kernel, OS, Python, and the filesystem holding the bench data."""
     mem_kib = (_field(_read("/proc/meminfo"), "MemTotal") or "0 kB").split()[0]
-    fs = subprocess.run(["df", "-T", "--output=fstype", str(data_dir)],
+    fs = subprocess.run(["df", "--output=fstype", str(data_dir)],
                         capture_output=True, text=True).stdout.split()
     return {
         "cpu": _field(_read("/proc/cpuinfo"), "model name") or platform.processor() or "unknown",

@@ -79,6 +79,7 @@ def ratios(summary: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, 
                 continue
             per_step[step] = {
                 "speedup": _div(b["seconds"], a["seconds"]),
+                "cpu_ratio": _div(a["cpu_seconds"], b["cpu_seconds"]),
                 "rss_ratio": _div(a["max_rss_mib"], b["max_rss_mib"]),
                 "repo_size_ratio": _div(a["repo_mib"], b["repo_mib"]),
             }
@@ -98,7 +99,16 @@ def _fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The absolute-figures table, the ratios table, and a status line per tool."""
     summary = results["summary"]
+    src, m, ds = results["ours_source"], results["machine"], results["dataset"]
+    others = [info["label"] for name, info in results["tools"].items() if name != "ours"]
     lines = [
+        f"airflow-backup {src['commit']}{' + uncommitted changes' if src.get('dirty') else ''}"
+        f" vs {', '.join(others) or '—'}, {results['date']}: {ds['size']} dataset "
+        f"({ds['files']} files), median of {results['settings']['repeat']}, "
+        f"{results['settings']['cache']} page cache.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "
+        f"kernel {m['kernel']}, {m['filesystem']}.",
+        "",
         "| step | tool | time (s) | throughput (MiB/s) | peak RSS (MiB) | repo size (MiB) "
         "| CPU user+sys (s) | other load (CPUs) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -115,18 +125,19 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("")
     rat = results["ratios"]
     if rat:
-        heads = [o for o in OTHERS if o in rat]
-        lines.append("| ours vs | " + " | ".join(
-            f"speedup vs {o} | RSS ours/{o} | repo ours/{o}" for o in heads) + " |")
-        lines.append("|---|" + "---:|" * (3 * len(heads)))
+        lines += [
+            "| step | ours vs | speedup (their time / ours) | CPU time ours/theirs "
+            "| peak RSS ours/theirs | repo size ours/theirs |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for step in COMPARED_STEPS:
-            cells = []
-            for o in heads:
-                r = rat[o].get(step, {})
-                is_backup = step != "restore"
-                cells += [_fmt(r.get("speedup"), ".2f", "×"), _fmt(r.get("rss_ratio"), ".2f"),
-                          _fmt(r.get("repo_size_ratio"), ".3f") if is_backup else "—"]
-            lines.append(f"| {STEPS[step]} | " + " | ".join(cells) + " |")
+            for other in (o for o in OTHERS if step in rat.get(o, {})):
+                r = rat[other][step]
+                lines.append(
+                    f"| {STEPS[step]} | {results['tools'][other]['label']} "
+                    f"| {_fmt(r['speedup'], '.2f', '×')} | {_fmt(r['cpu_ratio'], '.2f')} "
+                    f"| {_fmt(r['rss_ratio'], '.2f')} "
+                    f"| {_fmt(r['repo_size_ratio'], '.3f') if step != 'restore' else '—'} |")
         lines.append("")
     for info in results["tools"].values():
         lines.append(f"- {info['label']}: {info['status']}")
@@ -177,7 +188,9 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         f"airflow-backup {results['ours_source']['commit']} vs restic and borg — "
         f"{ds['size']} mixed dataset, median of {results['settings']['repeat']}, "
         f"{results['settings']['cache']} cache — {results['machine']['cpu']}, "
-        f"{results['machine']['cores']} cores", fontsize=10)
+        f"{results['machine']['cores']} cores"
+        + (f" (busy: other work used {results['load']['background_cpus_mean']:.1f} CPUs)"
+           if results["load"]["busy"] else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -52,6 +52,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="dataset cache and work area (default bench/data)")
     ap.add_argument("--output", type=Path, default=BENCH / "results.json",
                     help="results file; .md and .png are written beside it")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: rewrite the tables and chart of an existing --output")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
@@ -93,6 +95,8 @@ def _select_tools(args: argparse.Namespace) -> tuple[list[tools.Tool], dict[str,
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; 0 when every selected tool ran and restored exactly."""
     args = _parse_args(argv)
+    if args.report_only:
+        return rerender(args.output)
     started = time.monotonic()
     chosen, tool_info = _select_tools(args)
     if not chosen:
@@ -145,28 +149,32 @@ def main(argv: list[str] | None = None) -> int:
     results["ok"] = all(r["ok"] for r in runs) and all(
         info["status"].startswith("ok") for info in tool_info.values())
     results["bench_seconds"] = round(time.monotonic() - started, 1)
+    return publish(results, args.output)
+
+
+def publish(results: dict[str, Any], output: Path) -> int:
+    """Write results.json/.md/.png, print the tables; 1 if any tool failed."""
     table = report.markdown(results)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(table)
-    chart_error = report.chart(results, args.output.with_suffix(".png"))
-    m = results["machine"]
-    print(f"\nairflow-backup {ours_source['commit']}"
-          f"{' (+ uncommitted changes)' if ours_source.get('dirty') else ''} vs "
-          f"{', '.join(tool_info[t.name]['label'] for t in chosen if t.name != 'ours') or '—'}"
-          f" — {results['dataset']['size']} dataset ({ds.stats['files']} files), "
-          f"median of {args.repeat}, {results['settings']['cache']} cache")
-    print(f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "
-          f"kernel {m['kernel']}\n")
-    print(table)
-    print(f"written: {args.output}, {args.output.with_suffix('.md')}"
-          + (f" (no chart: {chart_error})" if chart_error
-             else f", {args.output.with_suffix('.png')}"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    output.with_suffix(".md").write_text(table)
+    chart_error = report.chart(results, output.with_suffix(".png"))
+    print("\n" + table)
+    print(f"written: {output}, {output.with_suffix('.md')}"
+          + (f" (no chart: {chart_error})" if chart_error else f", {output.with_suffix('.png')}"))
     print(f"bench took {results['bench_seconds']:.0f} s")
     if not results["ok"]:
         print("\n*** BENCH FAILED: a tool failed or restored a different tree; see above ***")
         return 1
     return 0
+
+
+def rerender(output: Path) -> int:
+    """Recompute medians and ratios of an existing results file and write its tables again."""
+    results: dict[str, Any] = json.loads(output.read_text())
+    results["summary"] = report.summarise(results["runs"])
+    results["ratios"] = report.ratios(results["summary"])
+    return publish(results, output)
 
 
 if __name__ == "__main__":
