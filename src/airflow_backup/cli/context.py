@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.faults import wrap_from_env
 from airflow_backup.storage.registry import open_storage
 
 __all__ = ["GlobalOptions", "new_password", "open_repository", "read_password"]
@@ -110,7 +111,9 @@ def repository_url(gopts: GlobalOptions) -> str:
 def open_repository(gopts: GlobalOptions) -> Repository:
     """Open the repository named by the global options. Raise RepositoryNotFound,
     WrongPassword or ConfigError."""
-    storage = open_storage(repository_url(gopts))
+    # Storage wrappers are composed here, once. The fault hook is inert unless a test arms it
+    # through AIRFLOW_BACKUP_FAULT_* variables.
+    storage = wrap_from_env(open_storage(repository_url(gopts)))
     from airflow_backup.repository.config import CONFIG_HANDLE
 
     if not storage.exists(CONFIG_HANDLE):
