@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from airflow_backup.errors import IntegrityError
 from airflow_backup.repository.crypto import EXTENSION, Key
+from airflow_backup.repository.index import encode_index
 from airflow_backup.repository.packs import (
     EAGER_TAIL,
     MAX_HEADER,
@@ -20,6 +21,8 @@ from airflow_backup.repository.packs import (
     decode_header,
     encode_header,
 )
+from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.unpacked import save_json
 from airflow_backup.storage.base import FileType, Handle, Storage
 
 __all__ = [
@@ -29,9 +32,11 @@ __all__ = [
     "load_pack_header",
     "merge_index_files",
     "pack_type",
+    "write_index",
 ]
 
 BlobKey = tuple[BlobType, bytes]
+INDEX_MAX_BLOBS = 50_000  # restic flushes an index file at this many blobs
 
 
 def header_size(blobs: list[PackedBlob]) -> int:
@@ -90,3 +95,22 @@ def merge_index_files(
             packs.setdefault(pack_id, blobs)
             named_by.setdefault(pack_id, []).append(index_id)
     return packs, named_by
+
+
+def write_index(repo: Repository, packs: dict[bytes, list[PackedBlob]]) -> int:
+    """Given packs, write index files describing them (at most 50,000 blobs each); return how
+    many files were written."""
+    written = 0
+    chunk: dict[bytes, list[PackedBlob]] = {}
+    count = 0
+    for pack_id, blobs in packs.items():
+        chunk[pack_id] = blobs
+        count += len(blobs)
+        if count >= INDEX_MAX_BLOBS:
+            save_json(repo.storage, repo.key, FileType.INDEX, encode_index(chunk), repo.version)
+            written += 1
+            chunk, count = {}, 0
+    if chunk:
+        save_json(repo.storage, repo.key, FileType.INDEX, encode_index(chunk), repo.version)
+        written += 1
+    return written

@@ -23,18 +23,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from airflow_backup.errors import ConfigError, IntegrityError, NotFound
-from airflow_backup.repository.index import encode_index
 from airflow_backup.repository.packer import PackWriter
 from airflow_backup.repository.packfiles import (
     BlobKey,
     expected_pack_size,
     merge_index_files,
     pack_type,
+    write_index,
 )
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.repository.unpacked import save_json
 from airflow_backup.storage.base import FileType, Handle
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]
-INDEX_MAX_BLOBS = 50_000  # restic's limit per index file
 _SMALL_PACKS_TO_REPACK = 10  # restic repacks small packs only once there are this many
 _SIZE = re.compile(r"^(\d+)([kKmMgGtT]?)$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -355,18 +353,7 @@ def execute_prune(repo: Repository, plan: PrunePlan,
     if plan.rewrites_index:
         final = {p: plan.packs[p] for p in sorted(plan.keep)}
         final.update(new_packs)
-        chunk: dict[bytes, list[PackedBlob]] = {}
-        count = 0
-        for pack_id, blobs in final.items():
-            chunk[pack_id] = blobs
-            count += len(blobs)
-            if count >= INDEX_MAX_BLOBS:
-                save_json(storage, repo.key, FileType.INDEX, encode_index(chunk), repo.version)
-                result.index_files_written += 1
-                chunk, count = {}, 0
-        if chunk:
-            save_json(storage, repo.key, FileType.INDEX, encode_index(chunk), repo.version)
-            result.index_files_written += 1
+        result.index_files_written = write_index(repo, final)
         for index_id in plan.index_ids:
             with contextlib.suppress(NotFound):
                 storage.remove(Handle(FileType.INDEX, index_id))
