@@ -11,7 +11,12 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import IntegrityError
-from airflow_backup.repository.check import CheckOptions, CheckReport, check_repository
+from airflow_backup.repository.check import (
+    CheckOptions,
+    CheckReport,
+    check_repository,
+    parse_subset,
+)
 
 __all__ = ["register", "run"]
 
@@ -65,6 +70,8 @@ def _damage_lines(report: CheckReport) -> list[str]:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Run the check and print the report; raise IntegrityError (exit 1) on any error."""
+    if args.read_data_subset:
+        parse_subset(args.read_data_subset)  # fail before asking for a password
     repo = open_repository(gopts)
     options = CheckOptions(read_data=args.read_data, read_data_subset=args.read_data_subset)
     with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
