@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ PW = "secret-pw"
 HOSTS = ("alpha", "beta", "gamma")
 TAG_SETS: list[list[str]] = [[], ["nightly"], ["nightly", "db"], ["db", "nightly"], ["manual"]]
 OFFSETS_H = (0, 1, 2, -5, 5.5, -8, 9, 14, -3.5)
-START = datetime(2021, 1, 4, tzinfo=timezone.utc)
-END = datetime(2023, 12, 28, tzinfo=timezone.utc)
+START = datetime(2021, 1, 4, tzinfo=UTC)
+END = datetime(2023, 12, 28, tzinfo=UTC)
 
 POLICIES: list[list[str]] = [
     ["--keep-last", "7"],
@@ -93,7 +93,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             Archiver(repo).backup(opts)
             count += 1
     future = BackupOptions(paths=[str(src_a)], hostname="beta", tags=["nightly"],
-                           time=datetime(2099, 1, 1, tzinfo=timezone.utc))
+                           time=datetime(2099, 1, 1, tzinfo=UTC))
     Archiver(repo).backup(future)
     assert count + 1 >= 300
     return root / "repo", str(src_a)
