@@ -51,6 +51,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     return repo, src
 
 
+@pytest.mark.slow
 @pytest.mark.restic
 def test_lost_pack_repair_index_then_snapshots(setup: tuple[Path, Path], tmp_path: Path,
                                                restic_bin: str) -> None:
@@ -90,6 +91,7 @@ def test_lost_pack_repair_index_then_snapshots(setup: tuple[Path, Path], tmp_pat
     assert (restored / "lost.bin").read_bytes() == b""
 
 
+@pytest.mark.slow
 def test_read_all_packs_salvages_intact_blobs(setup: tuple[Path, Path], tmp_path: Path) -> None:
     repo, src = setup
     (src / "other.txt").write_bytes(b"other " * 4000)
