@@ -112,8 +112,8 @@ def test_stats(history: tuple[Path, Path, list[str]]) -> None:
     assert st["dedup_ratio"] == pytest.approx(18 / 12, rel=1e-3)
 
 
-def test_forget_safety_rules(history: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
-    repo, _, ids = history
+def test_forget_safety_rules(history: tuple[Path, Path, list[str]]) -> None:
+    repo, _, _ = history
     empty = run_cli(repo, "forget")
     assert empty.returncode == 1 and b"no policy was specified" in empty.stderr
     unsafe = run_cli(repo, "forget", "--unsafe-allow-remove-all")

@@ -26,12 +26,16 @@ def mem_repo() -> Repository:
 
 
 def write_files(root: Path, files: dict[str, bytes]) -> None:
-    """Make ``root`` hold exactly ``files`` (relative path -> content)."""
+    """Make ``root`` hold exactly ``files`` (relative path -> content); directories left
+    empty are removed."""
     for dirpath, _, names in os.walk(root):
         for name in names:
             rel = os.path.relpath(os.path.join(dirpath, name), root)
             if rel not in files:
                 os.remove(os.path.join(dirpath, name))
+    for dirpath, _, _ in os.walk(root, topdown=False):
+        if dirpath != str(root) and not os.listdir(dirpath):
+            os.rmdir(dirpath)
     for rel, data in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
