@@ -13,16 +13,14 @@ from airflow_backup.repository.forget import (
     UNLIMITED,
     Duration,
     ExpirePolicy,
-    GroupKey,
     Semantics,
     apply_policy,
-    group_snapshots,
     has_tags,
     parse_count,
     parse_duration,
-    parse_group_by,
     parse_tag_list,
 )
+from airflow_backup.repository.groups import GroupKey, group_snapshots, parse_group_by
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import format_time
 

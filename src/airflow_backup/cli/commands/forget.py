@@ -22,12 +22,11 @@ from airflow_backup.repository.forget import (
     PolicyResult,
     Semantics,
     apply_policy,
-    group_snapshots,
     parse_count,
     parse_duration,
-    parse_group_by,
     parse_tag_list,
 )
+from airflow_backup.repository.groups import group_snapshots, parse_group_by
 from airflow_backup.repository.select import select_snapshots
 from airflow_backup.repository.snapshot import Snapshot
 

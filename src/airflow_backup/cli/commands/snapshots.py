@@ -14,7 +14,7 @@ from airflow_backup.cli.commands.common import (
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError
-from airflow_backup.repository.forget import group_snapshots, parse_group_by
+from airflow_backup.repository.groups import group_snapshots, parse_group_by
 from airflow_backup.repository.select import select_snapshots
 from airflow_backup.repository.snapshot import Snapshot
 
