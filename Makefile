@@ -16,9 +16,16 @@ APT_PACKAGE.restic := restic
 # e.g. later:  APT_TOOLS += psql mariadb
 #              APT_PACKAGE.psql := postgresql-client
 #              APT_PACKAGE.mariadb := mariadb-client
+# make bench: dataset size, repetitions (each figure is the median), tools, extra run.py options
+# (e.g. BENCH_ARGS=--keep); results go to bench/results.{json,md,png}.
+BENCH_SIZE ?= 1G
+BENCH_REPEAT ?= 1
+BENCH_TOOLS ?= ours,restic,borg
+BENCH_ARGS ?=
+
 TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 
-.PHONY: help venv tools lint test test-fast demo clean
+.PHONY: help venv tools lint test test-fast demo bench clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
@@ -27,6 +34,8 @@ help:
 	@echo "make test       lint, then the whole pytest suite (slow tests included)"
 	@echo "make test-fast  pytest -m 'not slow'"
 	@echo "make demo       back up, list, restore and verify a sample tree (scripts/demo.sh)"
+	@echo "make bench      time backup/restore against restic and borg (docs/performance.md);"
+	@echo "                BENCH_SIZE=$(BENCH_SIZE) BENCH_REPEAT=$(BENCH_REPEAT) BENCH_TOOLS=$(BENCH_TOOLS) BENCH_ARGS=..."
 	@echo "make clean      remove $(VENV), caches, build output and ./demo"
 
 venv: $(STAMP)
@@ -79,6 +88,13 @@ test-fast: venv tools
 
 demo: venv
 	bash scripts/demo.sh
+
+bench: venv
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || \
+	  $(BIN)/python -m pip install --disable-pip-version-check -q matplotlib || \
+	  echo "bench: matplotlib unavailable; results.png will be skipped" >&2
+	$(BIN)/python bench/run.py --size $(BENCH_SIZE) --repeat $(BENCH_REPEAT) \
+	  --tools $(BENCH_TOOLS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

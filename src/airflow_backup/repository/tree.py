@@ -125,7 +125,9 @@ class Node:
             try:
                 out["linktarget"] = self.linktarget.decode("utf-8")
             except UnicodeDecodeError:
-                out["linktarget"] = self.linktarget.decode("utf-8", "replace")
+                # Each invalid byte becomes a lone surrogate, which gojson.dumps writes as
+                # Go's "\ufffd" escape, one per byte; the exact bytes go in linktarget_raw.
+                out["linktarget"] = self.linktarget.decode("utf-8", "surrogateescape")
                 out["linktarget_raw"] = base64.b64encode(self.linktarget).decode()
         if self.extended_attributes:
             out["extended_attributes"] = self.extended_attributes
