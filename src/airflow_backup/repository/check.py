@@ -345,6 +345,8 @@ class _Checker:
                 out.append(hit)
                 found = True
         self.dirty[tree_id] = found
+        if not found:
+            del self.trees[tree_id]  # clean trees are never walked again; keep memory small
         return found
 
     @staticmethod
