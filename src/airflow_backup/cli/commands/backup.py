@@ -30,6 +30,13 @@ def register(sub: Any) -> None:
     p.add_argument("-H", "--host", default="", help="hostname to record (default: this host)")
     p.add_argument("--time", default="", help="snapshot time instead of now "
                    "('2006-01-02 15:04:05' local, or RFC 3339)")
+    p.add_argument("--parent", default="", metavar="SNAPSHOT",
+                   help="compare with this snapshot to skip unchanged files (default: the "
+                        "latest snapshot of the same host and paths)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="read every file, even those unchanged since the parent snapshot")
+    p.add_argument("--with-atime", action="store_true",
+                   help="store access times (by default atime is recorded as mtime)")
     p.add_argument("--stdin", action="store_true", help="read the data from standard input")
     p.add_argument("--stdin-filename", default="stdin", help="file name for --stdin data")
     p.add_argument("--stdin-from-command", action="store_true",
@@ -78,7 +85,9 @@ def _options(args: argparse.Namespace) -> BackupOptions:
     tags = [t for group in args.tag for t in group.split(",") if t]
     return BackupOptions(paths=list(args.paths), excludes=excludes, tags=tags,
                          hostname=args.host or None,
-                         time=parse_time(args.time) if args.time else None)
+                         time=parse_time(args.time) if args.time else None,
+                         parent=args.parent or None, force=args.force,
+                         with_atime=args.with_atime)
 
 
 def _run_command(archiver: Archiver, args: argparse.Namespace,
