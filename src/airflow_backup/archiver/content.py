@@ -113,7 +113,7 @@ class ContentSaver:
     # ---- workers -------------------------------------------------------------------------
 
     def _save_file(self, path: bytes, expected_size: int) -> ContentResult:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_source(path)
         try:
             if not st.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(f"{os.fsdecode(path)} changed type while being read")
@@ -170,6 +170,21 @@ class ContentSaver:
             result.data_added_packed += added
         result.content.append(blob_id)
         result.size += len(chunk)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def _open_source(path: bytes) -> int:
+    """Open a source file without following symlinks or blocking on fifos, and (where the
+    kernel allows: file owner or root) without updating its access time, as restic does."""
+    if _NOATIME:
+        try:
+            return os.open(path, _OPEN_FLAGS | _NOATIME)
+        except PermissionError:
+            pass  # O_NOATIME is refused for files we do not own
+    return os.open(path, _OPEN_FLAGS)
 
 
 class _Reader:
