@@ -52,9 +52,11 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                       "tables": len(src.get("tables") or {}), "total_duration": elapsed})
             continue
         out.line(f"source: {src['url']} ({src['kind']})")
+        facts = result.metadata.get("export") or {}
+        counted = (f"{facts['rows']} new row(s) past the last watermark" if "rows" in facts
+                   else f"{len(src.get('tables') or {})} table(s) counted")
         out.line(f"exported {s.total_files_processed} file(s), "
-                 f"{human_size(s.total_bytes_processed)}; {len(src.get('tables') or {})} "
-                 f"table(s) counted")
+                 f"{human_size(s.total_bytes_processed)}; {counted}")
         out.line(f"Added to the repository: {human_size(s.data_added)} "
                  f"({human_size(s.data_added_packed)} stored) in {elapsed:.2f}s")
         out.result(f"snapshot {sn.short_id} saved")
