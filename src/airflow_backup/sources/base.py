@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, ClassVar, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.repository.tree import Node
 
 __all__ = [
     "DataSource",
@@ -193,6 +194,18 @@ class ExportSink(Protocol):
         """Store the regular files below ``local_dir`` under ``path``; return bytes stored."""
         ...
 
+    def add_node(self, path: str, node: Node) -> None:
+        """Place a file node already stored by an earlier snapshot (unchanged content)."""
+        ...
+
+    def node(self, path: str) -> Node:
+        """Return the node of a file stored in this export (to attach metadata to it)."""
+        ...
+
+    def digest(self, path: str) -> str:
+        """Return the SHA-256 (hex) of a file stored in this export."""
+        ...
+
     def head(self, path: str) -> bytes:
         """Return the first bytes (up to 64 KiB) of a stored file."""
         ...
@@ -207,6 +220,10 @@ class SnapshotReader(Protocol):
 
     def files(self, prefix: str = "") -> list[str]:
         """Return the paths of the regular files below ``prefix``."""
+        ...
+
+    def nodes(self, prefix: str = "") -> list[tuple[str, Node]]:
+        """Return ``(path, node)`` for the regular files below ``prefix``."""
         ...
 
     def copy_to(self, path: str, out: BinaryIO) -> int:

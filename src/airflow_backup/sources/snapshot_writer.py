@@ -120,6 +120,18 @@ class SnapshotWriter:
         self.stats.total_bytes_processed += node.size or 0
         self._place(path, node)
 
+    def node(self, path: str) -> Node:
+        """Return the node of a file placed in this snapshot."""
+        parent, _, name = path.strip("/").rpartition("/")
+        child = self._ensure_dir(parent).children.get(name)
+        if not isinstance(child, Node):
+            raise ConfigError(f"{path}: not a file of this export")
+        return child
+
+    def digest(self, path: str) -> str:
+        """Return the SHA-256 (hex) of a file stored by :meth:`add_stream`."""
+        return self.digests.get(path, "")
+
     def head(self, path: str) -> bytes:
         """Return up to 64 KiB from the start of a stored file."""
         return self._heads.get(path, b"")

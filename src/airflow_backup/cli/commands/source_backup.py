@@ -53,8 +53,13 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             continue
         out.line(f"source: {src['url']} ({src['kind']})")
         facts = result.metadata.get("export") or {}
-        counted = (f"{facts['rows']} new row(s) past the last watermark" if "rows" in facts
-                   else f"{len(src.get('tables') or {})} table(s) counted")
+        if "rows" in facts:
+            counted = f"{facts['rows']} new row(s) past the last watermark"
+        elif "downloaded" in facts:
+            counted = (f"{facts['downloaded']} object(s) downloaded, {facts['reused']} "
+                       "unchanged since the last backup")
+        else:
+            counted = f"{len(src.get('tables') or {})} table(s) counted"
         out.line(f"exported {s.total_files_processed} file(s), "
                  f"{human_size(s.total_bytes_processed)}; {counted}")
         out.line(f"Added to the repository: {human_size(s.data_added)} "

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     else:
         for c in report.checks:
             how = "rows+checksum" if c.checksum else "rows"
-            out.line(f"  {c.table}: {c.restored_rows} rows, {how} match")
+            unit = "objects" if c.table == "objects" else "rows"
+            out.line(f"  {c.table}: {c.restored_rows} {unit}, {how} match")
         out.result(f"restored snapshot {sn.short_id} into {report.target}: "
                    f"{len(report.checks)} table(s) verified in {elapsed:.2f}s")
     return 0
