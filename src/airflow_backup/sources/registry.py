@@ -14,7 +14,15 @@ from typing import cast
 from airflow_backup.errors import ConfigError
 from airflow_backup.sources.base import DataSource, SourceURL
 
-__all__ = ["is_source_url", "kinds", "open_source", "register", "schemes", "source_for_kind"]
+__all__ = [
+    "is_source_url",
+    "kinds",
+    "open_parsed",
+    "open_source",
+    "register",
+    "schemes",
+    "source_for_kind",
+]
 
 SourceFactory = Callable[[SourceURL], DataSource]
 
@@ -74,6 +82,12 @@ def _factory(scheme: str) -> tuple[str, SourceFactory]:
         raise ConfigError(f"{scheme} sources need extra packages: pip install "
                           f"'airflow-backup[sources]' ({exc.name} is missing)") from None
     return kind, cast(SourceFactory, getattr(module, class_name))
+
+
+def open_parsed(url: SourceURL) -> DataSource:
+    """Return the source for an already parsed URL (internal callers: may carry a password)."""
+    _, factory = _factory(url.scheme)
+    return factory(url)
 
 
 def open_source(url: str, *, allow_password: bool = False) -> DataSource:
