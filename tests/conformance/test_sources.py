@@ -28,9 +28,14 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.sources import backup_source, restore_source
 from airflow_backup.storage.registry import open_storage
 from support.sources import (
+    AIRFLOW_CONN_SECRET,
     PG_BASE,
     airflow_bin,
+    airflow_run,
+    airflow_state,
+    airflow_templates,
     child_pids,
+    clone_home,
     db_tools,
     leftover_temp,
     maria,
@@ -42,7 +47,8 @@ from support.sources import (
     unique,
 )
 
-__all__ = ["airflow_bin", "db_tools", "maria", "moto_endpoint", "pg"]  # fixtures used here
+# fixtures used here
+__all__ = ["airflow_bin", "airflow_templates", "db_tools", "maria", "moto_endpoint", "pg"]
 
 Fingerprint = Callable[[], Any]
 
@@ -229,49 +235,19 @@ def _s3_case(endpoint: str) -> Case:
                 f"s3://no-such-bucket-{bucket}/x{q}", prepare=prepare)
 
 
-def _airflow_case(tmp_path: Path, airflow: str) -> Case:
+def _airflow_case(tmp_path: Path, airflow: str, templates: dict[str, Path]) -> Case:
     src, dst = tmp_path / "home-src", tmp_path / "home-dst"
-    secret = "c0nn-Pa55-never-in-metadata"
-
-    def env(home: Path) -> dict[str, str]:
-        return {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-
-    def af(home: Path, *args: str) -> None:
-        subprocess.run([airflow, *args], env=env(home), capture_output=True, check=True,
-                       timeout=300)
-
-    def parallel(home: Path, commands: list[list[str]]) -> None:
-        procs = [subprocess.Popen([airflow, *c], env=env(home), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for c in commands]
-        assert [p.wait(300) for p in procs] == [0] * len(procs), commands
-
-    def state(home: Path) -> dict[str, Any]:
-        out = tmp_path / f"state-{home.name}"
-        out.mkdir(exist_ok=True)
-        parallel(home, [["variables", "export", str(out / "v.json")],
-                        ["connections", "export", str(out / "c.json")],
-                        ["pools", "export", str(out / "p.json")]])
-        return {k: json.loads((out / f"{k[0]}.json").read_text())
-                for k in ("variables", "connections", "pools")}
 
     def prepare() -> None:
-        for home in (src, dst):
-            home.mkdir()
-        procs = [subprocess.Popen([airflow, "db", "migrate"], env=env(h),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for h in (src, dst)]
-        assert [p.wait(300) for p in procs] == [0, 0]
-        parallel(src, [["variables", "set", "--description", "a JSON value", "cfg",
-                        '{"a": [1, 2]}']])
-        parallel(src, [["variables", "set", "plain", "hello ✓"]])
-        parallel(src, [["connections", "add", "warehouse", "--conn-uri",
-                        f"postgresql://etl:{secret}@db.internal:5432/dwh?sslmode=require"]])
-        parallel(src, [["pools", "set", "etl", "7", "ETL pool"]])
+        clone_home(templates["src"], src)
+        clone_home(templates["empty"], dst, new_fernet_key=True)
 
     return Case("airflow", f"airflow://{src}?airflow={airflow}",
-                f"airflow://{dst}?airflow={airflow}", lambda: state(src), lambda: state(dst),
-                lambda: af(src, "variables", "delete", "plain"),
-                f"airflow://{tmp_path}/no-home?airflow={airflow}", secret, prepare)
+                f"airflow://{dst}?airflow={airflow}",
+                lambda: airflow_state(airflow, src, tmp_path),
+                lambda: airflow_state(airflow, dst, tmp_path),
+                lambda: airflow_run(airflow, src, ["variables", "delete", "plain"]),
+                f"airflow://{tmp_path}/no-home?airflow={airflow}", AIRFLOW_CONN_SECRET, prepare)
 
 
 KINDS = ["postgresql", "mysql", "sqlite", "table", "object_store",
@@ -294,7 +270,8 @@ def case(request: pytest.FixtureRequest, tmp_path: Path,
     elif kind == "object_store":
         c = _s3_case(request.getfixturevalue("moto_endpoint"))
     else:
-        c = _airflow_case(tmp_path, request.getfixturevalue("airflow_bin"))
+        c = _airflow_case(tmp_path, request.getfixturevalue("airflow_bin"),
+                          request.getfixturevalue("airflow_templates"))
     yield c
     for fn in c.teardown:
         fn()

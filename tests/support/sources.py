@@ -27,11 +27,17 @@ from support.moto_source import MOTO_ENV, start_moto_server, stop_moto_server
 from support.tools import in_ci, require_tool
 
 __all__ = [
+    "AIRFLOW_CONN_SECRET",
     "AIRFLOW_VENV",
     "MY_BASE",
     "PG_BASE",
     "airflow_bin",
+    "airflow_env",
+    "airflow_run",
+    "airflow_state",
+    "airflow_templates",
     "child_pids",
+    "clone_home",
     "db_tools",
     "leftover_temp",
     "maria",
@@ -237,3 +243,80 @@ def processes_matching(text: str) -> list[str]:
         if text in cmd and state != "Z":
             out.append(cmd)
     return out
+
+
+# ---- Airflow homes -------------------------------------------------------------------------
+
+#: The password of the connection in the template source home (must never reach metadata).
+AIRFLOW_CONN_SECRET = "c0nn-Pa55-never-in-metadata"
+
+
+def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for the airflow CLI working on ``home``."""
+    return {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **extra}
+
+
+def airflow_run(airflow: str, home: Path, *commands: list[str], **extra: str) -> None:
+    """Run airflow commands on ``home`` side by side; fail the test if one fails."""
+    procs = [subprocess.Popen([airflow, *c], env=airflow_env(home, **extra),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for c in commands]
+    for cmd, proc in zip(commands, procs, strict=True):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (cmd, err.decode()[-2000:])
+
+
+def airflow_state(airflow: str, home: Path, workdir: Path, **extra: str) -> dict[str, Any]:
+    """Variables, connections (with secrets) and pools of ``home``, as the CLI exports them."""
+    out = workdir / f"state-{uuid.uuid4().hex[:8]}"
+    out.mkdir(parents=True)
+    airflow_run(airflow, home, ["variables", "export", str(out / "variables.json")],
+                ["connections", "export", str(out / "connections.json")],
+                ["pools", "export", str(out / "pools.json")], **extra)
+    import json
+
+    return {k: json.loads((out / f"{k}.json").read_text())
+            for k in ("variables", "connections", "pools")}
+
+
+def clone_home(template: Path, dest: Path, new_fernet_key: bool = False) -> Path:
+    """Copy a migrated SQLite Airflow home, re-pointing its config at the copy.
+
+    ``new_fernet_key`` gives the copy its own key (only for homes without encrypted rows).
+    """
+    import shutil
+
+    from cryptography.fernet import Fernet
+
+    shutil.copytree(template, dest)
+    cfg = dest / "airflow.cfg"
+    text = cfg.read_text().replace(str(template), str(dest))
+    if new_fernet_key:
+        lines = [f"fernet_key = {Fernet.generate_key().decode()}"
+                 if ln.startswith("fernet_key =") else ln for ln in text.splitlines()]
+        text = "\n".join(lines) + "\n"
+    cfg.write_text(text)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def airflow_templates(airflow_bin: str, tmp_path_factory: pytest.TempPathFactory
+                      ) -> dict[str, Path]:
+    """Two migrated SQLite homes made once per session: ``empty`` and ``src`` (with a JSON
+    variable with a description, a unicode variable, a connection with a password, a pool)."""
+    base = tmp_path_factory.mktemp("airflow-templates")
+    homes = {"empty": base / "empty", "src": base / "src"}
+    for home in homes.values():
+        home.mkdir()
+    airflow_run(airflow_bin, homes["empty"], ["db", "migrate"])
+    airflow_run(airflow_bin, homes["src"], ["db", "migrate"])
+    src = homes["src"]
+    airflow_run(airflow_bin, src, ["variables", "set", "--description", "a JSON value", "cfg",
+                                   '{"a": [1, 2]}'])
+    airflow_run(airflow_bin, src, ["variables", "set", "plain", "hello ✓"])
+    airflow_run(airflow_bin, src, ["connections", "add", "warehouse", "--conn-uri",
+                                   f"postgresql://etl:{AIRFLOW_CONN_SECRET}@db.internal:5432/"
+                                   "dwh?sslmode=require"])
+    airflow_run(airflow_bin, src, ["pools", "set", "etl", "7", "ETL pool"])
+    return homes
