@@ -206,6 +206,11 @@ class ExportSink(Protocol):
         """Return the SHA-256 (hex) of a file stored in this export."""
         ...
 
+    def stable_token(self, label: str) -> str:
+        """Return a per-repository secret token, the same in every backup (for tools that
+        would otherwise put a random value into their output and spoil deduplication)."""
+        ...
+
     def head(self, path: str) -> bytes:
         """Return the first bytes (up to 64 KiB) of a stored file."""
         ...

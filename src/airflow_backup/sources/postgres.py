@@ -1,8 +1,11 @@
 """PostgreSQL: ``pg_dump`` per database, streamed uncompressed into the repository.
 
 URL: ``postgresql://user@host:5432/db`` (no database: every database that accepts
-connections). Query parameters: ``format=custom`` (default; ``pg_dump -Fc -Z0`` streamed, no
-temp copy) or ``format=directory`` with ``jobs=N`` (parallel ``-Fd -j N``; needs a temp
+connections). Query parameters: ``format=plain`` (default: ``pg_dump -Fp`` streamed, no temp
+copy; byte-identical for an unchanged database, so it deduplicates completely),
+``format=custom`` (``pg_dump -Fc -Z0`` streamed; its header carries the dump time, and it
+allows ``pg_restore --list`` and selective restores) or ``format=directory`` with ``jobs=N``
+(parallel ``-Fd -j N``; needs a temp
 directory), ``globals=true`` (also ``pg_dumpall --globals-only``), ``checksum_max_mb=512``
 (tables larger than this get a row count but no checksum). Restore: ``owner=false`` skips
 ownership, ``globals=true`` replays roles first.
@@ -37,6 +40,9 @@ from airflow_backup.sources.process import Resources, classify_failure, find_too
 
 __all__ = ["PostgresSource", "pg_table_stats"]
 
+_SUFFIX = {"plain": ".sql", "custom": ".pgdump", "directory": ".dir"}
+_PLAIN_HEAD = b"-- PostgreSQL database dump"
+_PLAIN_TAIL = b"-- PostgreSQL database dump complete"
 _CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
              "::bigint), 0)::text FROM {} t")
 
@@ -85,9 +91,10 @@ class PostgresSource:
         self._databases: list[str] = []
         self._tables: dict[str, Any] = {}
         self._tools: dict[str, str] = {}
-        self.format = url.param("format", "custom")
-        if self.format not in ("custom", "directory"):
-            raise ConfigError(f"format must be 'custom' or 'directory', not {self.format!r}")
+        self._sink: Any = None
+        self.format = url.param("format", "plain")
+        if self.format not in _SUFFIX:
+            raise ConfigError(f"format must be plain, custom or directory, not {self.format!r}")
         try:
             self.jobs = int(url.param("jobs", "2" if self.format == "directory" else "1"))
             self.checksum_max = int(url.param("checksum_max_mb", "512")) * 1024 * 1024
@@ -166,12 +173,17 @@ class PostgresSource:
     def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
         """Run pg_dump per database (and pg_dumpall for globals) into the sink."""
         files: dict[str, int] = {}
+        self._sink = sink
         for db in self._databases:
             argv = [self._tools["pg_dump"], "--snapshot", self._snapshots[db]]
-            if self.format == "custom":
-                path = f"postgresql/{db}.pgdump"
-                child = self.res.start([*argv, "-Fc", "-Z0"], f"pg_dump of {db}",
-                                       env=self.env(db))
+            path = f"postgresql/{db}{_SUFFIX[self.format]}"
+            if self.format != "directory":
+                fmt = ["-Fp"] if self.format == "plain" else ["-Fc", "-Z0"]
+                if self.format == "plain" and self._restrict_key_supported():
+                    # pg_dump >= 15.14/16.10/17.6 guards plain dumps with a random psql
+                    # \restrict key; a per-repository key keeps unchanged dumps identical.
+                    fmt.append(f"--restrict-key={sink.stable_token('pg-restrict:' + db)}")
+                child = self.res.start([*argv, *fmt], f"pg_dump of {db}", env=self.env(db))
                 files[path] = sink.add_stream(path, child.stdout)
                 child.check()
             else:
@@ -180,7 +192,6 @@ class PostgresSource:
                 child = self.res.start([*argv, "-Fd", "-Z0", "-j", str(self.jobs), "-f", out],
                                        f"pg_dump of {db}", env=self.env(db))
                 child.check()
-                path = f"postgresql/{db}.dir"
                 files[path] = sink.add_directory(path, out)
                 self.res.remove(tmp)
         if self.url.flag("globals"):
@@ -191,9 +202,23 @@ class PostgresSource:
             child.check()
         return {"files": files}
 
+    def _restrict_key_supported(self) -> bool:
+        help_text = subprocess.run([self._tools["pg_dump"], "--help"], capture_output=True,
+                                   text=True, check=False).stdout
+        return "--restrict-key" in help_text
+
     def validate(self, reader: SnapshotReader) -> dict[str, Any]:
-        """Read each stored dump's table of contents with pg_restore --list."""
+        """Plain dumps: check pg_dump's header and completion trailer. Custom and directory
+        dumps: read the stored table of contents back with pg_restore --list."""
         facts: dict[str, Any] = {}
+        if self.format == "plain":
+            for db in self._databases:
+                path = f"postgresql/{db}.sql"
+                if _PLAIN_HEAD not in self._sink.head(path)[:4096]:
+                    raise ValidationFailed(f"stored dump of {db} lacks the pg_dump header")
+                if _PLAIN_TAIL not in self._sink.tail(path)[-4096:]:
+                    raise ValidationFailed(f"stored dump of {db} is truncated (no trailer)")
+            return {"header_and_trailer": list(self._databases)}
         for db in self._databases:
             toc = self._list(reader, db)
             entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
@@ -257,14 +282,36 @@ class PostgresSource:
                 "--clean to replace its objects or --force to restore into it")
         if self.url.flag("globals") and "postgresql/globals.sql" in stored.reader.files():
             self._psql_globals(stored.reader)
+        plain = f"postgresql/{source_db}.sql" in stored.reader.files(f"postgresql/{source_db}.sql")
+        if exists and options.clean and plain:
+            # A plain dump is replayed into a new database, swapped in only once it succeeded.
+            staging = f"{target_db[:40]}_abk_restore_{os.getpid()}"
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+            try:
+                self._psql(stored.reader, f"postgresql/{source_db}.sql", staging)
+            except BaseException:
+                self._drop(admin, staging)
+                raise
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(target_db)))
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(staging), sql.Identifier(target_db)))
+            return self._compare(stored, source_db, target_db, created=False)
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
         try:
-            self._pg_restore(stored.reader, source_db, target_db, options.clean)
+            if plain:
+                self._psql(stored.reader, f"postgresql/{source_db}.sql", target_db)
+            else:
+                self._pg_restore(stored.reader, source_db, target_db, options.clean)
         except BaseException:
             if not exists:
                 self._drop(admin, target_db)
             raise
+        return self._compare(stored, source_db, target_db, created=not exists)
+
+    def _compare(self, stored: StoredExport, source_db: str, target_db: str,
+                 created: bool) -> RestoreReport:
         recorded = {t.split("/", 1)[1]: (rows, checksum) for t, rows, checksum
                     in iter_tables(stored.source) if t.startswith(source_db + "/")}
         conn = self.connect(target_db)
@@ -275,7 +322,7 @@ class PostgresSource:
                   for t, (rows, checksum) in sorted(recorded.items())]
         return RestoreReport(self.url.with_database(target_db).redacted(), checks,
                              {"database": target_db, "source_database": source_db,
-                              "created": not exists})
+                              "created": created})
 
     def _pg_restore(self, reader: SnapshotReader, source_db: str, target_db: str,
                     clean: bool) -> None:
@@ -301,6 +348,18 @@ class PostgresSource:
         child = self.res.start([*argv, "-j", str(self.jobs), "-Fd",
                                 os.path.join(tmp, f"{source_db}.dir")], what,
                                env=self.env(target_db), stdout=subprocess.DEVNULL)
+        child.check(RestoreError)
+
+    def _psql(self, reader: SnapshotReader, path: str, target_db: str) -> None:
+        child = self.res.start([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                "--single-transaction", "-f", "-"], f"psql into {target_db}",
+                               stdin=subprocess.PIPE, env=self.env(target_db),
+                               stdout=subprocess.DEVNULL)
+        try:
+            reader.copy_to(path, child.stdin)
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped early; its exit status says why
         child.check(RestoreError)
 
     def _psql_globals(self, reader: SnapshotReader) -> None:

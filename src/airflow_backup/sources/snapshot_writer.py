@@ -120,6 +120,11 @@ class SnapshotWriter:
         self.stats.total_bytes_processed += node.size or 0
         self._place(path, node)
 
+    def stable_token(self, label: str) -> str:
+        """Return a hex token that is the same for ``label`` in every backup to this
+        repository and unguessable without the repository's (encrypted) config."""
+        return hashlib.sha256(f"{self.repo.config.id}\0{label}".encode()).hexdigest()[:40]
+
     def node(self, path: str) -> Node:
         """Return the node of a file placed in this snapshot."""
         parent, _, name = path.strip("/").rpartition("/")
