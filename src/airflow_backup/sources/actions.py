@@ -113,5 +113,6 @@ def restore_source(repo: Repository, snapshot: Snapshot, target: str,
         raise RestoreMismatch(
             f"restored {report.target}, but {len(bad)} table(s) differ from the backup; "
             f"first: {first.table}: {first.restored_rows} rows (expected {first.rows})"
-            + (", checksum differs" if first.restored_rows == first.rows else ""))
+            + (", checksum differs" if first.restored_rows == first.rows else "")
+            + (f" ({report.details['hint']})" if report.details.get("hint") else ""))
     return report

@@ -226,8 +226,12 @@ class TableExportSource:
         check = TableCheck(self.table, int(facts.get("rows_total", 0)),
                            expected_sum if same_engine else "", rows,
                            str(checksum) if same_engine else "")
-        return RestoreReport(self.url.redacted(), [check],
-                             {"increments": len(chain), "watermark_to": facts.get("watermark_to")})
+        details: dict[str, Any] = {"increments": len(chain),
+                                   "watermark_to": facts.get("watermark_to")}
+        if rows > check.rows:
+            details["hint"] = ("rows deleted at the source are not captured by incremental "
+                               "exports unless a soft-delete column is configured (?deleted=)")
+        return RestoreReport(self.url.redacted(), [check], details)
 
     def cleanup(self) -> None:
         """Close the database connection."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_backup.cli.commands.common import filter_from_args
@@ -51,7 +52,10 @@ def _select(repo: Repository, args: argparse.Namespace) -> Snapshot:
         return find_snapshot(repo, args.snapshot, filter_from_args(args))
     from airflow_backup.cli.commands.backup import parse_time
 
-    limit = parse_time(as_of).timestamp() * 1e9
+    # Integer nanoseconds (a float timestamp would lose the microseconds); the whole
+    # microsecond counts, since snapshot times can carry nanoseconds.
+    since_epoch = parse_time(as_of) - datetime(1970, 1, 1, tzinfo=UTC)
+    limit = since_epoch // timedelta(microseconds=1) * 1000 + 999
     flt = filter_from_args(args)
     snaps = [s for s in repo.list_snapshots() if flt.matches(s) and s.time_ns <= limit]
     if args.snapshot != "latest":
