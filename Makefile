@@ -22,6 +22,13 @@ APT_PACKAGE.psql := postgresql-client
 APT_PACKAGE.pgbench := postgresql-contrib
 APT_PACKAGE.mariadb-dump := mariadb-client
 APT_PACKAGE.mariadb := mariadb-client
+# make bench: dataset size, repetitions (each figure is the median), tools, extra run.py options
+# (e.g. BENCH_ARGS=--keep); results go to bench/results.{json,md,png}.
+BENCH_SIZE ?= 1G
+BENCH_REPEAT ?= 1
+BENCH_TOOLS ?= ours,restic,borg
+BENCH_ARGS ?=
+
 TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 
 # Airflow lives in its own venv (only the Airflow-metadata source tests call its CLI), so the
@@ -29,7 +36,7 @@ TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 psycopg2-binary asyncpg
 
-.PHONY: help venv tools airflow-venv lint test test-fast demo clean
+.PHONY: help venv tools airflow-venv lint test test-fast demo bench bench-s3 clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
@@ -39,6 +46,10 @@ help:
 	@echo "make test       lint, then the whole pytest suite (slow tests included)"
 	@echo "make test-fast  pytest -m 'not slow'"
 	@echo "make demo       back up, list, restore and verify a sample tree (scripts/demo.sh)"
+	@echo "make bench      time backup/restore against restic and borg (docs/performance.md);"
+	@echo "                BENCH_SIZE=$(BENCH_SIZE) BENCH_REPEAT=$(BENCH_REPEAT) BENCH_TOOLS=$(BENCH_TOOLS) BENCH_ARGS=..."
+	@echo "make bench-s3   airflow-backup vs restic on a local moto S3 server (bench/s3_bench.py);"
+	@echo "                BENCH_S3_MB=$(BENCH_S3_MB)"
 	@echo "make clean      remove $(VENV), caches, build output and ./demo"
 
 venv: $(STAMP)
@@ -98,6 +109,18 @@ test-fast: venv tools airflow-venv
 
 demo: venv
 	bash scripts/demo.sh
+
+bench: venv
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || \
+	  $(BIN)/python -m pip install --disable-pip-version-check -q matplotlib || \
+	  echo "bench: matplotlib unavailable; results.png will be skipped" >&2
+	$(BIN)/python bench/run.py --size $(BENCH_SIZE) --repeat $(BENCH_REPEAT) \
+	  --tools $(BENCH_TOOLS) $(BENCH_ARGS)
+
+BENCH_S3_MB ?= 200
+
+bench-s3: venv tools
+	$(BIN)/python bench/s3_bench.py --size-mb $(BENCH_S3_MB)
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

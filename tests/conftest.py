@@ -6,12 +6,13 @@ Helpers live in ``tests/support`` and are imported as ``support.trees`` /
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.moto import MotoServer
 from support.tools import require_tool
 from support.trees import TreeSpec, make_tricky_tree
 
@@ -55,3 +56,24 @@ def small_tricky_tree(tmp_path: Path) -> TreeSpec:
         small_files=SMALL_FILES,
         depth=30,
     )
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto S3 server on 127.0.0.1 (random free port) for the whole session.
+
+    Its credentials and endpoint are put into this process's environment for the session
+    (AWS_* variables only), so that code under test and subprocesses (the CLI, restic) find
+    it; they are dummies and point only at the loopback server. Tests make their own bucket.
+    """
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with MotoServer(log_path=log) as server, pytest.MonkeyPatch.context() as mp:
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> str:
+    """A fresh, empty bucket on the session's moto server."""
+    return moto_server.create_bucket()

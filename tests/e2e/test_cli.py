@@ -268,3 +268,16 @@ def test_bad_input_is_one_line(tmp_path: Path, repo: Path) -> None:
     again = run_cli(repo, "init")
     assert again.returncode == 1
     assert "already exists" in _one_line_error(again)
+
+
+def test_second_backup_is_incremental(repo: Path, data: Path) -> None:
+    first = json.loads(_ok(run_cli(repo, "--json", "backup", str(data))).stdout.splitlines()[-1])
+    second = json.loads(_ok(run_cli(repo, "--json", "backup", str(data))).stdout.splitlines()[-1])
+    assert first["files_new"] == 3
+    assert (second["files_new"], second["files_unmodified"], second["data_added"]) == (0, 3, 0)
+    forced = json.loads(_ok(run_cli(repo, "--json", "backup", "--force", str(data)))
+                        .stdout.splitlines()[-1])
+    assert (forced["files_new"], forced["files_unmodified"]) == (3, 0)
+    snaps = json.loads(_ok(run_cli(repo, "--json", "snapshots")).stdout)
+    assert snaps[1]["parent"] == snaps[0]["id"]
+    assert "parent" not in snaps[2]

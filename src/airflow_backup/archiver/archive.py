@@ -1,30 +1,39 @@
 """Back up paths into a snapshot, the way restic lays them out.
 
 The absolute path of every target is kept: backing up ``/srv/data`` gives a root tree holding
-``srv``, holding ``data``. Intermediate directories carry their real metadata. Unreadable items
-are reported through the events and skipped; the snapshot then records that it is partial.
+``srv``, holding ``data``. Intermediate directories carry their real metadata.
+
+The walk runs in the calling thread: it lists directories in name order, stats entries and
+hands regular files to a :class:`ContentSaver` pool. Directories wait in post-order (children
+before parents) until their files are saved; they are then encoded as tree blobs, so trees are
+built deterministically while reading overlaps. Files unchanged since the parent snapshot are
+not read at all, and a directory whose nodes equal the parent's reuses its tree id.
+Unreadable items are reported through the events and skipped; the snapshot records that it is
+partial.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import socket
-import stat as st
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from airflow_backup import __version__
-from airflow_backup.archiver.chunker import Chunker
+from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
+from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat
+from airflow_backup.archiver.parent import ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.errors import ConfigError
-from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.repository.tree import Node
@@ -36,7 +45,12 @@ _MAX_RECORDED_ERRORS = 100
 
 @dataclass(slots=True)
 class BackupOptions:
-    """What a backup stores and how the snapshot is labelled."""
+    """What a backup stores and how the snapshot is labelled.
+
+    ``parent`` names the parent snapshot (id prefix); by default it is the latest snapshot of
+    the same host and paths. ``force`` re-reads every file. ``with_atime`` stores real access
+    times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
+    """
 
     paths: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
@@ -44,6 +58,10 @@ class BackupOptions:
     hostname: str | None = None
     time: datetime | None = None
     metadata: dict[str, object] = field(default_factory=dict)
+    parent: str | None = None
+    force: bool = False
+    with_atime: bool = False
+    workers: int | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +85,33 @@ class _VirtualDir:
         self.children: dict[bytes, _VirtualDir | bytes] = {}
 
 
+Entry = Node | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
+
+
+class _PendingDir:
+    """A directory whose tree blob is not written yet."""
+
+    __slots__ = ("checked", "entries", "parent", "path", "tree_id")
+
+    def __init__(self, path: bytes, parent: ParentTree) -> None:
+        self.path = path
+        self.parent = parent
+        self.entries: list[Entry] = []
+        self.tree_id: bytes | None = None
+        self.checked = 0  # entries[:checked] are known to be complete
+
+    def ready(self) -> bool:
+        """Return whether every file of this directory has been saved."""
+        entries = self.entries
+        while self.checked < len(entries):
+            entry = entries[self.checked]
+            if isinstance(entry, tuple) and isinstance(entry[1], Future) \
+                    and not entry[1].done():
+                return False
+            self.checked += 1
+        return True
+
+
 class Archiver:
     """Saves files and streams into a repository and writes the snapshot."""
 
@@ -76,6 +121,9 @@ class Archiver:
         self.chunker = Chunker(repo.config.chunker_polynomial)
         self.stats = ArchiveStats()
         self._excludes = PatternSet([])
+        self._with_atime = False
+        self._queue: deque[_PendingDir] = deque()
+        self._saver: ContentSaver | None = None
 
     # ---- public --------------------------------------------------------------------------
 
@@ -85,17 +133,27 @@ class Archiver:
         if not options.paths:
             raise ConfigError("nothing to back up: give at least one path")
         targets = sorted({os.fsencode(os.path.abspath(p)) for p in options.paths})
+        if b"/" in targets:
+            targets = [b"/"]
         for t in targets:
             if not os.path.lexists(t):
                 raise ConfigError(f"{os.fsdecode(t)}: no such file or directory")
         self._excludes = PatternSet(options.excludes)
+        self._with_atime = options.with_atime
         start = datetime.now(UTC).astimezone()
         self.repo.load_index()
+        paths = [os.fsdecode(t) for t in targets]
+        parent = self._parent(options, paths)
         root = _VirtualDir(b"/")
         for t in targets:
-            self._place(root, t)
-        tree_id = self._save_virtual(root)
-        return self._finish(options, tree_id, [os.fsdecode(t) for t in targets], start)
+            _place(root, t)
+        with ContentSaver(self.repo, self.chunker, options.workers) as saver:
+            self._saver = saver
+            parent_root = ParentTree.load(self.repo, parent.tree if parent else None)
+            top = self._walk_virtual(root, parent_root)
+            self._finalize(block=True)
+        assert top.tree_id is not None
+        return self._finish(options, top.tree_id, paths, start, parent)
 
     def backup_stream(self, stream: BinaryIO, filename: str, options: BackupOptions,
                       before_snapshot: Callable[[], None] | None = None) -> BackupResult:
@@ -108,116 +166,163 @@ class Archiver:
             raise ConfigError(f"invalid stdin file name {filename!r}")
         start = datetime.now(UTC).astimezone()
         self.repo.load_index()
-        node = Node(name=filename.encode(), type="file", mode=0o644,
-                    mtime=format_time(start), atime=format_time(start),
-                    ctime=format_time(start), uid=os.getuid(), gid=os.getgid(),
-                    user=_current_user(), content=[])
-        node.size = self._save_content(stream, node)
-        self.stats.files_new += 1
-        self.stats.total_files_processed += 1
+        now = format_time(start)
+        node = Node(name=filename.encode(), type="file", mode=0o644, mtime=now, atime=now,
+                    ctime=now, uid=os.getuid(), gid=os.getgid(), user=_current_user(),
+                    content=[])
+        with ContentSaver(self.repo, self.chunker, 1) as saver:
+            result = saver.save_stream(stream)
+        node.content, node.size = result.content, result.size
+        self._count_file(result, "new")
         self.events.item_done("/" + filename, "file", node.size, self.stats)
         tree_id = self._save_tree([node])
         if before_snapshot is not None:
             before_snapshot()
-        return self._finish(options, tree_id, ["/" + filename], start)
+        return self._finish(options, tree_id, ["/" + filename], start, None)
 
-    # ---- tree walking --------------------------------------------------------------------
+    # ---- walking -------------------------------------------------------------------------
 
-    def _place(self, root: _VirtualDir, target: bytes) -> None:
-        parts = [p for p in target.split(b"/") if p]
-        cur = root
-        for i, part in enumerate(parts[:-1]):
-            nxt = cur.children.get(part)
-            if isinstance(nxt, bytes):
-                return  # a parent directory is itself a target and includes this one
-            if nxt is None:
-                nxt = _VirtualDir(b"/" + b"/".join(parts[: i + 1]))
-                cur.children[part] = nxt
-            cur = nxt
-        if parts:
-            cur.children[parts[-1]] = target
-        else:
-            root.children = {}
-            root.path = b"/"
+    def _parent(self, options: BackupOptions, paths: list[str]) -> Snapshot | None:
+        if options.force:
+            return None
+        if options.parent:
+            return find_snapshot(self.repo, options.parent)
+        return find_parent(self.repo, options.hostname or socket.gethostname(), paths)
 
-    def _save_virtual(self, vdir: _VirtualDir) -> bytes:
+    def _walk_virtual(self, vdir: _VirtualDir, parent: ParentTree) -> _PendingDir:
+        pending = _PendingDir(vdir.path, parent)
         if not vdir.children:  # backing up "/" itself
-            nodes = self._read_dir(b"/")
-            return self._save_tree(nodes)
-        nodes = []
+            self._walk_entries(pending, b"/")
         for name in sorted(vdir.children):
             child = vdir.children[name]
             if isinstance(child, bytes):
-                node = self._save_path(name, child)
-                if node is not None:
-                    nodes.append(node)
+                self._add_entry(pending, name, child)
                 continue
             try:
                 s = os.lstat(child.path)
+                node = node_from_stat(name, child.path, s, self._with_atime)
             except OSError as exc:
                 self._error(child.path, exc)
                 continue
-            node = node_from_stat(name, child.path, s)
-            node.subtree = self._save_virtual(child)
-            self.stats.dirs_new += 1
-            nodes.append(node)
-        return self._save_tree(nodes)
+            sub = self._walk_virtual(child, parent.child(self.repo, name))
+            pending.entries.append((node, sub))
+        self._queue.append(pending)
+        self._finalize(block=False)
+        return pending
 
-    def _save_path(self, name: bytes, path: bytes) -> Node | None:
-        """Save one file system item (recursing into directories); None if it was skipped."""
-        if self._excludes and self._excludes.matches(path):
-            return None
-        try:
-            s = os.lstat(path)
-            node = node_from_stat(name, path, s)
-            if node.type == "file":
-                node.size = self._save_file(path, node, s)
-                self.stats.files_new += 1
-                self.stats.total_files_processed += 1
-                self.stats.total_bytes_processed += node.size
-            elif node.type == "dir":
-                node.subtree = self._save_tree(self._read_dir(path))
-                self.stats.dirs_new += 1
-        except OSError as exc:
-            self._error(path, exc)
-            return None
-        self.events.item_done(os.fsdecode(path), node.type, node.size, self.stats)
-        return node
-
-    def _read_dir(self, path: bytes) -> list[Node]:
+    def _walk_entries(self, pending: _PendingDir, path: bytes) -> None:
         with os.scandir(path) as it:
             names = sorted(e.name for e in it)
-        nodes = []
         prefix = path.rstrip(b"/") + b"/"
         for name in names:
-            node = self._save_path(name, prefix + name)
-            if node is not None:
+            self._add_entry(pending, name, prefix + name)
+
+    def _add_entry(self, pending: _PendingDir, name: bytes, path: bytes) -> None:
+        if self._excludes and self._excludes.matches(path):
+            return
+        try:
+            s = os.lstat(path)
+            node = node_from_stat(name, path, s, self._with_atime)
+        except OSError as exc:
+            self._error(path, exc)
+            return
+        if node.type == "file":
+            old = pending.parent.nodes.get(name)
+            if unchanged(node, old):
+                assert old is not None
+                node.content = old.content
+                self._count_file(ContentResult(size=node.size), "unmodified")
+                pending.entries.append(node)
+                return
+            assert self._saver is not None
+            if s.st_size < MIN_SIZE:
+                fut = self._saver.submit_small(path, s.st_size)
+            else:
+                fut = self._saver.submit_file(path, s.st_size)
+            pending.entries.append((node, fut))
+        elif node.type == "dir":
+            sub = _PendingDir(path, pending.parent.child(self.repo, name))
+            try:
+                self._walk_entries(sub, path)
+            except OSError as exc:
+                self._error(path, exc)
+                return
+            self._queue.append(sub)
+            pending.entries.append((node, sub))
+            self._finalize(block=False)
+        else:
+            pending.entries.append(node)
+            self.events.item_done(os.fsdecode(path), node.type, 0, self.stats)
+
+    # ---- finalizing trees ----------------------------------------------------------------
+
+    def _finalize(self, block: bool) -> None:
+        """Write the trees of queued directories whose files are all saved (all of them when
+        ``block``), oldest first: post-order guarantees children are written before parents.
+        """
+        if block and self._saver is not None:
+            self._saver.flush()
+        while self._queue:
+            pending = self._queue[0]
+            if not block and not pending.ready():
+                return
+            self._queue.popleft()
+            self._write_dir(pending)
+
+    def _write_dir(self, pending: _PendingDir) -> None:
+        nodes: list[Node] = []
+        for entry in pending.entries:
+            if isinstance(entry, Node):
+                nodes.append(entry)
+                continue
+            node, work = entry
+            path = pending.path.rstrip(b"/") + b"/" + node.name
+            if isinstance(work, _PendingDir):
+                if work.tree_id is None:
+                    continue
+                node.subtree = work.tree_id
+                old = pending.parent.nodes.get(node.name)
+                if old is None or old.type != "dir":
+                    self.stats.dirs_new += 1
+                elif old.subtree == node.subtree:
+                    self.stats.dirs_unmodified += 1
+                else:
+                    self.stats.dirs_changed += 1
                 nodes.append(node)
-        return nodes
+                continue
+            try:
+                result = work.result()
+            except OSError as exc:
+                self._error(path, exc)
+                continue
+            node.content, node.size = result.content, result.size
+            kind = "changed" if node.name in pending.parent.nodes else "new"
+            self._count_file(result, kind)
+            self.events.item_done(os.fsdecode(path), "file", node.size, self.stats)
+            nodes.append(node)
+        parent = pending.parent
+        if parent.tree_id is not None and len(parent.nodes) == len(nodes) and all(
+            parent.nodes.get(n.name) == n for n in nodes
+        ):
+            pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
+        else:
+            pending.tree_id = self._save_tree(nodes)
 
-    # ---- content -------------------------------------------------------------------------
+    # ---- bookkeeping ---------------------------------------------------------------------
 
-    def _save_file(self, path: bytes, node: Node, s: os.stat_result) -> int:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            if not st.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(f"{os.fsdecode(path)} changed type while being read")
-            return self._save_content(f, node)
-
-    def _save_content(self, stream: BinaryIO, node: Node) -> int:
-        content: list[bytes] = []
-        size = 0
-        for chunk in self.chunker.chunks(stream):
-            blob_id = hashlib.sha256(chunk).digest()
-            _, added = self.repo.save_blob(BlobType.DATA, chunk, blob_id)
-            if added:
-                self.stats.data_blobs += 1
-                self.stats.data_added += len(chunk)
-                self.stats.data_added_packed += added
-            content.append(blob_id)
-            size += len(chunk)
-        node.content = content
-        return size
+    def _count_file(self, result: ContentResult, kind: str) -> None:
+        s = self.stats
+        if kind == "new":
+            s.files_new += 1
+        elif kind == "changed":
+            s.files_changed += 1
+        else:
+            s.files_unmodified += 1
+        s.total_files_processed += 1
+        s.total_bytes_processed += result.size
+        s.data_blobs += result.new_blobs
+        s.data_added += result.data_added
+        s.data_added_packed += result.data_added_packed
 
     def _save_tree(self, nodes: list[Node]) -> bytes:
         tree_id, added = self.repo.save_tree(nodes)
@@ -231,10 +336,8 @@ class Archiver:
         self.stats.errors.append((os.fsdecode(path), message))
         self.events.item_error(os.fsdecode(path), message)
 
-    # ---- snapshot ------------------------------------------------------------------------
-
     def _finish(self, options: BackupOptions, tree_id: bytes, paths: list[str],
-                start: datetime) -> BackupResult:
+                start: datetime, parent: Snapshot | None) -> BackupResult:
         end = datetime.now(UTC).astimezone()
         summary = SnapshotSummary(
             backup_start=format_time(start), backup_end=format_time(end),
@@ -262,12 +365,30 @@ class Archiver:
             gid=os.getgid(),
             excludes=list(options.excludes),
             tags=list(options.tags),
+            parent=bytes.fromhex(parent.id) if parent else None,
             program_version=f"airflow-backup {__version__}",
             summary=summary,
             extra=extra,
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
+
+
+def _place(root: _VirtualDir, target: bytes) -> None:
+    parts = [p for p in target.split(b"/") if p]
+    cur = root
+    for i, part in enumerate(parts[:-1]):
+        nxt = cur.children.get(part)
+        if isinstance(nxt, bytes):
+            return  # a parent directory is itself a target and includes this one
+        if nxt is None:
+            nxt = _VirtualDir(b"/" + b"/".join(parts[: i + 1]))
+            cur.children[part] = nxt
+        cur = nxt
+    if parts:
+        cur.children[parts[-1]] = target
+    else:
+        root.children = {}
 
 
 def _current_user() -> str:

@@ -8,7 +8,6 @@ per-repository Rabin polynomial.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from pyfastcdc import FastCDC
 
@@ -27,8 +26,8 @@ class Chunker:
             AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=polynomial & 0xFFFFFFFF
         )
 
-    def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
-        """Yield the chunks of ``stream``. Each view is valid only until the next one is
-        requested: hash, compress or copy it before advancing."""
-        for chunk in self._cdc.cut_stream(stream):
-            yield chunk.data
+    def cut(self, buf: bytes | memoryview) -> Iterator[tuple[int, int]]:
+        """Yield ``(offset, length)`` of each chunk of ``buf``; the last chunk ends at the
+        buffer's end whether or not the content would cut there."""
+        for chunk in self._cdc.cut_buf(buf):
+            yield chunk.offset, chunk.length

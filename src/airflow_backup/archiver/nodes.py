@@ -64,19 +64,22 @@ def read_xattrs(path: bytes) -> list[dict[str, str]] | None:
     return out or None
 
 
-def node_from_stat(name: bytes, path: bytes, s: os.stat_result) -> Node:
+def node_from_stat(name: bytes, path: bytes, s: os.stat_result, with_atime: bool = False) -> Node:
     """Given a name, its full path and its ``lstat`` result, return the node restic would store.
 
     Symlink targets are read here; file content and dir subtrees are filled in by the caller.
+    Unless ``with_atime``, the access time is recorded as the mtime (restic's default), so that
+    merely reading a file does not change its node.
     Raise OSError if a symlink cannot be read.
     """
     ntype = node_type(s.st_mode)
+    mtime = format_ns(s.st_mtime_ns)
     node = Node(
         name=name,
         type=ntype,
         mode=go_mode(s.st_mode),
-        mtime=format_ns(s.st_mtime_ns),
-        atime=format_ns(s.st_atime_ns),
+        mtime=mtime,
+        atime=format_ns(s.st_atime_ns) if with_atime else mtime,
         ctime=format_ns(s.st_ctime_ns),
         uid=s.st_uid,
         gid=s.st_gid,

@@ -1,14 +1,13 @@
 """Path patterns for ``--exclude`` and ``--include``, with restic's semantics.
 
-A pattern is split on ``/`` and each part is an ``fnmatch`` glob; ``**`` matches any number of
-path components. A pattern that does not start with ``/`` may match anywhere (it is implicitly
-prefixed with ``**/``). A pattern matches a path when it matches the path or one of its
-parents, so excluding a directory excludes everything below it.
+A pattern is split on ``/`` and each part is a Go ``filepath.Match`` glob; ``**`` matches
+any number of path components. A pattern that does not start with ``/`` may match anywhere
+(it is implicitly prefixed with ``**/``). A pattern matches a path when it matches the path
+or one of its parents, so excluding a directory excludes everything below it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from functools import lru_cache
@@ -16,9 +15,61 @@ from functools import lru_cache
 __all__ = ["PatternSet"]
 
 
+def _translate(part: bytes) -> bytes:
+    """Translate one Go ``filepath.Match`` pattern component into a regex.
+
+    ``*`` is any run of characters, ``?`` one character, ``[...]`` a class (``[^...]`` negated;
+    ``!`` is an ordinary character, unlike fnmatch), ``\\`` escapes the next character.
+    A malformed class matches nothing, as Go reports ErrBadPattern.
+    """
+    out = bytearray()
+    i, n = 0, len(part)
+    while i < n:
+        c = part[i : i + 1]
+        if c == b"*":
+            out += b".*"
+        elif c == b"?":
+            out += b"."
+        elif c == b"\\" and i + 1 < n:
+            i += 1
+            out += re.escape(part[i : i + 1])
+        elif c == b"[":
+            end = i + 1
+            if end < n and part[end : end + 1] == b"^":
+                end += 1
+            if end < n and part[end : end + 1] == b"]":
+                end += 1
+            while end < n and part[end : end + 1] != b"]":
+                end += 2 if part[end : end + 1] == b"\\" else 1
+            if end >= n:
+                return b"(?!)"  # unterminated class: never matches
+            body = part[i + 1 : end]
+            negate = body.startswith(b"^")
+            if negate:
+                body = body[1:]
+            cls = bytearray()
+            j = 0
+            while j < len(body):
+                ch = body[j : j + 1]
+                if ch == b"\\" and j + 1 < len(body):
+                    j += 1
+                    ch = body[j : j + 1]
+                if ch in (b"\\", b"]", b"^", b"[") :
+                    cls += b"\\" + ch
+                else:
+                    cls += ch
+                j += 1
+            out += b"[" + (b"^" if negate else b"") + bytes(cls) + b"]"
+            i = end
+        else:
+            out += re.escape(c)
+        i += 1
+    return b"(?s:" + bytes(out) + b")\\Z"
+
+
 @lru_cache(maxsize=4096)
 def _part_regex(part: bytes) -> re.Pattern[bytes]:
-    return re.compile(fnmatch.translate(os.fsdecode(part)).encode("utf-8", "surrogateescape"))
+    return re.compile(_translate(part))
 
 
 def _split(pattern: str) -> list[bytes]:

@@ -7,13 +7,26 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.repository.config import CONFIG_HANDLE
+from airflow_backup.repository.opener import open_repository as open_with_cache
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.registry import open_storage
+from airflow_backup.storage.base import Storage
+from airflow_backup.storage.compose import faults_from_env, is_remote_url, open_repository_storage
+from airflow_backup.storage.retry import RetryPolicy
 
-__all__ = ["GlobalOptions", "new_password", "open_repository", "read_password"]
+__all__ = [
+    "GlobalOptions",
+    "display_url",
+    "fallback_password",
+    "new_password",
+    "open_repository",
+    "open_storage_for",
+    "read_password",
+    "repository_url",
+]
 
 
 @dataclass(slots=True)
@@ -28,6 +41,9 @@ class GlobalOptions:
     quiet: bool = False
     debug: bool = False
     retry_lock: float = 0.0
+    options: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    cache_dir: str = ""
 
 
 def _from_file(path: str) -> str:
@@ -107,13 +123,57 @@ def repository_url(gopts: GlobalOptions) -> str:
     return url
 
 
-def open_repository(gopts: GlobalOptions) -> Repository:
-    """Open the repository named by the global options. Raise RepositoryNotFound,
-    WrongPassword or ConfigError."""
-    storage = open_storage(repository_url(gopts))
-    from airflow_backup.repository.config import CONFIG_HANDLE
+def fallback_password(gopts: GlobalOptions) -> str:
+    """Return the fallback repositories' password: AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE if
+    set, else the same sources as the primary's."""
+    path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
+    return _from_file(path) if path else read_password(gopts)
 
+
+def display_url(url: str) -> str:
+    """Return ``url`` for messages: no query string, no user information."""
+    base = url.partition("?")[0]
+    if "://" in base and "@" in base.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = base.split("://", 1)
+        host, _, path = rest.partition("/")
+        base = f"{scheme}://{host.rsplit('@', 1)[1]}/{path}"
+    return base
+
+
+def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
+    """Return the retry policy from ``-o retry_*=VALUE`` options. Raise ConfigError."""
+    opts: dict[str, str] = {}
+    for item in gopts.options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"invalid option {item!r}: use KEY=VALUE")
+        if not key.startswith("retry_"):
+            raise ConfigError(f"unknown option {key!r} (repository-specific options go into "
+                              "the URL's query string, e.g. s3://bucket/prefix?region=eu-west-1)")
+        opts[key] = value
+    return RetryPolicy.from_options(opts)
+
+
+def open_storage_for(url: str, gopts: GlobalOptions, *, primary: bool = True) -> Storage:
+    """Open a repository's storage with retries (and, for the primary only, the fault
+    injection of AIRFLOW_BACKUP_FAULTS, for drills)."""
+    return open_repository_storage(url, policy=retry_policy(gopts),
+                                   faults=faults_from_env() if primary else None,
+                                   read_ahead=is_remote_url(url))
+
+
+def open_repository(gopts: GlobalOptions, url: str | None = None,
+                    password: str | None = None, *, primary: bool = True) -> Repository:
+    """Open the repository named by the global options (or ``url``). Remote repositories use
+    the metadata cache unless --no-cache. Raise RepositoryNotFound, WrongPassword,
+    ConfigError or a storage error."""
+    url = url or repository_url(gopts)
+    storage = open_storage_for(url, gopts, primary=primary)
     if not storage.exists(CONFIG_HANDLE):
         # Fail before asking for a password: there is nothing to unlock.
         Repository.open(storage, "")
-    return Repository.open(storage, read_password(gopts), gopts.key_hint or None)
+    if password is None:
+        password = read_password(gopts)
+    return open_with_cache(storage, password, gopts.key_hint or None,
+                           cache=is_remote_url(url) and not gopts.no_cache,
+                           cache_root=gopts.cache_dir or None)

@@ -20,7 +20,7 @@ from typing import NoReturn
 from airflow_backup import __version__
 from airflow_backup.cli.commands import ALL_COMMANDS
 from airflow_backup.cli.context import GlobalOptions
-from airflow_backup.cli.output import Printer
+from airflow_backup.cli.output import Printer, configure_logging
 from airflow_backup.errors import EXIT_ERROR, BackupError, exit_code_for
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +54,14 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
                         help="show tracebacks on errors")
     parser.add_argument("--retry-lock", type=float, default=d(0.0), metavar="SECONDS",
                         help="wait this long for a conflicting lock to go away")
+    parser.add_argument("-o", "--option", action="append", default=d([]), metavar="KEY=VALUE",
+                        help="storage option, e.g. retry_attempts=5, retry_max_time=60, "
+                             "retry_base_delay=0.5, retry_max_delay=30 (repeatable)")
+    parser.add_argument("--no-cache", action="store_true", default=d(False),
+                        help="do not use the local metadata cache")
+    parser.add_argument("--cache-dir", default=d(""), metavar="DIR",
+                        help="metadata cache directory (env AIRFLOW_BACKUP_CACHE_DIR; "
+                             "default ~/.cache/airflow-backup)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,9 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gopts = GlobalOptions(
         repo=args.repo, password_file=args.password_file, key_hint=args.key_hint,
         json=args.json, verbose=args.verbose, quiet=args.quiet, debug=args.debug,
-        retry_lock=args.retry_lock,
+        retry_lock=args.retry_lock, options=list(args.option), no_cache=args.no_cache,
+        cache_dir=args.cache_dir,
     )
     out = Printer(gopts.json, gopts.quiet, gopts.verbose)
+    configure_logging(gopts.json, gopts.quiet, gopts.verbose, gopts.debug)
     try:
         status: int = args.func(args, gopts, out)
         return status

@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
-__all__ = ["Printer"]
+__all__ = ["Printer", "configure_logging"]
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"message_type": "log", "level": record.levelname.lower(),
+                           "logger": record.name, "message": record.getMessage()})
+
+
+def configure_logging(json_mode: bool, quiet: bool, verbose: int, debug: bool) -> None:
+    """Send the engine's log records (retries, fallbacks, cache) to stderr: warnings by
+    default, errors only with --quiet, info with -v, debug with --debug; JSON lines with
+    --json."""
+    logger = logging.getLogger("airflow_backup")
+    for h in list(logger.handlers):
+        if getattr(h, "_airflow_backup_cli", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._airflow_backup_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_JsonLines() if json_mode else logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO if verbose
+                    else logging.ERROR if quiet else logging.WARNING)
 
 
 class Printer:

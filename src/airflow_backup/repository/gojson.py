@@ -9,6 +9,7 @@ non-ASCII characters as UTF-8.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["dumps", "go_quote_name", "go_unquote_name"]
@@ -24,14 +25,29 @@ def _escape_go(text: str) -> str:
     return "".join(_GO_EXTRA.get(c, c) for c in text)
 
 
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_GO_ESCAPES = {"b": "\\u0008", "f": "\\u000c"}
+
+
+def _go_escape(m: re.Match[str]) -> str:
+    return _GO_ESCAPES.get(m.group(1), m.group(0))
+
+
 def dumps(obj: Any) -> bytes:
     """Return ``obj`` encoded as compact JSON, escaped the way Go's encoder does.
 
     Python's encoder writes the same control-character escapes as Go (``\\n``, ``\\t``,
     ``\\u00XX``) except that Go writes ``\\u0008``/``\\u000c`` where Python writes ``\\b``/``\\f``.
+    Escapes are rewritten pair by pair so that an escaped backslash followed by ``b`` stays
+    what it is.
     """
     text = _ENCODER.encode(obj)
-    text = text.replace("\\b", "\\u0008").replace("\\f", "\\u000c")
+    if "\\" in text:
+        text = _ESCAPE.sub(_go_escape, text)
+    if _SURROGATE.search(text):
+        # Invalid UTF-8 bytes (decoded with surrogateescape): Go writes "\ufffd" for each.
+        text = _SURROGATE.sub(r"\\ufffd", text)
     return _escape_go(text).encode("utf-8")
 
 

@@ -99,9 +99,11 @@ def load_key_file(storage: Storage, name: str) -> KeyFile:
     raw = storage.load(Handle(FileType.KEY, name))
     try:
         obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise IntegrityError(f"key {name[:8]}: malformed key file")
         if obj.get("kdf") != "scrypt":
             raise IntegrityError(f"key {name[:8]}: unsupported KDF {obj.get('kdf')!r}")
-        return KeyFile(
+        kf = KeyFile(
             id=name,
             created=str(obj.get("created", "")),
             username=str(obj.get("username", "")),
@@ -112,6 +114,10 @@ def load_key_file(storage: Storage, name: str) -> KeyFile:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"key {name[:8]}: malformed key file") from exc
+    n, r, p = kf.params.n, kf.params.r, kf.params.p
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * r * n > _MAX_MEM or r * p >= 1 << 30:
+        raise IntegrityError(f"key {name[:8]}: invalid scrypt parameters N={n} r={r} p={p}")
+    return kf
 
 
 def open_key_file(key_file: KeyFile, password: str) -> Key | None:
@@ -137,7 +143,10 @@ def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tu
             kf = load_key_file(storage, name)
         except IntegrityError:
             continue
-        master = open_key_file(kf, password)
+        try:
+            master = open_key_file(kf, password)
+        except (ValueError, MemoryError):
+            continue  # a key this machine cannot derive; another key may still open
         if master is not None:
             return master, name
     raise WrongPassword("wrong password or no key found")

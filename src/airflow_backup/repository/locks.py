@@ -42,12 +42,16 @@ class LockInfo:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0 or pid > 0x7FFFFFFF:
+        return False  # not a process id: 0 and negatives would signal process groups
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     return True
 
 
@@ -69,8 +73,8 @@ def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
             out.append(LockInfo(info.name, parse_ns(obj["time"])[0], bool(obj.get("exclusive")),
                                 str(obj.get("hostname", "")), str(obj.get("username", "")),
                                 int(obj.get("pid", 0))))
-        except (NotFound, IntegrityError, KeyError, ValueError):
-            continue
+        except (NotFound, IntegrityError, KeyError, ValueError, TypeError, AttributeError):
+            continue  # unreadable or vanished: another process's business
     return out
 
 

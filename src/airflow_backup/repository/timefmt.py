@@ -28,10 +28,23 @@ def format_ns(ns: int, offset: int | None = None) -> str:
     east of UTC; local time when None)."""
     sec, frac = divmod(ns, 1_000_000_000)
     if offset is None:
-        offset = local_offset(sec)
+        try:
+            tm = time.localtime(sec)
+        except (OverflowError, OSError, ValueError):
+            tm = None
+        if tm is not None and 1 <= tm.tm_year <= 9999:
+            offset = tm.tm_gmtoff or 0
+            text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
+                    f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
+            return _finish(text, frac, offset)
+        offset = 0
     dt = datetime(1970, 1, 1) + timedelta(seconds=sec + offset)
     text = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
             f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}")
+    return _finish(text, frac, offset)
+
+
+def _finish(text: str, frac: int, offset: int) -> str:
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     if offset == 0:

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_backup.errors import IntegrityError
 from airflow_backup.repository import gojson
+from airflow_backup.repository.gojson import go_unquote_name
 
 __all__ = ["Node", "decode_tree", "encode_tree", "go_mode", "posix_mode"]
 
@@ -125,7 +126,9 @@ class Node:
             try:
                 out["linktarget"] = self.linktarget.decode("utf-8")
             except UnicodeDecodeError:
-                out["linktarget"] = self.linktarget.decode("utf-8", "replace")
+                # Each invalid byte becomes a lone surrogate, which gojson.dumps writes as
+                # Go's "\ufffd" escape, one per byte; the exact bytes go in linktarget_raw.
+                out["linktarget"] = self.linktarget.decode("utf-8", "surrogateescape")
                 out["linktarget_raw"] = base64.b64encode(self.linktarget).decode()
         if self.extended_attributes:
             out["extended_attributes"] = self.extended_attributes
@@ -144,40 +147,47 @@ class Node:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Node:
         """Parse one node as written by restic or by us."""
-        known = {
-            "name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group",
-            "inode", "device_id", "size", "links", "linktarget", "linktarget_raw",
-            "extended_attributes", "generic_attributes", "device", "content", "subtree", "error",
-        }
-        raw_target = obj.get("linktarget_raw")
+        get = obj.get
+        raw_target = get("linktarget_raw")
         target = (base64.b64decode(raw_target) if raw_target
-                  else str(obj.get("linktarget") or "").encode("utf-8", "surrogateescape"))
-        content = obj.get("content")
-        subtree = obj.get("subtree")
+                  else (get("linktarget") or "").encode("utf-8", "surrogateescape"))
+        content = get("content")
+        subtree = get("subtree")
+        name = obj["name"]
+        unknown = obj.keys() - _KNOWN
+        extra = {k: v for k, v in obj.items() if k in unknown} if unknown else {}
         return cls(
-            name=gojson.go_unquote_name(str(obj["name"])),
+            name=go_unquote_name(name) if "\\" in name else name.encode("utf-8"),
             type=str(obj["type"]),
-            mode=int(obj.get("mode") or 0),
-            mtime=str(obj.get("mtime") or "0001-01-01T00:00:00Z"),
-            atime=str(obj.get("atime") or "0001-01-01T00:00:00Z"),
-            ctime=str(obj.get("ctime") or "0001-01-01T00:00:00Z"),
-            uid=int(obj.get("uid") or 0),
-            gid=int(obj.get("gid") or 0),
-            user=str(obj.get("user") or ""),
-            group=str(obj.get("group") or ""),
-            inode=int(obj.get("inode") or 0),
-            device_id=int(obj.get("device_id") or 0),
-            size=int(obj.get("size") or 0),
-            links=int(obj.get("links") or 0),
+            mode=get("mode") or 0,
+            mtime=get("mtime") or _ZERO_TIME,
+            atime=get("atime") or _ZERO_TIME,
+            ctime=get("ctime") or _ZERO_TIME,
+            uid=get("uid") or 0,
+            gid=get("gid") or 0,
+            user=get("user") or "",
+            group=get("group") or "",
+            inode=get("inode") or 0,
+            device_id=get("device_id") or 0,
+            size=get("size") or 0,
+            links=get("links") or 0,
             linktarget=target,
-            extended_attributes=obj.get("extended_attributes"),
-            generic_attributes=obj.get("generic_attributes"),
-            device=int(obj.get("device") or 0),
+            extended_attributes=get("extended_attributes"),
+            generic_attributes=get("generic_attributes"),
+            device=get("device") or 0,
             content=None if content is None else [bytes.fromhex(c) for c in content],
             subtree=bytes.fromhex(subtree) if subtree else None,
-            error=str(obj.get("error") or ""),
-            extra={k: v for k, v in obj.items() if k not in known},
+            error=get("error") or "",
+            extra=extra,
         )
+
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+_KNOWN = frozenset({
+    "name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group",
+    "inode", "device_id", "size", "links", "linktarget", "linktarget_raw",
+    "extended_attributes", "generic_attributes", "device", "content", "subtree", "error",
+})
 
 
 def encode_tree(nodes: list[Node]) -> bytes:

@@ -12,15 +12,17 @@ import base64
 import errno
 import os
 import stat as st
+import threading
 from dataclasses import dataclass, field
 
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.errors import IntegrityError, RestoreError, UnsafePath
+from airflow_backup.errors import RestoreError, UnsafePath
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import parse_ns
 from airflow_backup.repository.tree import Node, posix_mode
+from airflow_backup.restorer.filler import FileJob, PackFiller
 from airflow_backup.restorer.walk import check_name, find_node
 
 __all__ = ["RestoreOptions", "RestoreStats", "Restorer"]
@@ -48,20 +50,30 @@ class RestoreStats:
 
 
 class Restorer:
-    """Writes snapshot trees to the local file system."""
+    """Writes snapshot trees to the local file system.
 
-    def __init__(self, repo: Repository) -> None:
+    The tree walk creates directories, symlinks and special files and plans every regular
+    file; a :class:`PackFiller` then fills the files from packs in parallel. Metadata is set
+    last: files once their content is complete, directories deepest first.
+    """
+
+    def __init__(self, repo: Repository, workers: int | None = None) -> None:
         self.repo = repo
         self.stats = RestoreStats()
         self._is_root = os.geteuid() == 0
         self._hardlinks: dict[tuple[int, int], bytes] = {}
+        self._links: list[tuple[bytes, bytes, str]] = []
+        self._dirs: list[tuple[Node, bytes, bytes]] = []
+        self._jobs: dict[int, tuple[Node, bytes]] = {}
         self._includes = PatternSet([])
         self._excludes = PatternSet([])
+        self._filler = PackFiller(repo, workers)
+        self._lock = threading.Lock()
 
     def restore(self, snapshot: Snapshot, options: RestoreOptions) -> RestoreStats:
         """Restore ``snapshot`` into ``options.target``. Raise RestoreError (after restoring
-        everything else) if some items could not be written, IntegrityError at once if data
-        is damaged."""
+        everything else) if some items could not be written, IntegrityError if data is
+        damaged (files that could not be completed are removed)."""
         self.repo.load_index()
         self._includes = PatternSet(options.includes)
         self._excludes = PatternSet(options.excludes)
@@ -72,6 +84,20 @@ class Restorer:
             self._restore_tree(tree, target, b"")
         else:
             self._restore_node(node, target, b"/" + node.name)
+        self._filler.run(self._file_done)
+        self.stats.bytes = self._filler.bytes_written
+        for first, dest, shown in self._links:
+            try:
+                self._clear(dest)
+                os.link(first, dest, follow_symlinks=False)
+                self.stats.files += 1
+            except OSError as exc:
+                self.stats.errors.append((shown, exc.strerror or str(exc)))
+        for dnode, dest, snap_path in self._dirs:
+            try:
+                self._set_metadata(dnode, dest)
+            except OSError as exc:
+                self.stats.errors.append((os.fsdecode(snap_path), exc.strerror or str(exc)))
         if self.stats.errors:
             path, reason = self.stats.errors[0]
             raise RestoreError(
@@ -106,25 +132,26 @@ class Restorer:
                 if node.subtree is not None:
                     self._restore_tree(node.subtree, dest, snap_path)
                 self.stats.dirs += 1
-            elif node.type == "file":
-                self._restore_file(node, dest)
-            elif node.type == "symlink":
+                self._dirs.append((node, dest, snap_path))
+                return
+            if node.type == "file":
+                self._plan_file(node, dest, snap_path)
+                return
+            if node.type == "symlink":
                 self._clear(dest)
                 os.symlink(node.linktarget, dest)
-                self.stats.others += 1
             elif node.type == "fifo":
                 self._clear(dest)
                 os.mkfifo(dest, 0o600)
-                self.stats.others += 1
             elif node.type in ("dev", "chardev"):
                 if not self._is_root:
                     return
                 self._clear(dest)
                 kind = st.S_IFBLK if node.type == "dev" else st.S_IFCHR
                 os.mknod(dest, kind | 0o600, node.device)
-                self.stats.others += 1
             else:
                 return  # sockets and irregular files cannot be recreated, as in restic
+            self.stats.others += 1
             self._set_metadata(node, dest)
         except OSError as exc:
             self.stats.errors.append((os.fsdecode(snap_path), exc.strerror or str(exc)))
@@ -144,37 +171,51 @@ class Restorer:
         except FileNotFoundError:
             pass
 
-    def _restore_file(self, node: Node, dest: bytes) -> None:
+    def _plan_file(self, node: Node, dest: bytes, snap_path: bytes) -> None:
         self._clear(dest)
         if node.links > 1 and node.inode:
             key = (node.inode, node.device_id)
             first = self._hardlinks.get(key)
             if first is not None:
-                os.link(first, dest, follow_symlinks=False)
-                self.stats.files += 1
+                self._links.append((first, dest, os.fsdecode(snap_path)))
                 return
             self._hardlinks[key] = dest
+        job = FileJob(dest, 0)
+        self._jobs[id(job)] = (node, snap_path)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
-            written = 0
-            for blob_id in node.content or []:
-                data = self.repo.load_blob(BlobType.DATA, blob_id)
-                if data.count(0) == len(data):
-                    os.lseek(fd, len(data), os.SEEK_CUR)  # leave a hole: sparse file
-                else:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                written += len(data)
-            os.ftruncate(fd, written)
-        except (IntegrityError, OSError):
+            self._filler.add_file(job, node.content or [])
+            size = sum(self._blob_size(b) for b in node.content or [])
+            os.ftruncate(fd, size)  # final size up front; all-zero blobs stay holes
+        except BaseException:
             os.close(fd)
             os.unlink(dest)
             raise
         os.close(fd)
-        self.stats.files += 1
-        self.stats.bytes += written
+        if job.remaining == 0:
+            self._file_done(job)
+
+    def _blob_size(self, blob_id: bytes) -> int:
+        entry = self.repo.index.lookup(BlobType.DATA, blob_id)
+        assert entry is not None  # add_file checked every blob
+        return entry.blob.plain_length
+
+    def _file_done(self, job: FileJob) -> None:
+        node, snap_path = self._jobs[id(job)]
+        shown = os.fsdecode(snap_path)
+        if job.failed:
+            with self._lock:
+                self.stats.errors.append((shown, "could not write the file's content"))
+            return
+        try:
+            self._set_metadata(node, job.dest)
+        except OSError as exc:
+            with self._lock:
+                self.stats.errors.append((shown, exc.strerror or str(exc)))
+            return
+        with self._lock:
+            self.stats.files += 1
 
     def _set_xattrs(self, node: Node, dest: bytes) -> None:
         for attr in node.extended_attributes or []:

@@ -15,10 +15,11 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import Chunker
+from airflow_backup.archiver.content import ContentSaver
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.packs import BlobType
@@ -70,24 +71,14 @@ class SnapshotWriter:
     def add_stream(self, path: str, stream: BinaryIO, mtime: datetime | None = None) -> int:
         """Store ``stream`` as file ``path``; return its size."""
         node = self._new_node(path, "file", mtime)
-        sha = hashlib.sha256()
-        head = bytearray()
-        tail = b""
-        content: list[bytes] = []
-        size = 0
-        for chunk in self.chunker.chunks(stream):
-            blob_id = hashlib.sha256(chunk).digest()
-            sha.update(chunk)
-            if len(head) < _EDGE:
-                head += bytes(chunk[: _EDGE - len(head)])
-            tail = (tail + bytes(chunk[-_EDGE:]))[-_EDGE:]
-            _, added = self.repo.save_blob(BlobType.DATA, chunk, blob_id)
-            if added:
-                self.stats.data_blobs += 1
-                self.stats.data_added += len(chunk)
-                self.stats.data_added_packed += added
-            content.append(blob_id)
-            size += len(chunk)
+        tap = _Tap(stream)
+        with ContentSaver(self.repo, self.chunker, workers=1) as saver:
+            result = saver.save_stream(cast(BinaryIO, tap))
+        content, size = result.content, result.size
+        self.stats.data_blobs += result.new_blobs
+        self.stats.data_added += result.data_added
+        self.stats.data_added_packed += result.data_added_packed
+        head, tail, sha = tap.head, tap.tail, tap.sha
         node.content, node.size = content, size
         self._heads[path], self._tails[path] = bytes(head), tail
         self.digests[path] = sha.hexdigest()
@@ -272,6 +263,25 @@ class SnapshotTreeReader:
         """Restore directory ``path`` as ``local_dir/<its name>``."""
         Restorer(self.repo).restore(self.snapshot, RestoreOptions(
             target=local_dir, subpath="/" + path.strip("/")))
+
+
+class _Tap:
+    """Passes a stream through, keeping its SHA-256 and its first and last 64 KiB."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.sha = hashlib.sha256()
+        self.head = bytearray()
+        self.tail = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if data:
+            self.sha.update(data)
+            if len(self.head) < _EDGE:
+                self.head += data[: _EDGE - len(self.head)]
+            self.tail = (self.tail + data[-_EDGE:])[-_EDGE:]
+        return data
 
 
 def _current_user() -> str:

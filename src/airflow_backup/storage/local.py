@@ -103,7 +103,17 @@ class LocalStorage:
             finally:
                 os.close(fd)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+            if handle.type is FileType.LOCK:
+                os.replace(tmp, final)
+            else:
+                # link() fails if the name exists, so two writers of one name cannot both win.
+                try:
+                    os.link(tmp, final)
+                    tmp.unlink()
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                        raise
+                    os.replace(tmp, final)  # a file system without hard links
             _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

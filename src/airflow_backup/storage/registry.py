@@ -31,16 +31,37 @@ register_scheme("file", _open_local)
 register_scheme("local", _open_local)
 
 
+def _open_s3(url: str) -> Storage:
+    from airflow_backup.storage.remote import open_s3
+
+    return open_s3(url)
+
+
+def _open_fsspec(url: str) -> Storage:
+    from airflow_backup.storage.remote import open_fsspec
+
+    return open_fsspec(url)
+
+
+register_scheme("s3", _open_s3)
+for _scheme in ("gs", "gcs", "az", "abfs", "abfss", "sftp"):
+    register_scheme(_scheme, _open_fsspec)
+
+
 def open_storage(url: str) -> Storage:
     """Given a repository URL or a plain path, return the storage backend for it.
 
-    A plain path, ``local:PATH`` or ``file://PATH`` opens a local directory. Raise ConfigError
-    for an empty URL or an unknown scheme.
+    A plain path, ``local:PATH`` or ``file://PATH`` opens a local directory; ``s3://``,
+    restic's ``s3:https://HOST/BUCKET/PREFIX``, ``gs://``, ``az://`` and ``sftp://`` open
+    remote stores through fsspec (:mod:`airflow_backup.storage.remote`). Raise ConfigError
+    for an empty URL, an unknown scheme or a missing optional package.
     """
     if not url:
         raise ConfigError("no repository given: use -r/--repo or AIRFLOW_BACKUP_REPOSITORY")
     if url.startswith("local:"):
         return _open_local(url)
+    if url.startswith("s3:"):
+        return _FACTORIES["s3"](url)
     scheme = urlparse(url).scheme if "://" in url else ""
     if not scheme:
         return _open_local(url)

@@ -11,8 +11,11 @@ from airflow_backup.cli.commands import (
     ls,
     restore,
     snapshots,
+    unlock,
 )
 
-ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, cat, key]
+ALL_COMMANDS: list[ModuleType] = [
+    init, backup, snapshots, ls, restore, dump, cat, key, unlock,
+]
 
 __all__ = ["ALL_COMMANDS"]

@@ -6,15 +6,24 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, BinaryIO, cast
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.cli.commands import source_backup
-from airflow_backup.cli.context import GlobalOptions, open_repository
+from airflow_backup.cli.context import (
+    GlobalOptions,
+    display_url,
+    fallback_password,
+    open_repository,
+    repository_url,
+)
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
+from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
+from airflow_backup.repository.repo import Repository
 
 
 def register(sub: Any) -> None:
@@ -31,11 +40,23 @@ def register(sub: Any) -> None:
     p.add_argument("-H", "--host", default="", help="hostname to record (default: this host)")
     p.add_argument("--time", default="", help="snapshot time instead of now "
                    "('2006-01-02 15:04:05' local, or RFC 3339)")
+    p.add_argument("--parent", default="", metavar="SNAPSHOT",
+                   help="compare with this snapshot to skip unchanged files (default: the "
+                        "latest snapshot of the same host and paths)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="read every file, even those unchanged since the parent snapshot")
+    p.add_argument("--with-atime", action="store_true",
+                   help="store access times (by default atime is recorded as mtime)")
     p.add_argument("--stdin", action="store_true", help="read the data from standard input")
     p.add_argument("--stdin-filename", default="stdin", help="file name for --stdin data")
     p.add_argument("--stdin-from-command", action="store_true",
                    help="back up the standard output of the command given after --; "
                         "no snapshot is saved if it exits non-zero")
+    p.add_argument("--fallback-repo", action="append", default=[], metavar="URL",
+                   help="if the repository fails (storage down, bucket gone, retries used up), "
+                        "store the snapshot in this repository instead, marked degraded "
+                        "(repeatable, tried in order; password from "
+                        "AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE or the usual sources)")
     p.set_defaults(func=run)
 
 
@@ -79,7 +100,9 @@ def _options(args: argparse.Namespace) -> BackupOptions:
     tags = [t for group in args.tag for t in group.split(",") if t]
     return BackupOptions(paths=list(args.paths), excludes=excludes, tags=tags,
                          hostname=args.host or None,
-                         time=parse_time(args.time) if args.time else None)
+                         time=parse_time(args.time) if args.time else None,
+                         parent=args.parent or None, force=args.force,
+                         with_atime=args.with_atime)
 
 
 def _run_command(archiver: Archiver, args: argparse.Namespace,
@@ -109,6 +132,24 @@ def _run_command(archiver: Archiver, args: argparse.Namespace,
             proc.wait()
 
 
+def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: Printer,
+                          opts: BackupOptions) -> FallbackResult[BackupResult]:
+    primary = repository_url(gopts)
+    targets = [RepositoryTarget(display_url(primary), lambda: open_repository(gopts, primary))]
+    fb_password: list[str] = []
+
+    def opener(url: str) -> Callable[[], Repository]:
+        def open_fallback() -> Repository:
+            if not fb_password:
+                fb_password.append(fallback_password(gopts))
+            return open_repository(gopts, url, fb_password[0], primary=False)
+        return open_fallback
+
+    targets += [RepositoryTarget(display_url(u), opener(u)) for u in args.fallback_repo]
+    return backup_with_fallback(targets, opts, events=_Progress(out),
+                                lock_retry=gopts.retry_lock)
+
+
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Back up, print a summary; exit 3 if some files could not be read."""
     if source_backup.wants(args):  # data-source URLs (postgresql://, s3://, …)
@@ -117,16 +158,23 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     if not (args.stdin or args.stdin_from_command) and not opts.paths:
         raise ConfigError("nothing to back up: give at least one path, --stdin or "
                           "--stdin-from-command")
-    repo = open_repository(gopts)
     started = time.monotonic()
-    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-        archiver = Archiver(repo, _Progress(out))
-        if args.stdin_from_command:
-            result = _run_command(archiver, args, opts)
-        elif args.stdin:
-            result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
-        else:
-            result = archiver.backup(opts)
+    fallback: FallbackResult[BackupResult] | None = None
+    if args.fallback_repo:
+        if args.stdin or args.stdin_from_command:
+            raise ConfigError("--fallback-repo needs paths: a stream cannot be read twice")
+        fallback = _backup_with_fallback(args, gopts, out, opts)
+        result = fallback.value
+    else:
+        repo = open_repository(gopts)
+        with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+            archiver = Archiver(repo, _Progress(out))
+            if args.stdin_from_command:
+                result = _run_command(archiver, args, opts)
+            elif args.stdin:
+                result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
+            else:
+                result = archiver.backup(opts)
     s = result.stats
     sn = result.snapshot
     if out.json_mode:
@@ -139,7 +187,9 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                   "total_files_processed": s.total_files_processed,
                   "total_bytes_processed": s.total_bytes_processed,
                   "total_duration": time.monotonic() - started, "snapshot_id": sn.id,
-                  "errors": len(s.errors)})
+                  "errors": len(s.errors),
+                  **({"repository": fallback.location, "degraded": fallback.degraded,
+                      "degraded_reason": fallback.reason} if fallback else {})})
     else:
         out.line(f"Files:       {s.files_new} new, {s.files_changed} changed, "
                  f"{s.files_unmodified} unmodified")
@@ -149,7 +199,11 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                  f"({human_size(s.data_added_packed)} stored)")
         out.line(f"processed {s.total_files_processed} files, "
                  f"{human_size(s.total_bytes_processed)} in {time.monotonic() - started:.2f}s")
-        out.result(f"snapshot {sn.short_id} saved")
+        out.result(f"snapshot {sn.short_id} saved"
+                   + (f" to {fallback.location}" if fallback else ""))
+    if fallback and fallback.degraded:
+        out.warn(f"Warning: DEGRADED: the snapshot went to fallback repository "
+                 f"{fallback.location} because: {fallback.reason}")
     if result.partial:
         out.warn(f"Warning: {len(s.errors)} source file(s) could not be read; "
                  "the snapshot is partial")

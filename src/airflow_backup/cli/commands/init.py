@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from airflow_backup.cli.context import GlobalOptions, new_password, repository_url
+from airflow_backup.cli.context import (
+    GlobalOptions,
+    new_password,
+    open_storage_for,
+    repository_url,
+)
 from airflow_backup.cli.output import Printer
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.registry import open_storage
 
 
 def register(sub: Any) -> None:
@@ -21,7 +25,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Create the repository with the password from the usual sources."""
-    storage = open_storage(repository_url(gopts))
+    storage = open_storage_for(repository_url(gopts), gopts)
     password = new_password(gopts.password_file, gopts)
     repo = Repository.init(storage, password, version=args.repository_version)
     if out.json_mode:

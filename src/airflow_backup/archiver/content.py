@@ -1,0 +1,202 @@
+"""Read, chunk, hash and store file contents on a pool of worker threads.
+
+Reading, chunking (FastCDC), SHA-256, zstd and AES/Poly1305 all release the GIL, so files
+are processed concurrently by ``workers`` threads. Each file is read in large blocks and cut
+with ``cut_buf``; the last, unfinished chunk of a block is carried into the next one, so chunk
+boundaries do not depend on the block size. Small files (one chunk) take a fast path: one
+``read``, no chunker. At most ``max_inflight`` files are queued, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as st
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from airflow_backup.archiver.chunker import MAX_SIZE, MIN_SIZE, Chunker
+from airflow_backup.repository.packs import BlobType
+from airflow_backup.repository.repo import Repository
+
+__all__ = ["ContentResult", "ContentSaver"]
+
+_BATCH_FILES = 64
+_BATCH_BYTES = 4 * 1024 * 1024
+_BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
+
+
+@dataclass(slots=True)
+class ContentResult:
+    """A saved file: its blob ids, size, and what it added to the repository."""
+
+    content: list[bytes] = field(default_factory=list)
+    size: int = 0
+    new_blobs: int = 0
+    data_added: int = 0
+    data_added_packed: int = 0
+
+
+class ContentSaver:
+    """Saves file contents concurrently; use as a context manager to join the workers."""
+
+    def __init__(self, repo: Repository, chunker: Chunker, workers: int | None = None,
+                 max_inflight: int = 64) -> None:
+        self.repo = repo
+        self.chunker = chunker
+        self.workers = workers or max(2, min(8, (os.cpu_count() or 2) * 2))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._batch: list[tuple[bytes, int, Future[ContentResult]]] = []
+        self._batch_bytes = 0
+
+    def __enter__(self) -> ContentSaver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit_small(self, path: bytes, expected_size: int) -> Future[ContentResult]:
+        """Queue a file smaller than one chunk. Small files travel to the workers in batches,
+        which keeps per-file overhead low; call :meth:`flush` before waiting on the future."""
+        fut: Future[ContentResult] = Future()
+        self._batch.append((path, expected_size, fut))
+        self._batch_bytes += expected_size
+        if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
+            self.flush()
+        return fut
+
+    def flush(self) -> None:
+        """Hand the pending batch of small files to a worker."""
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._slots.acquire()
+        try:
+            done = self._pool.submit(self._save_batch, batch)
+        except BaseException:
+            self._slots.release()
+            raise
+        done.add_done_callback(lambda _: self._slots.release())
+
+    def _save_batch(self, batch: list[tuple[bytes, int, Future[ContentResult]]]) -> None:
+        for path, size, fut in batch:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(self._save_file(path, size))
+            except BaseException as exc:  # delivered to whoever waits on this file
+                fut.set_exception(exc)
+
+    def submit_file(self, path: bytes, expected_size: int) -> Future[ContentResult]:
+        """Queue a regular file; the future raises OSError if it cannot be read."""
+        self._slots.acquire()
+        try:
+            fut = self._pool.submit(self._save_file, path, expected_size)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _: self._slots.release())
+        return fut
+
+    def save_stream(self, stream: BinaryIO) -> ContentResult:
+        """Save a stream in the calling thread (stdin, command output)."""
+        result = ContentResult()
+        self._save_blocks(stream.read, result)
+        return result
+
+    # ---- workers -------------------------------------------------------------------------
+
+    def _save_file(self, path: bytes, expected_size: int) -> ContentResult:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not st.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{os.fsdecode(path)} changed type while being read")
+            result = ContentResult()
+            if expected_size < MIN_SIZE:
+                data = _read_all(fd, expected_size)
+                if len(data) < MIN_SIZE:
+                    if data:
+                        self._save_chunk(data, result)
+                    return result
+                # The file grew past one chunk while we looked: chunk it normally.
+                rest = _Reader(fd, data)
+                self._save_blocks(rest.read, result)
+                return result
+            self._save_blocks(lambda n: os.read(fd, n), result)
+            return result
+        finally:
+            os.close(fd)
+
+    def _save_blocks(self, read: Callable[[int], bytes], result: ContentResult) -> None:
+        buf = bytearray()
+        eof = False
+        while not eof:
+            while len(buf) < _BLOCK:
+                data = read(_BLOCK - len(buf))
+                if not data:
+                    eof = True
+                    break
+                buf += data
+            if not buf:
+                return
+            view = memoryview(buf)
+            try:
+                chunks = list(self.chunker.cut(view))
+                # Unless at EOF, the last chunk ended only because the buffer did: cut it
+                # again together with what follows. The buffer is longer than MAX_SIZE, so at
+                # least one chunk before it is complete.
+                if not eof:
+                    chunks.pop()
+                for start, length in chunks:
+                    self._save_chunk(view[start : start + length], result)
+            finally:
+                view.release()
+            if chunks:
+                last_start, last_len = chunks[-1]
+                del buf[: last_start + last_len]
+
+    def _save_chunk(self, chunk: bytes | memoryview, result: ContentResult) -> None:
+        blob_id = hashlib.sha256(chunk).digest()
+        _, added = self.repo.save_blob(BlobType.DATA, chunk, blob_id)
+        if added:
+            result.new_blobs += 1
+            result.data_added += len(chunk)
+            result.data_added_packed += added
+        result.content.append(blob_id)
+        result.size += len(chunk)
+
+
+class _Reader:
+    """Reads from ``fd`` after first returning bytes already read."""
+
+    def __init__(self, fd: int, head: bytes) -> None:
+        self._fd = fd
+        self._head = head
+
+    def read(self, n: int) -> bytes:
+        if self._head:
+            out, self._head = self._head[:n], self._head[n:]
+            return out
+        return os.read(self._fd, n)
+
+
+def _read_all(fd: int, hint: int) -> bytes:
+    parts = []
+    want = max(hint + 1, 4096)
+    while True:
+        data = os.read(fd, want)
+        if not data:
+            break
+        parts.append(data)
+        if sum(len(p) for p in parts) >= MIN_SIZE:
+            break
+    return b"".join(parts)
+
+
+assert _BLOCK > MAX_SIZE

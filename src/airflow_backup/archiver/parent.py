@@ -1,0 +1,71 @@
+"""The parent snapshot: which files are unchanged, so their content need not be read again.
+
+restic's rule: a regular file is unchanged when the parent's node at the same path is a file
+with the same size, mtime, ctime and inode. Its content ids are then reused as they are.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow_backup.errors import BackupError
+from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.tree import Node
+
+__all__ = ["ParentTree", "find_parent", "unchanged"]
+
+
+class ParentTree:
+    """The parent's nodes of one directory, by name (empty when there is no parent dir)."""
+
+    __slots__ = ("nodes", "tree_id")
+
+    def __init__(self, tree_id: bytes | None, nodes: list[Node]) -> None:
+        self.tree_id = tree_id
+        self.nodes = {n.name: n for n in nodes}
+
+    @classmethod
+    def load(cls, repo: Repository, tree_id: bytes | None) -> ParentTree:
+        """Load a parent tree; a missing or unreadable one just means "no parent"."""
+        if tree_id is None:
+            return _EMPTY
+        try:
+            return cls(tree_id, repo.load_tree(tree_id))
+        except BackupError:
+            return _EMPTY
+
+    def child(self, repo: Repository, name: bytes) -> ParentTree:
+        """Return the parent tree of sub-directory ``name``."""
+        node = self.nodes.get(name)
+        if node is None or node.type != "dir":
+            return _EMPTY
+        return ParentTree.load(repo, node.subtree)
+
+
+_EMPTY = ParentTree(None, [])
+
+
+def unchanged(node: Node, old: Node | None) -> bool:
+    """Return whether file ``node`` (fresh from lstat) matches the parent's ``old`` node."""
+    return (
+        old is not None
+        and old.type == "file"
+        and old.content is not None
+        and old.size == node.size
+        and old.mtime == node.mtime
+        and old.ctime == node.ctime
+        and old.inode == node.inode
+    )
+
+
+def find_parent(repo: Repository, hostname: str, paths: list[str]) -> Snapshot | None:
+    """Return the latest snapshot of the same host and the same set of paths, or None."""
+    wanted = sorted(os.path.normpath(p) for p in paths)
+    best: Snapshot | None = None
+    for sn in repo.list_snapshots():
+        if sn.hostname != hostname or sorted(os.path.normpath(p) for p in sn.paths) != wanted:
+            continue
+        if best is None or (sn.time_ns, sn.id) > (best.time_ns, best.id):
+            best = sn
+    return best

@@ -1,0 +1,1 @@
+"""Jobs: engine functions that combine repositories, archiver and storage into one task."""

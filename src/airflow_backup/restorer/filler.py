@@ -1,0 +1,164 @@
+"""Fill restored files from packs: each pack is read once, its blobs go to every file using them.
+
+A pack's blobs may belong to many files and a file's blobs to many packs, so the restorer
+first plans (blob → file offsets, grouped by pack), creates every file at its final size
+(sparse), then lets worker threads read packs in parallel. Neighbouring blobs of a pack are
+fetched with one ranged read. Each blob is verified (MAC, then SHA-256) before its bytes are
+written; all-zero blobs are not written at all, which leaves holes in sparse files. Memory is
+bounded by one read range (at most a pack) per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from airflow_backup.errors import IntegrityError, NotFound
+from airflow_backup.repository.packs import BlobType, PackedBlob
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.base import FileType, Handle
+
+__all__ = ["FileJob", "PackFiller"]
+
+_MAX_GAP = 1 << 20  # read through gaps up to this size rather than issuing another request
+
+
+@dataclass(slots=True)
+class FileJob:
+    """One file to fill: where it goes and how many blob writes it still waits for."""
+
+    dest: bytes
+    size: int
+    remaining: int = 0
+    failed: bool = False
+
+
+@dataclass(slots=True)
+class _Target:
+    job: FileJob
+    offset: int
+
+
+@dataclass(slots=True)
+class _PackWork:
+    blobs: dict[bytes, tuple[PackedBlob, list[_Target]]] = field(default_factory=dict)
+
+
+class PackFiller:
+    """Collects (file, offset, blob) writes, then performs them pack by pack."""
+
+    def __init__(self, repo: Repository, workers: int | None = None) -> None:
+        self.repo = repo
+        self.workers = workers or max(2, min(8, (os.cpu_count() or 2) * 2))
+        self._packs: dict[bytes, _PackWork] = defaultdict(_PackWork)
+        self.bytes_written = 0
+        self._lock = threading.Lock()
+
+    def add_file(self, job: FileJob, content: list[bytes]) -> None:
+        """Plan the writes of one file. Raise IntegrityError if a blob is not indexed."""
+        offset = 0
+        for blob_id in content:
+            entry = self.repo.index.lookup(BlobType.DATA, blob_id)
+            if entry is None:
+                raise IntegrityError(f"data blob {blob_id.hex()} is not in the index "
+                                     f"(needed for {os.fsdecode(job.dest)})")
+            work = self._packs[entry.pack_id]
+            slot = work.blobs.get(blob_id)
+            if slot is None:
+                slot = (entry.blob, [])
+                work.blobs[blob_id] = slot
+            slot[1].append(_Target(job, offset))
+            job.remaining += 1
+            offset += entry.blob.plain_length
+
+    def run(self, on_file_done: Callable[[FileJob], None]) -> None:
+        """Read every planned pack and write its blobs. ``on_file_done`` is called (from a
+        worker thread) for each file whose last blob was written.
+
+        Raise IntegrityError naming the first damaged or missing pack; files that could not
+        be completed are then deleted, so no file with wrong content is left behind.
+        """
+        packs = list(self._packs.items())
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def work(item: tuple[bytes, _PackWork]) -> None:
+            if stop.is_set():
+                return
+            try:
+                self._fill_pack(item[0], item[1], on_file_done)
+            except BaseException as exc:
+                stop.set()
+                with self._lock:
+                    errors.append(exc)
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
+            list(pool.map(work, packs))
+        if errors:
+            self._remove_incomplete()
+            raise errors[0]
+
+    def _remove_incomplete(self) -> None:
+        seen: set[int] = set()
+        for work in self._packs.values():
+            for _, targets in work.blobs.values():
+                for t in targets:
+                    if (t.job.remaining > 0 or t.job.failed) and id(t.job) not in seen:
+                        seen.add(id(t.job))
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(t.job.dest)
+
+    def _fill_pack(self, pack_id: bytes, work: _PackWork,
+                   on_file_done: Callable[[FileJob], None]) -> None:
+        pack = pack_id.hex()
+        blobs = sorted(work.blobs.values(), key=lambda s: s[0].offset)
+        start = 0
+        while start < len(blobs):
+            end = start + 1
+            while end < len(blobs):
+                prev, nxt = blobs[end - 1][0], blobs[end][0]
+                if nxt.offset - (prev.offset + prev.length) > _MAX_GAP:
+                    break
+                end += 1
+            first, last = blobs[start][0], blobs[end - 1][0]
+            length = last.offset + last.length - first.offset
+            try:
+                data = self.repo.storage.load(Handle(FileType.DATA, pack), first.offset, length)
+            except NotFound:
+                raise IntegrityError(f"pack {pack} is missing") from None
+            view = memoryview(data)
+            for blob, targets in blobs[start:end]:
+                rel = blob.offset - first.offset
+                plain = self.repo.decode_blob(pack, blob, bytes(view[rel : rel + blob.length]))
+                self._write(plain, targets, on_file_done)
+            start = end
+
+    def _write(self, plain: bytes, targets: list[_Target],
+               on_file_done: Callable[[FileJob], None]) -> None:
+        zero = plain.count(0) == len(plain)
+        for t in targets:
+            if not zero and not t.job.failed:
+                try:
+                    fd = os.open(t.job.dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    try:
+                        view = memoryview(plain)
+                        pos = t.offset
+                        while view:
+                            n = os.pwrite(fd, view, pos)
+                            view, pos = view[n:], pos + n
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    t.job.failed = True
+            with self._lock:
+                t.job.remaining -= 1
+                done = t.job.remaining == 0
+                if not zero:
+                    self.bytes_written += len(plain)
+            if done:
+                on_file_done(t.job)

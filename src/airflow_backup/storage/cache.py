@@ -1,0 +1,177 @@
+"""A local cache of a repository's metadata: index files, snapshots and tree packs.
+
+Files in a restic repository are named by the SHA-256 of their bytes and never change, so a
+cached copy is good exactly when its hash equals its name. The cache is never trusted
+blindly: a cached file is hashed before its first use in a process, and a copy that does not
+match is deleted and fetched again. Existence and listings always come from the store; a
+listing of index or snapshot files also drops cached files that no longer exist there.
+
+The cache lives in ``<cache root>/<repository id>/`` (restic's layout below it), where the
+root is ``AIRFLOW_BACKUP_CACHE_DIR``, else ``$XDG_CACHE_HOME/airflow-backup``, else
+``~/.cache/airflow-backup``. The cache is best effort: a failure to write it is logged at
+DEBUG and ignored. Which data packs hold trees is known only to the repository; it passes
+``is_tree_pack``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from airflow_backup.errors import ConfigError
+from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
+
+__all__ = ["CachingStorage", "default_cache_root"]
+
+log = logging.getLogger("airflow_backup.storage.cache")
+
+_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file is a cache directory tag created by airflow-backup.\n")
+
+
+def default_cache_root() -> Path:
+    """Return the cache root from AIRFLOW_BACKUP_CACHE_DIR, XDG_CACHE_HOME or ~/.cache."""
+    env = os.environ
+    if env.get("AIRFLOW_BACKUP_CACHE_DIR"):
+        return Path(env["AIRFLOW_BACKUP_CACHE_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "airflow-backup"
+
+
+class CachingStorage:
+    """Wraps ``inner``; serves index, snapshot and tree-pack loads from ``directory``.
+
+    ``hits`` and ``misses`` count cached loads served locally and fetched from the store.
+    """
+
+    def __init__(self, inner: Storage, directory: str | os.PathLike[str], *,
+                 is_tree_pack: Callable[[str], bool] | None = None) -> None:
+        self.inner = inner
+        self.directory = Path(directory)
+        self._is_tree_pack = is_tree_pack or (lambda _name: False)
+        self._verified: set[str] = set()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self._ready = False
+
+    @property
+    def location(self) -> str:
+        """Return the wrapped store's location."""
+        return self.inner.location
+
+    def _cached(self, handle: Handle) -> bool:
+        if handle.type in (FileType.INDEX, FileType.SNAPSHOT):
+            return True
+        return handle.type is FileType.DATA and self._is_tree_pack(handle.name)
+
+    def _path(self, handle: Handle) -> Path:
+        return self.directory / object_path(handle)
+
+    def _prepare(self) -> None:
+        if self._ready:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tag = self.directory.parent / "CACHEDIR.TAG"
+            if not tag.exists():
+                tag.write_text(_TAG, encoding="ascii")
+        except OSError as exc:
+            raise ConfigError(f"cannot create cache directory {self.directory}: "
+                              f"{exc.strerror}") from None
+        self._ready = True
+
+    def _read_verified(self, handle: Handle, offset: int, length: int | None) -> bytes | None:
+        path = self._path(handle)
+        try:
+            if handle.name in self._verified:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    return f.read() if length is None else f.read(length)
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != handle.name:
+            log.warning("cache: %s does not match its id; discarding the cached copy",
+                        object_path(handle))
+            path.unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self._verified.add(handle.name)
+        end = len(data) if length is None else offset + length
+        return data[offset:end]
+
+    def _store(self, handle: Handle, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != handle.name:
+            return  # never cache what does not match its name; the repository will complain
+        path = self._path(handle)
+        tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+        try:
+            self._prepare()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            with self._lock:
+                self._verified.add(handle.name)
+        except (OSError, ConfigError) as exc:
+            log.debug("cache: cannot store %s: %s", object_path(handle), exc)
+            tmp.unlink(missing_ok=True)
+
+    # ---- the Storage protocol ------------------------------------------------------------
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Serve from the cache when it holds a verified copy, else fetch the whole file,
+        cache it and return the range."""
+        if not self._cached(handle):
+            return self.inner.load(handle, offset, length)
+        data = self._read_verified(handle, offset, length)
+        if data is not None:
+            self.hits += 1
+            return data
+        self.misses += 1
+        whole = self.inner.load(handle)
+        self._store(handle, whole)
+        end = len(whole) if length is None else offset + length
+        return whole[offset:end]
+
+    def save(self, handle: Handle, data: bytes) -> None:
+        """Save to the store; index and snapshot files are also written to the cache."""
+        self.inner.save(handle, data)
+        if handle.type in (FileType.INDEX, FileType.SNAPSHOT):
+            self._store(handle, bytes(data))
+
+    def remove(self, handle: Handle) -> None:
+        """Remove from the store and from the cache."""
+        self.inner.remove(handle)
+        with contextlib.suppress(OSError):
+            self._path(handle).unlink(missing_ok=True)
+
+    def list(self, file_type: FileType) -> Iterator[FileInfo]:
+        """List from the store; drop cached index/snapshot files that are gone there."""
+        items = list(self.inner.list(file_type))
+        if file_type in (FileType.INDEX, FileType.SNAPSHOT):
+            names = {i.name for i in items}
+            folder = self.directory / file_type.value
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder):
+                    if not entry.name.startswith(".") and entry.name not in names:
+                        Path(entry.path).unlink(missing_ok=True)
+        return iter(items)
+
+    def stat(self, handle: Handle) -> FileInfo:
+        """Stat in the store (the cache never answers for existence)."""
+        return self.inner.stat(handle)
+
+    def exists(self, handle: Handle) -> bool:
+        """Check existence in the store."""
+        return self.inner.exists(handle)
+
+    def create_layout(self) -> None:
+        """Create the layout in the store."""
+        self.inner.create_layout()

@@ -1,0 +1,184 @@
+"""A storage wrapper that injects faults: for tests, and for users' own failure drills.
+
+:class:`FaultInjectingStorage` wraps any Storage and, per call, may add latency and raise an
+injected error instead of (or after) doing the work. Capabilities, all keyword-only:
+
+- ``latency``: seconds slept before *every* call;
+- ``failure_rate``: probability that a call fails;
+- ``fail_on_calls``: 1-based numbers of calls that fail (the k-th call, whatever it is);
+- ``fail_after_writes``: the first k saves succeed, every later save fails (a store that dies
+  mid-operation, for crash tests);
+- ``truncate_writes``: probability that a failing save first stores a truncated prefix under
+  the final name (a non-atomic store cut off mid-upload);
+- ``lost_replies``: probability that a failing save first stores the whole file (the reply
+  was lost, the write happened);
+- ``permanent``: raise PermanentStorageError instead of TransientStorageError;
+- ``operations``: restrict faults (not latency) to these operation names;
+- ``seed``: make the random choices reproducible.
+
+Counters ``calls``, ``writes`` and ``injected`` tell a test what happened. Thread-safe.
+:func:`parse_fault_spec` reads the ``AIRFLOW_BACKUP_FAULTS`` drill syntax
+(``failure_rate=0.2,latency=0.05,seed=1``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
+
+from airflow_backup.errors import ConfigError, PermanentStorageError, TransientStorageError
+from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
+
+__all__ = ["OPERATIONS", "FaultInjectingStorage", "parse_fault_spec"]
+
+T = TypeVar("T")
+
+OPERATIONS = frozenset({"save", "load", "stat", "exists", "list", "remove", "create_layout"})
+
+
+class FaultInjectingStorage:
+    """Wraps ``inner``; injects latency and failures as configured (see the module doc)."""
+
+    def __init__(self, inner: Storage, *, failure_rate: float = 0.0, latency: float = 0.0,
+                 fail_on_calls: Collection[int] = (), fail_after_writes: int | None = None,
+                 truncate_writes: float = 0.0, lost_replies: float = 0.0,
+                 permanent: bool = False, operations: Collection[str] | None = None,
+                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        for name, p in (("failure_rate", failure_rate), ("truncate_writes", truncate_writes),
+                        ("lost_replies", lost_replies)):
+            if not 0.0 <= p <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1")
+        if truncate_writes + lost_replies > 1.0:
+            raise ConfigError("truncate_writes + lost_replies must not exceed 1")
+        unknown = set(operations or ()) - OPERATIONS
+        if unknown:
+            raise ConfigError(f"unknown storage operation(s): {', '.join(sorted(unknown))}")
+        self.inner = inner
+        self.failure_rate = failure_rate
+        self.latency = latency
+        self.fail_on_calls = frozenset(fail_on_calls)
+        self.fail_after_writes = fail_after_writes
+        self.truncate_writes = truncate_writes
+        self.lost_replies = lost_replies
+        self.permanent = permanent
+        self.operations = frozenset(operations) if operations is not None else OPERATIONS
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.writes = 0
+        self.injected = 0
+
+    @property
+    def location(self) -> str:
+        """Return the wrapped store's location."""
+        return self.inner.location
+
+    def _decide(self, op: str) -> tuple[bool, float]:
+        """Count the call; return (fail?, a uniform draw for how a failing save fails)."""
+        with self._lock:
+            self.calls += 1
+            k = self.calls
+            if op == "save":
+                self.writes += 1
+            fail = op in self.operations and (
+                k in self.fail_on_calls
+                or (op == "save" and self.fail_after_writes is not None
+                    and self.writes > self.fail_after_writes)
+                or (self.failure_rate > 0 and self._rng.random() < self.failure_rate))
+            draw = self._rng.random()
+            if fail:
+                self.injected += 1
+        return fail, draw
+
+    def _error(self, op: str, target: str) -> Exception:
+        kind = PermanentStorageError if self.permanent else TransientStorageError
+        return kind(f"{op} {target}: injected fault (call {self.calls})")
+
+    def _run(self, op: str, target: str, fn: Callable[[], T]) -> T:
+        if self.latency > 0:
+            self._sleep(self.latency)
+        fail, _ = self._decide(op)
+        if fail:
+            raise self._error(op, target)
+        return fn()
+
+    # ---- the Storage protocol ------------------------------------------------------------
+
+    def save(self, handle: Handle, data: bytes) -> None:
+        """Save, unless a fault is injected (which may leave a truncated or whole file)."""
+        if self.latency > 0:
+            self._sleep(self.latency)
+        fail, draw = self._decide("save")
+        if not fail:
+            self.inner.save(handle, data)
+            return
+        if draw < self.truncate_writes and len(data) > 1:
+            self.inner.save(handle, data[: len(data) // 2])
+        elif draw < self.truncate_writes + self.lost_replies:
+            self.inner.save(handle, data)
+        raise self._error("save", object_path(handle))
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Load a range, unless a fault is injected."""
+        return self._run("load", object_path(handle),
+                         lambda: self.inner.load(handle, offset, length))
+
+    def stat(self, handle: Handle) -> FileInfo:
+        """Stat, unless a fault is injected."""
+        return self._run("stat", object_path(handle), lambda: self.inner.stat(handle))
+
+    def exists(self, handle: Handle) -> bool:
+        """Check existence, unless a fault is injected."""
+        return self._run("exists", object_path(handle), lambda: self.inner.exists(handle))
+
+    def list(self, file_type: FileType) -> Iterator[FileInfo]:
+        """List, unless a fault is injected (decided when called, not when iterated)."""
+        return iter(self._run("list", file_type.value + "/",
+                              lambda: list(self.inner.list(file_type))))
+
+    def remove(self, handle: Handle) -> None:
+        """Remove, unless a fault is injected."""
+        self._run("remove", object_path(handle), lambda: self.inner.remove(handle))
+
+    def create_layout(self) -> None:
+        """Create the layout, unless a fault is injected."""
+        self._run("create_layout", self.location, self.inner.create_layout)
+
+
+_FLOATS = {"failure_rate", "latency", "truncate_writes", "lost_replies"}
+_INTS = {"fail_after_writes", "seed"}
+
+
+def parse_fault_spec(spec: str) -> dict[str, Any]:
+    """Parse ``key=value,…`` into FaultInjectingStorage keyword arguments.
+
+    Keys: failure_rate, latency, truncate_writes, lost_replies (numbers), fail_after_writes,
+    seed (integers), fail_on_calls (``3+7+9``), operations (``save+load``), permanent
+    (``1``/``true``). Raise ConfigError for anything else.
+    """
+    out: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        try:
+            if not sep:
+                raise ValueError
+            if key in _FLOATS:
+                out[key] = float(value)
+            elif key in _INTS:
+                out[key] = int(value)
+            elif key == "fail_on_calls":
+                out[key] = [int(v) for v in value.split("+") if v]
+            elif key == "operations":
+                out[key] = [v for v in value.split("+") if v]
+            elif key == "permanent":
+                out[key] = value.strip().lower() in ("1", "true", "yes")
+            else:
+                raise ConfigError(f"unknown fault option {key!r}")
+        except ValueError:
+            raise ConfigError(f"invalid fault option {item!r}") from None
+    return out

@@ -1,0 +1,156 @@
+"""Open remote repositories through fsspec: parse the URL, build the filesystem, wrap it.
+
+Accepted URLs (the fsspec packages are optional extras: ``airflow-backup[s3]``, ``[gcs]``,
+``[azure]``, ``[sftp]``)::
+
+    s3://BUCKET/PREFIX[?endpoint=URL&region=R&profile=P]   endpoint also from AWS_ENDPOINT_URL
+    s3:https://HOST[:PORT]/BUCKET/PREFIX                    restic's spelling, same repository
+    gs://BUCKET/PREFIX          gcs://… too
+    az://CONTAINER/PREFIX[?account_name=A]                  abfs://… too
+    sftp://[USER@]HOST[:PORT]/PATH
+
+Credentials are never taken from the URL: S3 uses botocore's usual chain (AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared config files, instance roles), GCS and Azure their
+SDK's defaults, SFTP the SSH agent and ``~/.ssh``. The filesystem never retries by itself
+(our retry wrapper does) and never caches listings (other writers may change them).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+from airflow_backup.errors import ConfigError
+from airflow_backup.storage.fsspec_store import FsspecStorage
+
+__all__ = ["ATOMIC_PROTOCOLS", "open_fsspec", "open_s3", "parse_s3_url", "storage_for_fs"]
+
+#: fsspec protocols whose whole-object writes are atomic (no temp file + move needed).
+ATOMIC_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
+
+_EXTRAS = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
+           "abfss": "azure", "sftp": "sftp"}
+
+
+def _query(url: str) -> tuple[str, dict[str, str]]:
+    base, _, query = url.partition("?")
+    return base, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _strip_userinfo(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.username is None and parsed.password is None:
+        return url
+    host = parsed.hostname or ""
+    if parsed.port:
+        host += f":{parsed.port}"
+    return parsed._replace(netloc=host).geturl()
+
+
+def parse_s3_url(url: str) -> tuple[str | None, str, str, dict[str, str]]:
+    """Given an S3 repository URL, return (endpoint or None, bucket, prefix, options).
+
+    Raise ConfigError if it names no bucket.
+    """
+    base, opts = _query(url)
+    endpoint = opts.pop("endpoint", None)
+    if base.startswith("s3://"):
+        rest = base[len("s3://"):]
+    elif base.startswith("s3:"):
+        rest = base[len("s3:"):]
+        if not rest.startswith(("http://", "https://")):
+            rest = "https://" + rest
+        parsed = urlparse(rest)
+        endpoint = f"{parsed.scheme}://{parsed.netloc}"
+        rest = parsed.path.lstrip("/")
+    else:
+        raise ConfigError(f"not an S3 repository URL: {_strip_userinfo(base)}")
+    bucket, _, prefix = rest.strip("/").partition("/")
+    if not bucket:
+        raise ConfigError("S3 repository URL names no bucket: use s3://BUCKET/PREFIX")
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL") or None
+    return endpoint, bucket, prefix.strip("/"), opts
+
+
+def _import(module: str, scheme: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        extra = _EXTRAS.get(scheme, scheme)
+        raise ConfigError(f"{scheme}:// repositories need the optional '{module}' package: "
+                          f"pip install 'airflow-backup[{extra}]'") from None
+
+
+def open_s3(url: str) -> FsspecStorage:
+    """Open an S3 (or S3-compatible) repository URL with s3fs."""
+    endpoint, bucket, prefix, opts = parse_s3_url(url)
+    s3fs = _import("s3fs", "s3")
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = opts.pop("region", None) or os.environ.get("AWS_REGION") or os.environ.get(
+        "AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    config = {
+        # One retry layer only: ours (storage/retry.py).
+        "retries": {"max_attempts": 1, "mode": "standard"},
+        "connect_timeout": float(opts.pop("connect_timeout", 10)),
+        "read_timeout": float(opts.pop("read_timeout", 60)),
+    }
+    kwargs: dict[str, Any] = {"client_kwargs": client_kwargs, "config_kwargs": config,
+                              "skip_instance_cache": True, "use_listings_cache": False}
+    if "profile" in opts:
+        kwargs["profile"] = opts.pop("profile")
+    if opts:
+        raise ConfigError(f"unknown S3 option(s): {', '.join(sorted(opts))}")
+    fs = s3fs.S3FileSystem(**kwargs)
+    fs.retries = 1
+    root = f"{bucket}/{prefix}" if prefix else bucket
+    location = (f"s3:{_strip_userinfo(endpoint)}/{root}" if endpoint else f"s3://{root}")
+    return FsspecStorage(fs, root, location=location, atomic_writes=True)
+
+
+def open_fsspec(url: str) -> FsspecStorage:
+    """Open a gs://, az://, sftp:// (or any other fsspec) repository URL."""
+    base, opts = _query(url)
+    parsed = urlparse(base)
+    scheme = parsed.scheme
+    fsspec = _import("fsspec", scheme)
+    module = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+              "abfss": "adlfs", "sftp": "sshfs"}.get(scheme)
+    if module:
+        _import(module, scheme)
+    kwargs: dict[str, Any] = dict(opts)
+    if scheme == "sftp":
+        if not parsed.hostname:
+            raise ConfigError("sftp repository URL names no host: use sftp://HOST/PATH")
+        if parsed.password:
+            raise ConfigError("put no password in an sftp URL: use the SSH agent or keys")
+        kwargs["host"] = parsed.hostname
+        if parsed.port:
+            kwargs["port"] = parsed.port
+        if parsed.username:
+            kwargs["username"] = parsed.username
+        root = parsed.path or "/"
+    else:
+        root = (parsed.netloc + parsed.path).rstrip("/")
+        if not parsed.netloc:
+            raise ConfigError(f"{scheme} repository URL names no bucket or container")
+    try:
+        fs = fsspec.filesystem(scheme, skip_instance_cache=True, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot open {scheme}:// repository: {type(exc).__name__}") from None
+    return FsspecStorage(fs, root, location=_strip_userinfo(base),
+                         atomic_writes=scheme in ATOMIC_PROTOCOLS)
+
+
+def storage_for_fs(fs: Any, root: str, *, location: str | None = None) -> FsspecStorage:
+    """Wrap an already-built fsspec filesystem (for example one made from an Airflow
+    connection) as a repository at ``root``."""
+    proto = getattr(fs, "protocol", "")
+    protos = set(proto) if isinstance(proto, tuple | list) else {proto}
+    return FsspecStorage(fs, root, location=location,
+                         atomic_writes=bool(protos & ATOMIC_PROTOCOLS))

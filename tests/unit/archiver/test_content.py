@@ -1,0 +1,70 @@
+"""Content saving: chunk boundaries do not depend on how the stream is read."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import pytest
+
+import airflow_backup.archiver.content as content_mod
+from airflow_backup.archiver.chunker import MAX_SIZE, Chunker
+from airflow_backup.archiver.content import ContentSaver
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.memory import MemoryStorage
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most ``step`` bytes per read, like a pipe."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._step if n < 0 else min(n, self._step)
+        out, self._data = bytes(self._data[:n]), self._data[n:]
+        return out
+
+
+@pytest.mark.parametrize("block", [MAX_SIZE + 1, 9 * 1024 * 1024, 16 * 1024 * 1024])
+def test_chunks_match_a_single_cut_of_the_whole_stream(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    data = random.Random(5).randbytes(40 * 1024 * 1024)
+    repo = Repository.init(MemoryStorage(), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    whole = [data[o : o + n] for o, n in chunker.cut(data)]
+    monkeypatch.setattr(content_mod, "_BLOCK", block)
+    with ContentSaver(repo, chunker) as saver:
+        result = saver.save_stream(_Trickle(data, 3_000_001))  # type: ignore[arg-type]
+    assert result.size == len(data)
+    import hashlib
+
+    assert result.content == [hashlib.sha256(c).digest() for c in whole]
+
+
+def test_small_and_empty_files_and_growth(tmp_path: object) -> None:
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    repo = Repository.init(MemoryStorage(), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    empty = root / "empty"
+    empty.write_bytes(b"")
+    small = root / "small"
+    small.write_bytes(os.urandom(1000))
+    grown = root / "grown"
+    grown.write_bytes(os.urandom(3 * 1024 * 1024))
+    with ContentSaver(repo, chunker) as saver:
+        r_empty = saver.submit_file(os.fsencode(empty), 0).result()
+        r_small = saver.submit_file(os.fsencode(small), 1000).result()
+        # The file is larger than its (stale) lstat size said: all of it is still saved.
+        r_grown = saver.submit_file(os.fsencode(grown), 10).result()
+    assert r_empty.content == [] and r_empty.size == 0
+    assert r_small.size == 1000 and len(r_small.content) == 1
+    assert r_grown.size == 3 * 1024 * 1024 and len(r_grown.content) >= 2

@@ -1,0 +1,74 @@
+"""Parent snapshots: unchanged files are not read again, unchanged trees are reused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.memory import MemoryStorage
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for d in range(3):
+        (root / f"d{d}").mkdir(parents=True)
+        for f in range(5):
+            (root / f"d{d}" / f"f{f}.bin").write_bytes(os.urandom(2000 + f))
+    (root / "big.bin").write_bytes(os.urandom(3_000_000))
+    return root
+
+
+def _backup(repo: Repository, root: Path, **kw: object) -> object:
+    return Archiver(repo).backup(BackupOptions(paths=[str(root)], **kw))  # type: ignore[arg-type]
+
+
+def test_unchanged_files_are_not_read_and_trees_are_reused(tree: Path) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    first = _backup(repo, tree)
+    second = _backup(repo, tree)
+    s = second.stats  # type: ignore[attr-defined]
+    assert s.files_unmodified == 16 and s.files_new == 0 and s.files_changed == 0
+    assert s.data_added == 0 and s.data_blobs == 0 and s.tree_blobs == 0
+    assert second.snapshot.tree == first.snapshot.tree  # type: ignore[attr-defined]
+    assert second.snapshot.parent == bytes.fromhex(first.snapshot.id)  # type: ignore[attr-defined]
+
+
+def test_changed_and_new_files_are_detected(tree: Path) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    _backup(repo, tree)
+    changed = tree / "d0" / "f0.bin"
+    st = changed.stat()
+    changed.write_bytes(os.urandom(st.st_size))  # same size, new content and mtime
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000))
+    (tree / "d2" / "new.bin").write_bytes(b"new")
+    second = _backup(repo, tree)
+    s = second.stats  # type: ignore[attr-defined]
+    assert (s.files_new, s.files_changed, s.files_unmodified) == (1, 1, 15)
+    assert s.dirs_changed >= 2 and s.dirs_unmodified == 1  # d1 untouched
+
+
+def test_force_rereads_everything_and_parent_can_be_named(tree: Path) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    first = _backup(repo, tree)
+    forced = _backup(repo, tree, force=True)
+    s = forced.stats  # type: ignore[attr-defined]
+    assert s.files_unmodified == 0 and s.files_new == 16
+    assert s.data_added == 0  # everything deduplicated
+    assert forced.snapshot.parent is None  # type: ignore[attr-defined]
+    named = _backup(repo, tree, parent=first.snapshot.id[:8])  # type: ignore[attr-defined]
+    assert named.snapshot.parent == bytes.fromhex(first.snapshot.id)  # type: ignore[attr-defined]
+    assert named.stats.files_unmodified == 16  # type: ignore[attr-defined]
+
+
+def test_parent_must_match_host_and_paths(tree: Path) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    _backup(repo, tree, hostname="a")
+    other_host = _backup(repo, tree, hostname="b")
+    assert other_host.stats.files_unmodified == 0  # type: ignore[attr-defined]
+    other_paths = _backup(repo, tree / "d0", hostname="a")
+    assert other_paths.stats.files_unmodified == 0  # type: ignore[attr-defined]

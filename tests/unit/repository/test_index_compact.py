@@ -1,0 +1,62 @@
+"""The in-memory index stays compact: no Python object per blob."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+import pytest
+
+from airflow_backup.repository.index import Index
+from airflow_backup.repository.packs import BlobType, PackedBlob
+
+
+@pytest.mark.slow
+def test_a_million_blobs_cost_at_most_64_bytes_each() -> None:
+    n = 1_000_000
+    idx = Index()
+    pack_ids = []
+    for p in range(n // 1000):
+        pack_id = os.urandom(32)
+        pack_ids.append(pack_id)
+        idx.add_pack(pack_id, [
+            PackedBlob(BlobType.DATA, hashlib.sha256(b"%d" % (p * 1000 + j)).digest(),
+                       j * 100, 100, 0)
+            for j in range(1000)
+        ])
+    idx.finalize()
+    assert len(idx) == n
+    pack_table = sys.getsizeof(idx._pack_ids) + sum(sys.getsizeof(p) for p in pack_ids)
+    per_blob = (idx.nbytes + pack_table) / n
+    assert per_blob <= 64, per_blob
+    for i in (0, 1, 499_999, n - 1):
+        blob_id = hashlib.sha256(b"%d" % i).digest()
+        entry = idx.lookup(BlobType.DATA, blob_id)
+        assert entry is not None and entry.pack_id == pack_ids[i // 1000]
+        assert entry.blob.offset == (i % 1000) * 100
+        assert not idx.has(BlobType.TREE, blob_id)
+    assert not idx.has(BlobType.DATA, os.urandom(32))
+
+
+def test_duplicates_types_and_colliding_prefixes() -> None:
+    idx = Index()
+    same_prefix_a = b"\x01" * 8 + os.urandom(24)
+    same_prefix_b = b"\x01" * 8 + os.urandom(24)
+    high_bit = b"\xff" * 8 + os.urandom(24)  # beyond int64 as unsigned: must still sort
+    idx.add_pack(b"P" * 32, [PackedBlob(BlobType.DATA, same_prefix_a, 0, 40),
+                             PackedBlob(BlobType.TREE, same_prefix_b, 40, 50, 100),
+                             PackedBlob(BlobType.DATA, high_bit, 90, 60)])
+    idx.add_pack(b"Q" * 32, [PackedBlob(BlobType.DATA, same_prefix_b, 0, 70)])
+    for merged in (False, True):
+        if merged:
+            idx.finalize()
+        assert idx.lookup(BlobType.DATA, same_prefix_a).pack_id == b"P" * 32  # type: ignore[union-attr]
+        tree = idx.lookup(BlobType.TREE, same_prefix_b)
+        assert tree is not None and tree.blob.uncompressed_length == 100
+        data_b = idx.lookup(BlobType.DATA, same_prefix_b)
+        assert data_b is not None and data_b.pack_id == b"Q" * 32
+        assert idx.has(BlobType.DATA, high_bit)
+        assert not idx.has(BlobType.TREE, same_prefix_a)
+    assert idx.packs() == {b"P" * 32, b"Q" * 32}
+    assert len(list(idx.entries())) == 4

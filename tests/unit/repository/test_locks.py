@@ -1,0 +1,193 @@
+"""Repository locks: restic's protocol and staleness rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from airflow_backup.errors import RepositoryLocked
+from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.locks import LockInfo, RepoLock, is_stale, list_locks
+from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.timefmt import format_ns, parse_ns
+from airflow_backup.repository.unpacked import decode_unpacked, save_json
+from airflow_backup.storage import FileType, Handle, MemoryStorage
+
+MINUTE_NS = 60 * 1_000_000_000
+
+
+def lock_names(storage: MemoryStorage) -> set[str]:
+    return {i.name for i in storage.list(FileType.LOCK)}
+
+
+def write_foreign_lock(storage: MemoryStorage, key: Key, *, exclusive: bool,
+                       age_minutes: float = 0, hostname: str | None = None,
+                       pid: int | None = None) -> str:
+    """Write a lock file by hand, as another restic process would."""
+    obj = {
+        "time": format_ns(time.time_ns() - int(age_minutes * MINUTE_NS), 3600),
+        "exclusive": exclusive,
+        "hostname": socket.gethostname() if hostname is None else hostname,
+        "username": "someone",
+        "pid": os.getpid() if pid is None else pid,
+    }
+    return save_json(storage, key, FileType.LOCK, obj, 2)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_non_exclusive_locks_coexist(storage: MemoryStorage, key: Key) -> None:
+    a = RepoLock(storage, key, 2, exclusive=False)
+    b = RepoLock(storage, key, 2, exclusive=False)
+    a.acquire()
+    b.acquire()
+    try:
+        locks = list_locks(storage, key)
+        assert len(locks) == 2 and not any(lk.exclusive for lk in locks)
+    finally:
+        a.release()
+        b.release()
+    assert lock_names(storage) == set()
+
+
+@pytest.mark.parametrize(("held", "wanted"), [(False, True), (True, False), (True, True)])
+def test_exclusive_conflicts_with_any_lock(storage: MemoryStorage, key: Key, held: bool,
+                                           wanted: bool) -> None:
+    holder = RepoLock(storage, key, 2, exclusive=held)
+    holder.acquire()
+    try:
+        before = lock_names(storage)
+        with pytest.raises(RepositoryLocked, match=f"PID {os.getpid()}") as info:
+            RepoLock(storage, key, 2, exclusive=wanted).acquire(retry_seconds=0)
+        assert info.value.exit_code == 11
+        assert lock_names(storage) == before  # the loser leaves nothing behind
+    finally:
+        holder.release()
+    # Once released, the same request succeeds.
+    RepoLock(storage, key, 2, exclusive=wanted).acquire()
+
+
+def test_foreign_exclusive_lock_blocks(storage: MemoryStorage, key: Key) -> None:
+    write_foreign_lock(storage, key, exclusive=True, hostname="elsewhere", pid=1234)
+    with pytest.raises(RepositoryLocked, match=r"exclusive.*elsewhere"):
+        RepoLock(storage, key, 2, exclusive=False).acquire()
+
+
+def test_stale_lock_is_ignored(storage: MemoryStorage, key: Key) -> None:
+    write_foreign_lock(storage, key, exclusive=True, age_minutes=31, hostname="elsewhere")
+    lk = RepoLock(storage, key, 2, exclusive=True)
+    lk.acquire()
+    lk.release()
+
+
+def test_fresh_lock_of_another_host_is_not_stale(storage: MemoryStorage, key: Key) -> None:
+    write_foreign_lock(storage, key, exclusive=True, age_minutes=29, hostname="elsewhere",
+                       pid=dead_pid())
+    with pytest.raises(RepositoryLocked):
+        RepoLock(storage, key, 2, exclusive=True).acquire()
+
+
+def test_lock_of_a_dead_process_on_this_host_is_ignored(storage: MemoryStorage, key: Key
+                                                         ) -> None:
+    write_foreign_lock(storage, key, exclusive=True, pid=dead_pid())
+    lk = RepoLock(storage, key, 2, exclusive=True)
+    lk.acquire()
+    lk.release()
+
+
+def test_lock_of_a_live_process_on_this_host_blocks(storage: MemoryStorage, key: Key) -> None:
+    write_foreign_lock(storage, key, exclusive=True, pid=os.getppid())
+    with pytest.raises(RepositoryLocked):
+        RepoLock(storage, key, 2, exclusive=False).acquire()
+
+
+def test_lock_with_an_absurd_pid_does_not_crash(storage: MemoryStorage, key: Key) -> None:
+    # Such a PID cannot exist, so the lock is stale like any other dead process's.
+    write_foreign_lock(storage, key, exclusive=True, pid=2**40)
+    lk = RepoLock(storage, key, 2, exclusive=False)
+    lk.acquire()
+    lk.release()
+
+
+def test_is_stale_rules() -> None:
+    now = 10_000 * MINUTE_NS
+    host = socket.gethostname()
+
+    def info(age_min: float, hostname: str, pid: int) -> LockInfo:
+        return LockInfo("id", now - int(age_min * MINUTE_NS), True, hostname, "u", pid)
+
+    assert is_stale(info(30.01, "elsewhere", 1), now)
+    assert not is_stale(info(29.99, "elsewhere", 1), now)
+    assert not is_stale(info(0, host, os.getpid()), now)
+    assert is_stale(info(0, host, dead_pid()), now)
+
+
+def test_release_removes_the_lock_file(storage: MemoryStorage, key: Key) -> None:
+    lk = RepoLock(storage, key, 2, exclusive=True)
+    lk.acquire()
+    [name] = lock_names(storage)
+    assert key.open(storage.load(Handle(FileType.LOCK, name)))[0] == 0x02  # v2: zstd
+    lk.release()
+    assert lock_names(storage) == set()
+    lk.release()  # idempotent
+
+
+def test_lock_file_content(storage: MemoryStorage, key: Key) -> None:
+    lk = RepoLock(storage, key, 2, exclusive=True)
+    lk.acquire()
+    try:
+        [name] = lock_names(storage)
+        obj = json.loads(decode_unpacked(key, storage.load(Handle(FileType.LOCK, name)), "l"))
+        assert list(obj) == ["time", "exclusive", "hostname", "username", "pid", "uid", "gid"]
+        assert obj["exclusive"] is True and obj["pid"] == os.getpid()
+        assert obj["hostname"] == socket.gethostname()
+        assert abs(parse_ns(obj["time"])[0] - time.time_ns()) < MINUTE_NS
+    finally:
+        lk.release()
+
+
+def test_repository_lock_context_manager_releases_on_error(storage: MemoryStorage) -> None:
+    repo = Repository.init(storage, "pw")
+    with pytest.raises(RuntimeError), repo.lock(exclusive=True):
+        assert len(lock_names(storage)) == 1
+        raise RuntimeError("boom")
+    assert lock_names(storage) == set()
+
+
+def test_concurrent_exclusive_locks_never_both_succeed(storage: MemoryStorage, key: Key
+                                                       ) -> None:
+    results: list[bool] = []
+    locks: list[RepoLock] = []
+    barrier = threading.Barrier(2)
+
+    def attempt() -> None:
+        lk = RepoLock(storage, key, 2, exclusive=True)
+        barrier.wait()
+        try:
+            lk.acquire()
+        except RepositoryLocked:
+            results.append(False)
+        else:
+            results.append(True)
+            locks.append(lk)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results.count(True) <= 1
+    for lk in locks:
+        lk.release()
+    assert lock_names(storage) == set()
