@@ -250,8 +250,8 @@ def _airflow_case(tmp_path: Path, airflow: str, templates: dict[str, Path]) -> C
                 f"airflow://{tmp_path}/no-home?airflow={airflow}", AIRFLOW_CONN_SECRET, prepare)
 
 
-KINDS = ["postgresql", "mysql", "sqlite", "table", "object_store",
-         pytest.param("airflow", marks=pytest.mark.slow)]
+DATABASE_KINDS = ["postgresql", "mysql", "sqlite", "table", "object_store"]
+KINDS = [*DATABASE_KINDS, pytest.param("airflow", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(params=KINDS)
@@ -300,10 +300,9 @@ def test_round_trip_restores_identical_data(case: Case, repo: Repository) -> Non
     assert case.restored() == before
 
 
+# Airflow targets merge by key instead: tests/e2e/test_source_airflow.py covers fail/skip/overwrite.
+@pytest.mark.parametrize("case", DATABASE_KINDS, indirect=True)
 def test_existing_target_is_refused(case: Case, repo: Repository) -> None:
-    if case.kind == "airflow":
-        pytest.skip("Airflow targets merge by key; conflicts are tested in "
-                    "tests/e2e/test_source_airflow.py")
     case.prepare()
     result = backup_source(repo, case.url)
     restore_source(repo, result.snapshot, case.target)

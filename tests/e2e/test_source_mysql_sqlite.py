@@ -140,7 +140,7 @@ _WRITER = textwrap.dedent("""
 def test_sqlite_backed_up_while_written_restores_consistent(
         journal: str, tmp_path: Path, repo: Path) -> None:
     db = tmp_path / "live.db"
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), journal, "12"],
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(db), journal, "8"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
