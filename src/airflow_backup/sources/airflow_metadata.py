@@ -117,12 +117,13 @@ class AirflowMetadataSource:
             out[name] = data.decode("utf-8", "replace").strip()
         return out
 
-    def _export(self, directory: str, prefix: str, also: dict[str, list[str]] | None = None
+    def _export(self, directory: str, prefix: str, also: dict[str, list[str]] | None = None,
+                kinds: tuple[str, ...] | list[str] = _KINDS
                 ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-        """Export variables, connections and pools as JSON files (running the commands in
-        ``also`` alongside); return those commands' output and the parsed exports."""
-        files = {k: os.path.join(directory, f"{prefix}{k}.json") for k in _KINDS}
-        out = self._run_all({**{k: [*_EXPORT_ARGS[k], files[k]] for k in _KINDS},
+        """Export variables, connections and pools (or ``kinds``) as JSON files, running the
+        commands in ``also`` alongside; return those commands' output and the exports."""
+        files = {k: os.path.join(directory, f"{prefix}{k}.json") for k in kinds}
+        out = self._run_all({**{k: [*_EXPORT_ARGS[k], files[k]] for k in kinds},
                              **(also or {})})
         parsed = {}
         for k, path in files.items():
@@ -210,10 +211,12 @@ class AirflowMetadataSource:
         skipped = conflicts if options.on_existing == "skip" else {k: [] for k in _KINDS}
         expect = {k: {key: v for key, v in wanted[k].items()
                       if key not in skipped[k]} for k in _KINDS}
+        imported = []
         for k in _KINDS:
             todo = {key: v for key, v in expect[k].items() if current[k].get(key) != v}
             if not todo:
                 continue
+            imported.append(k)
             path = os.path.join(tmp, f"import-{k}.json")
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
                       encoding="utf-8") as f:
@@ -221,7 +224,11 @@ class AirflowMetadataSource:
             extra = {"variables": ["-a", "overwrite"], "connections": ["--overwrite"],
                      "pools": []}[k]
             self._run_all({k: [k, "import", *extra, path]})
-        _, after = self._export(tmp, "after-")
+        # Read back what was imported; kinds already identical were read just before.
+        after = dict(current)
+        if imported:
+            _, reread = self._export(tmp, "after-", kinds=imported)
+            after.update(reread)
         checks = []
         for k in _KINDS:
             got = {key: after[k][key] for key in expect[k] if key in after[k]}
