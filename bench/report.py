@@ -102,8 +102,10 @@ def markdown(results: dict[str, Any]) -> str:
     src, m, ds = results["ours_source"], results["machine"], results["dataset"]
     others = [info["label"] for name, info in results["tools"].items() if name != "ours"]
     lines = [
-        f"airflow-backup {src['commit']}{' + uncommitted changes' if src.get('dirty') else ''}"
-        f" vs {', '.join(others) or '—'}, {results['date']}: {ds['size']} dataset "
+        (f"airflow-backup {src['commit']}{' + uncommitted changes' if src.get('dirty') else ''}"
+         f" vs {', '.join(others) or '—'}" if "ours" in results["tools"]
+         else ", ".join(others))
+        + f", {results['date']}: {ds['size']} dataset "
         f"({ds['files']} files), median of {results['settings']['repeat']}, "
         f"{results['settings']['cache']} page cache.",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "

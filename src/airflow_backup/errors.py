@@ -16,7 +16,8 @@ caller reacts, not by where the error happened::
     ├── StorageError                the blob store failed
     │   ├── TransientStorageError   worth retrying: timeouts, throttling, resets
     │   ├── PermanentStorageError   retrying will not help: permissions, no space
-    │   └── NotFound                the named file does not exist
+    │   ├── NotFound                the named file does not exist
+    │   └── InjectedFault           a test fault hook failed the operation on purpose
     ├── RepositoryError             the repository refuses to be used
     │   ├── RepositoryNotFound      no repository at that location
     │   ├── RepositoryLocked        another process holds a conflicting lock
@@ -46,6 +47,7 @@ __all__ = [
     "BackupError",
     "ConfigError",
     "DumpFailed",
+    "InjectedFault",
     "IntegrityError",
     "Interrupted",
     "NotFound",
@@ -156,6 +158,11 @@ class PermanentStorageError(StorageError):
 
 class NotFound(StorageError):
     """The requested file does not exist in the store."""
+
+
+class InjectedFault(StorageError):
+    """A fault hook (:class:`~airflow_backup.storage.crash.CrashInjectingStorage`) failed
+    this storage operation on purpose; only tests arm such hooks."""
 
 
 class RepositoryError(BackupError):

@@ -47,9 +47,12 @@ class ContentSaver:
                  max_inflight: int = 64) -> None:
         self.repo = repo
         self.chunker = chunker
-        self.workers = workers or max(2, min(8, (os.cpu_count() or 2) * 2))
+        # Small files are latency-bound on a cold cache: more reads in flight than cores.
+        self.workers = workers or max(4, min(8, (os.cpu_count() or 2) * 4))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
         self._slots = threading.BoundedSemaphore(max_inflight)
+        # Large files hold a block buffer each; two at a time keep the disk and both cores busy.
+        self._large = threading.BoundedSemaphore(max(1, min(2, self.workers)))
         self._batch: list[tuple[bytes, int, Future[ContentResult]]] = []
         self._batch_bytes = 0
 
@@ -107,13 +110,16 @@ class ContentSaver:
     def save_stream(self, stream: BinaryIO) -> ContentResult:
         """Save a stream in the calling thread (stdin, command output)."""
         result = ContentResult()
-        self._save_blocks(stream.read, result)
+        readinto = getattr(stream, "readinto", None)
+        if readinto is None:
+            readinto = _ReadToReadinto(stream.read).readinto
+        self._save_blocks(readinto, result)
         return result
 
     # ---- workers -------------------------------------------------------------------------
 
     def _save_file(self, path: bytes, expected_size: int) -> ContentResult:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_source(path)
         try:
             if not st.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(f"{os.fsdecode(path)} changed type while being read")
@@ -125,28 +131,32 @@ class ContentSaver:
                         self._save_chunk(data, result)
                     return result
                 # The file grew past one chunk while we looked: chunk it normally.
-                rest = _Reader(fd, data)
-                self._save_blocks(rest.read, result)
+                self._save_blocks(_Reader(fd, data).readinto, result)
                 return result
-            self._save_blocks(lambda n: os.read(fd, n), result)
+            with self._large:
+                self._save_blocks(lambda view: os.readv(fd, [view]), result)
             return result
         finally:
             os.close(fd)
 
-    def _save_blocks(self, read: Callable[[int], bytes], result: ContentResult) -> None:
-        buf = bytearray()
+    def _save_blocks(self, readinto: Callable[[memoryview], int],
+                     result: ContentResult) -> None:
+        """Chunk a stream through one fixed buffer: read into it, save the complete chunks,
+        move the unfinished tail to the front, repeat. No per-block copies are made."""
+        buf = bytearray(_BLOCK)
+        filled = 0
         eof = False
         while not eof:
-            while len(buf) < _BLOCK:
-                data = read(_BLOCK - len(buf))
-                if not data:
-                    eof = True
-                    break
-                buf += data
-            if not buf:
+            with memoryview(buf) as whole:
+                while filled < _BLOCK:
+                    n = readinto(whole[filled:])
+                    if not n:
+                        eof = True
+                        break
+                    filled += n
+            if not filled:
                 return
-            view = memoryview(buf)
-            try:
+            with memoryview(buf) as whole, whole[:filled] as view:
                 chunks = list(self.chunker.cut(view))
                 # Unless at EOF, the last chunk ended only because the buffer did: cut it
                 # again together with what follows. The buffer is longer than MAX_SIZE, so at
@@ -154,12 +164,11 @@ class ContentSaver:
                 if not eof:
                     chunks.pop()
                 for start, length in chunks:
-                    self._save_chunk(view[start : start + length], result)
-            finally:
-                view.release()
-            if chunks:
-                last_start, last_len = chunks[-1]
-                del buf[: last_start + last_len]
+                    with view[start : start + length] as chunk:
+                        self._save_chunk(chunk, result)
+            done = chunks[-1][0] + chunks[-1][1] if chunks else 0
+            buf[: filled - done] = buf[done:filled]
+            filled -= done
 
     def _save_chunk(self, chunk: bytes | memoryview, result: ContentResult) -> None:
         blob_id = hashlib.sha256(chunk).digest()
@@ -172,18 +181,47 @@ class ContentSaver:
         result.size += len(chunk)
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def _open_source(path: bytes) -> int:
+    """Open a source file without following symlinks or blocking on fifos, and (where the
+    kernel allows: file owner or root) without updating its access time, as restic does."""
+    if _NOATIME:
+        try:
+            return os.open(path, _OPEN_FLAGS | _NOATIME)
+        except PermissionError:
+            pass  # O_NOATIME is refused for files we do not own
+    return os.open(path, _OPEN_FLAGS)
+
+
 class _Reader:
     """Reads from ``fd`` after first returning bytes already read."""
 
     def __init__(self, fd: int, head: bytes) -> None:
         self._fd = fd
-        self._head = head
+        self._head = memoryview(head)
 
-    def read(self, n: int) -> bytes:
+    def readinto(self, view: memoryview) -> int:
         if self._head:
-            out, self._head = self._head[:n], self._head[n:]
-            return out
-        return os.read(self._fd, n)
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return os.readv(self._fd, [view])
+
+
+class _ReadToReadinto:
+    """Adapts a ``read(n)`` stream to ``readinto``."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+
+    def readinto(self, view: memoryview) -> int:
+        data = self._read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def _read_all(fd: int, hint: int) -> bytes:

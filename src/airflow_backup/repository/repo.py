@@ -119,6 +119,42 @@ class Repository:
                 self.index.add_pack(pack_id, blobs)
         self._index_loaded = True
 
+    def list_index_ids(self) -> list[str]:
+        """Return the ids of every index file, sorted."""
+        return sorted(i.name for i in self.storage.list(FileType.INDEX))
+
+    def load_index_file(self, index_id: str) -> dict[bytes, list[PackedBlob]]:
+        """Load one index file; return pack id -> blobs. Raise IntegrityError if it is
+        damaged and NotFound if it is missing."""
+        obj = load_json(self.storage, self.key, Handle(FileType.INDEX, index_id))
+        packs, _ = decode_index(obj, f"index/{index_id}")
+        return packs
+
+    def load_index_files(self) -> list[tuple[str, dict[bytes, list[PackedBlob]]]]:
+        """Load every index file; return (index id, pack id -> blobs) per file, and fill the
+        in-memory index from them. Unlike :attr:`index`, the result keeps every copy of a
+        blob that several packs hold. Raise IntegrityError if an index file is damaged."""
+        files = [(i, self.load_index_file(i)) for i in self.list_index_ids()]
+        for _, packs in files:
+            for pack_id, blobs in packs.items():
+                self.index.add_pack(pack_id, blobs)
+        self._index_loaded = True
+        return files
+
+    def set_index_packs(self, packs: dict[bytes, list[PackedBlob]]) -> None:
+        """Replace the in-memory index with exactly ``packs`` (for check and repair, which
+        read index files one by one and skip damaged ones)."""
+        self.index = Index()
+        for pack_id, blobs in packs.items():
+            self.index.add_pack(pack_id, blobs)
+        self._index_loaded = True
+
+    def reset_index(self) -> None:
+        """Forget the in-memory index (after index files were rewritten); the next
+        :meth:`load_index` reads the files again."""
+        self.index = Index()
+        self._index_loaded = False
+
     def _on_pack_saved(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
         self.index.add_pack(pack_id, blobs)
         with self._index_lock:
@@ -227,6 +263,10 @@ class Repository:
         snaps = [self.load_snapshot(i.name) for i in self.storage.list(FileType.SNAPSHOT)]
         snaps.sort(key=lambda s: (s.time_ns, s.id))
         return snaps
+
+    def remove_snapshot(self, snapshot_id: str) -> None:
+        """Delete one snapshot file. Raise NotFound if it does not exist."""
+        self.storage.remove(Handle(FileType.SNAPSHOT, snapshot_id))
 
     def resolve_id(self, file_type: FileType, prefix: str) -> str:
         """Return the one file id of ``file_type`` starting with ``prefix``.

@@ -26,16 +26,20 @@ from airflow_backup.storage.base import FileType, Handle
 __all__ = ["FileJob", "PackFiller"]
 
 _MAX_GAP = 1 << 20  # read through gaps up to this size rather than issuing another request
+_MAX_READ = 4 << 20  # but keep each read (and so each worker's memory) to about this size
 
 
 @dataclass(slots=True)
 class FileJob:
-    """One file to fill: where it goes and how many blob writes it still waits for."""
+    """One file to fill: where it goes, its final size and how many blob writes it still
+    waits for. The file is created by the first write (see :meth:`PackFiller._open`)."""
 
     dest: bytes
-    size: int
+    size: int = 0
     remaining: int = 0
     failed: bool = False
+    created: bool = False
+    lock: threading.Lock | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +79,34 @@ class PackFiller:
             slot[1].append(_Target(job, offset))
             job.remaining += 1
             offset += entry.blob.plain_length
+        job.size = offset
+        if job.remaining > 1:
+            job.lock = threading.Lock()
+
+    @staticmethod
+    def create(job: FileJob) -> int:
+        """Create ``job``'s file at its final size (so all-zero blobs stay holes) and return
+        an open descriptor. O_EXCL and O_NOFOLLOW: never through a symlink, never twice."""
+        fd = os.open(job.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        try:
+            if job.size:
+                os.ftruncate(fd, job.size)
+        except OSError:
+            os.close(fd)
+            raise
+        job.created = True
+        return fd
+
+    def _open(self, job: FileJob) -> int:
+        if job.created:
+            return os.open(job.dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if job.lock is None:  # a single-blob file: only one writer ever
+            return self.create(job)
+        with job.lock:
+            if job.created:
+                return os.open(job.dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return self.create(job)
 
     def run(self, on_file_done: Callable[[FileJob], None]) -> None:
         """Read every planned pack and write its blobs. ``on_file_done`` is called (from a
@@ -124,6 +156,8 @@ class PackFiller:
                 prev, nxt = blobs[end - 1][0], blobs[end][0]
                 if nxt.offset - (prev.offset + prev.length) > _MAX_GAP:
                     break
+                if nxt.offset + nxt.length - blobs[start][0].offset > _MAX_READ:
+                    break
                 end += 1
             first, last = blobs[start][0], blobs[end - 1][0]
             length = last.offset + last.length - first.offset
@@ -142,13 +176,13 @@ class PackFiller:
                on_file_done: Callable[[FileJob], None]) -> None:
         zero = plain.count(0) == len(plain)
         for t in targets:
-            if not zero and not t.job.failed:
+            if not t.job.failed and (not zero or not t.job.created):
                 try:
-                    fd = os.open(t.job.dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    fd = self._open(t.job)
                     try:
                         view = memoryview(plain)
                         pos = t.offset
-                        while view:
+                        while view and not zero:
                             n = os.pwrite(fd, view, pos)
                             view, pos = view[n:], pos + n
                     finally:

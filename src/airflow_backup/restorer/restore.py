@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.errors import RestoreError, UnsafePath
-from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import parse_ns
@@ -70,6 +69,7 @@ class Restorer:
         self._filler = PackFiller(repo, workers)
         self._lock = threading.Lock()
 
+
     def restore(self, snapshot: Snapshot, options: RestoreOptions) -> RestoreStats:
         """Restore ``snapshot`` into ``options.target``. Raise RestoreError (after restoring
         everything else) if some items could not be written, IntegrityError if data is
@@ -81,9 +81,9 @@ class Restorer:
         os.makedirs(target, exist_ok=True)
         node, tree = find_node(self.repo, snapshot.tree, options.subpath)
         if node is None:
-            self._restore_tree(tree, target, b"")
+            self._restore_tree(tree, target, b"", fresh=False)
         else:
-            self._restore_node(node, target, b"/" + node.name)
+            self._restore_node(node, target, b"/" + node.name, fresh=False)
         self._filler.run(self._file_done)
         self.stats.bytes = self._filler.bytes_written
         for first, dest, shown in self._links:
@@ -115,12 +115,15 @@ class Restorer:
             return True, True
         return False, is_dir and self._includes.may_match_below(snap_path)
 
-    def _restore_tree(self, tree_id: bytes, dest_dir: bytes, snap_dir: bytes) -> None:
+    def _restore_tree(self, tree_id: bytes, dest_dir: bytes, snap_dir: bytes,
+                      fresh: bool) -> None:
+        """Restore a tree's nodes into ``dest_dir``; ``fresh`` says this restore created the
+        directory, so nothing can be in the way of its entries."""
         for node in self.repo.load_tree(tree_id):
             check_name(node.name)
-            self._restore_node(node, dest_dir, snap_dir + b"/" + node.name)
+            self._restore_node(node, dest_dir, snap_dir + b"/" + node.name, fresh)
 
-    def _restore_node(self, node: Node, dest_dir: bytes, snap_path: bytes) -> None:
+    def _restore_node(self, node: Node, dest_dir: bytes, snap_path: bytes, fresh: bool) -> None:
         check_name(node.name)
         wanted, descend = self._selected(snap_path, node.type == "dir")
         if not wanted and not descend:
@@ -128,14 +131,14 @@ class Restorer:
         dest = dest_dir + b"/" + node.name
         try:
             if node.type == "dir":
-                self._make_dir(dest)
+                created = self._make_dir(dest)
                 if node.subtree is not None:
-                    self._restore_tree(node.subtree, dest, snap_path)
+                    self._restore_tree(node.subtree, dest, snap_path, created)
                 self.stats.dirs += 1
                 self._dirs.append((node, dest, snap_path))
                 return
             if node.type == "file":
-                self._plan_file(node, dest, snap_path)
+                self._plan_file(node, dest, snap_path, fresh)
                 return
             if node.type == "symlink":
                 self._clear(dest)
@@ -156,12 +159,15 @@ class Restorer:
         except OSError as exc:
             self.stats.errors.append((os.fsdecode(snap_path), exc.strerror or str(exc)))
 
-    def _make_dir(self, dest: bytes) -> None:
+    def _make_dir(self, dest: bytes) -> bool:
+        """Create a directory; return False if a real directory was already there."""
         try:
             os.mkdir(dest, 0o700)
         except FileExistsError:
             if not st.S_ISDIR(os.lstat(dest).st_mode):
                 raise UnsafePath(f"{os.fsdecode(dest)} exists and is not a directory") from None
+            return False
+        return True
 
     def _clear(self, dest: bytes) -> None:
         """Remove a non-directory left at ``dest`` so that it can be recreated."""
@@ -171,8 +177,9 @@ class Restorer:
         except FileNotFoundError:
             pass
 
-    def _plan_file(self, node: Node, dest: bytes, snap_path: bytes) -> None:
-        self._clear(dest)
+    def _plan_file(self, node: Node, dest: bytes, snap_path: bytes, fresh: bool) -> None:
+        if not fresh:
+            self._clear(dest)
         if node.links > 1 and node.inode:
             key = (node.inode, node.device_id)
             first = self._hardlinks.get(key)
@@ -180,26 +187,12 @@ class Restorer:
                 self._links.append((first, dest, os.fsdecode(snap_path)))
                 return
             self._hardlinks[key] = dest
-        job = FileJob(dest, 0)
+        job = FileJob(dest)
         self._jobs[id(job)] = (node, snap_path)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            self._filler.add_file(job, node.content or [])
-            size = sum(self._blob_size(b) for b in node.content or [])
-            os.ftruncate(fd, size)  # final size up front; all-zero blobs stay holes
-        except BaseException:
-            os.close(fd)
-            os.unlink(dest)
-            raise
-        os.close(fd)
-        if job.remaining == 0:
+        self._filler.add_file(job, node.content or [])
+        if job.remaining == 0:  # an empty file: nothing will write it, create it now
+            os.close(PackFiller.create(job))
             self._file_done(job)
-
-    def _blob_size(self, blob_id: bytes) -> int:
-        entry = self.repo.index.lookup(BlobType.DATA, blob_id)
-        assert entry is not None  # add_file checked every blob
-        return entry.blob.plain_length
 
     def _file_done(self, job: FileJob) -> None:
         node, snap_path = self._jobs[id(job)]

@@ -72,7 +72,7 @@ class Storage(Protocol):
         """Return a human-readable location with any credentials removed."""
         ...
 
-    def save(self, handle: Handle, data: bytes) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray) -> None:
         """Store ``data`` under ``handle`` atomically and durably."""
         ...
 

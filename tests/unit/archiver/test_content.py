@@ -25,10 +25,11 @@ class _Trickle(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:
-        n = self._step if n < 0 else min(n, self._step)
-        out, self._data = bytes(self._data[:n]), self._data[n:]
-        return out
+    def readinto(self, view: memoryview) -> int:  # type: ignore[override]
+        n = min(len(view), self._step, len(self._data))
+        view[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
 
 
 @pytest.mark.parametrize("block", [MAX_SIZE + 1, 9 * 1024 * 1024, 16 * 1024 * 1024])

@@ -7,18 +7,51 @@ from typing import Any
 
 from airflow_backup.repository.select import SnapshotFilter
 from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.timefmt import parse_time
 
-__all__ = ["add_filter_args", "filter_from_args", "snapshot_json"]
+__all__ = [
+    "add_as_of_arg",
+    "add_filter_args",
+    "filter_from_args",
+    "snapshot_json",
+    "snapshot_rows",
+]
 
 
-def add_filter_args(parser: argparse.ArgumentParser) -> None:
-    """Add restic's --host/--tag/--path snapshot filters."""
-    parser.add_argument("-H", "--host", action="append", default=[],
+def add_filter_args(parser: argparse.ArgumentParser, host_short: bool = True) -> None:
+    """Add restic's --host/--tag/--path snapshot filters (``-H`` for --host unless
+    ``host_short`` is False, as in ``forget`` where ``-H`` is --keep-hourly)."""
+    names = ["-H", "--host"] if host_short else ["--host"]
+    parser.add_argument(*names, action="append", default=[],
                         help="only consider snapshots from this host (repeatable)")
     parser.add_argument("--tag", action="append", default=[], metavar="TAG[,TAG]",
                         help="only consider snapshots with all these tags (repeatable: any)")
     parser.add_argument("--path", action="append", default=[],
                         help="only consider snapshots that include this path (repeatable)")
+
+
+def add_as_of_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--as-of TIME``: pick the newest snapshot at or before TIME (after filters)."""
+    parser.add_argument("--as-of", default="", metavar="TIME",
+                        help="use the newest snapshot taken at or before TIME "
+                             "('YYYY-MM-DD HH:MM:SS' local, 'YYYY-MM-DD', or RFC 3339), "
+                             "after the --host/--tag/--path filters")
+
+
+def snapshot_rows(snaps: list[Snapshot], reasons: dict[str, list[str]] | None = None
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Return table headers and rows for snapshots (restic's columns; a Reasons column when
+    ``reasons`` maps snapshot ids to why they are kept)."""
+    headers = ["ID", "Time", "Host", "Tags"] + (["Reasons"] if reasons is not None else [])
+    rows = []
+    for s in snaps:
+        when = parse_time(s.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        extra = [", ".join(reasons.get(s.id, []))] if reasons is not None else []
+        paths = sorted(s.paths) or [""]
+        rows.append([s.short_id, when, s.hostname, ",".join(s.tags), *extra, paths[0]])
+        pad = [""] * (len(headers))
+        rows += [[*pad, p] for p in paths[1:]]
+    return [*headers, "Paths"], rows
 
 
 def filter_from_args(args: argparse.Namespace) -> SnapshotFilter:

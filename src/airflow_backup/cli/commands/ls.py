@@ -6,10 +6,15 @@ import argparse
 import os
 from typing import Any
 
-from airflow_backup.cli.commands.common import add_filter_args, filter_from_args, snapshot_json
+from airflow_backup.cli.commands.common import (
+    add_as_of_arg,
+    add_filter_args,
+    filter_from_args,
+    snapshot_json,
+)
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
-from airflow_backup.repository.select import find_snapshot
+from airflow_backup.repository.select import resolve_snapshot
 from airflow_backup.repository.tree import posix_mode
 from airflow_backup.restorer.walk import walk_tree
 
@@ -20,10 +25,12 @@ _TYPE_CHAR = {"dir": "d", "symlink": "L", "fifo": "p", "socket": "S", "dev": "D"
 def register(sub: Any) -> None:
     """Add the ``ls`` parser."""
     p = sub.add_parser("ls", help="list files in a snapshot")
-    p.add_argument("snapshot", help="snapshot id prefix or 'latest'")
+    p.add_argument("snapshot", nargs="?", default="",
+                   help="snapshot id prefix or 'latest' (may be omitted with --as-of)")
     p.add_argument("dirs", nargs="*", help="only list below these snapshot paths")
     p.add_argument("-l", "--long", action="store_true", help="long listing")
     add_filter_args(p)
+    add_as_of_arg(p)
     p.set_defaults(func=run)
 
 
@@ -33,10 +40,13 @@ def _show(path: bytes) -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print every path of the snapshot (restic's ``ls`` text or JSON lines)."""
+    selector, dirs = args.snapshot, list(args.dirs)
+    if args.as_of and selector.startswith("/"):
+        selector, dirs = "", [selector, *dirs]  # `ls --as-of T /dir`: the first word is a dir
     repo = open_repository(gopts)
     repo.load_index()
-    sn = find_snapshot(repo, args.snapshot, filter_from_args(args))
-    prefixes = [d.rstrip("/") or "/" for d in args.dirs]
+    sn = resolve_snapshot(repo, selector, filter_from_args(args), args.as_of)
+    prefixes = [d.rstrip("/") or "/" for d in dirs]
     if out.json_mode:
         obj = snapshot_json(sn)
         obj["struct_type"] = "snapshot"

@@ -1,15 +1,22 @@
-"""``snapshots``: list snapshots."""
+"""``snapshots``: list snapshots, optionally grouped and limited to the latest N per group."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from airflow_backup.cli.commands.common import add_filter_args, filter_from_args, snapshot_json
+from airflow_backup.cli.commands.common import (
+    add_filter_args,
+    filter_from_args,
+    snapshot_json,
+    snapshot_rows,
+)
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
+from airflow_backup.errors import ConfigError
+from airflow_backup.repository.groups import group_snapshots, parse_group_by
 from airflow_backup.repository.select import select_snapshots
-from airflow_backup.repository.timefmt import parse_time
+from airflow_backup.repository.snapshot import Snapshot
 
 
 def register(sub: Any) -> None:
@@ -17,25 +24,54 @@ def register(sub: Any) -> None:
     p = sub.add_parser("snapshots", help="list snapshots")
     p.add_argument("ids", nargs="*", help="only these snapshots (id prefixes or 'latest')")
     add_filter_args(p)
+    p.add_argument("-g", "--group-by", default="",
+                   help="group snapshots by host, paths and/or tags, comma-separated")
+    p.add_argument("--latest", type=int, default=0, metavar="N",
+                   help="only show the last N snapshots for each host and path")
     p.set_defaults(func=run)
 
 
+def latest_per_host_and_paths(snaps: list[Snapshot], n: int) -> list[Snapshot]:
+    """Given snapshots, return the newest ``n`` for each host and set of paths, oldest
+    first (restic's ``--latest``)."""
+    per_key: dict[tuple[str, tuple[str, ...]], list[Snapshot]] = {}
+    for sn in sorted(snaps, key=lambda s: (s.time_ns, s.id), reverse=True):
+        bucket = per_key.setdefault((sn.hostname, tuple(sorted(sn.paths))), [])
+        if len(bucket) < n:
+            bucket.append(sn)
+    return sorted((s for b in per_key.values() for s in b), key=lambda s: (s.time_ns, s.id))
+
+
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    """Print the snapshots, oldest first (restic's table, or its JSON list)."""
+    """Print the snapshots, oldest first (restic's table, or its JSON list; grouped output
+    is a list of ``{"group_key", "snapshots"}``)."""
+    if args.latest < 0:
+        raise ConfigError("--latest must not be negative")
+    group_by = parse_group_by(args.group_by)
     repo = open_repository(gopts)
     snaps = select_snapshots(repo, filter_from_args(args), list(args.ids))
+    groups = group_snapshots(snaps, group_by) if not args.ids else [(None, snaps)]
+    shown = []
+    for key, members in groups:
+        if args.latest:
+            members = latest_per_host_and_paths(members, args.latest)
+        shown.append((key, members))
     if out.json_mode:
-        out.json([snapshot_json(s) for s in snaps])
+        if group_by and not args.ids:
+            out.json([{"group_key": key.to_json() if key else None,
+                       "snapshots": [snapshot_json(s) for s in members]}
+                      for key, members in shown])
+        else:
+            out.json([snapshot_json(s) for _, members in shown for s in members])
         return 0
-    rows = []
-    for s in snaps:
-        when = parse_time(s.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([s.short_id, when, s.hostname, ",".join(s.tags), "\n".join(s.paths)])
-    expanded = []
-    for r in rows:
-        paths = r[4].split("\n")
-        expanded.append([*r[:4], paths[0]])
-        expanded += [["", "", "", "", p] for p in paths[1:]]
-    out.table(["ID", "Time", "Host", "Tags", "Paths"], expanded)
-    out.result(f"{len(snaps)} snapshots")
+    total = 0
+    for key, members in shown:
+        if group_by and key is not None:
+            k = key.to_json()
+            out.result(f"snapshots for (host [{k['hostname']}], paths {k['paths']}, "
+                       f"tags {k['tags']}):")
+        headers, rows = snapshot_rows(members)
+        out.table(headers, rows)
+        total += len(members)
+    out.result(f"{total} snapshots")
     return 0

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_backup.cli.commands.common import filter_from_args
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
-from airflow_backup.errors import ConfigError, SnapshotNotFound
+from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
-from airflow_backup.repository.select import find_snapshot
+from airflow_backup.repository.select import resolve_snapshot
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.sources.actions import restore_source
 from airflow_backup.sources.base import SourceRestoreOptions
@@ -36,9 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Airflow variables, connections and pools that already exist")
     g.add_argument("--database", default="",
                    help="which database of a multi-database snapshot to restore")
-    if "--as-of" not in p._option_string_actions:
-        g.add_argument("--as-of", default="", metavar="TIME",
-                       help="use the newest matching snapshot taken at or before TIME")
 
 
 def wants(args: argparse.Namespace) -> bool:
@@ -47,22 +43,8 @@ def wants(args: argparse.Namespace) -> bool:
 
 
 def _select(repo: Repository, args: argparse.Namespace) -> Snapshot:
-    as_of = getattr(args, "as_of", "") or ""
-    if not as_of:
-        return find_snapshot(repo, args.snapshot, filter_from_args(args))
-    from airflow_backup.cli.commands.backup import parse_time
-
-    # Integer nanoseconds (a float timestamp would lose the microseconds); the whole
-    # microsecond counts, since snapshot times can carry nanoseconds.
-    since_epoch = parse_time(as_of) - datetime(1970, 1, 1, tzinfo=UTC)
-    limit = since_epoch // timedelta(microseconds=1) * 1000 + 999
-    flt = filter_from_args(args)
-    snaps = [s for s in repo.list_snapshots() if flt.matches(s) and s.time_ns <= limit]
-    if args.snapshot != "latest":
-        raise ConfigError("--as-of selects the snapshot itself: use 'latest' with it")
-    if not snaps:
-        raise SnapshotNotFound(f"no snapshot matching the filters at or before {as_of}")
-    return max(snaps, key=lambda s: (s.time_ns, s.id))
+    return resolve_snapshot(repo, args.snapshot or None, filter_from_args(args),
+                            getattr(args, "as_of", "") or None)
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:

@@ -1,0 +1,118 @@
+"""``prune``: delete unreferenced data and repack mostly-unused packs (exclusive lock)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from airflow_backup.cli.context import GlobalOptions, open_repository
+from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.repository.prune import (
+    PruneOptions,
+    execute_prune,
+    parse_size,
+    plan_prune,
+    unused_limit,
+)
+from airflow_backup.repository.repo import Repository
+
+__all__ = ["add_prune_args", "options_from_args", "register", "run", "run_prune"]
+
+
+def add_prune_args(p: argparse.ArgumentParser) -> None:
+    """Add the options prune shares with ``forget --prune``."""
+    p.add_argument("--max-unused", default="5%", metavar="LIMIT",
+                   help="tolerate this much unused data: a percentage, a size (k/m/g/t) or "
+                        "'unlimited' (default 5%%)")
+    p.add_argument("--max-repack-size", default="", metavar="SIZE",
+                   help="repack at most SIZE bytes (k/m/g/t)")
+    p.add_argument("--repack-small", action="store_true",
+                   help="also repack packs below 80%% of the target pack size")
+
+
+def options_from_args(args: argparse.Namespace) -> PruneOptions:
+    """Build PruneOptions from parsed arguments. Raise ConfigError if a value is invalid."""
+    unused_limit(args.max_unused)
+    if args.max_repack_size:
+        parse_size(args.max_repack_size)
+    return PruneOptions(max_unused=args.max_unused, max_repack_size=args.max_repack_size,
+                        repack_small=args.repack_small)
+
+
+def register(sub: Any) -> None:
+    """Add the ``prune`` parser."""
+    p = sub.add_parser("prune", help="remove data no snapshot references",
+                       description="Deletes unreferenced packs and repacks partly used ones. "
+                       "Order: new packs, new index, delete old index files, delete old packs; "
+                       "an interruption at any point leaves a valid repository.")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="only report what would be deleted and repacked")
+    add_prune_args(p)
+    p.set_defaults(func=run)
+
+
+def run_prune(repo: Repository, options: PruneOptions, out: Printer, *, dry_run: bool,
+              ignore: set[str]) -> None:
+    """Plan and (unless ``dry_run``) carry out a prune; the caller holds an exclusive lock
+    (any lock for a dry run). ``ignore`` names snapshots to treat as already forgotten."""
+    started = time.monotonic()
+    last = [0.0]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done == total:
+            last[0] = now
+            out.info(f"[{phase}] {done}/{total}" if total else f"[{phase}] {done}")
+
+    plan = plan_prune(repo, options, ignore_snapshots=ignore, progress=progress)
+    st = plan.stats
+    summary: dict[str, Any] = {
+        "message_type": "prune", "dry_run": dry_run,
+        "used_blobs": st.used_blobs, "used_size": st.used_size,
+        "duplicate_blobs": st.duplicate_blobs, "duplicate_size": st.duplicate_size,
+        "unused_blobs": st.unused_blobs, "unused_size": st.unused_size,
+        "unreferenced_size": st.unreferenced_size,
+        "packs_to_keep": st.packs_keep, "packs_to_repack": st.packs_repack,
+        "packs_to_delete": st.packs_remove, "unreferenced_packs_to_delete":
+            st.packs_unreferenced, "blobs_to_repack": st.repack_blobs,
+        "bytes_to_repack": st.repack_size, "bytes_freed": st.freed_size,
+        "repack": sorted(p.hex() for p in plan.repack),
+        "delete": sorted([p.hex() for p in plan.remove] + list(plan.unreferenced)),
+    }
+    out.line(f"used:         {st.used_blobs:>10} blobs / {human_size(st.used_size)}")
+    if st.duplicate_blobs:
+        out.line(f"duplicates:   {st.duplicate_blobs:>10} blobs / "
+                 f"{human_size(st.duplicate_size)}")
+    out.line(f"unused:       {st.unused_blobs:>10} blobs / {human_size(st.unused_size)}")
+    if st.unreferenced_size:
+        out.line(f"unreferenced:                    {human_size(st.unreferenced_size)}")
+    out.line(f"to repack:    {st.repack_blobs:>10} blobs / {human_size(st.repack_size)} "
+             f"in {st.packs_repack} packs")
+    out.line(f"to delete:    {st.packs_remove + st.packs_unreferenced:>10} packs")
+    out.line(f"total prune:  {human_size(st.freed_size)}")
+    if plan.nothing_to_do:
+        out.result("nothing to prune")
+    elif dry_run:
+        out.result(f"would free {human_size(st.freed_size)} (dry run: nothing changed)")
+    else:
+        result = execute_prune(repo, plan, progress)
+        summary.update(packs_written=result.packs_written,
+                       packs_deleted=result.packs_removed,
+                       index_files_written=result.index_files_written,
+                       index_files_deleted=result.index_files_removed)
+        out.result(f"wrote {result.packs_written} packs and {result.index_files_written} "
+                   f"index files, deleted {result.index_files_removed} index files and "
+                   f"{result.packs_removed} packs, freed {human_size(st.freed_size)} in "
+                   f"{time.monotonic() - started:.2f}s")
+    if out.json_mode:
+        out.json(summary)
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Prune under an exclusive lock (a non-exclusive one for --dry-run)."""
+    options = options_from_args(args)
+    repo = open_repository(gopts)
+    with repo.lock(exclusive=not args.dry_run, retry_seconds=gopts.retry_lock):
+        run_prune(repo, options, out, dry_run=args.dry_run, ignore=set())
+    return 0
