@@ -14,6 +14,7 @@ partial.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import socket
@@ -85,7 +86,19 @@ class _VirtualDir:
         self.children: dict[bytes, _VirtualDir | bytes] = {}
 
 
-Entry = Node | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
+Entry = (Node | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
+         | tuple[Node, ContentResult] | tuple[Node, BaseException])
+
+
+def _settle(entries: list[Entry], index: int, node: Node, fut: Future[ContentResult]) -> None:
+    """Replace a finished future in a directory's entries by its result (or exception)."""
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        entries[index] = (node, exc)
+    else:
+        entries[index] = (node, fut.result())
 
 
 class _PendingDir:
@@ -239,7 +252,11 @@ class Archiver:
                 fut = self._saver.submit_small(path, s.st_size)
             else:
                 fut = self._saver.submit_file(path, s.st_size)
+            index = len(pending.entries)
             pending.entries.append((node, fut))
+            # Once saved, keep only the result: thousands of finished futures (each with its
+            # own Condition) would otherwise wait for their directory's turn.
+            fut.add_done_callback(functools.partial(_settle, pending.entries, index, node))
         elif node.type == "dir":
             sub = _PendingDir(path, pending.parent.child(self.repo, name))
             try:
@@ -291,7 +308,9 @@ class Archiver:
                 nodes.append(node)
                 continue
             try:
-                result = work.result()
+                if isinstance(work, BaseException):
+                    raise work
+                result = work if isinstance(work, ContentResult) else work.result()
             except OSError as exc:
                 self._error(path, exc)
                 continue

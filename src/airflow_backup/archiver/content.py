@@ -134,26 +134,31 @@ class ContentSaver:
                 self._save_blocks(_Reader(fd, data).readinto, result)
                 return result
             with self._large:
-                self._save_blocks(lambda view: os.readv(fd, [view]), result)
+                self._save_blocks(lambda view: os.readv(fd, [view]), result, expected_size)
             return result
         finally:
             os.close(fd)
 
-    def _save_blocks(self, readinto: Callable[[memoryview], int],
-                     result: ContentResult) -> None:
-        """Chunk a stream through one fixed buffer: read into it, save the complete chunks,
-        move the unfinished tail to the front, repeat. No per-block copies are made."""
-        buf = bytearray(_BLOCK)
+    def _save_blocks(self, readinto: Callable[[memoryview], int], result: ContentResult,
+                     size_hint: int = _BLOCK) -> None:
+        """Chunk a stream through one buffer: read into it, save the complete chunks, move
+        the unfinished tail to the front, repeat. No per-block copies are made. A file known
+        to be small gets a buffer of its size, grown to the full block only if it grows."""
+        buf = bytearray(min(_BLOCK, size_hint + 4096))
         filled = 0
         eof = False
         while not eof:
-            with memoryview(buf) as whole:
-                while filled < _BLOCK:
-                    n = readinto(whole[filled:])
-                    if not n:
-                        eof = True
-                        break
-                    filled += n
+            while True:
+                with memoryview(buf) as whole:
+                    while filled < len(buf):
+                        n = readinto(whole[filled:])
+                        if not n:
+                            eof = True
+                            break
+                        filled += n
+                if eof or len(buf) >= _BLOCK:
+                    break
+                buf.extend(bytes(_BLOCK - len(buf)))  # larger than it said: use a full block
             if not filled:
                 return
             with memoryview(buf) as whole, whole[:filled] as view:

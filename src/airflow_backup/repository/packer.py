@@ -7,6 +7,7 @@ enter the index, so the index never names a pack that is not durable.
 from __future__ import annotations
 
 import hashlib
+import queue
 import struct
 import threading
 from collections.abc import Callable
@@ -52,14 +53,8 @@ class PackWriter:
         self._blobs: list[PackedBlob] = []
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
-        self._zstd = threading.local()
-
-    def _compressor(self) -> zstandard.ZstdCompressor:
-        comp: zstandard.ZstdCompressor | None = getattr(self._zstd, "c", None)
-        if comp is None:
-            comp = zstandard.ZstdCompressor(level=3, write_checksum=False)
-            self._zstd.c = comp
-        return comp
+        # zstd contexts cost ~4 MiB each: share a few instead of one per worker thread.
+        self._zstd: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
 
     def is_pending(self, blob_id: bytes) -> bool:
         """Return whether the blob is queued in the unfinished pack."""
@@ -71,7 +66,14 @@ class PackWriter:
         ulen = 0
         payload: bytes | memoryview = plaintext
         if self._compress and len(plaintext):
-            packed = self._compressor().compress(plaintext)
+            try:
+                comp = self._zstd.get_nowait()
+            except queue.Empty:
+                comp = zstandard.ZstdCompressor(level=3, write_checksum=False)
+            try:
+                packed = comp.compress(plaintext)
+            finally:
+                self._zstd.put(comp)
             if self._type is BlobType.TREE or len(packed) < len(plaintext):
                 payload, ulen = packed, len(plaintext)
         return self._key.seal(payload), ulen
