@@ -358,13 +358,8 @@ class Archiver:
     def _finish(self, options: BackupOptions, tree_id: bytes, paths: list[str],
                 start: datetime, parent: Snapshot | None) -> BackupResult:
         end = datetime.now(UTC).astimezone()
-        summary = SnapshotSummary(
-            backup_start=format_time(start), backup_end=format_time(end),
-            **{k: getattr(self.stats, k) for k in (
-                "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed",
-                "dirs_unmodified", "data_blobs", "tree_blobs", "data_added",
-                "data_added_packed", "total_files_processed", "total_bytes_processed")},
-        )
+        summary = SnapshotSummary(backup_start=format_time(start), backup_end=format_time(end),
+                                  **self.stats.counters())
         extra: dict[str, object] = {}
         meta = dict(options.metadata)
         if self.stats.errors:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from airflow_backup.repository.snapshot import BackupCounters
+
 __all__ = ["ArchiveEvents", "ArchiveStats"]
 
 
 @dataclass(slots=True)
-class ArchiveStats:
-    """Running totals of one backup; the names follow restic's snapshot summary."""
+class ArchiveStats(BackupCounters):
+    """Running totals of one backup (restic's summary counters) and the items skipped."""
 
-    files_new: int = 0
-    files_changed: int = 0
-    files_unmodified: int = 0
-    dirs_new: int = 0
-    dirs_changed: int = 0
-    dirs_unmodified: int = 0
-    data_blobs: int = 0
-    tree_blobs: int = 0
-    data_added: int = 0
-    data_added_packed: int = 0
-    total_files_processed: int = 0
-    total_bytes_processed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 

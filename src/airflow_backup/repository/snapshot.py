@@ -11,21 +11,20 @@ from typing import Any
 
 from airflow_backup.repository.timefmt import parse_ns
 
-__all__ = ["Snapshot", "SnapshotSummary"]
+__all__ = ["COUNTER_FIELDS", "BackupCounters", "Snapshot", "SnapshotSummary"]
 
-SUMMARY_FIELDS = (
-    "backup_start", "backup_end", "files_new", "files_changed", "files_unmodified", "dirs_new",
+COUNTER_FIELDS = (
+    "files_new", "files_changed", "files_unmodified", "dirs_new",
     "dirs_changed", "dirs_unmodified", "data_blobs", "tree_blobs", "data_added",
     "data_added_packed", "total_files_processed", "total_bytes_processed",
 )
+SUMMARY_FIELDS = ("backup_start", "backup_end", *COUNTER_FIELDS)
 
 
 @dataclass(slots=True)
-class SnapshotSummary:
-    """What a backup did; the field names are restic's ``summary`` keys."""
+class BackupCounters:
+    """What a backup did, counted; the names are restic's ``summary`` keys."""
 
-    backup_start: str = ""
-    backup_end: str = ""
     files_new: int = 0
     files_changed: int = 0
     files_unmodified: int = 0
@@ -38,6 +37,18 @@ class SnapshotSummary:
     data_added_packed: int = 0
     total_files_processed: int = 0
     total_bytes_processed: int = 0
+
+    def counters(self) -> dict[str, int]:
+        """Return the counters by name."""
+        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+
+
+@dataclass(slots=True)
+class SnapshotSummary(BackupCounters):
+    """A snapshot's ``summary``: the counters plus when the backup started and ended."""
+
+    backup_start: str = ""
+    backup_end: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return the summary as restic writes it."""
