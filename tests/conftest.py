@@ -6,15 +6,23 @@ Helpers live in ``tests/support`` and are imported as ``support.trees`` /
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from support.moto import MotoServer
 from support.tools import require_tool
 from support.trees import TreeSpec, make_tricky_tree
+
+# CI replays the same examples every run (no surprise counterexamples in a landing run);
+# developers get fresh random examples locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 #: Sizes of the small variant: the same edge cases, much less data.
 SMALL_BIG_FILE_SIZE = 3 * 1024 * 1024
