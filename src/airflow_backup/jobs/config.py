@@ -223,8 +223,6 @@ class DrillConfig(_Model):
                                                      "those recorded at backup time")
     sql: list[SqlAssertion] = Field(default_factory=list, description="custom SQL assertions")
     files: list[FileHash] = Field(default_factory=list, description="file hashes to check")
-    compare_source_files: bool = Field(False, description="hash every restored file and compare "
-                                                          "with the live source files")
 
     @field_validator("max_rto", mode="before")
     @classmethod
@@ -379,13 +377,25 @@ def parse_config(data: Any, source: str = "<config>",
     return cfg
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false (so ``on:``, ``yes`` and ``no`` stay strings)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 def load_config(path: str | os.PathLike[str],
                 env: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate and validate the config file at ``path``. Raise InvalidConfigFile."""
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except OSError as exc:
         raise InvalidConfigFile(name, [f"<file>: cannot read: {exc.strerror}"]) from None
     except yaml.YAMLError as exc:
