@@ -366,6 +366,8 @@ def parse_config(data: Any, source: str = "<config>",
                                          "and 'jobs'"])
     problems: list[str] = []
     data = interpolate(data, os.environ if env is None else env, problems)
+    if problems:  # an unset variable would only cause follow-on errors
+        raise InvalidConfigFile(source, problems)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -395,7 +397,7 @@ def load_config(path: str | os.PathLike[str],
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(f, Loader=_Loader)  # a SafeLoader subclass
     except OSError as exc:
         raise InvalidConfigFile(name, [f"<file>: cannot read: {exc.strerror}"]) from None
     except yaml.YAMLError as exc:

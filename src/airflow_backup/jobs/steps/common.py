@@ -63,8 +63,9 @@ class JobSession:
     config: Config
     repos: dict[str, Repository] = field(default_factory=dict)
 
-    def repository(self, name: str) -> Repository:
-        """Return repository ``name``, opening it on first use."""
+    def repository(self, name: str, *, primary: bool = True) -> Repository:
+        """Return repository ``name``, opening it on first use (``primary``: whether the
+        fault-injection hook of drills and tests applies, see ``open_named``)."""
         if name not in self.repos:
-            self.repos[name] = open_named(self.config, name)
+            self.repos[name] = open_named(self.config, name, primary=primary)
         return self.repos[name]

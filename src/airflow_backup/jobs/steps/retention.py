@@ -46,7 +46,7 @@ def retention_step(config: Config, job: str, repository: str,
     settings = config.jobs[job].retention
     if settings.is_empty():
         return RetentionResult(job, repository)
-    repo = session.repository(repository)
+    repo = session.repository(repository, primary=repository == config.jobs[job].repository)
     policy = expire_policy(settings)
     removed: list[str] = []
     kept = 0

@@ -98,11 +98,12 @@ def store_step(config: Config, export: ExportResult, session: JobSession | None 
     named = targets_for(config, spec.repository)
     names = [n for n, _ in named]
 
-    def opener(n: str) -> RepositoryTarget:
+    def opener(n: str, primary: bool) -> RepositoryTarget:
         target = dict(named)[n]
-        return RepositoryTarget(target.location, lambda: session.repository(n))
+        return RepositoryTarget(target.location,
+                                lambda: session.repository(n, primary=primary))
 
-    targets = [opener(n) for n in names]
+    targets = [opener(n, i == 0) for i, n in enumerate(names)]
     primary = targets[0].location
     chosen = run_with_fallback(
         targets, lambda repo, attempt: _store_all(repo, config, export, attempt, primary,

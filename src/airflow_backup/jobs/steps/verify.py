@@ -70,7 +70,8 @@ def verify_step(config: Config, store: StoreResult,
     IntegrityError on the first problem."""
     session = session or JobSession(config)
     settings = config.jobs[store.job].verification
-    repo = session.repository(store.repository)
+    repo = session.repository(store.repository,
+                              primary=store.repository == config.jobs[store.job].repository)
     trees = blobs = 0
     packs: set[bytes] = set()
     if settings.read_back:
