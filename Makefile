@@ -13,9 +13,15 @@ STAMP := $(VENV)/.stamp
 # To add one: append the binary to APT_TOOLS and define APT_PACKAGE.<binary>.
 APT_TOOLS := restic
 APT_PACKAGE.restic := restic
-# e.g. later:  APT_TOOLS += psql mariadb
-#              APT_PACKAGE.psql := postgresql-client
-#              APT_PACKAGE.mariadb := mariadb-client
+# Data-source tests: PostgreSQL and MariaDB client programs (the servers run on the machine).
+APT_TOOLS += pg_dump pg_restore pg_dumpall psql pgbench mariadb-dump mariadb
+APT_PACKAGE.pg_dump := postgresql-client
+APT_PACKAGE.pg_restore := postgresql-client
+APT_PACKAGE.pg_dumpall := postgresql-client
+APT_PACKAGE.psql := postgresql-client
+APT_PACKAGE.pgbench := postgresql-contrib
+APT_PACKAGE.mariadb-dump := mariadb-client
+APT_PACKAGE.mariadb := mariadb-client
 # make bench: dataset size, repetitions (each figure is the median), tools, extra run.py options
 # (e.g. BENCH_ARGS=--keep); results go to bench/results.{json,md,png}.
 BENCH_SIZE ?= 1G
@@ -25,11 +31,17 @@ BENCH_ARGS ?=
 
 TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 
-.PHONY: help venv tools lint test test-fast demo bench bench-s3 clean
+# Airflow lives in its own venv (only the Airflow-metadata source tests call its CLI), so the
+# main venv stays light. psycopg2/asyncpg let it use a PostgreSQL metadata database.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 psycopg2-binary asyncpg
+
+.PHONY: help venv tools airflow-venv lint test test-fast demo bench bench-s3 clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
 	@echo "make tools      make sure external tools are installed: $(APT_TOOLS)"
+	@echo "make airflow-venv  create $(AIRFLOW_VENV) with Airflow (for the Airflow-metadata tests)"
 	@echo "make lint       ruff + mypy"
 	@echo "make test       lint, then the whole pytest suite (slow tests included)"
 	@echo "make test-fast  pytest -m 'not slow'"
@@ -49,6 +61,13 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
 	touch $(STAMP)
+
+airflow-venv: $(AIRFLOW_VENV)/.stamp
+
+$(AIRFLOW_VENV)/.stamp: Makefile
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --disable-pip-version-check -q $(AIRFLOW_PIP_SPEC)
+	touch $@
 
 tools:
 	@missing_pkgs=""; \
@@ -82,10 +101,10 @@ lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-test: venv tools lint
+test: venv tools airflow-venv lint
 	$(BIN)/pytest -q
 
-test-fast: venv tools
+test-fast: venv tools airflow-venv
 	$(BIN)/pytest -q -m "not slow"
 
 demo: venv
@@ -104,6 +123,6 @@ bench-s3: venv tools
 	$(BIN)/python bench/s3_bench.py --size-mb $(BENCH_S3_MB)
 
 clean:
-	rm -rf $(VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(AIRFLOW_VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d \
 	  -prune -exec rm -rf {} +

@@ -9,6 +9,10 @@ caller reacts, not by where the error happened::
     │   └── InvalidConfigFile       a jobs config file is malformed (exit 2, one line per problem)
     ├── SourceError                 a data source could not be read or exported
     │   ├── SourceUnavailable       the source is down or missing
+    │   ├── SourceAuthFailed        the source rejected the credentials
+    │   ├── ToolMissing             a client program (pg_dump, mariadb-dump, airflow) is absent
+    │   ├── DumpFailed              the export started but did not complete; nothing was saved
+    │   ├── ValidationFailed        the export was stored but failed its readability check
     │   └── PartialBackup           the backup finished, but some source files were unreadable
     ├── StorageError                the blob store failed
     │   ├── TransientStorageError   worth retrying: timeouts, throttling, resets
@@ -21,8 +25,9 @@ caller reacts, not by where the error happened::
     │   ├── WrongPassword           no key file opens with the given password
     │   └── IntegrityError          stored bytes do not match their id or MAC
     ├── RestoreError                a restore could not write its target
-    │   └── UnsafePath              a tree names a path that would escape the target
-    ├── JobFailed                   a backup job or restore drill failed (after notifying)
+    │   ├── UnsafePath              a tree names a path that would escape the target
+    │   ├── RestoreTargetExists     the target already exists and --clean/--force was not given
+    │   └── RestoreMismatch         the restored data does not match the recorded counts/checksums
     └── Interrupted                 the user pressed Ctrl-C
 
 Lower-level exceptions are mapped at the boundary with ``raise X(...) from exc``. The tree is
@@ -47,11 +52,11 @@ __all__ = [
     "EXIT_WRONG_PASSWORD",
     "BackupError",
     "ConfigError",
+    "DumpFailed",
     "InjectedFault",
     "IntegrityError",
     "Interrupted",
     "InvalidConfigFile",
-    "JobFailed",
     "NotFound",
     "PartialBackup",
     "PermanentStorageError",
@@ -59,12 +64,17 @@ __all__ = [
     "RepositoryLocked",
     "RepositoryNotFound",
     "RestoreError",
+    "RestoreMismatch",
+    "RestoreTargetExists",
     "SnapshotNotFound",
+    "SourceAuthFailed",
     "SourceError",
     "SourceUnavailable",
     "StorageError",
+    "ToolMissing",
     "TransientStorageError",
     "UnsafePath",
+    "ValidationFailed",
     "WrongPassword",
     "exit_code_for",
 ]
@@ -120,6 +130,24 @@ class SourceUnavailable(SourceError):
     """The data source is unreachable or missing; a later attempt may succeed."""
 
     retryable = True
+
+
+class SourceAuthFailed(SourceError):
+    """The data source rejected the user name or password; fix the credentials."""
+
+
+class ToolMissing(SourceError):
+    """A client program the source needs (pg_dump, mariadb-dump, airflow, …) is not installed."""
+
+
+class DumpFailed(SourceError):
+    """The export started but did not complete (the dump program failed); no snapshot saved."""
+
+    retryable = True
+
+
+class ValidationFailed(SourceError):
+    """The stored export failed its readability check (header, table of contents, counts)."""
 
 
 class PartialBackup(SourceError):
@@ -194,13 +222,13 @@ class UnsafePath(RestoreError):
     """A tree node names a path that would escape the restore target."""
 
 
-class JobFailed(BackupError):
-    """A backup job or a restore drill failed; the reason was already notified. ``result`` is
-    the job's JSON-able result (steps, error, snapshot ids)."""
+class RestoreTargetExists(RestoreError):
+    """The restore target (database, table, file, prefix, keys) already exists and the caller
+    did not ask to replace it (``--clean``/``--force``/``--on-existing``)."""
 
-    def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.result = result or {}
+
+class RestoreMismatch(RestoreError):
+    """After a restore, row counts or checksums differ from those recorded at backup time."""
 
 
 class Interrupted(BackupError):

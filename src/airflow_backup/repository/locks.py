@@ -20,7 +20,7 @@ from airflow_backup.errors import IntegrityError, NotFound, RepositoryLocked
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.timefmt import format_time, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
-from airflow_backup.storage.base import FileType, Handle, Storage
+from airflow_backup.storage.base import FileType, Handle, Storage, is_strongly_consistent
 
 __all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks"]
 
@@ -120,7 +120,9 @@ class RepoLock:
             conflicts = self._conflicts()
             if not conflicts:
                 self._id = self._write()
-                time.sleep(_RECHECK_WAIT_S)
+                if not is_strongly_consistent(self._storage):
+                    # Give a competing lock written at the same moment time to show up.
+                    time.sleep(_RECHECK_WAIT_S)
                 conflicts = self._conflicts()
                 if not conflicts:
                     break

@@ -23,11 +23,18 @@ def local_offset(epoch_seconds: float) -> int:
     return time.localtime(epoch_seconds).tm_gmtoff or 0
 
 
+# Files written together share their second: cache the local-time text of recent seconds.
+_LOCAL_SECONDS: dict[int, tuple[str, int]] = {}
+
+
 def format_ns(ns: int, offset: int | None = None) -> str:
     """Format epoch nanoseconds as RFC 3339 with a trimmed fraction, in ``offset`` (seconds
     east of UTC; local time when None)."""
     sec, frac = divmod(ns, 1_000_000_000)
     if offset is None:
+        cached = _LOCAL_SECONDS.get(sec)
+        if cached is not None:
+            return _finish(cached[0], frac, cached[1])
         try:
             tm = time.localtime(sec)
         except (OverflowError, OSError, ValueError):
@@ -36,6 +43,9 @@ def format_ns(ns: int, offset: int | None = None) -> str:
             offset = tm.tm_gmtoff or 0
             text = (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
                     f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}")
+            if len(_LOCAL_SECONDS) >= 8192:
+                _LOCAL_SECONDS.clear()
+            _LOCAL_SECONDS[sec] = (text, offset)
             return _finish(text, frac, offset)
         offset = 0
     dt = datetime(1970, 1, 1) + timedelta(seconds=sec + offset)

@@ -191,10 +191,13 @@ class Restorer:
         self._jobs[id(job)] = (node, snap_path)
         self._filler.add_file(job, node.content or [])
         if job.remaining == 0:  # an empty file: nothing will write it, create it now
-            os.close(PackFiller.create(job))
-            self._file_done(job)
+            fd = PackFiller.create(job)
+            try:
+                self._file_done(job, fd)
+            finally:
+                os.close(fd)
 
-    def _file_done(self, job: FileJob) -> None:
+    def _file_done(self, job: FileJob, fd: int | None = None) -> None:
         node, snap_path = self._jobs[id(job)]
         shown = os.fsdecode(snap_path)
         if job.failed:
@@ -202,7 +205,7 @@ class Restorer:
                 self.stats.errors.append((shown, "could not write the file's content"))
             return
         try:
-            self._set_metadata(node, job.dest)
+            self._set_metadata(node, job.dest if fd is None else fd)
         except OSError as exc:
             with self._lock:
                 self.stats.errors.append((shown, exc.strerror or str(exc)))
@@ -210,23 +213,31 @@ class Restorer:
         with self._lock:
             self.stats.files += 1
 
-    def _set_xattrs(self, node: Node, dest: bytes) -> None:
+    def _set_xattrs(self, node: Node, dest: bytes | int) -> None:
         for attr in node.extended_attributes or []:
             try:
                 value = base64.b64decode(attr.get("value") or "")
-                os.setxattr(dest, attr["name"], value, follow_symlinks=False)
+                if isinstance(dest, int):
+                    os.setxattr(dest, attr["name"], value)
+                else:
+                    os.setxattr(dest, attr["name"], value, follow_symlinks=False)
             except (OSError, KeyError, ValueError) as exc:
                 # Like restic: a file system without xattr support is not a failed restore.
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOTSUP, errno.EPERM):
                     continue
                 raise OSError(f"extended attribute {attr.get('name')!r}: {exc}") from exc
 
-    def _set_metadata(self, node: Node, dest: bytes) -> None:
-        is_link = node.type == "symlink"
+    def _set_metadata(self, node: Node, dest: bytes | int) -> None:
+        """Set xattrs, owner (as root), mode and times, through a path (never following a
+        symlink) or through an open descriptor of a regular file."""
+        by_fd = isinstance(dest, int)
         self._set_xattrs(node, dest)
         if self._is_root:
-            os.chown(dest, node.uid, node.gid, follow_symlinks=False)
-        if not is_link:
+            if by_fd:
+                os.chown(dest, node.uid, node.gid)
+            else:
+                os.chown(dest, node.uid, node.gid, follow_symlinks=False)
+        if node.type != "symlink":
             os.chmod(dest, posix_mode(node.mode))
         try:
             atime = parse_ns(node.atime)[0]
@@ -234,7 +245,10 @@ class Restorer:
         except ValueError:
             return
         try:
-            os.utime(dest, ns=(atime, mtime), follow_symlinks=False)
+            if by_fd:
+                os.utime(dest, ns=(atime, mtime))
+            else:
+                os.utime(dest, ns=(atime, mtime), follow_symlinks=False)
         except OSError as exc:
             if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):
                 raise

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FileInfo", "FileType", "Handle", "Storage", "object_path"]
+__all__ = ["FileInfo", "FileType", "Handle", "Storage", "is_strongly_consistent", "object_path"]
 
 
 class FileType(enum.Enum):
@@ -102,3 +102,19 @@ class Storage(Protocol):
     def create_layout(self) -> None:
         """Create the directories a new repository needs (a no-op for object stores)."""
         ...
+
+
+def is_strongly_consistent(storage: object) -> bool:
+    """Return whether a file saved to ``storage`` is at once visible to every reader and
+    lister (a local file system, memory), looking through wrappers that keep ``inner``.
+
+    Object stores and network file systems may show new files late; the lock protocol then
+    waits before it re-checks for competing locks.
+    """
+    seen = 0
+    while storage is not None and seen < 16:
+        if getattr(storage, "strongly_consistent", False):
+            return True
+        storage = getattr(storage, "inner", None)
+        seen += 1
+    return False

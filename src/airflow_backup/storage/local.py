@@ -55,6 +55,9 @@ def _fsync_dir(path: Path) -> None:
 class LocalStorage:
     """A repository directory on a local (or mounted) filesystem."""
 
+    #: A saved file is visible to every process at once (rename is atomic and immediate).
+    strongly_consistent = True
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = Path(root)
 

@@ -14,6 +14,8 @@ __all__ = ["MemoryStorage"]
 class MemoryStorage:
     """Files kept in a dict keyed by handle. Nothing survives the process."""
 
+    strongly_consistent = True
+
     def __init__(self) -> None:
         self._files: dict[Handle, bytes] = {}
         self._lock = threading.Lock()

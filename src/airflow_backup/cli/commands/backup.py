@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, cast
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
+from airflow_backup.cli.commands import source_backup
 from airflow_backup.cli.context import (
     GlobalOptions,
     display_url,
@@ -151,6 +152,8 @@ def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: P
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Back up, print a summary; exit 3 if some files could not be read."""
+    if source_backup.wants(args):  # data-source URLs (postgresql://, s3://, …)
+        return source_backup.run(args, gopts, out)
     opts = _options(args)
     if not (args.stdin or args.stdin_from_command) and not opts.paths:
         raise ConfigError("nothing to back up: give at least one path, --stdin or "

@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from airflow_backup.cli.commands import source_restore
 from airflow_backup.cli.commands.common import add_as_of_arg, add_filter_args, filter_from_args
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
                    help="do not restore paths matching PATTERN (repeatable)")
     add_filter_args(p)
     add_as_of_arg(p)
+    source_restore.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Restore and report what was written."""
     if not args.target:
         raise ConfigError("--target must not be empty")
+    if source_restore.wants(args):  # a data-source URL (postgresql://, s3://, …)
+        return source_restore.run(args, gopts, out)
     selector, _, subpath = args.snapshot.partition(":")
     repo = open_repository(gopts)
     started = time.monotonic()

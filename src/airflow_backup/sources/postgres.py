@@ -1,0 +1,386 @@
+"""PostgreSQL: ``pg_dump`` per database, streamed uncompressed into the repository.
+
+URL: ``postgresql://user@host:5432/db`` (no database: every database that accepts
+connections). Query parameters: ``format=plain`` (default: ``pg_dump -Fp`` streamed, no temp
+copy; byte-identical for an unchanged database, so it deduplicates completely),
+``format=custom`` (``pg_dump -Fc -Z0`` streamed; its header carries the dump time, and it
+allows ``pg_restore --list`` and selective restores) or ``format=directory`` with ``jobs=N``
+(parallel ``-Fd -j N``; needs a temp
+directory), ``globals=true`` (also ``pg_dumpall --globals-only``), ``checksum_max_mb=512``
+(tables larger than this get a row count but no checksum). Restore: ``owner=false`` skips
+ownership, ``globals=true`` replays roles first.
+
+Row counts and checksums are taken inside the exported snapshot pg_dump uses
+(``pg_export_snapshot`` + ``--snapshot``), so they describe exactly the dumped data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+
+from airflow_backup.errors import ConfigError, RestoreError, RestoreTargetExists, ValidationFailed
+from airflow_backup.sources.base import (
+    ExportSink,
+    RestoreReport,
+    SnapshotReader,
+    SourceRestoreOptions,
+    SourceURL,
+    StoredExport,
+    TableCheck,
+    iter_tables,
+    source_password,
+)
+from airflow_backup.sources.process import Resources, classify_failure, find_tool
+
+__all__ = ["PostgresSource", "pg_table_stats"]
+
+_SUFFIX = {"plain": ".sql", "custom": ".pgdump", "directory": ".dir"}
+_PLAIN_HEAD = b"-- PostgreSQL database dump"
+_PLAIN_TAIL = b"-- PostgreSQL database dump complete"
+_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
+             "::bigint), 0)::text FROM {} t")
+
+
+def pg_table_stats(conn: psycopg.Connection[Any], checksum_max_bytes: int,
+                   only: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Return ``{schema.table: {rows, checksum}}`` for the user tables visible on ``conn``.
+
+    The checksum is an order-independent sum of per-row MD5 prefixes of the row's text form;
+    tables over ``checksum_max_bytes`` (or all, if negative) get only a count.
+    """
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
+        "ORDER BY 1, 2").fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for schema, name, size in rows:
+        key = f"{schema}.{name}"
+        if only is not None and key not in only:
+            continue
+        ident = sql.Identifier(schema, name)
+        if checksum_max_bytes >= 0 and size <= checksum_max_bytes:
+            count, checksum = conn.execute(sql.SQL(_CHECKSUM).format(ident)).fetchone() or (0, "")
+            out[key] = {"rows": int(count), "checksum": f"pgsum:{checksum}"}
+        else:
+            (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)
+                                    ).fetchone() or (0,)
+            out[key] = {"rows": int(count)}
+    return out
+
+
+class PostgresSource:
+    """A PostgreSQL server or database; see the module docstring for the URL."""
+
+    kind: ClassVar[str] = "postgresql"
+
+    def __init__(self, url: SourceURL) -> None:
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"not a PostgreSQL URL: {url.redacted()}")
+        self.url = url
+        self.res = Resources()
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._snapshots: dict[str, str] = {}
+        self._databases: list[str] = []
+        self._tables: dict[str, Any] = {}
+        self._tools: dict[str, str] = {}
+        self._sink: Any = None
+        self.format = url.param("format", "plain")
+        if self.format not in _SUFFIX:
+            raise ConfigError(f"format must be plain, custom or directory, not {self.format!r}")
+        try:
+            self.jobs = int(url.param("jobs", "2" if self.format == "directory" else "1"))
+            self.checksum_max = int(url.param("checksum_max_mb", "512")) * 1024 * 1024
+        except ValueError:
+            raise ConfigError("jobs and checksum_max_mb must be integers") from None
+
+    # ---- connections -----------------------------------------------------------------------
+
+    def env(self, database: str = "") -> dict[str, str]:
+        """Return libpq environment variables for a client program (password included)."""
+        env = {"PGHOST": self.url.host or "localhost", "PGCONNECT_TIMEOUT": "10"}
+        if self.url.port:
+            env["PGPORT"] = str(self.url.port)
+        if self.url.username:
+            env["PGUSER"] = self.url.username
+        if database:
+            env["PGDATABASE"] = database
+        password = source_password(self.url, "PGPASSWORD")
+        if password is not None:
+            env["PGPASSWORD"] = password
+        if self.url.param("passfile"):
+            env["PGPASSFILE"] = os.path.expanduser(self.url.param("passfile"))
+        return env
+
+    def connect(self, database: str, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """Open a connection (closed by :meth:`cleanup`). Raise a classified SourceError."""
+        env = self.env(database)
+        kwargs: dict[str, Any] = {"host": env["PGHOST"], "dbname": database,
+                                  "connect_timeout": 10, "application_name": "airflow-backup",
+                                  "autocommit": autocommit}
+        for key, var in (("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
+                         ("passfile", "PGPASSFILE")):
+            if var in env:
+                kwargs[key] = env[var]
+        try:
+            conn = psycopg.connect(**kwargs)
+        except psycopg.Error as exc:
+            raise classify_failure(f"PostgreSQL at {self.url.redacted()}", str(exc)) from None
+        self._conns.append(conn)
+        return conn
+
+    # ---- backup --------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Check tools and server, open one snapshot per database, record counts/checksums."""
+        tools = {n: find_tool(n) for n in ("pg_dump", "pg_restore")}
+        if self.url.flag("globals"):
+            tools["pg_dumpall"] = find_tool("pg_dumpall")
+        self._tools = tools
+        first = self.connect(self.url.database or "postgres")
+        server = first.execute("SHOW server_version").fetchone()
+        if self.url.database:
+            self._databases = [self.url.database]
+        else:
+            self._databases = [r[0] for r in first.execute(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
+                "ORDER BY 1").fetchall()]
+        tables: dict[str, Any] = {}
+        for db in self._databases:
+            conn = self.connect(db, autocommit=False)
+            try:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                (self._snapshots[db],) = conn.execute("SELECT pg_export_snapshot()"
+                                                      ).fetchone() or ("",)
+                stats = pg_table_stats(conn, self.checksum_max)
+            except psycopg.Error as exc:
+                raise classify_failure(f"PostgreSQL database {db}", str(exc)) from None
+            tables.update({f"{db}/{k}": v for k, v in stats.items()})
+        self._tables = tables
+        version = subprocess.run([tools["pg_dump"], "--version"], capture_output=True,
+                                 text=True, check=False).stdout.strip()
+        return {"server_version": server[0] if server else "", "tool_version": version,
+                "databases": list(self._databases), "format": self.format,
+                "globals": self.url.flag("globals"), "tables": tables}
+
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+        """Run pg_dump per database (and pg_dumpall for globals) into the sink."""
+        files: dict[str, int] = {}
+        self._sink = sink
+        for db in self._databases:
+            argv = [self._tools["pg_dump"], "--snapshot", self._snapshots[db]]
+            path = f"postgresql/{db}{_SUFFIX[self.format]}"
+            if self.format != "directory":
+                fmt = ["-Fp"] if self.format == "plain" else ["-Fc", "-Z0"]
+                if self.format == "plain" and self._restrict_key_supported():
+                    # pg_dump >= 15.14/16.10/17.6 guards plain dumps with a random psql
+                    # \restrict key; a per-repository key keeps unchanged dumps identical.
+                    fmt.append(f"--restrict-key={sink.stable_token('pg-restrict:' + db)}")
+                child = self.res.start([*argv, *fmt], f"pg_dump of {db}", env=self.env(db))
+                files[path] = sink.add_stream(path, child.stdout)
+                child.check()
+            else:
+                tmp = self.res.temp_dir("pgdir")
+                out = os.path.join(tmp, "dump")
+                child = self.res.start([*argv, "-Fd", "-Z0", "-j", str(self.jobs), "-f", out],
+                                       f"pg_dump of {db}", env=self.env(db))
+                child.check()
+                files[path] = sink.add_directory(path, out)
+                self.res.remove(tmp)
+        if self.url.flag("globals"):
+            child = self.res.start([self._tools["pg_dumpall"], "--globals-only"],
+                                   "pg_dumpall --globals-only", env=self.env("postgres"))
+            files["postgresql/globals.sql"] = sink.add_stream("postgresql/globals.sql",
+                                                              child.stdout)
+            child.check()
+        return {"files": files}
+
+    def _restrict_key_supported(self) -> bool:
+        help_text = subprocess.run([self._tools["pg_dump"], "--help"], capture_output=True,
+                                   text=True, check=False).stdout
+        return "--restrict-key" in help_text
+
+    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+        """Plain dumps: check pg_dump's header and completion trailer. Custom and directory
+        dumps: read the stored table of contents back with pg_restore --list."""
+        facts: dict[str, Any] = {}
+        if self.format == "plain":
+            for db in self._databases:
+                path = f"postgresql/{db}.sql"
+                if _PLAIN_HEAD not in self._sink.head(path)[:4096]:
+                    raise ValidationFailed(f"stored dump of {db} lacks the pg_dump header")
+                if _PLAIN_TAIL not in self._sink.tail(path)[-4096:]:
+                    raise ValidationFailed(f"stored dump of {db} is truncated (no trailer)")
+            return {"header_and_trailer": list(self._databases)}
+        for db in self._databases:
+            toc = self._list(reader, db)
+            entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
+            data = {ln.split(" TABLE DATA ", 1)[1].rsplit(" ", 1)[0].replace(" ", ".", 1)
+                    for ln in entries if " TABLE DATA " in ln}
+            expected = {k.split("/", 1)[1] for k in self._tables_of(db)}
+            missing = sorted(expected - data)
+            if missing:
+                raise ValidationFailed(f"stored dump of {db} lacks data for table(s) "
+                                       f"{', '.join(missing[:5])}")
+            facts[db] = {"toc_entries": len(entries), "table_data_entries": len(data)}
+        return {"pg_restore_list": facts}
+
+    def _tables_of(self, db: str) -> list[str]:
+        return [k for k in self._tables if k.startswith(db + "/")]
+
+    def _list(self, reader: SnapshotReader, db: str) -> str:
+        tmp = self.res.temp_dir("pglist")
+        listing = os.path.join(tmp, "toc.txt")
+        with open(listing, "wb") as out:
+            if self.format == "custom":
+                child = self.res.start([self._tools["pg_restore"], "--list"],
+                                       f"pg_restore --list of {db}", stdin=subprocess.PIPE,
+                                       stdout=out)
+                try:
+                    reader.copy_to(f"postgresql/{db}.pgdump", child.stdin)
+                except BrokenPipeError:
+                    pass  # pg_restore stops reading once it has the table of contents
+                finally:
+                    with contextlib.suppress(BrokenPipeError):
+                        child.stdin.close()
+            else:
+                os.makedirs(os.path.join(tmp, "d"))
+                with open(os.path.join(tmp, "d", "toc.dat"), "wb") as toc:
+                    reader.copy_to(f"postgresql/{db}.dir/toc.dat", toc)
+                child = self.res.start([self._tools["pg_restore"], "--list",
+                                        os.path.join(tmp, "d")], f"pg_restore --list of {db}",
+                                       stdout=out)
+            child.check(ValidationFailed)
+        with open(listing, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    # ---- restore -------------------------------------------------------------------------
+
+    def restore(self, stored: StoredExport, history: list[StoredExport],
+                options: SourceRestoreOptions) -> RestoreReport:
+        """pg_restore into the target database (created if missing), then compare."""
+        self._tools = {n: find_tool(n) for n in ("pg_restore", "psql")}
+        databases = [str(d) for d in stored.source.get("databases", [])]
+        source_db = options.database or (databases[0] if len(databases) == 1 else "")
+        if source_db not in databases:
+            raise ConfigError(f"snapshot holds database(s) {', '.join(databases)}: choose "
+                              "one with --database")
+        target_db = self.url.database or source_db
+        admin = self.connect("postgres")
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                               (target_db,)).fetchone() is not None
+        if exists and not (options.clean or options.force):
+            raise RestoreTargetExists(
+                f"database {target_db!r} already exists at {self.url.redacted()}: pass "
+                "--clean to replace its objects or --force to restore into it")
+        if self.url.flag("globals") and "postgresql/globals.sql" in stored.reader.files():
+            self._psql_globals(stored.reader)
+        plain = f"postgresql/{source_db}.sql" in stored.reader.files(f"postgresql/{source_db}.sql")
+        if exists and options.clean and plain:
+            # A plain dump is replayed into a new database, swapped in only once it succeeded.
+            staging = f"{target_db[:40]}_abk_restore_{os.getpid()}"
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+            try:
+                self._psql(stored.reader, f"postgresql/{source_db}.sql", staging)
+            except BaseException:
+                self._drop(admin, staging)
+                raise
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(target_db)))
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(staging), sql.Identifier(target_db)))
+            return self._compare(stored, source_db, target_db, created=False)
+        if not exists:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
+        try:
+            if plain:
+                self._psql(stored.reader, f"postgresql/{source_db}.sql", target_db)
+            else:
+                self._pg_restore(stored.reader, source_db, target_db, options.clean)
+        except BaseException:
+            if not exists:
+                self._drop(admin, target_db)
+            raise
+        return self._compare(stored, source_db, target_db, created=not exists)
+
+    def _compare(self, stored: StoredExport, source_db: str, target_db: str,
+                 created: bool) -> RestoreReport:
+        recorded = {t.split("/", 1)[1]: (rows, checksum) for t, rows, checksum
+                    in iter_tables(stored.source) if t.startswith(source_db + "/")}
+        conn = self.connect(target_db)
+        actual = pg_table_stats(conn, -1 if not any(c for _, c in recorded.values())
+                                else 1 << 62, list(recorded))
+        checks = [TableCheck(t, rows, checksum, actual.get(t, {}).get("rows"),
+                             str(actual.get(t, {}).get("checksum", "")) if checksum else "")
+                  for t, (rows, checksum) in sorted(recorded.items())]
+        return RestoreReport(self.url.with_database(target_db).redacted(), checks,
+                             {"database": target_db, "source_database": source_db,
+                              "created": created})
+
+    def _pg_restore(self, reader: SnapshotReader, source_db: str, target_db: str,
+                    clean: bool) -> None:
+        argv = [self._tools["pg_restore"], "--exit-on-error", "-d", target_db]
+        if clean:
+            argv += ["--clean", "--if-exists"]
+        if self.url.param("owner").lower() in ("false", "0", "no", "off"):
+            argv += ["--no-owner", "--no-privileges"]
+        what = f"pg_restore into {target_db}"
+        if f"postgresql/{source_db}.pgdump" in reader.files(f"postgresql/{source_db}.pgdump"):
+            child = self.res.start([*argv, "--single-transaction"], what,
+                                   stdin=subprocess.PIPE, env=self.env(target_db),
+                                   stdout=subprocess.DEVNULL)
+            try:
+                reader.copy_to(f"postgresql/{source_db}.pgdump", child.stdin)
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # pg_restore stopped early; its exit status says why
+            child.check(RestoreError)
+            return
+        tmp = self.res.temp_dir("pgrestore")
+        reader.extract(f"postgresql/{source_db}.dir", tmp)
+        child = self.res.start([*argv, "-j", str(self.jobs), "-Fd",
+                                os.path.join(tmp, f"{source_db}.dir")], what,
+                               env=self.env(target_db), stdout=subprocess.DEVNULL)
+        child.check(RestoreError)
+
+    def _psql(self, reader: SnapshotReader, path: str, target_db: str) -> None:
+        child = self.res.start([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                "--single-transaction", "-f", "-"], f"psql into {target_db}",
+                               stdin=subprocess.PIPE, env=self.env(target_db),
+                               stdout=subprocess.DEVNULL)
+        try:
+            reader.copy_to(path, child.stdin)
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped early; its exit status says why
+        child.check(RestoreError)
+
+    def _psql_globals(self, reader: SnapshotReader) -> None:
+        child = self.res.start([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=0",
+                                "-f", "-"], "psql (globals)", stdin=subprocess.PIPE,
+                               env=self.env("postgres"), stdout=subprocess.DEVNULL)
+        try:
+            reader.copy_to("postgresql/globals.sql", child.stdin)
+            child.stdin.close()
+        except BrokenPipeError:
+            pass
+        child.check(RestoreError)
+
+    def _drop(self, admin: psycopg.Connection[Any], name: str) -> None:
+        with contextlib.suppress(psycopg.Error):  # the original error matters more
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+    def cleanup(self) -> None:
+        """Close connections (ending exported snapshots), kill children, remove temp dirs."""
+        self.res.close()
+        while self._conns:
+            with contextlib.suppress(psycopg.Error):
+                self._conns.pop().close()

@@ -1,0 +1,189 @@
+"""Child processes and temp directories that a source owns, always cleaned up.
+
+:class:`Resources` is what a source holds: every process it starts (in its own process group,
+so grandchildren die too) and every temp directory it makes. :meth:`Resources.close` kills
+what still runs and removes what is left; sources call it from ``cleanup()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO, BinaryIO, cast
+
+from airflow_backup.errors import (
+    BackupError,
+    DumpFailed,
+    SourceAuthFailed,
+    SourceUnavailable,
+    ToolMissing,
+)
+
+__all__ = ["Child", "Resources", "classify_failure", "find_tool"]
+
+_STDERR_KEEP = 16 * 1024
+
+_UNAVAILABLE = ("could not connect", "connection refused", "can't connect", "could not translate",
+                "no such host", "name or service not known", "timeout expired",
+                "unknown database", "does not exist", "lost connection", "server closed",
+                "no route to host", "unable to open database")
+_AUTH = ("password authentication failed", "access denied", "authentication failed",
+         "no password supplied", "peer authentication failed")
+
+
+def find_tool(name: str, env_var: str = "") -> str:
+    """Return the path of the program ``name`` (or the one named by ``env_var``).
+
+    Raise ToolMissing if it is not installed.
+    """
+    override = os.environ.get(env_var, "") if env_var else ""
+    path = shutil.which(override or name)
+    if path is None:
+        raise ToolMissing(f"{override or name}: program not found on PATH "
+                          f"(install the client tools, e.g. apt-get install "
+                          f"{_PACKAGE_HINT.get(name, name)})")
+    return path
+
+
+_PACKAGE_HINT = {"pg_dump": "postgresql-client", "pg_restore": "postgresql-client",
+                 "pg_dumpall": "postgresql-client", "psql": "postgresql-client",
+                 "mariadb-dump": "mariadb-client", "mariadb": "mariadb-client",
+                 "airflow": "apache-airflow (pip)"}
+
+
+def classify_failure(what: str, message: str, default: type[BackupError] = DumpFailed
+                     ) -> BackupError:
+    """Return the error for a failed client program or driver call, from its message."""
+    low = message.lower()
+    line = _last_line(message)
+    if any(k in low for k in _AUTH) or ("role \"" in low and "does not exist" in low):
+        return SourceAuthFailed(f"{what}: credentials rejected: {line}")
+    if any(k in low for k in _UNAVAILABLE):
+        return SourceUnavailable(f"{what}: source unavailable: {line}")
+    return default(f"{what} failed: {line}")
+
+
+def _last_line(message: str) -> str:
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    # Prefer the first line that says "error"; client tools print context after it.
+    for ln in lines:
+        if "error" in ln.lower() or "fatal" in ln.lower():
+            return ln[:300]
+    return lines[-1][:300] if lines else "(no message)"
+
+
+class Child:
+    """A started child process: stdout is a pipe (or a given file), stderr is collected."""
+
+    def __init__(self, argv: Sequence[str], what: str, env: Mapping[str, str] | None = None,
+                 stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+                 stdout: int | IO[bytes] | None = subprocess.PIPE, cwd: str | None = None,
+                 ) -> None:
+        self.what = what
+        self._stderr = bytearray()
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        try:
+            self.proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout,
+                                         stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+                                         start_new_session=True)
+        except OSError as exc:
+            raise ToolMissing(f"cannot start {argv[0]}: {exc.strerror}") from None
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):  # type: ignore[union-attr]
+            self._stderr += chunk
+            if len(self._stderr) > 2 * _STDERR_KEEP:
+                del self._stderr[:-_STDERR_KEEP]
+
+    @property
+    def stdout(self) -> BinaryIO:
+        """Return the child's standard output pipe."""
+        assert self.proc.stdout is not None
+        return cast(BinaryIO, self.proc.stdout)
+
+    @property
+    def stdin(self) -> BinaryIO:
+        """Return the child's standard input pipe."""
+        assert self.proc.stdin is not None
+        return cast(BinaryIO, self.proc.stdin)
+
+    def stderr_text(self) -> str:
+        """Return what the child printed on stderr (the last 16 KiB)."""
+        self._reader.join(timeout=5)
+        return bytes(self._stderr[-_STDERR_KEEP:]).decode("utf-8", "replace")
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child and its stderr; return its exit status."""
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def check(self, default: type[BackupError] = DumpFailed) -> None:
+        """Wait; raise a classified SourceError if the child exited non-zero."""
+        code = self.wait()
+        if code != 0:
+            raise classify_failure(f"{self.what} (exit status {code})", self.stderr_text(),
+                                   default)
+
+    def kill(self) -> None:
+        """Stop the child's whole process group if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._reader.join(timeout=5)
+
+
+class Resources:
+    """Processes and temp directories owned by one source; :meth:`close` releases all."""
+
+    def __init__(self) -> None:
+        self._children: list[Child] = []
+        self._dirs: list[str] = []
+
+    def start(self, argv: Sequence[str], what: str, **kwargs: object) -> Child:
+        """Start a child process (see :class:`Child`) and remember it."""
+        child = Child(argv, what, **kwargs)  # type: ignore[arg-type]
+        self._children.append(child)
+        return child
+
+    def temp_dir(self, label: str) -> str:
+        """Make a private temp directory (mode 0700) and remember it."""
+        path = tempfile.mkdtemp(prefix=f"airflow-backup-{label}-")
+        self._dirs.append(path)
+        return path
+
+    def remove(self, path: str) -> None:
+        """Remove one temp directory made by :meth:`temp_dir` now."""
+        if path in self._dirs:
+            self._dirs.remove(path)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        """Kill every child still running and remove every temp directory."""
+        while self._children:
+            self._children.pop().kill()
+        while self._dirs:
+            shutil.rmtree(self._dirs.pop(), ignore_errors=True)

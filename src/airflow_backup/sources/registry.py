@@ -1,0 +1,112 @@
+"""Sources by URL scheme, and by the kind recorded in a snapshot.
+
+Implementations are imported lazily, so a plain file backup never loads a database driver.
+A third party adds a source with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from typing import cast
+
+from airflow_backup.errors import ConfigError
+from airflow_backup.sources.base import DataSource, SourceURL
+
+__all__ = [
+    "is_source_url",
+    "kinds",
+    "open_parsed",
+    "open_source",
+    "register",
+    "schemes",
+    "source_for_kind",
+]
+
+SourceFactory = Callable[[SourceURL], DataSource]
+
+# scheme -> (kind, "module:Class")
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "postgresql": ("postgresql", "airflow_backup.sources.postgres:PostgresSource"),
+    "postgres": ("postgresql", "airflow_backup.sources.postgres:PostgresSource"),
+    "mysql": ("mysql", "airflow_backup.sources.mysql:MySQLSource"),
+    "mariadb": ("mysql", "airflow_backup.sources.mysql:MySQLSource"),
+    "sqlite": ("sqlite", "airflow_backup.sources.sqlite:SQLiteSource"),
+    "table+postgresql": ("table", "airflow_backup.sources.table_export:TableExportSource"),
+    "table+mysql": ("table", "airflow_backup.sources.table_export:TableExportSource"),
+    "table+sqlite": ("table", "airflow_backup.sources.table_export:TableExportSource"),
+    "s3": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "gs": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "gcs": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "az": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "abfs": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "memory": ("object_store", "airflow_backup.sources.object_store:ObjectStoreSource"),
+    "airflow": ("airflow", "airflow_backup.sources.airflow_metadata:AirflowMetadataSource"),
+}
+_CUSTOM: dict[str, tuple[str, SourceFactory]] = {}
+_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def register(scheme: str, kind: str, factory: SourceFactory) -> None:
+    """Make URLs with ``scheme`` open sources of ``kind`` through ``factory``."""
+    _CUSTOM[scheme.lower()] = (kind, factory)
+
+
+def schemes() -> list[str]:
+    """Return every registered URL scheme."""
+    return sorted({*_BUILTIN, *_CUSTOM})
+
+
+def kinds() -> list[str]:
+    """Return every registered source kind."""
+    return sorted({k for k, _ in _BUILTIN.values()} | {k for k, _ in _CUSTOM.values()})
+
+
+def is_source_url(text: str) -> bool:
+    """Return whether ``text`` is a URL with a registered source scheme (not a plain path)."""
+    m = _SCHEME_RE.match(text)
+    return bool(m) and m.group(1).lower() in (_BUILTIN.keys() | _CUSTOM.keys())  # type: ignore[union-attr]
+
+
+def _factory(scheme: str) -> tuple[str, SourceFactory]:
+    if scheme in _CUSTOM:
+        return _CUSTOM[scheme]
+    if scheme not in _BUILTIN:
+        raise ConfigError(f"unknown source scheme {scheme!r} (known: {', '.join(schemes())})")
+    kind, target = _BUILTIN[scheme]
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{scheme} sources need extra packages: pip install "
+                          f"'airflow-backup[sources]' ({exc.name} is missing)") from None
+    return kind, cast(SourceFactory, getattr(module, class_name))
+
+
+def open_parsed(url: SourceURL) -> DataSource:
+    """Return the source for an already parsed URL (internal callers: may carry a password)."""
+    _, factory = _factory(url.scheme)
+    return factory(url)
+
+
+def open_source(url: str, *, allow_password: bool = False) -> DataSource:
+    """Return the source for ``url``. Raise ConfigError for an unknown scheme or bad URL."""
+    parsed = SourceURL.parse(url, allow_password=allow_password)
+    _, factory = _factory(parsed.scheme)
+    return factory(parsed)
+
+
+def source_for_kind(kind: str, target: str, *, allow_password: bool = False) -> DataSource:
+    """Return a source of ``kind`` addressing ``target`` (a restore target URL).
+
+    Raise ConfigError if the target's scheme belongs to another kind.
+    """
+    parsed = SourceURL.parse(target, allow_password=allow_password)
+    target_kind, factory = _factory(parsed.scheme)
+    if target_kind != kind and not (kind == "airflow" and target_kind in (
+            "postgresql", "mysql", "sqlite")):
+        raise ConfigError(f"cannot restore a {kind} backup into a {parsed.scheme}:// target")
+    if kind == "airflow":
+        _, factory = _factory("airflow")
+    return factory(parsed)

@@ -1,0 +1,243 @@
+"""PostgreSQL through the CLI: pgbench round trips, deduplication of a second backup, parallel
+directory dumps with roles, and every kind of bad input (one clear line, nothing left behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from support.cli import run_cli
+from support.sources import (
+    PG_BASE,
+    db_tools,
+    leftover_temp,
+    pg,
+    pg_fingerprint,
+    processes_matching,
+    unique,
+)
+
+__all__ = ["db_tools", "pg"]  # fixtures
+
+
+def _ok(proc: subprocess.CompletedProcess[bytes]) -> str:
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc.stdout.decode()
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+def _snapshots(repo: Path) -> list[dict[str, Any]]:
+    return list(json.loads(_ok(run_cli(repo, "snapshots", "--json"))))
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    _ok(run_cli(path, "init"))
+    return path
+
+
+@pytest.fixture
+def dbs(pg: psycopg.Connection[Any]) -> Iterator[list[str]]:
+    """Names to use for databases; all of them are dropped afterwards."""
+    names: list[str] = []
+    yield names
+    for n in names:
+        pg.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+
+
+def _pgbench(db: str, *args: str) -> None:
+    subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", *args, db], check=True,
+                   capture_output=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_pgbench_scale5_round_trip_and_unchanged_second_backup_dedups(
+        pg: psycopg.Connection[Any], dbs: list[str], repo: Path, db_tools: dict[str, str]
+) -> None:
+    db, copy = unique("e2e_bench"), unique("e2e_bench_copy")
+    dbs += [db, copy]
+    pg.execute(f'CREATE DATABASE "{db}"')
+    _pgbench(db, "-i", "-s", "5", "-q")
+    original = pg_fingerprint(db)
+    assert original["public.pgbench_accounts"][0] == 500_000
+
+    empty = _du(repo)
+    started = time.monotonic()
+    out = _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}", "--tag", "pg"))
+    first_seconds = time.monotonic() - started
+    assert "snapshot" in out
+    first = _du(repo) - empty
+    _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}", "--tag", "pg"))
+    second = _du(repo) - empty - first
+    assert second < 0.05 * first, (first, second)
+    print(f"\npgbench scale 5: first backup {first} bytes in {first_seconds:.1f}s, "
+          f"unchanged second backup +{second} bytes ({100 * second / first:.2f}%)")
+
+    snaps = _snapshots(repo)
+    meta = snaps[0]["airflow_backup"]
+    assert meta["source"]["tables"][f"{db}/public.pgbench_accounts"]["rows"] == 500_000
+    assert meta["source"]["server_version"] and meta["source"]["tool_version"]
+    assert meta["validation"]["header_and_trailer"] == [db]
+
+    # change the database, then restore the first snapshot as a new database
+    _pgbench(db, "-t", "300", "-c", "2")
+    pg.execute(f'ALTER DATABASE "{db}" RENAME TO "{db}_x"')
+    dbs.append(f"{db}_x")
+    assert pg_fingerprint(f"{db}_x") != original
+    out = _ok(run_cli(repo, "restore", snaps[0]["id"], "--target", f"{PG_BASE}/{copy}"))
+    assert "pgbench_accounts: 500000 rows, rows+checksum match" in out
+    assert pg_fingerprint(copy) == original
+
+    # same name as the original, which no longer exists: created again
+    _ok(run_cli(repo, "restore", "latest", "--tag", "pg", "--target", f"{PG_BASE}/{db}"))
+    assert pg_fingerprint(db) == original
+
+
+def test_custom_format_is_listed_by_pg_restore_and_restores(
+        pg: psycopg.Connection[Any], dbs: list[str], repo: Path, db_tools: dict[str, str]
+) -> None:
+    db, copy = unique("e2e_custom"), unique("e2e_custom_copy")
+    dbs += [db, copy]
+    pg.execute(f'CREATE DATABASE "{db}"')
+    _pgbench(db, "-i", "-s", "1", "-q")
+    original = pg_fingerprint(db)
+    _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}?format=custom"))
+    meta = _snapshots(repo)[0]["airflow_backup"]
+    assert meta["validation"]["pg_restore_list"][db]["table_data_entries"] == 4
+    _ok(run_cli(repo, "restore", "latest", "--target", f"{PG_BASE}/{copy}"))
+    assert pg_fingerprint(copy) == original
+    _pgbench(copy, "-t", "100")
+    _ok(run_cli(repo, "restore", "latest", "--target", f"{PG_BASE}/{copy}", "--clean"))
+    assert pg_fingerprint(copy) == original
+
+
+def test_directory_format_with_parallel_jobs_and_roles(
+        pg: psycopg.Connection[Any], dbs: list[str], repo: Path, db_tools: dict[str, str]
+) -> None:
+    db, copy = unique("e2e_dir"), unique("e2e_dir_copy")
+    dbs += [db, copy]
+    role = unique("abk_role")
+    pg.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        pg.execute(f'CREATE DATABASE "{db}" OWNER "{role}"')
+        _pgbench(db, "-i", "-s", "1", "-q")
+        original = pg_fingerprint(db)
+        url = f"{PG_BASE}/{db}?format=directory&jobs=2&globals=true"
+        _ok(run_cli(repo, "backup", url, "--tag", "dir"))
+        listing = _ok(run_cli(repo, "ls", "latest"))
+        assert f"/postgresql/{db}.dir/toc.dat" in listing
+        assert "/postgresql/globals.sql" in listing
+        globals_sql = _ok(run_cli(repo, "dump", "latest", "/postgresql/globals.sql"))
+        assert f'CREATE ROLE "{role}"' in globals_sql or f"CREATE ROLE {role}" in globals_sql
+        _ok(run_cli(repo, "restore", "latest", "--target",
+                    f"{PG_BASE}/{copy}?format=directory&jobs=2"))
+        assert pg_fingerprint(copy) == original
+    finally:
+        for n in (copy, db):
+            pg.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+        pg.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_existing_target_needs_clean_and_clean_replaces_it(
+        pg: psycopg.Connection[Any], dbs: list[str], repo: Path, db_tools: dict[str, str]
+) -> None:
+    db = unique("e2e_exist")
+    dbs.append(db)
+    pg.execute(f'CREATE DATABASE "{db}"')
+    _pgbench(db, "-i", "-s", "1", "-q")
+    original = pg_fingerprint(db)
+    _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}"))
+    _pgbench(db, "-t", "200")
+    changed = pg_fingerprint(db)
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--target", f"{PG_BASE}/{db}"))
+    assert "already exists" in line and "--clean" in line
+    assert pg_fingerprint(db) == changed
+    _ok(run_cli(repo, "restore", "latest", "--target", f"{PG_BASE}/{db}", "--clean"))
+    assert pg_fingerprint(db) == original
+
+
+def test_unreachable_server_and_unknown_role_fail_cleanly(repo: Path,
+                                                          db_tools: dict[str, str]) -> None:
+    line = _one_line_error(run_cli(repo, "backup", "postgresql://postgres@127.0.0.1:1/db"))
+    assert "unavailable" in line and "127.0.0.1:1" in line
+    line = _one_line_error(run_cli(repo, "backup",
+                                   "postgresql://no_such_role@127.0.0.1:5432/postgres"))
+    assert "credentials rejected" in line
+    assert _snapshots(repo) == []
+
+
+def test_password_in_url_is_refused_and_never_echoed(repo: Path) -> None:
+    line = _one_line_error(run_cli(repo, "backup",
+                                   "postgresql://postgres:hunter2-xyz@127.0.0.1:5432/postgres"))
+    assert "AIRFLOW_BACKUP_SOURCE_PASSWORD" in line
+    assert "hunter2-xyz" not in line
+
+
+def test_missing_pg_dump_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    proc = run_cli(repo, "backup", f"{PG_BASE}/postgres", env={"PATH": str(empty_bin)})
+    line = _one_line_error(proc)
+    assert "pg_dump" in line and "not found" in line
+    assert _snapshots(repo) == []
+
+
+@pytest.mark.slow
+def test_dump_killed_half_way_leaves_no_snapshot_temp_files_or_processes(
+        pg: psycopg.Connection[Any], dbs: list[str], repo: Path, tmp_path: Path,
+        db_tools: dict[str, str]) -> None:
+    db = unique("e2e_kill")
+    dbs.append(db)
+    pg.execute(f'CREATE DATABASE "{db}"')
+    _pgbench(db, "-i", "-s", "5", "-q")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    env.update({"AIRFLOW_BACKUP_PASSWORD": "secret-pw", "TMPDIR": str(tmp)})
+    cli = subprocess.Popen([sys.executable, "-m", "airflow_backup.cli", "-r", str(repo),
+                            "backup", f"{PG_BASE}/{db}?format=directory&jobs=2"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = 0
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline and cli.poll() is None:
+        rows = pg.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                          "application_name = 'pg_dump' AND query LIKE 'COPY%%'",
+                          (db,)).fetchall()
+        for (pid,) in rows:
+            pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            killed += 1
+        time.sleep(0.02)
+    out, err = cli.communicate(timeout=120)
+    assert killed, "the dump finished before it could be interrupted"
+    assert cli.returncode == 1, (out, err)
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "pg_dump" in lines[0], lines
+    assert _snapshots(repo) == []
+    assert leftover_temp(tmp) == []
+    assert processes_matching("pg_dump --snapshot") == []
+    assert pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                      "application_name IN ('pg_dump', 'airflow-backup')",
+                      (db,)).fetchone() == (0,)

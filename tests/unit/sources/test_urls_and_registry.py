@@ -1,0 +1,103 @@
+"""Source URLs (parsing, redaction, password refusal), scheme dispatch and error mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_backup.errors import (
+    ConfigError,
+    DumpFailed,
+    SourceAuthFailed,
+    SourceUnavailable,
+    ToolMissing,
+)
+from airflow_backup.sources.airflow_metadata import sqlalchemy_to_source_url
+from airflow_backup.sources.base import SourceURL, source_password
+from airflow_backup.sources.process import classify_failure, find_tool
+from airflow_backup.sources.registry import is_source_url, open_source, source_for_kind
+
+
+def test_password_in_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        SourceURL.parse("postgresql://u:topsecret@h:5432/db")
+    assert "topsecret" not in str(info.value)
+    assert "AIRFLOW_BACKUP_SOURCE_PASSWORD" in str(info.value)
+
+
+def test_redacted_url_drops_password_and_secret_parameters() -> None:
+    url = SourceURL.parse("mysql://app:pw%40x@db.example:3306/shop?token=abc&table=t",
+                          allow_password=True)
+    assert url.password == "pw@x"
+    assert url.redacted() == "mysql://app@db.example:3306/shop?table=t"
+    assert "pw@x" not in repr(url)
+
+
+def test_database_and_params() -> None:
+    url = SourceURL.parse("postgresql://u@h/db?format=directory&jobs=4&globals=yes")
+    assert (url.database, url.param("jobs"), url.flag("globals"), url.flag("nope")) == (
+        "db", "4", True, False)
+    assert url.with_database("other").redacted() == \
+        "postgresql://u@h/other?format=directory&jobs=4&globals=yes"
+
+
+def test_source_password_order(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    url = SourceURL.parse("postgresql://u@h/db")
+    for var in ("AIRFLOW_BACKUP_SOURCE_PASSWORD", "AIRFLOW_BACKUP_SOURCE_PASSWORD_FILE",
+                "PGPASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    assert source_password(url, "PGPASSWORD") is None
+    monkeypatch.setenv("PGPASSWORD", "native")
+    assert source_password(url, "PGPASSWORD") == "native"
+    path = f"{tmp_path}/pw"
+    with open(path, "w") as f:
+        f.write("from-file\n")
+    monkeypatch.setenv("AIRFLOW_BACKUP_SOURCE_PASSWORD_FILE", path)
+    assert source_password(url, "PGPASSWORD") == "from-file"
+    monkeypatch.setenv("AIRFLOW_BACKUP_SOURCE_PASSWORD", "explicit")
+    assert source_password(url, "PGPASSWORD") == "explicit"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("postgresql://u@h/db", True), ("table+sqlite:///x.db?table=t", True),
+    ("s3://bucket/prefix", True), ("airflow:///opt/airflow", True),
+    ("/srv/data", False), ("relative/dir", False), ("ftp://host/x", False),
+    ("local:/srv/repo", False),
+])
+def test_is_source_url(text: str, expected: bool) -> None:
+    assert is_source_url(text) is expected
+
+
+def test_unknown_scheme_and_kind_mismatch() -> None:
+    with pytest.raises(ConfigError):
+        open_source("nosuch://x")
+    with pytest.raises(ConfigError, match="cannot restore a postgresql backup"):
+        source_for_kind("postgresql", "mysql://root@h/db")
+
+
+@pytest.mark.parametrize("text,scheme,path", [
+    ("sqlite:////opt/airflow/airflow.db", "sqlite", "/opt/airflow/airflow.db"),
+    ("postgresql+psycopg2://a:b@db:5432/airflow", "postgresql", "/airflow"),
+    ("mysql+mysqldb://a:b@db/airflow", "mysql", "/airflow"),
+])
+def test_sqlalchemy_urls(text: str, scheme: str, path: str) -> None:
+    url = sqlalchemy_to_source_url(text)
+    assert (url.scheme, url.path) == (scheme, path)
+    assert "b@" not in url.redacted()
+
+
+def test_classify_failure() -> None:
+    assert isinstance(classify_failure("pg", 'FATAL:  role "x" does not exist'),
+                      SourceAuthFailed)
+    assert isinstance(classify_failure("pg", "password authentication failed for user"),
+                      SourceAuthFailed)
+    assert isinstance(classify_failure("my", "Access denied for user 'a'@'b'"), SourceAuthFailed)
+    assert isinstance(classify_failure("pg", "connection refused\nIs the server running"),
+                      SourceUnavailable)
+    err = classify_failure("pg_dump", "pg_dump: error: Dumping the contents of table failed")
+    assert isinstance(err, DumpFailed) and "\n" not in str(err)
+
+
+def test_find_tool_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolMissing, match="postgresql-client"):
+        find_tool("pg_dump")
