@@ -18,7 +18,7 @@ from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.cli.output import human_size
 from airflow_backup.jobs.pipeline import JobEvents
 
-__all__ = ["JobProgress", "make_progress"]
+__all__ = ["BackupBar", "JobProgress", "make_progress"]
 
 
 class JobProgress(JobEvents):
@@ -113,6 +113,38 @@ class RichJobProgress(JobProgress):
         if self._task is not None:
             self.progress.update(self._task, completed=stats.total_bytes_processed,
                                  files=stats.total_files_processed)
+
+
+class BackupBar:
+    """A rich live line for a plain ``backup`` on a terminal: files, bytes, rate, elapsed.
+    Callable from worker threads (rich's Progress is thread-safe)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("backup"),
+                                 TextColumn("{task.fields[files]} files"), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task("backup", total=None, files=0)
+        self.progress.start()
+
+    def update(self, stats: ArchiveStats) -> None:
+        """Show the running totals."""
+        self.progress.update(self.task, completed=stats.total_bytes_processed,
+                             files=stats.total_files_processed)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self.progress.stop()
 
 
 def make_progress(json_mode: bool, quiet: bool) -> JobProgress:
