@@ -109,3 +109,14 @@ def test_sample_is_the_quickstart_example() -> None:
     assert sample == (ROOT / "examples/quickstart.yaml").read_text()
     cfg = load_config(ROOT / "examples/quickstart.yaml", env={"DEMO_REPO_PASSWORD": "x"})
     assert cfg.jobs["quickstart"].drill is not None
+
+
+def test_the_example_in_docs_jobs_md_validates(tmp_path: Path) -> None:
+    text = (ROOT / "docs/jobs.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "jobs.yaml").write_text(block)
+    cfg = load_config(tmp_path / "jobs.yaml",
+                      env={"SLACK_TOKEN_A": "a", "SLACK_TOKEN_B": "b", "SLACK_TOKEN_C": "c"})
+    assert set(cfg.jobs) == {"metadata-db", "dags"}
+    assert cfg.jobs["dags"].sources[1] == "/opt/airflow/plugins"
+    assert cfg.repositories["primary"].fallbacks == ["nfs"]
