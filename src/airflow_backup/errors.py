@@ -5,7 +5,8 @@ caller reacts, not by where the error happened::
 
     BackupError
     ├── ConfigError                 bad input: flags, URLs, config files; fix and re-run
-    │   └── SnapshotNotFound        a snapshot selector matched nothing
+    │   ├── SnapshotNotFound        a snapshot selector matched nothing
+    │   └── InvalidConfigFile       a jobs config file is malformed (exit 2, one line per problem)
     ├── SourceError                 a data source could not be read or exported
     │   ├── SourceUnavailable       the source is down or missing
     │   ├── SourceAuthFailed        the source rejected the credentials
@@ -30,13 +31,18 @@ caller reacts, not by where the error happened::
     └── Interrupted                 the user pressed Ctrl-C
 
 Lower-level exceptions are mapped at the boundary with ``raise X(...) from exc``. The tree is
-mapped once to CLI exit codes (:func:`exit_code_for`, restic's table) and once to Airflow
-semantics (in the provider package). Messages never contain secrets.
+mapped once to CLI exit codes (:func:`exit_code_for`: restic's table, plus 2 for a malformed
+jobs config file) and once to Airflow semantics (in the provider package). Messages never
+contain secrets.
+
+Exit codes: 0 ok, 1 error, 2 malformed config file (nothing executed), 3 partial backup,
+10 no repository, 11 locked, 12 wrong password, 130 interrupted.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CONFIG",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_LOCKED",
@@ -50,6 +56,7 @@ __all__ = [
     "InjectedFault",
     "IntegrityError",
     "Interrupted",
+    "InvalidConfigFile",
     "NotFound",
     "PartialBackup",
     "PermanentStorageError",
@@ -74,6 +81,9 @@ __all__ = [
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+#: A jobs config file (``run``, ``status``, ``drill``, ``runbook``, ``config validate``) is
+#: malformed: nothing was executed. Not used by restic, which has no config file.
+EXIT_CONFIG = 2
 EXIT_PARTIAL = 3
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
@@ -98,6 +108,18 @@ class ConfigError(BackupError):
 
 class SnapshotNotFound(ConfigError):
     """A snapshot selector (``latest``, an id prefix, filters) matched no snapshot."""
+
+
+class InvalidConfigFile(ConfigError):
+    """A jobs config file is malformed. ``problems`` holds one ``dotted.path: message`` line
+    per problem; nothing was executed."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(problems))
+        self.source = source
+        self.problems = problems
 
 
 class SourceError(BackupError):

@@ -3,8 +3,9 @@
 Every command is a module in :mod:`airflow_backup.cli.commands` with ``register(subparsers)``
 and ``run(args, gopts, out) -> exit status``. Errors are mapped to exit codes here, once.
 
-EXIT STATUS: 0 ok, 1 error, 3 partial backup (some files unreadable), 10 no repository,
-11 repository locked, 12 wrong password, 130 interrupted.
+EXIT STATUS: 0 ok, 1 error, 2 malformed jobs config file (nothing executed), 3 partial
+backup (some files unreadable), 10 no repository, 11 repository locked, 12 wrong password,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from airflow_backup import __version__
 from airflow_backup.cli.commands import ALL_COMMANDS
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer, configure_logging
-from airflow_backup.errors import EXIT_ERROR, BackupError, exit_code_for
+from airflow_backup.errors import EXIT_ERROR, BackupError, InvalidConfigFile, exit_code_for
 
 __all__ = ["build_parser", "main"]
 
-EPILOG = """exit status: 0 ok, 1 error, 3 partial backup (some source files unreadable),
-10 no repository, 11 repository locked, 12 wrong password, 130 interrupted"""
+EPILOG = """exit status: 0 ok, 1 error, 2 malformed config file, 3 partial backup
+(some source files unreadable), 10 no repository, 11 repository locked, 12 wrong password,
+130 interrupted"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,6 +100,15 @@ def _report(exc: BaseException, gopts: GlobalOptions) -> int:
     if gopts.debug or gopts.verbose > 1:
         traceback.print_exception(exc, file=sys.stderr)
     first_line = message.splitlines()[0] if message else ""
+    if isinstance(exc, InvalidConfigFile):
+        # One line per problem, each naming the file and the dotted path of the field.
+        if gopts.json:
+            sys.stderr.write(json.dumps({"message_type": "exit_error", "code": code,
+                                         "message": first_line,
+                                         "problems": exc.problems}) + "\n")
+        else:
+            sys.stderr.writelines(f"{exc.source}: {p}\n" for p in exc.problems)
+        return code
     if gopts.json:
         sys.stderr.write(json.dumps({"message_type": "exit_error", "code": code,
                                      "message": first_line}) + "\n")

@@ -6,7 +6,9 @@ from airflow_backup.cli.commands import (
     backup,
     cat,
     check,
+    config,
     diff,
+    drill,
     dump,
     forget,
     init,
@@ -15,12 +17,16 @@ from airflow_backup.cli.commands import (
     prune,
     repair,
     restore,
+    run,
+    runbook,
     snapshots,
     stats,
+    status,
     unlock,
 )
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
-                                  prune, check, repair, stats, unlock, cat, key]
+                                  prune, check, repair, stats, unlock, cat, key,
+                                  config, run, status, drill, runbook]
 
 __all__ = ["ALL_COMMANDS"]

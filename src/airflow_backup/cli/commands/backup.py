@@ -21,6 +21,7 @@ from airflow_backup.cli.context import (
     repository_url,
 )
 from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.cli.progress import BackupBar
 from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
 from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
 from airflow_backup.repository.repo import Repository
@@ -73,8 +74,17 @@ class _Progress(ArchiveEvents):
     def __init__(self, out: Printer) -> None:
         self.out = out
         self._last = time.monotonic()
+        # A live bar (files, bytes, rate, elapsed) on a terminal; plain -v lines otherwise.
+        self._bar = (BackupBar() if not (out.json_mode or out.quiet) and sys.stderr.isatty()
+                     else None)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
     def item_done(self, path: str, kind: str, size: int, stats: ArchiveStats) -> None:
+        if self._bar is not None:
+            self._bar.update(stats)
         now = time.monotonic()
         if self.out.verbose and now - self._last >= 1.0:
             self._last = now
@@ -146,8 +156,11 @@ def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: P
         return open_fallback
 
     targets += [RepositoryTarget(display_url(u), opener(u)) for u in args.fallback_repo]
-    return backup_with_fallback(targets, opts, events=_Progress(out),
-                                lock_retry=gopts.retry_lock)
+    progress = _Progress(out)
+    try:
+        return backup_with_fallback(targets, opts, events=progress, lock_retry=gopts.retry_lock)
+    finally:
+        progress.close()
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
@@ -168,13 +181,17 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     else:
         repo = open_repository(gopts)
         with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-            archiver = Archiver(repo, _Progress(out))
-            if args.stdin_from_command:
-                result = _run_command(archiver, args, opts)
-            elif args.stdin:
-                result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
-            else:
-                result = archiver.backup(opts)
+            progress = _Progress(out)
+            archiver = Archiver(repo, progress)
+            try:
+                if args.stdin_from_command:
+                    result = _run_command(archiver, args, opts)
+                elif args.stdin:
+                    result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
+                else:
+                    result = archiver.backup(opts)
+            finally:
+                progress.close()
     s = result.stats
     sn = result.snapshot
     if out.json_mode:

@@ -1,0 +1,61 @@
+"""``run``: run backup jobs of a config file (all, or those named), then write metrics."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from airflow_backup.cli.context import GlobalOptions
+from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.cli.progress import make_progress
+from airflow_backup.errors import EXIT_ERROR, ConfigError
+from airflow_backup.jobs.config import load_config
+from airflow_backup.jobs.pipeline import run_job
+from airflow_backup.jobs.status import write_metrics
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` parser."""
+    p = sub.add_parser("run", help="run backup jobs: export, validate, store, verify, "
+                                   "retention, notify")
+    p.add_argument("config", help="jobs config file (YAML)")
+    p.add_argument("jobs", nargs="*", help="jobs to run (default: all, in file order)")
+    p.add_argument("--metrics-file", default="", metavar="FILE",
+                   help="Prometheus textfile to write afterwards (default: metrics_file of "
+                        "the config, if set)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Run the jobs; exit 0 if every job stored a snapshot (degraded included), else the
+    first failed job's error code (1 for most)."""
+    cfg = load_config(args.config)
+    names = list(args.jobs) or list(cfg.jobs)
+    unknown = [n for n in names if n not in cfg.jobs]
+    if unknown:
+        raise ConfigError(f"unknown job(s): {', '.join(unknown)} (jobs: {', '.join(cfg.jobs)})")
+    status = 0
+    progress = make_progress(out.json_mode, out.quiet)
+    for name in names:
+        result = run_job(cfg, name, events=progress)
+        if out.json_mode:
+            out.json({"message_type": "job_result", **result.to_json()})
+        elif result.ok:
+            out.result(f"job {name}: {result.status.upper()}: snapshot(s) "
+                       f"{', '.join(s[:8] for s in result.snapshots)} in {result.repository}, "
+                       f"{human_size(result.bytes_added)} added, {result.duration:.1f}s, "
+                       f"{result.attempts} attempt(s), {result.notified} notification(s)")
+        else:
+            out.result(f"job {name}: FAILED in {result.failed_step} after {result.attempts} "
+                       f"attempt(s): {result.error} ({result.notified} notification(s))")
+        if result.status == "degraded":
+            out.warn(f"Warning: DEGRADED: job {name} stored its snapshot in fallback "
+                     f"repository {result.repository}")
+        if not result.ok and not status:
+            status = result.exit_code or EXIT_ERROR
+    metrics = args.metrics_file or cfg.metrics_file
+    if metrics:
+        write_metrics(cfg, metrics)
+    return status

@@ -1,0 +1,39 @@
+"""``runbook``: write the Markdown recovery runbook of a config's jobs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from airflow_backup.cli.context import GlobalOptions
+from airflow_backup.cli.output import Printer
+from airflow_backup.jobs.config import load_config
+from airflow_backup.jobs.runbook import render_runbook
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``runbook`` parser."""
+    p = sub.add_parser("runbook", help="write a Markdown recovery runbook per job")
+    p.add_argument("config", help="jobs config file (YAML)")
+    p.add_argument("jobs", nargs="*", help="jobs to include (default: all)")
+    p.add_argument("--output", default="", metavar="FILE",
+                   help="write to FILE instead of standard output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Render the runbook."""
+    cfg = load_config(args.config)
+    text = render_runbook(cfg, args.config, list(args.jobs) or None)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, args.output)
+        out.result(f"runbook written to {args.output}")
+    else:
+        print(text, end="")
+    return 0

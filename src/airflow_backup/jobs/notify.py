@@ -1,0 +1,91 @@
+"""Alerts through Apprise: one message per outcome, to the job's notification URLs.
+
+A message names the job, the outcome, the failed step and its error, the snapshot ids, sizes,
+duration and where the runbook is. Messages are built from step results and error messages,
+which never contain secrets; notification URLs (which may hold tokens) are never logged.
+A notification that cannot be delivered is logged as a warning and never fails the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_backup.jobs.config import Config
+
+__all__ = ["Notice", "format_notice", "send"]
+
+log = logging.getLogger("airflow_backup.jobs.notify")
+
+_TYPES = {"failure": "failure", "drill_failure": "failure", "rpo_breach": "failure",
+          "degraded": "warning", "success": "success", "drill_success": "success"}
+
+
+@dataclass(slots=True)
+class Notice:
+    """One outcome to report. ``event`` is a NotificationConfig event name."""
+
+    job: str
+    event: str
+    summary: str
+    step: str = ""
+    error: str = ""
+    snapshots: list[str] = field(default_factory=list)
+    repository: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    duration: float | None = None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def format_notice(config: Config, notice: Notice) -> tuple[str, str]:
+    """Return the (title, body) of a message."""
+    title = f"airflow-backup: job {notice.job}: {notice.event.replace('_', ' ').upper()}"
+    lines = [notice.summary, "", f"job: {notice.job}", f"outcome: {notice.event}"]
+    if notice.step:
+        lines.append(f"failed step: {notice.step}")
+    if notice.error:
+        lines.append(f"error: {notice.error}")
+    if notice.repository:
+        lines.append(f"repository: {notice.repository}")
+    if notice.snapshots:
+        lines.append(f"snapshots: {', '.join(s[:8] for s in notice.snapshots)}")
+    for key, value in notice.details.items():
+        if key.endswith("bytes") and isinstance(value, int | float):
+            value = _size(value)
+        lines.append(f"{key.replace('_', ' ')}: {value}")
+    if notice.duration is not None:
+        lines.append(f"duration: {notice.duration:.1f}s")
+    runbook = config.runbook or "airflow-backup runbook CONFIG (generate it)"
+    lines.append(f"runbook: {runbook}")
+    return title, "\n".join(lines)
+
+
+def send(config: Config, notice: Notice) -> int:
+    """Send ``notice`` to the job's URLs if its event is enabled; return how many URLs
+    accepted it (0 when disabled or undeliverable)."""
+    settings = config.jobs[notice.job].notifications
+    if notice.event not in settings.on or not settings.urls:
+        return 0
+    import apprise
+
+    title, body = format_notice(config, notice)
+    delivered = 0
+    for i, url in enumerate(settings.urls):
+        app = apprise.Apprise()
+        if not app.add(url):
+            log.warning("job %s: notification URL #%d is not a valid Apprise URL", notice.job,
+                        i + 1)
+            continue
+        if app.notify(title=title, body=body, notify_type=_TYPES.get(notice.event, "info")):
+            delivered += 1
+        else:
+            log.warning("job %s: notification #%d could not be delivered", notice.job, i + 1)
+    return delivered

@@ -1,0 +1,123 @@
+"""Markdown recovery runbooks, one section per job, generated from the config and the
+repository (last snapshot, last drill and its RTO).
+
+Commands shown are exact for this config: ours (``airflow-backup -r … restore``) and the
+plain restic equivalent, so a runbook works even without airflow-backup installed. Password
+references are named, never resolved.
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+from airflow_backup.jobs.config import Config, RepositoryConfig
+from airflow_backup.jobs.status import JobStatus, statuses
+from airflow_backup.jobs.steps.common import is_source_url, job_tag
+
+__all__ = ["render_runbook"]
+
+
+def _password_setup(rc: RepositoryConfig, restic: bool) -> str:
+    var = "RESTIC_PASSWORD" if restic else "AIRFLOW_BACKUP_PASSWORD"
+    if rc.password_file:
+        return f"export {var}_FILE={shlex.quote(rc.password_file)}"
+    if rc.password_env:
+        return f'export {var}="${rc.password_env}"   # the job reads it from {rc.password_env}'
+    return f"export {var}_COMMAND={shlex.quote(rc.password_command or '')}"
+
+
+def _restic_url(url: str) -> str:
+    if url.startswith("s3://"):
+        return "s3:s3.amazonaws.com/" + url.removeprefix("s3://")
+    return url.removeprefix("file://")
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _section(config: Config, name: str, st: JobStatus | None, config_path: str) -> list[str]:
+    job = config.jobs[name]
+    rc = config.repositories[job.repository]
+    repo = shlex.quote(rc.url)
+    tag = job_tag(name)
+    out = [f"## Job `{name}`", ""]
+    if job.description:
+        out += [job.description, ""]
+    out += ["**What is backed up**", ""]
+    out += [f"- `{s}`" + (" (database export)" if is_source_url(s) else "")
+            for s in job.sources]
+    out += ["", "**Where**", "", f"- repository `{job.repository}`: `{rc.url}`"]
+    for fb in rc.fallbacks:
+        out.append(f"- fallback `{fb}`: `{config.repositories[fb].url}` (snapshots there are "
+                   "tagged `degraded`)")
+    sched = f"`{job.schedule.cron}` ({job.schedule.timezone})" if job.schedule else "not set"
+    r = job.retention
+    keeps = [f"{k}={getattr(r, k)}" for k in ("keep_last", "keep_hourly", "keep_daily",
+                                               "keep_weekly", "keep_monthly", "keep_yearly")
+             if getattr(r, k)]
+    if r.keep_within:
+        keeps.append(f"keep_within={r.keep_within}")
+    out += ["", f"**Schedule**: {sched}. **Retention**: {', '.join(keeps) or 'keep all'}"
+            + (" then prune" if r.prune else "") + ". **RPO**: "
+            + (f"{job.rpo:.0f}s" if job.rpo else "not set") + ".", ""]
+    if st is not None:
+        out += ["**State when this runbook was generated**", "",
+                f"- last snapshot: `{st.last_snapshot[:8] or 'none'}` at "
+                f"{_when(st.last_snapshot_time)}"
+                + (" — **RPO BREACHED**" if st.rpo_breach else ""),
+                "- last drill: " + ("never" if st.drill_ok is None else
+                                    f"{'passed' if st.drill_ok else 'FAILED'} at "
+                                    f"{_when(st.drill_time)}, measured RTO "
+                                    f"{st.drill_rto or 0:.1f}s"
+                                    + (f" (limit {st.drill_max_rto:.0f}s)"
+                                       if st.drill_max_rto else "")),
+                f"- repository health: {st.health}", ""]
+    out += ["**Prerequisites**", "",
+            "- `airflow-backup` (`pip install airflow-backup`) or the plain `restic` binary",
+            "- the repository password: " + _password_setup(rc, False).split("  #")[0],
+            "- network access to the repository" + (
+                " and to the database server (client tools: psql/pg_restore, mysql)"
+                if any(is_source_url(s) for s in job.sources) else ""), "",
+            "**List versions**", "", "```sh", _password_setup(rc, False),
+            f"airflow-backup -r {repo} snapshots --tag {tag}",
+            f"airflow-backup status {shlex.quote(config_path)} {name}", "```", "",
+            "**Restore** (newest, or the state at a point in time)", "", "```sh"]
+    for s in job.sources:
+        if is_source_url(s):
+            out += [f"airflow-backup -r {repo} restore latest --tag {tag} "
+                    f"--target {shlex.quote(s)}   # into the original server; or a new URL",
+                    f"airflow-backup -r {repo} restore --tag {tag} --as-of 'YYYY-MM-DD HH:MM' "
+                    f"--target {shlex.quote(s)}"]
+        else:
+            out += [f"airflow-backup -r {repo} restore latest --tag {tag} --path "
+                    f"{shlex.quote(s)} --target /tmp/restore-{name}",
+                    f"airflow-backup -r {repo} restore --tag {tag} --path {shlex.quote(s)} "
+                    f"--as-of 'YYYY-MM-DD HH:MM' --target /tmp/restore-{name}"]
+    out += [f"airflow-backup drill {shlex.quote(config_path)} {name}   # rehearse into a "
+            "sandbox first", "```", "", "**Plain restic equivalent**", "", "```sh",
+            _password_setup(rc, True),
+            f"restic -r {shlex.quote(_restic_url(rc.url))} snapshots --tag {tag}",
+            f"restic -r {shlex.quote(_restic_url(rc.url))} restore latest --tag {tag} "
+            f"--target /tmp/restore-{name}", "```", ""]
+    if any(is_source_url(s) for s in job.sources):
+        out += ["With restic, a database backup restores as dump files under "
+                "`/tmp/restore-" + name + "/` (e.g. `postgresql/<db>.pgdump`): load them with "
+                "`pg_restore -d <db>` or `mysql <db> < file.sql`.", ""]
+    return out
+
+
+def render_runbook(config: Config, config_path: str, jobs: list[str] | None = None,
+                   with_state: bool = True) -> str:
+    """Return the runbook for ``jobs`` (default: all). ``with_state`` reads the repositories
+    for the last snapshot and drill (a failing repository is reported, not raised)."""
+    names = jobs or list(config.jobs)
+    sts = {s.job: s for s in statuses(config, names)} if with_state else {}
+    out = ["# Recovery runbook", "",
+           f"Generated by airflow-backup from `{config_path}` on "
+           f"{datetime.now().strftime('%Y-%m-%d %H:%M')}. Regenerate with "
+           f"`airflow-backup runbook {shlex.quote(config_path)} -o RUNBOOK.md`.", ""]
+    for name in names:
+        out += _section(config, name, sts.get(name), config_path)
+    return "\n".join(out)

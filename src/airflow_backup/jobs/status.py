@@ -1,0 +1,195 @@
+"""Freshness and health of jobs, read from the repositories alone, and Prometheus metrics.
+
+:func:`job_status` finds a job's newest snapshot in its repository and fallbacks, its age
+against the RPO, and the newest drill record (:mod:`airflow_backup.jobs.drill`). Everything
+comes from the repositories, so every host sees the same answer. :func:`write_metrics`
+writes the Prometheus textfile-collector format atomically (temp file, rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow_backup.errors import BackupError
+from airflow_backup.jobs.config import Config
+from airflow_backup.jobs.repos import display_location, open_named
+from airflow_backup.jobs.steps.common import DRILL_TAG, is_job_snapshot, job_tag
+from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
+
+__all__ = ["JobStatus", "job_status", "render_metrics", "statuses", "write_metrics"]
+
+
+@dataclass(slots=True)
+class JobStatus:
+    """One job's freshness. Ages in seconds; times in epoch seconds; None when unknown."""
+
+    job: str
+    repository: str
+    healthy: bool
+    health: str
+    last_snapshot: str = ""
+    last_snapshot_repository: str = ""
+    last_snapshot_time: float | None = None
+    age: float | None = None
+    rpo: float | None = None
+    rpo_breach: bool = False
+    last_duration: float | None = None
+    last_bytes_added: int | None = None
+    drill_time: float | None = None
+    drill_ok: bool | None = None
+    drill_rto: float | None = None
+    drill_max_rto: float | None = None
+    drill_error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the status as a JSON-able dict."""
+        return asdict(self)
+
+
+def _seconds(sn: Snapshot) -> float:
+    return sn.time_ns / 1e9
+
+
+def _duration(sn: Snapshot) -> float | None:
+    s = sn.summary
+    if s is None or not s.backup_start or not s.backup_end:
+        return None
+    from airflow_backup.repository.timefmt import parse_ns
+    return (parse_ns(s.backup_end)[0] - parse_ns(s.backup_start)[0]) / 1e9
+
+
+def _drill_record(sn: Snapshot) -> dict[str, Any]:
+    meta = sn.extra.get("airflow_backup")
+    drill = meta.get("drill") if isinstance(meta, dict) else None
+    return drill if isinstance(drill, dict) else {}
+
+
+def job_status(config: Config, job: str, now: float | None = None,
+               repos: dict[str, Repository] | None = None) -> JobStatus:
+    """Return ``job``'s status. A repository that cannot be opened makes ``healthy`` false
+    (and, if no snapshot is found elsewhere, the RPO counts as breached)."""
+    now = time.time() if now is None else now
+    repos = {} if repos is None else repos
+    spec = config.jobs[job]
+    names = [spec.repository, *config.repositories[spec.repository].fallbacks]
+    st = JobStatus(job, spec.repository, True, "ok", rpo=spec.rpo,
+                   drill_max_rto=spec.drill.max_rto if spec.drill else None)
+    problems: list[str] = []
+    newest: tuple[Snapshot, str] | None = None
+    drill: Snapshot | None = None
+    for name in names:
+        try:
+            repo = repos.get(name) or open_named(config, name, primary=name == spec.repository)
+            repos[name] = repo
+            snaps = repo.list_snapshots()
+        except BackupError as exc:
+            problems.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            continue
+        for sn in snaps:
+            if is_job_snapshot(sn, job) and (newest is None
+                                             or sn.time_ns > newest[0].time_ns):
+                newest = (sn, name)
+            if DRILL_TAG in sn.tags and job_tag(job) in sn.tags and (
+                    drill is None or sn.time_ns > drill.time_ns):
+                drill = sn
+    if problems:
+        st.healthy = False
+        st.health = "; ".join(problems)
+    if newest is not None:
+        sn, name = newest
+        st.last_snapshot, st.last_snapshot_repository = sn.id, name
+        st.last_snapshot_time = _seconds(sn)
+        st.age = max(0.0, now - st.last_snapshot_time)
+        st.last_duration = _duration(sn)
+        st.last_bytes_added = sn.summary.data_added_packed if sn.summary else None
+    if spec.rpo is not None:
+        st.rpo_breach = st.age is None or st.age > spec.rpo
+    if drill is not None:
+        record = _drill_record(drill)
+        st.drill_time = _seconds(drill)
+        st.drill_ok = bool(record.get("ok"))
+        rto = record.get("rto")
+        st.drill_rto = float(rto) if isinstance(rto, int | float) else None
+        st.drill_error = str(record.get("error", ""))
+    return st
+
+
+def statuses(config: Config, jobs: list[str] | None = None,
+             now: float | None = None) -> list[JobStatus]:
+    """Return the status of ``jobs`` (default: all), opening each repository once."""
+    repos: dict[str, Repository] = {}
+    return [job_status(config, j, now, repos) for j in (jobs or list(config.jobs))]
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_metrics(config: Config, sts: list[JobStatus]) -> str:
+    """Return the Prometheus text exposition of ``sts``."""
+    families: list[tuple[str, str, list[tuple[dict[str, str], float]]]] = [
+        ("airflow_backup_last_success_timestamp_seconds",
+         "Time of the newest snapshot of the job", []),
+        ("airflow_backup_snapshot_age_seconds", "Age of the newest snapshot of the job", []),
+        ("airflow_backup_last_duration_seconds", "Duration of the newest backup", []),
+        ("airflow_backup_last_bytes_added", "Bytes stored by the newest backup", []),
+        ("airflow_backup_rpo_seconds", "Recovery point objective of the job", []),
+        ("airflow_backup_rpo_breach", "1 if the newest snapshot is older than the RPO", []),
+        ("airflow_backup_repository_up", "1 if every repository of the job could be read", []),
+        ("airflow_backup_drill_success", "1 if the last restore drill passed", []),
+        ("airflow_backup_drill_rto_seconds", "Measured RTO of the last restore drill", []),
+        ("airflow_backup_drill_timestamp_seconds", "Time of the last restore drill", []),
+    ]
+    by_name = {name: samples for name, _, samples in families}
+    for st in sts:
+        lab = {"job": st.job, "repository": st.repository,
+               "location": display_location(config.repositories[st.repository].url)}
+        if st.last_snapshot_time is not None:
+            by_name["airflow_backup_last_success_timestamp_seconds"].append(
+                (lab, st.last_snapshot_time))
+        if st.age is not None:
+            by_name["airflow_backup_snapshot_age_seconds"].append((lab, st.age))
+        if st.last_duration is not None:
+            by_name["airflow_backup_last_duration_seconds"].append((lab, st.last_duration))
+        if st.last_bytes_added is not None:
+            by_name["airflow_backup_last_bytes_added"].append((lab, float(st.last_bytes_added)))
+        if st.rpo is not None:
+            by_name["airflow_backup_rpo_seconds"].append((lab, st.rpo))
+            by_name["airflow_backup_rpo_breach"].append((lab, float(st.rpo_breach)))
+        by_name["airflow_backup_repository_up"].append((lab, float(st.healthy)))
+        if st.drill_ok is not None:
+            by_name["airflow_backup_drill_success"].append((lab, float(st.drill_ok)))
+        if st.drill_rto is not None:
+            by_name["airflow_backup_drill_rto_seconds"].append((lab, st.drill_rto))
+        if st.drill_time is not None:
+            by_name["airflow_backup_drill_timestamp_seconds"].append((lab, st.drill_time))
+    lines: list[str] = []
+    for name, help_text, samples in families:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(config: Config, path: str, sts: list[JobStatus] | None = None) -> None:
+    """Write the metrics of every job (or ``sts``) to ``path`` atomically."""
+    sts = statuses(config) if sts is None else sts
+    text = render_metrics(config, sts)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

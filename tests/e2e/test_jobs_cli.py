@@ -1,0 +1,213 @@
+"""Backup jobs through the real CLI: malformed configs (exit 2, nothing run), a failing
+source (one failure notification, no snapshot, non-zero exit), a broken primary with a
+fallback (snapshot in the fallback, one degraded notification), status as an RPO probe with
+Prometheus metrics that prometheus_client parses, and runbooks."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.cli import run_cli
+from support.receiver import receiver
+
+PW = "jobs-test-pw"
+
+
+def _init(repo: Path) -> None:
+    r = run_cli(repo, "init", password=PW)
+    assert r.returncode == 0, r.stderr
+
+
+def _snapshots(repo: Path) -> list[dict[str, object]]:
+    r = run_cli(repo, "snapshots", "--json", password=PW)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def _config(tmp: Path, job: dict[str, object], repos: dict[str, object] | None = None,
+            **top: object) -> Path:
+    data: dict[str, object] = {
+        "repositories": repos or {"main": {"url": str(tmp / "repo"),
+                                           "password_env": "JOB_REPO_PW"}},
+        "jobs": {"nightly": {"repository": "main",
+                             "retry": {"attempts": 2, "initial_delay": 0, "jitter": 0},
+                             **job}},
+        **top,
+    }
+    path = tmp / "jobs.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {"JOB_REPO_PW": PW, **extra}
+
+
+def _data(tmp: Path) -> Path:
+    d = tmp / "data"
+    (d / "sub").mkdir(parents=True, exist_ok=True)
+    (d / "a.txt").write_text("alpha\n")
+    (d / "sub" / "b.bin").write_bytes(bytes(range(256)) * 64)
+    return d
+
+
+MALFORMED = {
+    "negative keep_daily": ("retention", {"keep_daily": -1},
+                            "jobs.nightly.retention.keep_daily: must be ≥ 0"),
+    "bad cron": ("schedule", {"cron": "* * *"}, "jobs.nightly.schedule.cron: invalid cron"),
+    "bad timezone": ("schedule", {"cron": "0 2 * * *", "timezone": "Nowhere/City"},
+                     "jobs.nightly.schedule.timezone: unknown time zone"),
+    "unknown repository": ("repository", "elsewhere", "jobs.nightly.repository: unknown"),
+    "no sources": ("sources", [], "jobs.nightly.sources: must not be empty"),
+    "bad rpo": ("rpo", "soon", "jobs.nightly.rpo: invalid duration"),
+    "zero attempts": ("retry", {"attempts": 0}, "jobs.nightly.retry.attempts: must be ≥ 1"),
+    "unknown key": ("colour", "blue", "jobs.nightly.colour: unknown key"),
+    "bad event": ("notifications", {"on": ["always"]},
+                  "jobs.nightly.notifications.on.0: must be one of"),
+    "negative max_rto": ("drill", {"max_rto": -5}, "jobs.nightly.drill.max_rto: must be ≥ 0"),
+    "password in source URL": ("sources", ["postgresql://u:secret@db/app"],
+                               "jobs.nightly.sources: a source URL must not contain a password"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_config_exits_2_and_runs_nothing(tmp_path: Path, case: str) -> None:
+    key, value, expected = MALFORMED[case]
+    repo = tmp_path / "repo"
+    _init(repo)
+    data = _data(tmp_path)
+    cfg = _config(tmp_path, {"sources": [str(data)], key: value})
+    for command in (["config", "validate"], ["run"]):
+        r = run_cli(None, *command, str(cfg), env=_env(), password=None)
+        assert r.returncode == 2, (command, r.stderr)
+        lines = r.stderr.decode().splitlines()
+        assert any(line == f"{cfg}: {expected}" or line.startswith(f"{cfg}: {expected}")
+                   for line in lines), lines
+        assert "secret" not in r.stderr.decode()
+    assert _snapshots(repo) == []
+
+
+def test_failing_source_notifies_once_and_stores_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _init(repo)
+    with receiver() as rx:
+        cfg = _config(tmp_path, {"sources": [str(tmp_path / "missing-dir")],
+                                 "notifications": {"urls": [rx.url]}})
+        r = run_cli(None, "run", str(cfg), "--json", env=_env(), password=None)
+        assert r.returncode != 0
+        results = [json.loads(x) for x in r.stdout.splitlines()
+                   if json.loads(x).get("message_type") == "job_result"]
+        assert results[0]["status"] == "failed"
+        assert results[0]["failed_step"] == "export"
+        assert results[0]["attempts"] == 2
+        assert len(rx.messages) == 1, rx.messages
+    msg = rx.messages[0]
+    assert msg["type"] == "failure"
+    assert "nightly" in msg["title"] and "FAILURE" in msg["title"]
+    assert "failed step: export" in msg["message"]
+    assert "missing-dir" in msg["message"]
+    assert "runbook:" in msg["message"]
+    assert PW not in json.dumps(msg)
+    assert _snapshots(repo) == []
+
+
+def test_broken_primary_lands_in_fallback_with_one_degraded_notice(tmp_path: Path) -> None:
+    primary, spare = tmp_path / "repo", tmp_path / "spare"
+    _init(primary)
+    _init(spare)
+    data = _data(tmp_path)
+    repos = {"main": {"url": str(primary), "password_env": "JOB_REPO_PW",
+                      "retry": {"attempts": 2, "base_delay": 0, "max_delay": 0},
+                      "fallbacks": ["spare"]},
+             "spare": {"url": str(spare), "password_env": "JOB_REPO_PW"}}
+    with receiver() as rx:
+        cfg = _config(tmp_path, {"sources": [str(data)],
+                                 "notifications": {"urls": [rx.url]}}, repos)
+        faults = "failure_rate=1,operations=save,permanent=1"
+        r = run_cli(None, "run", str(cfg), env=_env(AIRFLOW_BACKUP_FAULTS=faults),
+                    password=None)
+        assert r.returncode == 0, r.stderr
+        assert b"DEGRADED" in r.stderr
+        assert len(rx.messages) == 1, rx.messages
+    assert rx.messages[0]["type"] == "warning"
+    assert "DEGRADED" in rx.messages[0]["title"]
+    assert "FALLBACK" in rx.messages[0]["message"]
+    assert _snapshots(primary) == []
+    snaps = _snapshots(spare)
+    assert len(snaps) == 1
+    assert "job=nightly" in snaps[0]["tags"] and "degraded" in snaps[0]["tags"]
+    meta = snaps[0]["airflow_backup"]
+    assert isinstance(meta, dict) and meta["degraded"]["primary"] == str(primary)
+    # The next run with a healthy primary is normal again.
+    r = run_cli(None, "run", str(cfg), env=_env(), password=None)
+    assert r.returncode == 0 and b"DEGRADED" not in r.stderr
+    assert len(_snapshots(primary)) == 1
+
+
+def test_status_is_an_rpo_probe_and_metrics_parse(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _init(repo)
+    data = _data(tmp_path)
+    metrics = tmp_path / "metrics" / "abk.prom"
+    cfg = _config(tmp_path, {"sources": [str(data)], "rpo": "${RPO:-1h}",
+                             "retention": {"keep_last": 2}},
+                  metrics_file=str(metrics))
+    r = run_cli(None, "status", str(cfg), env=_env(), password=None)
+    assert r.returncode == 1, "no backup yet: the RPO is breached"
+    for _ in range(3):
+        r = run_cli(None, "run", str(cfg), env=_env(), password=None)
+        assert r.returncode == 0, r.stderr
+    assert len(_snapshots(repo)) == 2, "retention keep_last=2"
+    r = run_cli(None, "status", str(cfg), "--json", env=_env(), password=None)
+    assert r.returncode == 0, r.stderr
+    status = json.loads(r.stdout)
+    assert status["ok"] and status["jobs"][0]["rpo_breach"] is False
+    time.sleep(1.2)
+    r = run_cli(None, "status", str(cfg), env=_env(RPO="1s"), password=None)
+    assert r.returncode == 1
+    assert b"RPO BREACHED" in r.stderr
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    breach = families["airflow_backup_rpo_breach"].samples[0]
+    assert breach.labels["job"] == "nightly" and breach.value == 1.0
+    assert families["airflow_backup_last_success_timestamp_seconds"].samples[0].value > 0
+    assert families["airflow_backup_last_bytes_added"].samples[0].value >= 0
+    assert families["airflow_backup_repository_up"].samples[0].value == 1.0
+    assert PW not in metrics.read_text()
+
+
+def test_drill_and_runbook_for_files(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _init(repo)
+    data = _data(tmp_path)
+    import hashlib
+    digest = hashlib.sha256((data / "a.txt").read_bytes()).hexdigest()
+    with receiver() as rx:
+        cfg = _config(tmp_path, {"sources": [str(data)], "notifications": {
+            "urls": [rx.url], "on": ["drill_failure", "drill_success"]},
+            "drill": {"max_rto": 600, "files": [{"path": str(data / "a.txt"),
+                                                 "sha256": digest}]}})
+        assert run_cli(None, "run", str(cfg), env=_env(), password=None).returncode == 0
+        r = run_cli(None, "drill", str(cfg), "--json", env=_env(), password=None)
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout.splitlines()[-1])
+        assert result["ok"] and result["rto"] > 0
+        assert any("sha256 matches" in c for c in result["checks"])
+        (data / "a.txt").write_text("changed after the backup\n")  # the live file drifts
+        assert run_cli(None, "run", str(cfg), env=_env(), password=None).returncode == 0
+        r = run_cli(None, "drill", str(cfg), env=_env(), password=None)
+        assert r.returncode == 1 and b"sha256" in r.stdout
+        assert [m["type"] for m in rx.messages] == ["success", "failure"]
+    drills = [s for s in _snapshots(repo) if "airflow-backup-drill" in s["tags"]]
+    assert len(drills) == 2
+    r = run_cli(None, "runbook", str(cfg), "--output", str(tmp_path / "RUNBOOK.md"),
+                env=_env(), password=None)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "RUNBOOK.md").read_text()
+    assert "## Job `nightly`" in text and "restic -r" in text and "FAILED" in text
+    assert PW not in text

@@ -1,0 +1,122 @@
+"""Config models: ten malformed configs each give one clear line naming the field; good ones
+load; interpolation; the packaged sample equals examples/quickstart.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airflow_backup.errors import EXIT_CONFIG, InvalidConfigFile
+from airflow_backup.jobs.config import load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[3]
+
+GOOD = {
+    "repositories": {"main": {"url": "/tmp/r", "password_env": "PW", "fallbacks": ["spare"]},
+                     "spare": {"url": "/tmp/s", "password_file": "/etc/pw"}},
+    "jobs": {"nightly": {"sources": ["/srv/data"], "repository": "main",
+                         "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Paris"},
+                         "retention": {"keep_daily": 7, "keep_within": "30d"},
+                         "rpo": "26h", "drill": {"max_rto": "15m"}}},
+}
+
+
+def _with(path: str, value: object) -> dict[str, object]:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = path.split(".")
+    node = data
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return data  # type: ignore[no-any-return]
+
+
+_DELETE = object()
+
+# (mutation path, value, expected problem line prefix and a word of its message)
+MALFORMED = [
+    ("jobs.nightly.retention.keep_daily", -1, "jobs.nightly.retention.keep_daily: must be ≥ 0"),
+    ("jobs.nightly.schedule.cron", "61 * * * *", "jobs.nightly.schedule.cron: invalid cron"),
+    ("jobs.nightly.schedule.timezone", "Mars/Olympus",
+     "jobs.nightly.schedule.timezone: unknown time zone"),
+    ("jobs.nightly.repository", "mian", "jobs.nightly.repository: unknown repository 'mian'"),
+    ("repositories.main.password", "hunter2",
+     "repositories.main.password: secrets are not allowed inline"),
+    ("jobs.nightly.sources", [], "jobs.nightly.sources: must not be empty"),
+    ("jobs.nightly.rpo", "36x", "jobs.nightly.rpo: invalid duration"),
+    ("jobs.nightly.retry", {"attempts": 0}, "jobs.nightly.retry.attempts: must be ≥ 1"),
+    ("jobs.nightly.colour", "blue", "jobs.nightly.colour: unknown key"),
+    ("repositories.main.fallbacks", ["nowhere"],
+     "repositories.main.fallbacks.0: unknown repository 'nowhere'"),
+    ("jobs.nightly.notifications", {"on": ["sometimes"]},
+     "jobs.nightly.notifications.on.0: must be one of"),
+    ("repositories.spare.password_file", _DELETE,
+     "repositories.spare: give exactly one of password_file"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), MALFORMED,
+                         ids=[m[0] for m in MALFORMED])
+def test_malformed_config_names_the_field(path: str, value: object, expected: str) -> None:
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config(_with(path, value), "c.yaml", env={})
+    assert info.value.exit_code == EXIT_CONFIG == 2
+    assert len(info.value.problems) == 1, info.value.problems
+    assert info.value.problems[0].startswith(expected), info.value.problems
+
+
+def test_good_config_loads_with_parsed_durations() -> None:
+    cfg = parse_config(GOOD, env={})
+    job = cfg.jobs["nightly"]
+    assert job.rpo == 26 * 3600
+    assert job.drill is not None and job.drill.max_rto == 900
+    assert cfg.repositories["main"].fallbacks == ["spare"]
+
+
+def test_interpolation_defaults_and_missing_variables() -> None:
+    data = _with("repositories.main.url", "${BASE:-/var/backups}/repo")
+    assert parse_config(data, env={}).repositories["main"].url == "/var/backups/repo"
+    assert parse_config(data, env={"BASE": "/x"}).repositories["main"].url == "/x/repo"
+    data = _with("jobs.nightly.sources", ["${DATA_DIR}", "$${literal}"])
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config(data, env={})
+    assert info.value.problems == [
+        "jobs.nightly.sources.0: environment variable DATA_DIR is not set "
+        "(use ${DATA_DIR:-default} for a default)"]
+    cfg = parse_config(data, env={"DATA_DIR": "/d"})
+    assert cfg.jobs["nightly"].sources == ["/d", "${literal}"]
+
+
+def test_yaml_errors_and_yaml_1_1_booleans(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("jobs: [\n")
+    with pytest.raises(InvalidConfigFile) as info:
+        load_config(bad)
+    assert info.value.problems[0].startswith("line ")
+    ok = tmp_path / "ok.yaml"
+    data = yaml.safe_dump(GOOD).replace("rpo: 26h", "rpo: 26h\n    notifications: {on: [failure]}")
+    ok.write_text(data)
+    assert load_config(ok, env={}).jobs["nightly"].notifications.on == ["failure"]
+
+
+def test_sample_is_the_quickstart_example() -> None:
+    sample = (ROOT / "src/airflow_backup/jobs/sample.yaml").read_text()
+    assert sample == (ROOT / "examples/quickstart.yaml").read_text()
+    cfg = load_config(ROOT / "examples/quickstart.yaml", env={"DEMO_REPO_PASSWORD": "x"})
+    assert cfg.jobs["quickstart"].drill is not None
+
+
+def test_the_example_in_docs_jobs_md_validates(tmp_path: Path) -> None:
+    text = (ROOT / "docs/jobs.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "jobs.yaml").write_text(block)
+    cfg = load_config(tmp_path / "jobs.yaml",
+                      env={"SLACK_TOKEN_A": "a", "SLACK_TOKEN_B": "b", "SLACK_TOKEN_C": "c"})
+    assert set(cfg.jobs) == {"metadata-db", "dags"}
+    assert cfg.jobs["dags"].sources[1] == "/opt/airflow/plugins"
+    assert cfg.repositories["primary"].fallbacks == ["nfs"]
