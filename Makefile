@@ -62,11 +62,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
 	touch $(STAMP)
 
-airflow-venv: $(AIRFLOW_VENV)/.stamp
+airflow-venv: $(AIRFLOW_VENV)/.stamp $(AIRFLOW_VENV)/.stamp-project
 
 $(AIRFLOW_VENV)/.stamp: Makefile
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --disable-pip-version-check -q $(AIRFLOW_PIP_SPEC)
+	touch $@
+
+# The project itself (the provider and its tests) in the Airflow venv; re-installed whenever
+# pyproject.toml changes.
+$(AIRFLOW_VENV)/.stamp-project: pyproject.toml $(AIRFLOW_VENV)/.stamp
+	$(AIRFLOW_VENV)/bin/python -m pip install --disable-pip-version-check -q \
+	  -e '.[test,airflow]' $(AIRFLOW_PIP_SPEC)
 	touch $@
 
 tools:
@@ -97,15 +104,18 @@ tools:
 	  for pair in $(TOOL_PAIRS); do echo "tools: $${pair%%:*} -> $$(command -v $${pair%%:*})"; done; \
 	fi
 
-lint: venv
+lint: venv airflow-venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(AIRFLOW_VENV)/bin/mypy --exclude '^$$' src/airflow_backup/provider
 
 test: venv tools airflow-venv lint
 	$(BIN)/pytest -q
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -p no:cacheprovider -o addopts="-ra --strict-markers"
 
 test-fast: venv tools airflow-venv
 	$(BIN)/pytest -q -m "not slow"
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -m "not slow" -o addopts="-ra --strict-markers"
 
 demo: venv
 	bash scripts/demo.sh
