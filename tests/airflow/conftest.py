@@ -8,6 +8,7 @@ CI=true, where that is an error.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -78,6 +79,22 @@ def data_tree(tmp_path: Path) -> Path:
     (root / "sub" / "b.bin").write_bytes(os.urandom(200_000))
     (root / "sub" / "empty").write_bytes(b"")
     return root
+
+
+DAGS = Path(_HOME) / "dags"
+DAGS.mkdir(parents=True, exist_ok=True)
+
+
+def load_dag(dag_id: str, body: str) -> Any:
+    """Write a DAG file ``<dag_id>.py`` (``body`` defines ``dag``) into the DAGs folder, which
+    ``dag.test()`` parses, and return its DAG object."""
+    path = DAGS / f"{dag_id}.py"
+    path.write_text(body)
+    spec = importlib.util.spec_from_file_location(f"testdag_{dag_id}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
 
 
 def open_repo(repo_dir: Path) -> Repository:

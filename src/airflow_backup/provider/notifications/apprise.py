@@ -10,9 +10,10 @@ from airflow.sdk import BaseNotifier, Context
 
 __all__ = ["BackupNotifier", "send_backup_notification"]
 
-DEFAULT_TITLE = "airflow-backup: {{ ti.dag_id if ti else dag.dag_id }} {{ ti.state if ti else '' }}"
-DEFAULT_BODY = ("{{ ti.dag_id if ti else dag.dag_id }}.{{ ti.task_id if ti else '' }} "
-                "run {{ run_id }} ended in state {{ ti.state if ti else '' }}."
+_STATE = "{{ ti.state.value | default(ti.state) }}"
+DEFAULT_TITLE = "airflow-backup: {{ ti.dag_id }}.{{ ti.task_id }} " + _STATE
+DEFAULT_BODY = ("{{ ti.dag_id }}.{{ ti.task_id }} (run {{ run_id }}, try {{ ti.try_number }}) "
+                "ended in state " + _STATE + "."
                 "{% if exception %} Error: {{ exception }}{% endif %}")
 
 
