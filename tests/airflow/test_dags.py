@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, load_dag, open_repo
 from receiver import receiver
 
 from airflow_backup.provider.operators.backup import backup_asset
+from conftest import PASSWORD, load_dag, open_repo
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,8 @@ with DAG("af_full", schedule=None, start_date=START) as dag:
                         tags=["nightly"])
     verify = VerifyBackupOperator(task_id="verify", read_data_subset="100%",
                                   on_success_callback=BackupNotifier(urls=[{rx.url!r}],
-                                                                     title="ok {{{{ ti.task_id }}}}"))
+                                                                     title="ok {{{{ ti.task_id }}}}"),
+                                  )
     restore = RestoreOperator(task_id="restore", job="files", target={str(restore_dir)!r})
     drill = RestoreDrillOperator(task_id="drill", job="files")
     keep = ForgetPruneOperator(task_id="retention", job="files", keep_last=1)

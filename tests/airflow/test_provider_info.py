@@ -7,11 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
-import airflow
 import jsonschema
-from conftest import AIRFLOW_BIN
 
+import airflow
 from airflow_backup.provider import get_provider_info
+from conftest import AIRFLOW_BIN
 
 
 def test_provider_info_validates_against_airflows_schema() -> None:

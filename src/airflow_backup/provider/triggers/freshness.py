@@ -43,7 +43,7 @@ class BackupFreshnessTrigger(BaseTrigger):
     def __init__(self, *, backup_repository_conn_id: str, max_age_seconds: float,
                  job: str | None = None, tags: Sequence[str] = (), host: str | None = None,
                  poke_interval: float = 60.0) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's is untyped
         self.backup_repository_conn_id = backup_repository_conn_id
         self.max_age_seconds = float(max_age_seconds)
         self.job = job
@@ -67,12 +67,13 @@ class BackupFreshnessTrigger(BaseTrigger):
                     tags=self.tags, host=self.host, max_age_seconds=self.max_age_seconds)
             except BackupError as exc:
                 if not exc.retryable:
-                    yield TriggerEvent({"status": "error",
-                                        "message": f"{type(exc).__name__}: {exc}"})
+                    yield TriggerEvent(  # type: ignore[no-untyped-call]
+                        {"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                     return
                 self.log.warning("retryable error while polling: %s", exc)
                 found = None
             if found is not None:
-                yield TriggerEvent({"status": "success", "snapshot": found})
+                yield TriggerEvent(  # type: ignore[no-untyped-call]
+                    {"status": "success", "snapshot": found})
                 return
             await asyncio.sleep(self.poke_interval)
