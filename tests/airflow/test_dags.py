@@ -55,10 +55,9 @@ with DAG("af_full", schedule=None, start_date=START) as dag:
                         tags=["nightly"])
     b2 = BackupOperator(task_id="backup2", job="files", paths=[{str(data_tree)!r}],
                         tags=["nightly"])
+    notifier = BackupNotifier(urls=[{rx.url!r}], title="ok {{{{ ti.task_id }}}}")
     verify = VerifyBackupOperator(task_id="verify", read_data_subset="100%",
-                                  on_success_callback=BackupNotifier(urls=[{rx.url!r}],
-                                                                     title="ok {{{{ ti.task_id }}}}"),
-                                  )
+                                  on_success_callback=notifier)
     restore = RestoreOperator(task_id="restore", job="files", target={str(restore_dir)!r})
     drill = RestoreDrillOperator(task_id="drill", job="files")
     keep = ForgetPruneOperator(task_id="retention", job="files", keep_last=1)
