@@ -105,7 +105,7 @@ tools:
 	fi
 
 lint: venv airflow-venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 	@# The provider is the only code importing Airflow, which lives in $(AIRFLOW_VENV):
 	@# the main venv checks everything else, the Airflow venv checks the provider.
 	$(BIN)/mypy --exclude '^src/airflow_backup/provider/'
