@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -158,4 +159,33 @@ with DAG("af_transient", schedule=None, start_date=START) as dag:
     dr = dag.test()
     ti = _tis(dr)["backup"]
     assert (ti.state, ti.try_number) == ("failed", 2)  # TransientStorageError: retried once
+    assert open_repo(repo_dir).list_snapshots() == []
+
+
+def test_retry_delays_grow_exponentially_in_the_task_instance_history(
+        repo_conn: tuple[str, Path], tmp_path: Path) -> None:
+    _, repo_dir = repo_conn
+    dag = load_dag("af_backoff", HEADER + f"""
+with DAG("af_backoff", schedule=None, start_date=START) as dag:
+    BackupOperator(task_id="backup", job="db", source_url="sqlite:///{tmp_path}/missing.db",
+                   retries=3, retry_delay=datetime.timedelta(seconds=1),
+                   retry_exponential_backoff=2.0,
+                   max_retry_delay=datetime.timedelta(seconds=30))
+""")
+    dr = dag.test()
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tries = [(h.start_date, h.end_date) for h in session.scalars(
+            select(TaskInstanceHistory).where(TaskInstanceHistory.dag_id == "af_backoff")
+            .order_by(TaskInstanceHistory.try_number))]
+    last = _tis(dr)["backup"]
+    tries.append((last.start_date, last.end_date))
+    assert last.state == "failed" and len(tries) == 4
+    gaps = [(nxt[0] - prev[1]).total_seconds() for prev, nxt in pairwise(tries)]
+    # Airflow waits at least retry_delay * 2**(try-1) (plus jitter) before each retry.
+    assert all(gap >= floor for gap, floor in zip(gaps, (1, 2, 4), strict=True)), gaps
+    assert gaps[2] > gaps[0], gaps
     assert open_repo(repo_dir).list_snapshots() == []
