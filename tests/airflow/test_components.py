@@ -223,3 +223,18 @@ def test_notifier_raises_when_delivery_fails() -> None:
     # The receiver is gone: nothing listens there any more.
     with pytest.raises(RuntimeError):
         BackupNotifier(urls=[url], title="t", body="b").notify({})  # type: ignore[arg-type]
+
+
+def test_job_filter_uses_the_jobs_tag_and_skips_drill_records(
+        repo_conn: tuple[str, Path], data_tree: Path) -> None:
+    from airflow_backup.jobs.steps.common import DRILL_TAG
+    from airflow_backup.provider.operators.base import snapshot_filter
+    from airflow_backup.repository.select import select_snapshots
+
+    _, repo_dir = repo_conn
+    repo = open_repo(repo_dir)
+    real = Archiver(repo).backup(BackupOptions(paths=[str(data_tree)],
+                                               tags=["job=files"])).snapshot.id
+    Archiver(repo).backup(BackupOptions(paths=[str(data_tree)], tags=["job=files", DRILL_TAG]))
+    picked = select_snapshots(repo, snapshot_filter(job="files", tags=[], host=None))
+    assert [s.id for s in picked] == [real]

@@ -75,7 +75,7 @@ with DAG("af_full", schedule=None, start_date=START) as dag:
     snaps = open_repo(repo_dir).list_snapshots()
     first, second = _xcom(dr, "backup1"), _xcom(dr, "backup2")
     assert [s.id for s in snaps] == [second["snapshot_id"]]
-    assert set(snaps[0].tags) == {"nightly", "job:files"}
+    assert set(snaps[0].tags) == {"nightly", "job=files"}
     assert first["bytes_added"] > 200_000 and second["bytes_added"] == 0
     assert first["files"] == 3 and first["duration_s"] >= 0
     assert PASSWORD not in json.dumps([first, second])

@@ -43,7 +43,7 @@ def _summary(snapshot: Snapshot, job: str, repo_id: str, duration: float,
 class BackupOperator(RepositoryOperator):
     """Back up ``paths`` (files, directories) or one ``source_url`` (``postgresql://…``,
     ``sqlite:///…``, ``airflow-metadata://``, … — see docs/sources.md) into a new snapshot
-    tagged ``job:<job>`` plus ``tags``.
+    tagged ``job=<job>` (the tag backup jobs use)` plus ``tags``.
 
     Returns (XCom) a small JSON summary: snapshot id, time, bytes added, files, duration.
     Emits an event on :func:`backup_asset` (added to ``outlets``) carrying the same facts.

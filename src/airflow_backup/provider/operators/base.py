@@ -7,16 +7,13 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_backup.jobs.steps.common import DRILL_TAG, job_tag
 from airflow_backup.provider.hooks.repository import BackupRepositoryHook
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import SnapshotFilter
+from airflow_backup.repository.snapshot import Snapshot
 
 __all__ = ["RepositoryOperator", "job_tag", "snapshot_filter"]
-
-
-def job_tag(job: str) -> str:
-    """Return the tag BackupOperator puts on every snapshot of ``job`` (``job:<job>``)."""
-    return f"job:{job}"
 
 
 class RepositoryOperator(BaseOperator):
@@ -37,9 +34,18 @@ class RepositoryOperator(BaseOperator):
         return self.hook.get_repository()
 
 
+class JobSnapshotFilter(SnapshotFilter):
+    """A SnapshotFilter that also leaves out the drill records backup jobs write."""
+
+    def matches(self, sn: Snapshot) -> bool:
+        """Return whether ``sn`` passes the filter and is not a drill record."""
+        return DRILL_TAG not in sn.tags and SnapshotFilter.matches(self, sn)
+
+
 def snapshot_filter(*, job: str | None, tags: Sequence[str], host: str | None
                     ) -> SnapshotFilter:
-    """Return the filter selecting snapshots of ``job`` (if given) with all ``tags`` on
-    ``host`` (if given)."""
+    """Return the filter selecting backups (not drill records) of ``job`` (if given, by the
+    jobs' tag ``job=<job>``) with all ``tags`` on ``host`` (if given)."""
     wanted = [t for t in tags if t] + ([job_tag(job)] if job else [])
-    return SnapshotFilter(hosts=[host] if host else [], tags=[",".join(wanted)] if wanted else [])
+    return JobSnapshotFilter(hosts=[host] if host else [],
+                             tags=[",".join(wanted)] if wanted else [])
