@@ -223,12 +223,17 @@ def test_dump_killed_half_way_leaves_no_snapshot_temp_files_or_processes(
     killed = 0
     deadline = time.monotonic() + 60
     while not killed and time.monotonic() < deadline and cli.poll() is None:
-        rows = pg.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
-                          "application_name = 'pg_dump' AND query LIKE 'COPY%%'",
-                          (db,)).fetchall()
-        for (pid,) in rows:
-            pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            killed += 1
+        copying = pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                             "application_name = 'pg_dump' AND query LIKE 'COPY%%'",
+                             (db,)).fetchone()
+        if copying and copying[0]:
+            # Mid-COPY: drop every pg_dump connection (leader and workers), so the dump
+            # cannot finish whichever table a worker had just completed.
+            rows = pg.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                              "application_name = 'pg_dump'", (db,)).fetchall()
+            for (pid,) in rows:
+                pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                killed += 1
         time.sleep(0.02)
     out, err = cli.communicate(timeout=120)
     assert killed, "the dump finished before it could be interrupted"
