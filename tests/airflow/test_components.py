@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
-from receiver import receiver
 
 from airflow_backup import errors
 from airflow_backup.archiver.archive import Archiver, BackupOptions
@@ -25,6 +24,7 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from conftest import KDF, PASSWORD, open_repo, set_connection
 from support.moto_source import start_moto_server, stop_moto_server
+from support.receiver import receiver
 
 
 def _backup(repo_dir: Path, data: Path, job: str = "files") -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receiver import receiver
 
 from airflow_backup.provider.operators.backup import backup_asset
 from conftest import PASSWORD, load_dag, open_repo
+from support.receiver import receiver
 
 pytestmark = pytest.mark.slow
 

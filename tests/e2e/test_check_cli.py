@@ -16,14 +16,12 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.walk import walk_tree
 from airflow_backup.storage.base import FileType, Handle, object_path
 from airflow_backup.storage.local import LocalStorage
+from support.cli import ok as _ok
 from support.cli import run_cli
 
 PW = "secret-pw"
 
 
-def _ok(proc: object) -> object:
-    assert proc.returncode == 0, proc.stderr.decode()  # type: ignore[attr-defined]
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -13,22 +13,16 @@ from pathlib import Path
 import pytest
 
 from support.cli import FAST_KDF, run_cli
+from support.cli import ok as _ok
+from support.cli import one_line_error as _one_line_error
 from support.tools import run_restic
 from support.trees import restored_path
 
 PW = "secret-pw"
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
-    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc
 
 
-def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "Traceback" not in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -198,7 +192,11 @@ def test_interrupted_backup_exits_130_without_snapshot(repo: Path) -> None:
     assert proc.stdin is not None
     proc.stdin.write(os.urandom(1 << 20))
     proc.stdin.flush()
-    time.sleep(1.5)
+    # Interrupt only once the backup is under way (it holds its lock), not during start-up.
+    deadline = time.monotonic() + 60
+    while not list((repo / "locks").iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "backup never started"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.cli import FAST_KDF, run_cli
+from support.cli import ok as _ok
 from support.moto import MotoServer
 from support.tools import run_restic
 from support.trees import compare_trees, restored_path
@@ -19,11 +20,6 @@ from support.trees import compare_trees, restored_path
 PW = "secret-pw"
 
 
-def _ok(proc: object) -> None:
-    rc = proc.returncode  # type: ignore[attr-defined]
-    assert rc == 0, (
-        f"exit {rc}\nstdout: {proc.stdout[-3000:]!r}\nstderr: {proc.stderr[-3000:]!r}"  # type: ignore[attr-defined]
-    )
 
 
 def _tree(root: Path, seed: int, size: int = 3 << 20) -> Path:

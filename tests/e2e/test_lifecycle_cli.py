@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 
 from support.cli import FAST_KDF, run_cli
+from support.cli import ok as _ok
 
 PW = "secret-pw"
 TIMES = ["2024-01-01 10:00:00", "2024-01-02 10:00:00", "2024-01-03 10:00:00"]
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,13 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.walk import walk_tree
 from airflow_backup.storage.base import FileType, Handle, object_path
 from airflow_backup.storage.local import LocalStorage
+from support.cli import ok as _ok
 from support.cli import run_cli
 from support.tools import run_restic
 
 PW = "secret-pw"
 
 
-def _ok(proc: object) -> object:
-    rc = proc.returncode  # type: ignore[attr-defined]
-    assert rc == 0, proc.stderr.decode()  # type: ignore[attr-defined]
-    return proc
 
 
 def _pack_of(repo_path: Path, name: bytes) -> tuple[str, int]:

@@ -7,9 +7,9 @@ into a new database that a fresh home (same fernet key) reads back identically.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from support.cli import run_cli
+from support.cli import ok_stdout as _ok
+from support.cli import one_line_error, run_cli
 from support.sources import (
     AIRFLOW_CONN_SECRET,
     PG_BASE,
@@ -36,16 +37,11 @@ __all__ = ["airflow_bin", "airflow_templates", "db_tools", "pg"]  # fixtures
 pytestmark = pytest.mark.slow
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc.stdout.decode()
+_one_line_error = functools.partial(one_line_error, exit_code=1)
 
 
-def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in lines[0], lines
-    return lines[0]
+
+
 
 
 @pytest.fixture

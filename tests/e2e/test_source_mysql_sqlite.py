@@ -4,6 +4,7 @@ backed up while another process writes to it.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import subprocess
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from support.cli import run_cli
+from support.cli import ok_stdout as _ok
+from support.cli import one_line_error, run_cli
 from support.sources import db_tools, maria, my_fingerprint, sqlite_fingerprint, unique
 
 __all__ = ["db_tools", "maria"]  # fixtures
@@ -24,16 +26,11 @@ __all__ = ["db_tools", "maria"]  # fixtures
 USER, SECRET = "abk_e2e", "E2e-Secret-pw-7"
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc.stdout.decode()
+_one_line_error = functools.partial(one_line_error, exit_code=1)
 
 
-def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in lines[0], lines
-    return lines[0]
+
+
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ directory dumps with roles, and every kind of bad input (one clear line, nothing
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from support.cli import run_cli
+from support.cli import ok_stdout as _ok
+from support.cli import one_line_error, run_cli
 from support.sources import (
     PG_BASE,
     db_tools,
@@ -30,17 +32,11 @@ from support.sources import (
 __all__ = ["db_tools", "pg"]  # fixtures
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc.stdout.decode()
+_one_line_error = functools.partial(one_line_error, exit_code=1)
 
 
-def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "Traceback" not in lines[0]
-    return lines[0]
+
+
 
 
 def _snapshots(repo: Path) -> list[dict[str, Any]]:

@@ -23,15 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
+from support.cli import ok_stdout as _ok
 from support.cli import run_cli
 from support.sources import PG_BASE, moto_endpoint, pg, pg_fingerprint, unique
 
 __all__ = ["moto_endpoint", "pg"]  # fixtures
 
 
-def _ok(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc.stdout.decode()
 
 
 def _snapshots(repo: Path, *args: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import ok as _ok
 from support.cli import run_cli
 from support.moto import MotoServer
 from support.tools import run_restic
@@ -25,11 +26,6 @@ FAST_RETRY = ["-o", "retry_base_delay=0.02", "-o", "retry_max_delay=0.5",
               "-o", "retry_attempts=12"]
 
 
-def _ok(proc: object) -> None:
-    rc = proc.returncode  # type: ignore[attr-defined]
-    assert rc == 0, (
-        f"exit {rc}\nstdout: {proc.stdout[-3000:]!r}\nstderr: {proc.stderr[-3000:]!r}"  # type: ignore[attr-defined]
-    )
 
 
 def _make_dataset(root: Path, total: int, files: int = 20) -> None:

@@ -18,6 +18,7 @@ from airflow_backup.archiver.archive import Archiver, BackupOptions
 from airflow_backup.repository.keys import KdfParams
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.local import LocalStorage
+from support.cli import ok as _ok
 from support.cli import run_cli
 from support.tools import run_restic
 from support.trees import compare_trees, restored_path
@@ -29,10 +30,6 @@ PW = "secret-pw"
 T0 = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def _ok(proc: object) -> object:
-    rc = proc.returncode  # type: ignore[attr-defined]
-    assert rc == 0, f"exit {rc}: {proc.stderr.decode()[-3000:]}"  # type: ignore[attr-defined]
-    return proc
 
 
 def _pack_bytes(repo: Path) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import ok as _ok
 from support.cli import run_cli
 from support.tools import restic_version, run_restic
 from support.trees import TreeSpec, compare_trees, restored_path
@@ -17,11 +18,6 @@ pytestmark = [pytest.mark.restic]
 PW = "secret-pw"
 
 
-def _ok(proc: object) -> None:
-    rc = proc.returncode  # type: ignore[attr-defined]
-    assert rc == 0, (
-        f"exit {rc}\nstdout: {proc.stdout[-3000:]!r}\nstderr: {proc.stderr[-3000:]!r}"  # type: ignore[attr-defined]
-    )
 
 
 def _lossy(restic_bin: str) -> bool:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["FAST_KDF", "run_cli"]
+__all__ = ["FAST_KDF", "ok", "ok_stdout", "one_line_error", "run_cli"]
 
 #: Cheap scrypt parameters for keys made by tests (readers honour whatever a key file says).
 FAST_KDF = "1024,8,1"
@@ -41,3 +41,25 @@ def run_cli(
     return subprocess.run(argv, env=full_env, input=stdin,
                           stdin=None if stdin is not None else subprocess.DEVNULL,
                           capture_output=True, timeout=timeout, check=False)
+
+
+def ok(proc: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
+    """Assert that a CLI run exited 0 (showing the tail of its output if not); return it."""
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def ok_stdout(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """Assert that a CLI run exited 0; return its standard output as text."""
+    return ok(proc).stdout.decode()
+
+
+def one_line_error(proc: subprocess.CompletedProcess[bytes], exit_code: int | None = None) -> str:
+    """Assert that a CLI run failed with exactly one line on stderr and no traceback (and
+    with ``exit_code`` when given); return that line."""
+    if exit_code is not None:
+        assert proc.returncode == exit_code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    return lines[0]

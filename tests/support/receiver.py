@@ -34,7 +34,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
+            body = self.rfile.read(length) or b"{}"
             with box[0].lock:
                 box[0].messages.append(json.loads(body))
             self.send_response(200)

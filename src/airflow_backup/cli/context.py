@@ -20,7 +20,6 @@ from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
     "GlobalOptions",
-    "display_url",
     "fallback_password",
     "new_password",
     "open_repository",
@@ -57,7 +56,10 @@ def _from_file(path: str) -> str:
 
 def _from_command(command: str) -> str:
     try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, check=False)
+        proc = subprocess.run(shlex.split(command), capture_output=True, check=False,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("password command did not finish within 60 s") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"password command failed to start: {exc}") from None
     if proc.returncode != 0:
@@ -130,15 +132,6 @@ def fallback_password(gopts: GlobalOptions) -> str:
     path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
     return _from_file(path) if path else read_password(gopts)
 
-
-def display_url(url: str) -> str:
-    """Return ``url`` for messages: no query string, no user information."""
-    base = url.partition("?")[0]
-    if "://" in base and "@" in base.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = base.split("://", 1)
-        host, _, path = rest.partition("/")
-        base = f"{scheme}://{host.rsplit('@', 1)[1]}/{path}"
-    return base
 
 
 def retry_policy(gopts: GlobalOptions) -> RetryPolicy:

@@ -14,6 +14,7 @@ from datetime import datetime
 from airflow_backup.jobs.config import Config, RepositoryConfig
 from airflow_backup.jobs.status import JobStatus, statuses
 from airflow_backup.jobs.steps.common import is_source_url, job_tag
+from airflow_backup.storage.remote import strip_userinfo
 
 __all__ = ["render_runbook"]
 
@@ -40,7 +41,9 @@ def _when(ts: float | None) -> str:
 def _section(config: Config, name: str, st: JobStatus | None, config_path: str) -> list[str]:
     job = config.jobs[name]
     rc = config.repositories[job.repository]
-    repo = shlex.quote(rc.url)
+    # Credentials never go into the runbook: the commands take them from the environment.
+    url = strip_userinfo(rc.url)
+    repo = shlex.quote(url)
     tag = job_tag(name)
     out = [f"## Job `{name}`", ""]
     if job.description:
@@ -48,9 +51,11 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += ["**What is backed up**", ""]
     out += [f"- `{s}`" + (" (database export)" if is_source_url(s) else "")
             for s in job.sources]
-    out += ["", "**Where**", "", f"- repository `{job.repository}`: `{rc.url}`"]
+    out += ["", "**Where**", "",
+            f"- repository `{job.repository}`: `{url}`"]
     for fb in rc.fallbacks:
-        out.append(f"- fallback `{fb}`: `{config.repositories[fb].url}` (snapshots there are "
+        out.append(f"- fallback `{fb}`: `{strip_userinfo(config.repositories[fb].url)}` "
+                   "(snapshots there are "
                    "tagged `degraded`)")
     sched = f"`{job.schedule.cron}` ({job.schedule.timezone})" if job.schedule else "not set"
     r = job.retention
@@ -98,8 +103,8 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += [f"airflow-backup drill {shlex.quote(config_path)} {name}   # rehearse into a "
             "sandbox first", "```", "", "**Plain restic equivalent**", "", "```sh",
             _password_setup(rc, True),
-            f"restic -r {shlex.quote(_restic_url(rc.url))} snapshots --tag {tag}",
-            f"restic -r {shlex.quote(_restic_url(rc.url))} restore latest --tag {tag} "
+            f"restic -r {shlex.quote(_restic_url(url))} snapshots --tag {tag}",
+            f"restic -r {shlex.quote(_restic_url(url))} restore latest --tag {tag} "
             f"--target /tmp/restore-{name}", "```", ""]
     if any(is_source_url(s) for s in job.sources):
         out += ["With restic, a database backup restores as dump files under "

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from airflow_backup.errors import IntegrityError, NotFound, RepositoryLocked
+from airflow_backup.errors import BackupError, IntegrityError, NotFound, RepositoryLocked
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.timefmt import format_time, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
@@ -89,6 +89,9 @@ class RepoLock:
         self._id = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()
+        #: The last refresh failure, if the latest attempt failed (None once one succeeds).
+        self.refresh_error: BackupError | None = None
 
     def _write(self) -> str:
         try:
@@ -142,9 +145,18 @@ class RepoLock:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_EVERY_S):
-            old = self._id
-            self._id = self._write()
-            self._remove(old)
+            with self._refresh_lock:
+                if self._stop.is_set():
+                    return
+                old = self._id
+                try:
+                    self._id = self._write()
+                except BackupError as exc:
+                    # Keep trying: a lock left un-refreshed goes stale after 30 minutes.
+                    self.refresh_error = exc
+                    continue
+                self.refresh_error = None
+                self._remove(old)
 
     def _remove(self, lock_id: str | None = None) -> None:
         lock_id = lock_id or self._id
@@ -155,7 +167,8 @@ class RepoLock:
     def release(self) -> None:
         """Stop refreshing and delete the lock file."""
         self._stop.set()
+        with self._refresh_lock:  # a refresh in progress finishes before the lock goes
+            self._remove()
+            self._id = ""
         if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._remove()
-        self._id = ""
+            self._thread.join()

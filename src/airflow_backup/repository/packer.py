@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import zstandard
 
-from airflow_backup.repository.crypto import EXTENSION, Key
+from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.packs import BlobType, PackedBlob, encode_header
 from airflow_backup.storage.base import FileType, Handle, Storage
 
@@ -123,7 +123,3 @@ class PackWriter:
             buf, blobs = self._take()
         self._write(buf, blobs)
 
-
-def header_overhead(blob_count: int) -> int:
-    """Return a rough upper bound of a pack header's size for ``blob_count`` blobs."""
-    return blob_count * 41 + EXTENSION + 4

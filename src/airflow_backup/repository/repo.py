@@ -175,10 +175,15 @@ class Repository:
     def _writer(self, blob_type: BlobType) -> PackWriter:
         w = self._writers.get(blob_type)
         if w is None:
-            w = PackWriter(self.storage, self.key, blob_type, self._on_pack_saved,
-                           version=self.version, compress_data=self.compress_data,
-                           target_size=self.pack_size)
-            self._writers[blob_type] = w
+            # Content workers save their first blobs at the same moment: two writers for one
+            # type would strand the blobs of the one that loses the race.
+            with self._index_lock:
+                w = self._writers.get(blob_type)
+                if w is None:
+                    w = PackWriter(self.storage, self.key, blob_type, self._on_pack_saved,
+                                   version=self.version, compress_data=self.compress_data,
+                                   target_size=self.pack_size)
+                    self._writers[blob_type] = w
         return w
 
     def has_blob(self, blob_type: BlobType, blob_id: bytes) -> bool:
@@ -211,7 +216,7 @@ class Repository:
                 from None
         return self.decode_blob(pack, entry.blob, sealed)
 
-    def decode_blob(self, pack: str, blob: PackedBlob, sealed: bytes) -> bytes:
+    def decode_blob(self, pack: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
         """Open one sealed blob read from ``pack``; verify it. Raise IntegrityError if bad."""
         what = f"pack {pack}, blob {blob.id.hex()[:16]}"
         if len(sealed) != blob.length:

@@ -173,7 +173,7 @@ class PackFiller:
             view = memoryview(data)
             for blob, targets in blobs[start:end]:
                 rel = blob.offset - first.offset
-                plain = self.repo.decode_blob(pack, blob, bytes(view[rel : rel + blob.length]))
+                plain = self.repo.decode_blob(pack, blob, view[rel : rel + blob.length])
                 self._write(plain, targets, on_file_done)
             start = end
 

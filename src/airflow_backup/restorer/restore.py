@@ -120,7 +120,6 @@ class Restorer:
         """Restore a tree's nodes into ``dest_dir``; ``fresh`` says this restore created the
         directory, so nothing can be in the way of its entries."""
         for node in self.repo.load_tree(tree_id):
-            check_name(node.name)
             self._restore_node(node, dest_dir, snap_dir + b"/" + node.name, fresh)
 
     def _restore_node(self, node: Node, dest_dir: bytes, snap_path: bytes, fresh: bool) -> None:

@@ -55,8 +55,8 @@ class MySQLSource:
     def _client_args(self) -> list[str]:
         args = ["--protocol=TCP", f"--host={self.url.host or '127.0.0.1'}",
                 f"--port={self.url.port or 3306}"]
-        if self.url.username:
-            args.append(f"--user={self.url.username}")
+        # The same user as connect(): the client tools would otherwise use the OS login.
+        args.append(f"--user={self.url.username or 'root'}")
         return args
 
     def _env(self) -> dict[str, str]:

@@ -168,7 +168,11 @@ class LocalStorage:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                     continue
-                yield FileInfo(entry.name, entry.stat(follow_symlinks=False).st_size)
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue  # removed meanwhile (a lock refreshed or released)
+                yield FileInfo(entry.name, size)
 
     def remove(self, handle: Handle) -> None:
         """Delete the file (read-only files too). Raise NotFound if it is missing."""

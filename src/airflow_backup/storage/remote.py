@@ -24,7 +24,10 @@ from urllib.parse import parse_qsl, urlparse
 from airflow_backup.errors import ConfigError
 from airflow_backup.storage.fsspec_store import FsspecStorage
 
-__all__ = ["ATOMIC_PROTOCOLS", "open_fsspec", "open_s3", "parse_s3_url", "storage_for_fs"]
+__all__ = [
+    "ATOMIC_PROTOCOLS", "open_fsspec", "open_s3", "parse_s3_url", "storage_for_fs",
+    "strip_userinfo",
+]
 
 #: fsspec protocols whose whole-object writes are atomic (no temp file + move needed).
 ATOMIC_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
@@ -38,7 +41,8 @@ def _query(url: str) -> tuple[str, dict[str, str]]:
     return base, dict(parse_qsl(query, keep_blank_values=True))
 
 
-def _strip_userinfo(url: str) -> str:
+def strip_userinfo(url: str) -> str:
+    """Return ``url`` without user name or password (query string kept): safe to print."""
     parsed = urlparse(url)
     if parsed.username is None and parsed.password is None:
         return url
@@ -65,7 +69,7 @@ def parse_s3_url(url: str) -> tuple[str | None, str, str, dict[str, str]]:
         endpoint = f"{parsed.scheme}://{parsed.netloc}"
         rest = parsed.path.lstrip("/")
     else:
-        raise ConfigError(f"not an S3 repository URL: {_strip_userinfo(base)}")
+        raise ConfigError(f"not an S3 repository URL: {strip_userinfo(base)}")
     bucket, _, prefix = rest.strip("/").partition("/")
     if not bucket:
         raise ConfigError("S3 repository URL names no bucket: use s3://BUCKET/PREFIX")
@@ -109,13 +113,23 @@ def open_s3(url: str) -> FsspecStorage:
     fs = s3fs.S3FileSystem(**kwargs)
     fs.retries = 1
     root = f"{bucket}/{prefix}" if prefix else bucket
-    location = (f"s3:{_strip_userinfo(endpoint)}/{root}" if endpoint else f"s3://{root}")
+    location = (f"s3:{strip_userinfo(endpoint)}/{root}" if endpoint else f"s3://{root}")
     return FsspecStorage(fs, root, location=location, atomic_writes=True)
+
+
+# Query options that carry credentials; URLs end up in argv, configs and logs.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "account_key", "private_key",
+                 "credential", "sas")
 
 
 def open_fsspec(url: str) -> FsspecStorage:
     """Open a gs://, az://, sftp:// (or any other fsspec) repository URL."""
     base, opts = _query(url)
+    secret = sorted(k for k in opts if any(w in k.lower() for w in _SECRET_WORDS))
+    if secret:
+        raise ConfigError(f"put no credentials in a repository URL (query option(s) "
+                          f"{', '.join(secret)}): use the environment or the provider's own "
+                          "configuration")
     parsed = urlparse(base)
     scheme = parsed.scheme
     fsspec = _import("fsspec", scheme)
@@ -143,7 +157,7 @@ def open_fsspec(url: str) -> FsspecStorage:
         fs = fsspec.filesystem(scheme, skip_instance_cache=True, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot open {scheme}:// repository: {type(exc).__name__}") from None
-    return FsspecStorage(fs, root, location=_strip_userinfo(base),
+    return FsspecStorage(fs, root, location=strip_userinfo(base),
                          atomic_writes=scheme in ATOMIC_PROTOCOLS)
 
 

@@ -184,7 +184,9 @@ def test_encode_tree_rejects_unsorted_or_duplicate_names(order: list[bytes]) -> 
 
 
 def test_encode_tree_orders_bytewise() -> None:
-    encode_tree([Node(name=n, type="fifo") for n in [b"B", b"a", b"z", b"\xc3\xa9", b"\xff"]])
+    names = [b"B", b"a", b"z", b"\xc3\xa9", b"\xff"]  # byte order, not Unicode or case order
+    raw = encode_tree([Node(name=n, type="fifo") for n in names])
+    assert [n.name for n in decode_tree(raw, "t")] == names
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"nodes":[{"type":"file"}]}',

@@ -107,3 +107,17 @@ def test_bad_urls_are_config_errors() -> None:
 def test_location_never_shows_user_information() -> None:
     store = open_storage("s3://b/p?endpoint=http://user:hunter2@127.0.0.1:9")
     assert "hunter2" not in store.location
+
+
+@pytest.mark.parametrize("url", [
+    "sftp://host/backups?password=hunter2",
+    "az://container/prefix?account_key=c2VjcmV0",
+    "gs://bucket/prefix?token=abc",
+])
+def test_credentials_in_the_query_string_are_refused_without_echo(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_storage(url)
+    message = str(info.value)
+    assert "credentials" in message
+    for secret in ("hunter2", "c2VjcmV0", "abc"):
+        assert secret not in message

@@ -15,7 +15,6 @@ from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.cli.commands import source_backup
 from airflow_backup.cli.context import (
     GlobalOptions,
-    display_url,
     fallback_password,
     open_repository,
     repository_url,
@@ -24,6 +23,7 @@ from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import BackupBar
 from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
 from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
+from airflow_backup.jobs.repos import display_location
 from airflow_backup.repository.repo import Repository
 
 
@@ -145,7 +145,7 @@ def _run_command(archiver: Archiver, args: argparse.Namespace,
 def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: Printer,
                           opts: BackupOptions) -> FallbackResult[BackupResult]:
     primary = repository_url(gopts)
-    targets = [RepositoryTarget(display_url(primary), lambda: open_repository(gopts, primary))]
+    targets = [RepositoryTarget(display_location(primary), lambda: open_repository(gopts, primary))]
     fb_password: list[str] = []
 
     def opener(url: str) -> Callable[[], Repository]:
@@ -155,7 +155,7 @@ def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: P
             return open_repository(gopts, url, fb_password[0], primary=False)
         return open_fallback
 
-    targets += [RepositoryTarget(display_url(u), opener(u)) for u in args.fallback_repo]
+    targets += [RepositoryTarget(display_location(u), opener(u)) for u in args.fallback_repo]
     progress = _Progress(out)
     try:
         return backup_with_fallback(targets, opts, events=progress, lock_retry=gopts.retry_lock)

@@ -61,9 +61,9 @@ def export_step(config: Config, job: str) -> ExportResult:
     spec = config.jobs[job]
     paths: list[str] = []
     sources: list[dict[str, Any]] = []
-    for src in spec.sources:
+    for position, src in enumerate(spec.sources):
         if is_source_url(src):
-            sources.append(_describe(src))
+            sources.append({**_describe(src), "position": position})
             continue
         path = os.path.abspath(os.path.expanduser(src.removeprefix("file://")))
         if not os.path.lexists(path):

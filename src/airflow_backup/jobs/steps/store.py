@@ -63,30 +63,20 @@ def _store_all(repo: Repository, config: Config, export: ExportResult, attempt: 
                     "added": s.data_added, "stored": s.data_added_packed,
                     "errors": len(s.errors)})
     for described in export.sources:
-        out.append(_store_source(repo, config, export.job, str(described["url"]), tags))
+        url = config.jobs[export.job].sources[int(described["position"])]
+        out.append(_store_source(repo, url, str(described["url"]), tags))
     return out
 
 
-def _store_source(repo: Repository, config: Config, job: str, redacted: str,
-                  tags: list[str]) -> dict[str, Any]:
+def _store_source(repo: Repository, url: str, redacted: str, tags: list[str]) -> dict[str, Any]:
     from airflow_backup.sources.actions import backup_source
 
-    # The config holds the URL as written (without a password); find it by its redacted form.
-    url = next(s for s in config.jobs[job].sources if _redact(s) == redacted)
     result = backup_source(repo, url, tags=tags)
     s = result.stats
     return {"id": result.snapshot.id, "source": redacted,
             "kind": str(result.metadata.get("source", {}).get("kind", "")),
             "files": s.total_files_processed, "bytes": s.total_bytes_processed,
             "added": s.data_added, "stored": s.data_added_packed, "errors": 0}
-
-
-def _redact(url: str) -> str:
-    if "://" not in url:
-        return url
-    from airflow_backup.sources.base import SourceURL
-
-    return str(SourceURL.parse(url).redacted())
 
 
 def store_step(config: Config, export: ExportResult, session: JobSession | None = None,
