@@ -60,6 +60,17 @@ def parse_seconds(value: str | float | int) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
 
 
+def _valid_subset(v: str) -> str:
+    if v:
+        from airflow_backup.errors import ConfigError
+        from airflow_backup.repository.check import parse_subset
+        try:
+            parse_subset(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,6 +94,34 @@ class StorageRetryConfig(_Model):
     max_time: float = Field(300.0, gt=0, description="time budget per operation, seconds")
 
 
+class MaintenanceConfig(_Model):
+    """Repository upkeep, run by the Airflow provider's ``maintenance__<repository>`` DAG."""
+
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(cron="0 4 * * 0", timezone="UTC", window=None),
+        description="when maintenance runs (default Sundays 04:00 UTC)")
+    check_subset: str = Field("5%", description="'check --read-data-subset' of each run: "
+                                                "'n/t', 'x%' or a size; '' checks structure only")
+    prune: bool = Field(True, description="prune unreferenced data after the check")
+    max_unused: str = Field("5%", description="unused space prune may leave: 'x%' or a size")
+
+    @field_validator("check_subset")
+    @classmethod
+    def _subset(cls, v: str) -> str:
+        return _valid_subset(v)
+
+    @field_validator("max_unused")
+    @classmethod
+    def _unused(cls, v: str) -> str:
+        from airflow_backup.errors import ConfigError
+        from airflow_backup.repository.prune import unused_limit
+        try:
+            unused_limit(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class RepositoryConfig(_Model):
     """A repository: where it is, how its password is found, what to use if it fails."""
 
@@ -96,6 +135,9 @@ class RepositoryConfig(_Model):
     fallbacks: list[str] = Field(default_factory=list,
                                  description="names of repositories to use, in order, if this "
                                              "one cannot take a backup")
+    maintenance: MaintenanceConfig = Field(
+        default_factory=lambda: MaintenanceConfig.model_validate({}),
+        description="scheduled check and prune (Airflow maintenance DAG)")
 
     @model_validator(mode="after")
     def _one_password_source(self) -> RepositoryConfig:
@@ -112,6 +154,14 @@ class ScheduleConfig(_Model):
 
     cron: str = Field(description="cron expression, e.g. '0 2 * * *'")
     timezone: str = Field("UTC", description="IANA time zone of the cron expression")
+    window: float | None = Field(None, gt=0, description="longest a run may take, seconds or "
+                                 "30m/2h; the Airflow DAG raises a deadline alert (the job's "
+                                 "failure notification) when a run overruns it")
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> float | None:
+        return None if v is None else parse_seconds(v)
 
     @field_validator("cron")
     @classmethod
@@ -169,14 +219,7 @@ class VerificationConfig(_Model):
     @field_validator("check_subset")
     @classmethod
     def _subset(cls, v: str) -> str:
-        if v:
-            from airflow_backup.errors import ConfigError
-            from airflow_backup.repository.check import parse_subset
-            try:
-                parse_subset(v)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return _valid_subset(v)
 
 
 Event = Literal["failure", "degraded", "success", "rpo_breach", "drill_failure", "drill_success"]
@@ -213,7 +256,10 @@ class SqlAssertion(_Model):
 class DrillConfig(_Model):
     """A restore drill: restore into a sandbox, validate, measure the RTO."""
 
-    schedule: ScheduleConfig | None = Field(None, description="when drills run")
+    schedule: ScheduleConfig | None = Field(None, description="when drills run; without it, "
+                                            "the Airflow drill DAG runs after every backup")
+    after_backup: bool = Field(False, description="with a schedule, also drill after every "
+                                                  "backup (Airflow: Asset or time)")
     target: str = Field("", description="database server URL for scratch databases "
                                         "(e.g. postgresql://postgres@127.0.0.1:5432/); files "
                                         "always go to a temporary directory")

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_backup.jobs.config import Config
 
-__all__ = ["Notice", "format_notice", "send"]
+__all__ = ["Notice", "deliver", "format_notice", "send"]
 
 log = logging.getLogger("airflow_backup.jobs.notify")
 
@@ -74,18 +74,25 @@ def send(config: Config, notice: Notice) -> int:
     settings = config.jobs[notice.job].notifications
     if notice.event not in settings.on or not settings.urls:
         return 0
+    title, body = format_notice(config, notice)
+    return deliver(settings.urls, title, body, _TYPES.get(notice.event, "info"),
+                   label=f"job {notice.job}")
+
+
+def deliver(urls: list[str], title: str, body: str, notify_type: str = "info", *,
+            label: str = "notification") -> int:
+    """Send one message to each Apprise URL of ``urls``; return how many accepted it. A URL
+    that is invalid or refuses is logged by position (URLs hold tokens) and skipped."""
     import apprise
 
-    title, body = format_notice(config, notice)
     delivered = 0
-    for i, url in enumerate(settings.urls):
+    for i, url in enumerate(urls):
         app = apprise.Apprise()
         if not app.add(url):
-            log.warning("job %s: notification URL #%d is not a valid Apprise URL", notice.job,
-                        i + 1)
+            log.warning("%s: notification URL #%d is not a valid Apprise URL", label, i + 1)
             continue
-        if app.notify(title=title, body=body, notify_type=_TYPES.get(notice.event, "info")):
+        if app.notify(title=title, body=body, notify_type=notify_type):
             delivered += 1
         else:
-            log.warning("job %s: notification #%d could not be delivered", notice.job, i + 1)
+            log.warning("%s: notification #%d could not be delivered", label, i + 1)
     return delivered

@@ -45,7 +45,7 @@ from airflow_backup.jobs.steps import (
     verify_step,
 )
 
-__all__ = ["STEPS", "JobEvents", "JobResult", "run_job"]
+__all__ = ["STEPS", "JobEvents", "JobResult", "failure_notice", "run_job", "success_notice"]
 
 log = logging.getLogger("airflow_backup.jobs.pipeline")
 
@@ -142,6 +142,36 @@ def _attempt(config: Config, job: str, attempt: int, events: JobEvents,
         raise _StepFailed(current, exc) from exc
 
 
+def failure_notice(job: str, step: str, error: str, attempts: int, duration: float | None,
+                   store: dict[str, Any] | None = None) -> Notice:
+    """Return the notice of a job that failed in ``step`` with ``error`` (one line) after
+    ``attempts`` tries; ``store`` is the store step's JSON result if it got that far."""
+    store = store or {}
+    return Notice(job, "failure", f"backup job {job} FAILED in step {step} after {attempts} "
+                  "attempt(s)", step, error,
+                  [str(s["id"]) for s in store.get("snapshots", [])],
+                  str(store.get("location", "")), {"attempts": attempts}, duration)
+
+
+def success_notice(job: str, store: dict[str, Any], duration: float | None) -> Notice:
+    """Return the notice of a job whose snapshots were stored and verified, given the store
+    step's JSON result (a ``degraded`` notice if they went to a fallback repository)."""
+    snaps = store.get("snapshots", [])
+    degraded = bool(store.get("degraded"))
+    details: dict[str, Any] = {
+        "files": sum(int(s.get("files", 0)) for s in snaps),
+        "processed_bytes": sum(int(s.get("bytes", 0)) for s in snaps),
+        "added_bytes": sum(int(s.get("stored", 0)) for s in snaps)}
+    if degraded:
+        details["degraded_because"] = "; ".join(store.get("reasons", []))
+    summary = (f"backup job {job} stored its snapshot in FALLBACK repository "
+               f"{store.get('location')} (degraded)" if degraded
+               else f"backup job {job} succeeded")
+    return Notice(job, "degraded" if degraded else "success", summary,
+                  snapshots=[str(s["id"]) for s in snaps],
+                  repository=str(store.get("location", "")), details=details, duration=duration)
+
+
 def run_job(config: Config, job: str, *, events: JobEvents | None = None,
             sleep: Callable[[float], None] = time.sleep) -> JobResult:
     """Run ``job`` of ``config`` to the end and notify; return its result (never raises for
@@ -192,27 +222,13 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
                            _first_line(failure.exc), type(failure.exc).__name__,
                            failure.exc.exit_code if isinstance(failure.exc, BackupError) else 1,
                            str(store.get("repository", "")), snapshots, added, dict(steps))
-        notice = Notice(job, "failure", f"backup job {job} FAILED in step {failure.step} "
-                        f"after {attempts} attempt(s)", failure.step, result.error,
-                        snapshots, str(store.get("location", "")),
-                        {"attempts": attempts}, duration)
+        notice = failure_notice(job, failure.step, result.error, attempts, duration, store)
     else:
         degraded = bool(store.get("degraded"))
         result = JobResult(job, "degraded" if degraded else "success", attempts, duration,
                            repository=str(store.get("repository", "")), snapshots=snapshots,
                            bytes_added=added, steps=dict(steps))
-        details: dict[str, Any] = {
-            "files": sum(int(s.get("files", 0)) for s in store.get("snapshots", [])),
-            "processed_bytes": sum(int(s.get("bytes", 0)) for s in store.get("snapshots", [])),
-            "added_bytes": added}
-        if degraded:
-            details["degraded_because"] = "; ".join(store.get("reasons", []))
-        summary = (f"backup job {job} stored its snapshot in FALLBACK repository "
-                   f"{store.get('location')} (degraded)" if degraded
-                   else f"backup job {job} succeeded")
-        notice = Notice(job, "degraded" if degraded else "success", summary,
-                        snapshots=snapshots, repository=str(store.get("location", "")),
-                        details=details, duration=duration)
+        notice = success_notice(job, store, duration)
     events.step_started(job, "notify", attempts)
     result.notified = send(config, notice)
     events.step_finished(job, "notify", {"sent": result.notified, "event": notice.event})

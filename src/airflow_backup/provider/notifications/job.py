@@ -1,0 +1,96 @@
+"""JobNotifier: a configured job's alerts (its Apprise URLs and events) from Airflow callbacks.
+
+The DAGs built from the jobs config use it as every task's ``on_failure_callback`` (it runs
+once, when a task has used up its retries: never on a retry) and as the deadline-alert
+callback in the triggerer (``async_notify``) when a run overruns its window. Messages are the
+same as ``airflow-backup run`` sends (:mod:`airflow_backup.jobs.notify`): they name the job, the
+failed step and the first line of its error, and never hold secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from airflow.sdk import BaseNotifier, Context
+
+from airflow_backup.errors import BackupError
+from airflow_backup.jobs.config import Config, load_config
+from airflow_backup.jobs.notify import Notice, deliver, send
+from airflow_backup.jobs.pipeline import failure_notice
+
+__all__ = ["JobNotifier"]
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc) if exc is not None else ""
+    return text.splitlines()[0] if text else (type(exc).__name__ if exc is not None else "")
+
+
+class JobNotifier(BaseNotifier):
+    """Notify about job ``job`` (or, for maintenance DAGs, every job stored in
+    ``repository``) of the jobs config at ``config_path``. ``reason``: ``failure`` (a task
+    failed for good) or ``deadline`` (the run overran ``window`` seconds)."""
+
+    template_fields = ()
+
+    def __init__(self, *, config_path: str, job: str = "", repository: str = "",
+                 reason: str = "failure", window: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if bool(job) == bool(repository):
+            raise ValueError("JobNotifier needs exactly one of job and repository")
+        self.config_path = config_path
+        self.job = job
+        self.repository = repository
+        self.reason = reason
+        self.window = window
+
+    def _notice(self, context: Context, job: str) -> Notice:
+        if self.reason == "deadline":
+            # The triggerer passes the run as its REST payload (a dict), workers an object.
+            run: Any = context.get("dag_run")
+            run_id = run.get("run_id", "") if isinstance(run, dict) else getattr(run, "run_id", "")
+            return Notice(job, "failure", f"backup job {job} has not finished within its "
+                          f"window of {self.window:.0f}s", "deadline",
+                          f"run {run_id} overran its window" if run_id else "run overran its "
+                          "window")
+        ti = context.get("ti") or context.get("task_instance")
+        step = str(getattr(ti, "task_id", "") or "task")
+        attempts = int(getattr(ti, "try_number", 0) or 0)
+        return failure_notice(job, step, _first_line(context.get("exception")), attempts, None)
+
+    def _send(self, context: Context) -> int:
+        config = load_config(self.config_path)
+        if self.job:
+            return send(config, self._notice(context, self.job))
+        return self._send_repository(config, context)
+
+    def _send_repository(self, config: Config, context: Context) -> int:
+        # A repository has no alert settings of its own: its jobs' failure recipients get it.
+        jobs = [n for n, j in config.jobs.items()
+                if j.repository == self.repository and "failure" in j.notifications.on]
+        urls = list(dict.fromkeys(u for n in jobs for u in config.jobs[n].notifications.urls))
+        if not urls:
+            return 0
+        ti = context.get("ti") or context.get("task_instance")
+        step = str(getattr(ti, "task_id", "") or "task")
+        body = "\n".join([
+            f"maintenance of repository {self.repository} FAILED in step {step}", "",
+            f"error: {_first_line(context.get('exception'))}",
+            f"jobs stored there: {', '.join(jobs)}",
+            f"runbook: {config.runbook or 'airflow-backup runbook CONFIG (generate it)'}"])
+        return deliver(urls, f"airflow-backup: repository {self.repository}: MAINTENANCE "
+                       "FAILURE", body, "failure", label=f"repository {self.repository}")
+
+    def notify(self, context: Context) -> None:
+        """Send synchronously (task failure callbacks run in the worker)."""
+        try:
+            sent = self._send(context)
+        except (BackupError, OSError) as exc:
+            self.log.error("job alert not sent: %s", _first_line(exc))
+            return
+        self.log.info("job alert (%s) accepted by %d notification URL(s)", self.reason, sent)
+
+    async def async_notify(self, context: Context) -> None:
+        """Send from the triggerer (deadline alerts) without blocking its event loop."""
+        await asyncio.to_thread(self.notify, context)
