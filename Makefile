@@ -36,7 +36,7 @@ TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 psycopg2-binary asyncpg
 
-.PHONY: help venv tools airflow-venv lint test test-fast demo bench bench-s3 clean
+.PHONY: help venv tools airflow-venv lint test test-fast demo airflow bench bench-s3 clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
@@ -46,6 +46,7 @@ help:
 	@echo "make test       lint, then the whole pytest suite (slow tests included)"
 	@echo "make test-fast  pytest -m 'not slow'"
 	@echo "make demo       back up, list, restore and verify a sample tree (scripts/demo.sh)"
+	@echo "make airflow    airflow standalone with the example DAGs (UI on :8080; scripts/airflow.sh)"
 	@echo "make bench      time backup/restore against restic and borg (docs/performance.md);"
 	@echo "                BENCH_SIZE=$(BENCH_SIZE) BENCH_REPEAT=$(BENCH_REPEAT) BENCH_TOOLS=$(BENCH_TOOLS) BENCH_ARGS=..."
 	@echo "make bench-s3   airflow-backup vs restic on a local moto S3 server (bench/s3_bench.py);"
@@ -119,8 +120,11 @@ test-fast: venv tools airflow-venv
 	$(BIN)/pytest -q -m "not slow"
 	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -m "not slow" -o addopts="-ra --strict-markers"
 
-demo: venv
+demo: venv airflow-venv
 	bash scripts/demo.sh
+
+airflow: venv airflow-venv
+	bash scripts/airflow.sh
 
 bench: venv
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || \

@@ -106,25 +106,10 @@ JOBDATA="$DEMO_DIR/data"
 JOBREPO="$DEMO_DIR/jobs-repo"
 
 step "Jobs: preparing the quickstart data in $JOBDATA (a SQLite database and DAG files)"
-mkdir -p "$JOBDATA/dags"
-python3 - "$JOBDATA/airflow.db" <<'PY'
-import sqlite3
-import sys
-
-con = sqlite3.connect(sys.argv[1])
-with con:
-    con.execute("CREATE TABLE IF NOT EXISTS dag_run (id INTEGER PRIMARY KEY, dag_id TEXT)")
-    con.executemany("INSERT INTO dag_run (dag_id) VALUES (?)", [(f"dag_{i % 5}",) for i in range(200)])
-con.close()
-PY
-printf 'from airflow import DAG\n# quickstart DAG\n' >"$JOBDATA/dags/quickstart_dag.py"
+bash "$ROOT/scripts/quickstart_data.sh" "$BIN"
 
 step "Jobs: validating $CONFIG"
 "$BIN" config validate "$CONFIG"
-if [ ! -f "$JOBREPO/config" ]; then
-    step "Jobs: initialising the job repository $JOBREPO"
-    "$BIN" -r "$JOBREPO" init
-fi
 
 step "Jobs: run (export -> validate -> store -> verify -> retention -> notify)"
 "$BIN" run "$CONFIG"
@@ -157,6 +142,31 @@ step "Jobs: status after the drill, and the runbook"
 echo "demo: metrics in $DEMO_DIR/metrics/airflow_backup.prom:"
 grep -v '^#' "$DEMO_DIR/metrics/airflow_backup.prom" | sed 's/^/  /'
 
+# ---- Airflow: the same job as generated DAGs -------------------------------------------------
+AIRFLOW_CLI="${AIRFLOW_BACKUP_AIRFLOW:-$ROOT/.venv-airflow/bin/airflow}"
+if [ -x "$AIRFLOW_CLI" ]; then
+    export AIRFLOW_HOME="$DEMO_DIR/airflow-home"
+    export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/examples/dags"
+    export AIRFLOW__CORE__LOAD_EXAMPLES=False
+    step "Airflow: the DAGs examples/dags/backups.py generates from $CONFIG (AIRFLOW_HOME=$AIRFLOW_HOME)"
+    "$AIRFLOW_CLI" db migrate >"$DEMO_DIR/airflow-db-migrate.log" 2>&1 \
+        || { tail -n 30 "$DEMO_DIR/airflow-db-migrate.log"; exit 1; }
+    "$AIRFLOW_CLI" dags list --local -o plain 2>/dev/null | grep -E '__(quickstart|local)' 
+    step "Airflow: airflow dags test backup__quickstart (export -> validate -> store -> verify -> notify -> retention)"
+    LATEST_ID='import json,sys; print(max(json.load(sys.stdin), key=lambda s: s["time"])["id"][:8])'
+    BEFORE="$("$BIN" -r "$JOBREPO" snapshots --tag job=quickstart --json | python3 -c "$LATEST_ID")"
+    "$AIRFLOW_CLI" dags test backup__quickstart >"$DEMO_DIR/airflow-dags-test.log" 2>&1 \
+        || { tail -n 40 "$DEMO_DIR/airflow-dags-test.log"; exit 1; }
+    grep -E "DagRun Finished" "$DEMO_DIR/airflow-dags-test.log" | sed 's/^.*\(dag_id=[^,]*\).*\(state=[a-z]*\).*$/  \1 \2/'
+    AFTER="$("$BIN" -r "$JOBREPO" snapshots --tag job=quickstart --json | python3 -c "$LATEST_ID")"
+    test "$AFTER" != "$BEFORE"
+    echo "demo: the Airflow run stored snapshot $AFTER of job quickstart (the latest before it: $BEFORE)"
+    AIRFLOW_NOTE="  airflow:      dags test log in $DEMO_DIR/airflow-dags-test.log; 'make airflow' starts the UI"
+else
+    step "Airflow is not installed in .venv-airflow: skipping the DAG part (make airflow-venv)"
+    AIRFLOW_NOTE="  airflow:      not installed (make airflow-venv)"
+fi
+
 step "Done"
 cat <<EOF
   sample tree:  $SOURCE
@@ -168,4 +178,5 @@ cat <<EOF
   job repo:     $JOBREPO
   recovered:    $RECOVER$JOBDATA
   runbook:      $DEMO_DIR/RUNBOOK.md
+$AIRFLOW_NOTE
 EOF
