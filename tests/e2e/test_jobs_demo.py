@@ -1,5 +1,6 @@
 """`make demo`'s script on a fresh directory: the file demo and the quickstart job end to end
-(run, status, simulated loss, drill, restore --as-of, runbook)."""
+(run, status, simulated loss, drill, restore --as-of, runbook, then `airflow dags test` of the
+generated backup DAG)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,7 @@ def test_demo_script_runs_the_quickstart_job(tmp_path: Path) -> None:
     runbook = (tmp_path / "demo" / "RUNBOOK.md").read_text()
     assert "## Job `quickstart`" in runbook and "passed" in runbook
     assert (tmp_path / "demo" / "metrics" / "airflow_backup.prom").is_file()
+    # The Airflow part (make demo creates .venv-airflow; CI always has it).
+    if (ROOT / ".venv-airflow" / "bin" / "airflow").exists() or os.environ.get("CI") == "true":
+        assert "dag_id=backup__quickstart state=success" in out
+        assert "the Airflow run stored snapshot" in out
