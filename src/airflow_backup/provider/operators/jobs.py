@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_backup.errors import ConfigError, IntegrityError
+from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config, load_config
 from airflow_backup.jobs.drill import drill_job
 from airflow_backup.jobs.notify import send
@@ -35,7 +35,8 @@ from airflow_backup.jobs.steps import (
 )
 from airflow_backup.provider.errors import engine_errors
 from airflow_backup.provider.operators.backup import backup_asset
-from airflow_backup.repository.check import CheckOptions, check_repository
+from airflow_backup.provider.operators.maintenance import run_check
+from airflow_backup.repository.check import CheckOptions
 from airflow_backup.repository.prune import PruneOptions, execute_prune, plan_prune
 from airflow_backup.repository.repo import Repository
 
@@ -82,6 +83,34 @@ class JobStepOperator(BaseOperator):
         return config
 
 
+class _FromExport(JobStepOperator):
+    """A step that takes the export step's result (``export=export_task.output``)."""
+
+    template_fields: Sequence[str] = ("config_path", "export")
+
+    def __init__(self, *, export: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.export = export
+
+    def export_result(self) -> ExportResult:
+        """Return the export step's result."""
+        return ExportResult(**_result(self.export, "export"))
+
+
+class _FromStore(JobStepOperator):
+    """A step that takes the store step's result (``store=store_task.output``)."""
+
+    template_fields: Sequence[str] = ("config_path", "store")
+
+    def __init__(self, *, store: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+
+    def store_json(self) -> dict[str, Any]:
+        """Return the store step's JSON result."""
+        return _result(self.store, "store")
+
+
 class JobExportOperator(JobStepOperator):
     """Resolve the job's sources (paths exist, data sources reachable and described)."""
 
@@ -92,41 +121,31 @@ class JobExportOperator(JobStepOperator):
             return export_step(config, self.job).to_json()
 
 
-class JobValidateOperator(JobStepOperator):
+class JobValidateOperator(_FromExport):
     """Check the export before anything is stored (readable, SQLite quick_check, …)."""
-
-    template_fields: Sequence[str] = ("config_path", "export")
-
-    def __init__(self, *, export: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.export = export
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return the checks that passed; fail naming the first problem."""
         config = self.config()
         with engine_errors():
-            return validate_step(config, ExportResult(**_result(self.export, "export"))
-                                 ).to_json()
+            return validate_step(config, self.export_result()).to_json()
 
 
-class JobStoreOperator(JobStepOperator):
+class JobStoreOperator(_FromExport):
     """Store the export as snapshots (tag ``job=<job>``) in the job's repository, or a
     fallback; emit an event on the job's Asset with the snapshot ids and sizes."""
 
-    template_fields: Sequence[str] = ("config_path", "export")
-
-    def __init__(self, *, export: Any, repository: str, **kwargs: Any) -> None:
+    def __init__(self, *, repository: str, **kwargs: Any) -> None:
         self.asset = backup_asset(kwargs["job"], repository)
         outlets = list(kwargs.pop("outlets", None) or [])
         super().__init__(outlets=[*outlets, self.asset], **kwargs)
-        self.export = export
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return where the snapshots went and what they hold."""
         config = self.config()
         started = time.monotonic()
         with engine_errors():
-            result = store_step(config, ExportResult(**_result(self.export, "export")))
+            result = store_step(config, self.export_result())
         out = result.to_json()
         snaps = out["snapshots"]
         context["outlet_events"][self.asset].extra = {
@@ -139,54 +158,36 @@ class JobStoreOperator(JobStepOperator):
         return out
 
 
-class JobVerifyOperator(JobStepOperator):
+class JobVerifyOperator(_FromStore):
     """Read the new snapshots back (and check a data subset) per the job's verification."""
-
-    template_fields: Sequence[str] = ("config_path", "store")
-
-    def __init__(self, *, store: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.store = store
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return what was verified; damage fails the task without retry."""
         config = self.config()
         with engine_errors():
-            return verify_step(config, StoreResult(**_result(self.store, "store"))).to_json()
+            return verify_step(config, StoreResult(**self.store_json())).to_json()
 
 
-class JobNotifyOperator(JobStepOperator):
+class JobNotifyOperator(_FromStore):
     """Send the job's success (or degraded) notification; failures are sent by the DAG's
     failure callback (:class:`~airflow_backup.provider.notifications.job.JobNotifier`)."""
-
-    template_fields: Sequence[str] = ("config_path", "store")
-
-    def __init__(self, *, store: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.store = store
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return the event sent and how many URLs accepted it."""
         config = self.config()
         started = context["dag_run"].start_date if "dag_run" in context else None
         duration = (time.time() - started.timestamp()) if started else None
-        notice = success_notice(self.job, _result(self.store, "store"), duration)
+        notice = success_notice(self.job, self.store_json(), duration)
         return {"event": notice.event, "sent": send(config, notice)}
 
 
-class JobRetentionOperator(JobStepOperator):
+class JobRetentionOperator(_FromStore):
     """Apply the job's retention (and prune, if configured) where its snapshot landed."""
-
-    template_fields: Sequence[str] = ("config_path", "store")
-
-    def __init__(self, *, store: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.store = store
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return the removed snapshot ids and the bytes freed."""
         config = self.config()
-        repository = str(_result(self.store, "store")["repository"])
+        repository = str(self.store_json()["repository"])
         with engine_errors():
             return retention_step(config, self.job, repository).to_json()
 
@@ -244,18 +245,9 @@ class RepositoryCheckOperator(ConfigRepositoryOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Return counts; damage fails the task without retry (IntegrityError)."""
-        started = time.monotonic()
         with engine_errors():
-            repo = self.open()
-            with repo.lock(exclusive=False):
-                report = check_repository(repo, CheckOptions(
-                    read_data_subset=self.read_data_subset))
-            if not report.ok:
-                raise IntegrityError(f"check of {self.repository} found {len(report.errors)} "
-                                     f"error(s); first: {report.errors[0]}")
-        return {"repository": self.repository, "snapshots": report.snapshots,
-                "packs": report.packs, "packs_read": report.packs_read,
-                "duration_s": round(time.monotonic() - started, 3)}
+            result = run_check(self.open(), CheckOptions(read_data_subset=self.read_data_subset))
+        return {"repository": self.repository, **result}
 
 
 class RepositoryPruneOperator(ConfigRepositoryOperator):

@@ -16,9 +16,23 @@ from airflow_backup.repository.check import CheckOptions, check_repository
 from airflow_backup.repository.forget import ExpirePolicy, apply_policy, parse_duration
 from airflow_backup.repository.groups import group_snapshots, parse_group_by
 from airflow_backup.repository.prune import PruneOptions, execute_prune, plan_prune
+from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import select_snapshots
 
-__all__ = ["ForgetPruneOperator", "VerifyBackupOperator"]
+__all__ = ["ForgetPruneOperator", "VerifyBackupOperator", "run_check"]
+
+
+def run_check(repo: Repository, options: CheckOptions) -> dict[str, Any]:
+    """Check ``repo`` under a shared lock; return the counts (JSON). Raise IntegrityError
+    naming the first problem if anything is damaged."""
+    started = time.monotonic()
+    with repo.lock(exclusive=False):
+        report = check_repository(repo, options)
+    if not report.ok:
+        raise IntegrityError(f"check found {len(report.errors)} error(s); first: "
+                             f"{report.errors[0]}")
+    return {"ok": True, "snapshots": report.snapshots, "packs": report.packs,
+            "packs_read": report.packs_read, "duration_s": round(time.monotonic() - started, 3)}
 
 
 class VerifyBackupOperator(RepositoryOperator):
@@ -37,18 +51,9 @@ class VerifyBackupOperator(RepositoryOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the check; raise (mapped) IntegrityError if anything is damaged."""
-        started = time.monotonic()
         with engine_errors():
-            repo = self.open_repository()
-            with repo.lock(exclusive=False):
-                report = check_repository(repo, CheckOptions(
-                    read_data=self.read_data, read_data_subset=self.read_data_subset))
-            if not report.ok:
-                raise IntegrityError(f"check found {len(report.errors)} error(s); first: "
-                                     f"{report.errors[0]}")
-        result = {"ok": True, "snapshots": report.snapshots, "packs": report.packs,
-                  "packs_read": report.packs_read,
-                  "duration_s": round(time.monotonic() - started, 3)}
+            result = run_check(self.open_repository(), CheckOptions(
+                read_data=self.read_data, read_data_subset=self.read_data_subset))
         self.log.info("repository check passed: %s", result)
         return result
 
