@@ -34,7 +34,7 @@ TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 # Airflow lives in its own venv (only the Airflow-metadata source tests call its CLI), so the
 # main venv stays light. psycopg2/asyncpg let it use a PostgreSQL metadata database.
 AIRFLOW_VENV := .venv-airflow
-AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 psycopg2-binary asyncpg
+AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 apache-airflow-providers-celery 'celery[redis]<5.7' psycopg2-binary asyncpg
 
 .PHONY: help venv tools airflow-venv lint test test-fast demo airflow bench bench-s3 clean
 
