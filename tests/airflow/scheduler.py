@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -112,11 +113,24 @@ def ensure_redis() -> None:
     wait_until(_redis_ping, 30, "Redis to answer PING")
 
 
-def redis_flushdb(db: int) -> None:
-    """Empty Redis database ``db`` (the Celery broker's queues of one test)."""
-    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=5) as sock:
-        sock.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
-        sock.recv(64)
+def redis_empty_db() -> int:
+    """The number of a Redis database (1-15) holding no keys now, for one test's broker."""
+    import redis
+
+    for db in random.sample(range(1, 16), 15):
+        if redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).dbsize() == 0:
+            return db
+    raise AssertionError("no empty Redis database among 1-15")
+
+
+def redis_forget_queue(db: int, queue: str) -> None:
+    """Delete the Celery broker keys of ``queue`` (its messages and bindings) from ``db``."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    keys = list(client.scan_iter(match=f"*{queue}*"))
+    if keys:
+        client.delete(*keys)
 
 
 # --- waiting -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import textwrap
@@ -20,20 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from airflow_backup.archiver.archive import Archiver, BackupOptions
-from airflow_backup.provider.operators.base import job_tag
-from conftest import KDF, PASSWORD, open_repo
 from scheduler import (
     AirflowStack,
     ApiClient,
     airflow_stack,
     ensure_redis,
-    redis_flushdb,
+    redis_empty_db,
+    redis_forget_queue,
 )
 
+from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.provider.operators.base import job_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.local import LocalStorage
+from conftest import KDF, PASSWORD, open_repo
 
 pytestmark = pytest.mark.slow
 
@@ -72,18 +73,16 @@ def _write_dag(stack: AirflowStack, dag_id: str, body: str) -> None:
 
 
 @pytest.fixture
-def local_stack(tmp_path: Path) -> Iterator[AirflowStack]:
-    """A LocalExecutor deployment (no components started yet)."""
+def local_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
+    """A LocalExecutor deployment (no components started yet) and its repository."""
     repo_dir = _make_repo(tmp_path / "repo")
     with airflow_stack(tmp_path / "home", "LocalExecutor", **_conn_env(repo_dir)) as stack:
-        stack.repo_dir = repo_dir  # type: ignore[attr-defined]
-        yield stack
+        yield stack, repo_dir
 
 
 def test_local_executor_backup_asset_drill_and_deferred_sensor(
-        local_stack: AirflowStack, tmp_path: Path) -> None:
-    stack = local_stack
-    repo_dir: Path = stack.repo_dir  # type: ignore[attr-defined]
+        local_stack: tuple[AirflowStack, Path], tmp_path: Path) -> None:
+    stack, repo_dir = local_stack
     data = _data(tmp_path / "data", "local")
     late = _data(tmp_path / "late", "late")
     _write_dag(stack, "e2e_backup", f"""
@@ -139,6 +138,7 @@ def test_local_executor_backup_asset_drill_and_deferred_sensor(
         runs = [r for r in api.runs("e2e_drill") if r["state"] in ("success", "failed")]
         return runs[0] if runs else None
     drill = stack.wait(drill_run, 90, "the asset-triggered drill run to finish")
+    assert len(api.runs("e2e_drill")) == 1
     assert drill["run_type"] == "asset_triggered", drill
     assert drill["state"] == "success", api.describe_run("e2e_drill", drill["dag_run_id"])
     events = api.upstream_asset_events("e2e_drill", drill["dag_run_id"])
@@ -183,31 +183,32 @@ def hostname() -> str:
 
 
 @pytest.fixture
-def celery_stack(tmp_path: Path) -> Iterator[AirflowStack]:
-    """A CeleryExecutor deployment with its broker on a Redis database of its own."""
+def celery_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
+    """A CeleryExecutor deployment (no components started yet) and its repository. Its
+    tasks go to a queue of its own on an empty Redis database (and are deleted after)."""
     ensure_redis()
     repo_dir = _make_repo(tmp_path / "repo")
-    redis_db = 1 + int.from_bytes(os.urandom(1), "big") % 15
-    redis_flushdb(redis_db)
+    redis_db = redis_empty_db()
+    queue = f"e2e_{secrets.token_hex(4)}"
     with airflow_stack(tmp_path / "home", "CeleryExecutor", **_conn_env(repo_dir)) as stack:
         stack.extra_env.update({
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + stack.sql_alchemy_conn.replace(
                 "postgresql+psycopg2://", "postgresql://"),
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
         })
-        stack.repo_dir = repo_dir  # type: ignore[attr-defined]
         try:
-            yield stack
+            yield stack, repo_dir
         finally:
-            redis_flushdb(redis_db)
+            redis_forget_queue(redis_db, queue)
 
 
 def test_celery_two_workers_two_backups_one_repository(
-        celery_stack: AirflowStack, tmp_path: Path) -> None:
-    stack = celery_stack
-    repo_dir: Path = stack.repo_dir  # type: ignore[attr-defined]
+        celery_stack: tuple[AirflowStack, Path], tmp_path: Path) -> None:
+    stack, repo_dir = celery_stack
+    queue = stack.extra_env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
     jobs = ["a", "b"]
     for job in jobs:
         data = _data(tmp_path / f"data-{job}", job)
@@ -228,8 +229,9 @@ def test_celery_two_workers_two_backups_one_repository(
                         AIRFLOW__CORE__HOSTNAME_CALLABLE="e2e_worker_hostname.hostname",
                         PYTHONPATH=os.pathsep.join(
                             [str(hostname_dir), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        stack.start(name, "celery", "worker", "--celery-hostname", f"{name}@%h",
-                    "--concurrency", "1", "--skip-serve-logs", env=env)
+        stack.start(name, "celery", "worker", "--queues", queue,
+                    "--celery-hostname", f"{name}-{queue}@%h", "--concurrency", "1",
+                    "--skip-serve-logs", env=env)
     api = ApiClient(stack)
     api.wait_ready()
     dags = [f"e2e_backup_{job}" for job in jobs]
@@ -245,7 +247,7 @@ def test_celery_two_workers_two_backups_one_repository(
         run = api.wait_run(dag_id, run_id, 120)
         assert run["state"] == "success", api.describe_run(dag_id, run_id)
         ti = api.task_instance(dag_id, run_id, "backup")
-        assert ti["executor"] in (None, "CeleryExecutor"), ti
+        assert ti["queue"] == queue, ti
         hosts[dag_id] = ti["hostname"]
     # Concurrency 1 and prefetch 1 per worker: both tasks queued at once go to both workers.
     assert sorted(hosts.values()) == ["e2e-worker1", "e2e-worker2"], hosts
