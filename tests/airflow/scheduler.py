@@ -123,14 +123,20 @@ def redis_empty_db() -> int:
     raise AssertionError("no empty Redis database among 1-15")
 
 
-def redis_forget_queue(db: int, queue: str) -> None:
-    """Delete the Celery broker keys of ``queue`` (its messages and bindings) from ``db``."""
+def redis_forget_queue(db: int, queue: str, prefix: str) -> None:
+    """Delete the Celery broker keys of ``queue`` (its messages and bindings) from ``db``;
+    then, unless a key names another queue starting with ``prefix`` (a concurrent run that
+    picked the same database), also the generic ones kombu left (``_kombu.binding_deadlines``,
+    ``unacked*``, pidbox bindings), so that the database is empty again."""
     import redis
 
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
     keys = list(client.scan_iter(match=f"*{queue}*"))
     if keys:
         client.delete(*keys)
+    rest = list(client.scan_iter())
+    if rest and not any(prefix.encode() in key for key in rest):
+        client.delete(*rest)
 
 
 # --- waiting -------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Real scheduler end-to-end: Airflow components as subprocesses on a PostgreSQL metadata DB.
+"""Real scheduler end-to-end: Airflow components as subprocesses on a PostgreSQL metadata DB
+(scheduler.py), DAGs from the provider's DAG factory (a jobs config + its two-line DAG file).
 
-1. LocalExecutor (scheduler, dag-processor, triggerer, api-server): a backup DAG triggered
-   through the REST API succeeds, its Asset event runs the drill DAG scheduled on that Asset,
-   and a deferrable freshness sensor waits in the triggerer until a fresh snapshot appears.
-2. CeleryExecutor with two workers (Redis broker): two backup DAGs triggered at once into one
-   repository both succeed, on different workers; the engine and ``restic check`` agree.
+1. LocalExecutor (scheduler, dag-processor, triggerer, api-server): ``backup__files``
+   triggered through the REST API succeeds, its store task's Asset event runs
+   ``drill__files`` (scheduled on that Asset), and a hand-written DAG's deferrable freshness
+   sensor waits in the triggerer until a fresh snapshot appears.
+2. CeleryExecutor with two workers (Redis broker): ``backup__a`` and ``backup__b`` (two jobs,
+   one repository) triggered at once both succeed, their tasks spread over both workers; the
+   engine and ``restic check`` agree on the repository.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,21 +33,52 @@ from scheduler import (
 )
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.jobs.steps.common import DRILL_TAG
 from airflow_backup.provider.operators.base import job_tag
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.local import LocalStorage
 from conftest import KDF, PASSWORD, open_repo
 
 pytestmark = pytest.mark.slow
 
 CONN_ID = "backup_repository_default"
-HEADER = """\
+PASSWORD_ENV = "E2E_REPO_PASSWORD"
+# The jobs config of the DAG factory (provider/dags.py); the DAG file next to it reads it by
+# a relative path. Retries: a job's retention (exclusive lock) can meet a concurrent drill or
+# backup (shared locks) and then retries (RepositoryLocked is retryable).
+CONFIG = """\
+version: 1
+repositories:
+  main:
+    url: {repo}
+    password_env: """ + PASSWORD_ENV + """
+jobs:
+{jobs}"""
+JOB = """\
+  {name}:
+    sources: [{data}]
+    repository: main
+    retention: {{keep_last: 3}}
+    retry: {{attempts: 3, initial_delay: 1, multiplier: 2, max_delay: 5, jitter: 0}}
+    verification: {{read_back: true, check_subset: "100%"}}
+    drill: {{max_rto: 10m}}
+"""
+FACTORY_DAG_FILE = """\
+from airflow_backup.provider.dags import backup_dags
+
+globals().update(backup_dags("backups.yaml"))
+"""
+SENSOR_DAG_FILE = """\
 import datetime
 from airflow.sdk import DAG
-from airflow_backup.provider.operators.backup import BackupOperator, backup_asset
-from airflow_backup.provider.operators.restore import RestoreDrillOperator
 from airflow_backup.provider.sensors.freshness import BackupFreshnessSensor
-START = datetime.datetime(2026, 1, 1)
+
+with DAG("e2e_fresh", schedule=None, start_date=datetime.datetime(2026, 1, 1),
+         catchup=False) as dag:
+    # Job "late" has no snapshot yet: the sensor must defer until the test makes one.
+    BackupFreshnessSensor(task_id="fresh", job="late", deferrable=True,
+                          max_age=datetime.timedelta(hours=1), poke_interval=2, timeout=180)
 """
 
 
@@ -54,9 +87,10 @@ def _make_repo(path: Path) -> Path:
     return path
 
 
-def _conn_env(repo_dir: Path) -> dict[str, str]:
-    """The repository connection for every component (password in the environment only)."""
-    return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({
+def _repo_env(repo_dir: Path) -> dict[str, str]:
+    """The repository password for the jobs config and the connection the sensor uses,
+    given to every component through the environment only."""
+    return {PASSWORD_ENV: PASSWORD, f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({
         "conn_type": "backup_repository", "host": str(repo_dir), "password": PASSWORD,
         "extra": {"retry": {"retry_attempts": "2", "retry_base_delay": "0"}}})}
 
@@ -68,52 +102,53 @@ def _data(root: Path, seed: str) -> Path:
     return root
 
 
-def _write_dag(stack: AirflowStack, dag_id: str, body: str) -> None:
-    (stack.dags_folder / f"{dag_id}.py").write_text(HEADER + textwrap.dedent(body))
+def _write_factory_dags(stack: AirflowStack, repo_dir: Path, jobs: dict[str, Path]) -> None:
+    """The DAG folder: backups.yaml (one job per entry of ``jobs``, all into the repository)
+    and the two-line DAG file of the factory."""
+    (stack.dags_folder / "backups.yaml").write_text(CONFIG.format(
+        repo=repo_dir, jobs="".join(JOB.format(name=n, data=d) for n, d in jobs.items())))
+    (stack.dags_folder / "backups.py").write_text(FACTORY_DAG_FILE)
+
+
+def _backups(repo_dir: Path) -> list[Snapshot]:
+    """The repository's backup snapshots (not the drills' records), read by the engine."""
+    return [s for s in open_repo(repo_dir).list_snapshots() if DRILL_TAG not in s.tags]
+
+
+def _ready(api: ApiClient, dag_ids: list[str], unpause: list[str]) -> None:
+    """Wait for the api-server and the parsed DAGs (no import errors); unpause some."""
+    api.wait_ready()
+    api.wait_dags(dag_ids)
+    errors = api.get("/api/v2/importErrors")
+    assert errors["total_entries"] == 0, errors
+    for dag_id in unpause:
+        api.unpause(dag_id)
 
 
 @pytest.fixture
 def local_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
     """A LocalExecutor deployment (no components started yet) and its repository."""
     repo_dir = _make_repo(tmp_path / "repo")
-    with airflow_stack(tmp_path / "home", "LocalExecutor", **_conn_env(repo_dir)) as stack:
+    with airflow_stack(tmp_path / "home", "LocalExecutor", **_repo_env(repo_dir)) as stack:
         yield stack, repo_dir
 
 
 def test_local_executor_backup_asset_drill_and_deferred_sensor(
         local_stack: tuple[AirflowStack, Path], tmp_path: Path) -> None:
     stack, repo_dir = local_stack
-    data = _data(tmp_path / "data", "local")
     late = _data(tmp_path / "late", "late")
-    _write_dag(stack, "e2e_backup", f"""
-        with DAG("e2e_backup", schedule=None, start_date=START, catchup=False) as dag:
-            BackupOperator(task_id="backup", job="files", paths=[{str(data)!r}])
-        """)
-    _write_dag(stack, "e2e_drill", """
-        with DAG("e2e_drill", schedule=[backup_asset("files")], start_date=START,
-                 catchup=False) as dag:
-            RestoreDrillOperator(task_id="drill", job="files")
-        """)
-    # Job "late" has no snapshot yet: the sensor must defer until the test makes one.
-    _write_dag(stack, "e2e_fresh", """
-        with DAG("e2e_fresh", schedule=None, start_date=START, catchup=False) as dag:
-            BackupFreshnessSensor(task_id="fresh", job="late", deferrable=True,
-                                  max_age=datetime.timedelta(hours=1), poke_interval=2,
-                                  timeout=180)
-        """)
+    _write_factory_dags(stack, repo_dir, {"files": _data(tmp_path / "data", "local")})
+    (stack.dags_folder / "e2e_fresh.py").write_text(SENSOR_DAG_FILE)
     started = time.monotonic()
     for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
         stack.start(name, name)
     api = ApiClient(stack)
-    api.wait_ready()
-    dags = ["e2e_backup", "e2e_drill", "e2e_fresh"]
-    api.wait_dags(dags)
-    for dag_id in dags:
-        api.unpause(dag_id)
+    _ready(api, ["backup__files", "drill__files", "maintenance__main", "e2e_fresh"],
+           unpause=["backup__files", "drill__files", "e2e_fresh"])
     ready = time.monotonic()
 
     fresh_run = api.trigger("e2e_fresh")
-    backup_run = api.trigger("e2e_backup")
+    backup_run = api.trigger("backup__files")
 
     # The sensor is deferred, its trigger taken up by the triggerer.
     def deferred_in_triggerer() -> dict[str, Any] | None:
@@ -126,27 +161,35 @@ def test_local_executor_backup_asset_drill_and_deferred_sensor(
     deferred = stack.wait(deferred_in_triggerer, 90, "the sensor to be deferred in the triggerer")
     assert deferred["trigger"]["classpath"].endswith("BackupFreshnessTrigger"), deferred
 
-    backup = api.wait_run("e2e_backup", backup_run, 90)
-    assert backup["state"] == "success", api.describe_run("e2e_backup", backup_run)
-    summary = api.xcom("e2e_backup", backup_run, "backup")
-    snaps = open_repo(repo_dir).list_snapshots()
-    assert [s.id for s in snaps] == [summary["snapshot_id"]]
-    assert job_tag("files") in snaps[0].tags
+    # backup__files: export -> validate -> store -> verify -> notify -> retention.
+    backup = api.wait_run("backup__files", backup_run, 120)
+    assert backup["state"] == "success", api.describe_run("backup__files", backup_run)
+    tis = api.task_instances("backup__files", backup_run)
+    assert sorted(tis) == sorted(["export", "validate", "store", "verify", "notify",
+                                  "retention"])
+    assert {ti["state"] for ti in tis.values()} == {"success"}
+    ids = [s["id"] for s in api.xcom("backup__files", backup_run, "store")["snapshots"]]
+    backups = _backups(repo_dir)
+    assert [s.id for s in backups] == ids and len(ids) == 1
+    assert job_tag("files") in backups[0].tags
 
-    # The backup's Asset event scheduled the drill DAG, which restored that very snapshot.
+    # The store task's Asset event ran drill__files, which restored that very snapshot.
     def drill_run() -> dict[str, Any] | None:
-        runs = [r for r in api.runs("e2e_drill") if r["state"] in ("success", "failed")]
+        runs = [r for r in api.runs("drill__files") if r["state"] in ("success", "failed")]
         return runs[0] if runs else None
     drill = stack.wait(drill_run, 90, "the asset-triggered drill run to finish")
-    assert len(api.runs("e2e_drill")) == 1
+    assert len(api.runs("drill__files")) == 1
     assert drill["run_type"] == "asset_triggered", drill
-    assert drill["state"] == "success", api.describe_run("e2e_drill", drill["dag_run_id"])
-    events = api.upstream_asset_events("e2e_drill", drill["dag_run_id"])
-    assert [(e["uri"], e["source_dag_id"], e["source_run_id"]) for e in events] == [
-        (f"airflow-backup://{CONN_ID}/files", "e2e_backup", backup_run)], events
-    assert events[0]["extra"]["snapshot_id"] == summary["snapshot_id"]
-    drilled = api.xcom("e2e_drill", drill["dag_run_id"], "drill")
-    assert drilled["snapshot_id"] == summary["snapshot_id"] and drilled["files"] == 2
+    assert drill["state"] == "success", api.describe_run("drill__files", drill["dag_run_id"])
+    events = api.upstream_asset_events("drill__files", drill["dag_run_id"])
+    assert [(e["uri"], e["source_dag_id"], e["source_task_id"], e["source_run_id"])
+            for e in events] == [
+        ("airflow-backup://main/files", "backup__files", "store", backup_run)], events
+    assert events[0]["extra"]["snapshot_ids"] == ids
+    drilled = api.xcom("drill__files", drill["dag_run_id"], "drill")
+    assert drilled["ok"] is True and drilled["snapshots"] == ids, drilled
+    records = [s for s in open_repo(repo_dir).list_snapshots() if DRILL_TAG in s.tags]
+    assert [s.id for s in records] == [drilled["record"]]
 
     # Still deferred (nothing fresh for "late"): a snapshot now makes the trigger fire.
     assert api.task_instance("e2e_fresh", fresh_run, "fresh")["state"] == "deferred"
@@ -169,7 +212,12 @@ def test_local_executor_backup_asset_drill_and_deferred_sensor(
     assert not leaked, leaked
     print(f"\nlocal e2e: migrate {stack.migrate_seconds:.1f}s, "
           f"components ready {ready - started:.1f}s, "
-          f"runs {time.monotonic() - ready:.1f}s")
+          f"runs {time.monotonic() - ready:.1f}s, "
+          f"backup tries {_tries(tis)}")
+
+
+def _tries(tis: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {task: ti["try_number"] for task, ti in tis.items()}
 
 
 WORKER_HOSTNAME_MODULE = '''\
@@ -190,7 +238,7 @@ def celery_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
     repo_dir = _make_repo(tmp_path / "repo")
     redis_db = redis_empty_db()
     queue = f"e2e_{secrets.token_hex(4)}"
-    with airflow_stack(tmp_path / "home", "CeleryExecutor", **_conn_env(repo_dir)) as stack:
+    with airflow_stack(tmp_path / "home", "CeleryExecutor", **_repo_env(repo_dir)) as stack:
         stack.extra_env.update({
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + stack.sql_alchemy_conn.replace(
@@ -202,7 +250,7 @@ def celery_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
         try:
             yield stack, repo_dir
         finally:
-            redis_forget_queue(redis_db, queue)
+            redis_forget_queue(redis_db, queue, prefix="e2e_")
 
 
 def test_celery_two_workers_two_backups_one_repository(
@@ -210,12 +258,7 @@ def test_celery_two_workers_two_backups_one_repository(
     stack, repo_dir = celery_stack
     queue = stack.extra_env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
     jobs = ["a", "b"]
-    for job in jobs:
-        data = _data(tmp_path / f"data-{job}", job)
-        _write_dag(stack, f"e2e_backup_{job}", f"""
-            with DAG("e2e_backup_{job}", schedule=None, start_date=START, catchup=False) as dag:
-                BackupOperator(task_id="backup", job={job!r}, paths=[{str(data)!r}])
-            """)
+    _write_factory_dags(stack, repo_dir, {j: _data(tmp_path / f"data-{j}", j) for j in jobs})
     # Each worker reports its own name as the task instances' hostname.
     hostname_dir = tmp_path / "worker-hostname"
     hostname_dir.mkdir()
@@ -233,30 +276,32 @@ def test_celery_two_workers_two_backups_one_repository(
                     "--celery-hostname", f"{name}-{queue}@%h", "--concurrency", "1",
                     "--skip-serve-logs", env=env)
     api = ApiClient(stack)
-    api.wait_ready()
-    dags = [f"e2e_backup_{job}" for job in jobs]
-    api.wait_dags(dags)
-    for dag_id in dags:
-        api.unpause(dag_id)
+    dags = [f"backup__{job}" for job in jobs]
+    _ready(api, [*dags, *(f"drill__{j}" for j in jobs), "maintenance__main"], unpause=dags)
     _wait_workers_ready(stack, workers)
     ready = time.monotonic()
 
     run_ids = {dag_id: api.trigger(dag_id) for dag_id in dags}
-    hosts = {}
+    hosts: set[str] = set()
+    tries = {}
     for dag_id, run_id in run_ids.items():
-        run = api.wait_run(dag_id, run_id, 120)
+        run = api.wait_run(dag_id, run_id, 150)
         assert run["state"] == "success", api.describe_run(dag_id, run_id)
-        ti = api.task_instance(dag_id, run_id, "backup")
-        assert ti["queue"] == queue, ti
-        hosts[dag_id] = ti["hostname"]
-    # Concurrency 1 and prefetch 1 per worker: both tasks queued at once go to both workers.
-    assert sorted(hosts.values()) == ["e2e-worker1", "e2e-worker2"], hosts
+        tis = api.task_instances(dag_id, run_id)
+        assert {ti["state"] for ti in tis.values()} == {"success"}, tis
+        assert {ti["queue"] for ti in tis.values()} == {queue}, tis
+        hosts |= {ti["hostname"] for ti in tis.values()}
+        tries[dag_id] = _tries(tis)
+    # Concurrency 1 and prefetch 1 per worker: tasks queued while one worker is busy go to the
+    # other, so both took part.
+    assert hosts == {"e2e-worker1", "e2e-worker2"}, hosts
 
-    summaries = {job: api.xcom(f"e2e_backup_{job}", run_ids[f"e2e_backup_{job}"], "backup")
-                 for job in jobs}
-    snaps = open_repo(repo_dir).list_snapshots()
-    assert sorted(s.id for s in snaps) == sorted(s["snapshot_id"] for s in summaries.values())
-    assert sorted(t for s in snaps for t in s.tags) == sorted(job_tag(j) for j in jobs)
+    stores = {job: api.xcom(f"backup__{job}", run_ids[f"backup__{job}"], "store")
+              for job in jobs}
+    backups = _backups(repo_dir)
+    assert sorted(s.id for s in backups) == sorted(
+        sn["id"] for store in stores.values() for sn in store["snapshots"])
+    assert sorted(t for s in backups for t in s.tags) == sorted(job_tag(j) for j in jobs)
     restic = shutil.which("restic")
     if restic is None:
         if os.environ.get("CI", "").strip().lower() == "true":
@@ -267,7 +312,8 @@ def test_celery_two_workers_two_backups_one_repository(
                            capture_output=True, text=True, timeout=120, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     print(f"\ncelery e2e: migrate {stack.migrate_seconds:.1f}s, "
-          f"components ready {ready - started:.1f}s, runs {time.monotonic() - ready:.1f}s")
+          f"components ready {ready - started:.1f}s, runs {time.monotonic() - ready:.1f}s, "
+          f"tries {tries}")
 
 
 def _wait_workers_ready(stack: AirflowStack, workers: list[str]) -> None:
