@@ -311,12 +311,13 @@ class AirflowStack:
             return check()
         return wait_until(checked, timeout, what, interval, on_timeout=self.logs)
 
-    def stop(self) -> None:
-        """Stop every component: SIGTERM to its process group, SIGKILL after 20 s."""
+    def stop(self, grace: float = 10) -> None:
+        """Stop every component: SIGTERM to it (it stops its own children), then SIGKILL to
+        its whole process group — after ``grace`` seconds, or at once if it exited."""
         for comp in reversed(self.components):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(comp.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+                comp.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for comp in reversed(self.components):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 comp.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
