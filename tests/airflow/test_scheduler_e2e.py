@@ -238,19 +238,20 @@ def celery_stack(tmp_path: Path) -> Iterator[tuple[AirflowStack, Path]]:
     repo_dir = _make_repo(tmp_path / "repo")
     redis_db = redis_empty_db()
     queue = f"e2e_{secrets.token_hex(4)}"
-    with airflow_stack(tmp_path / "home", "CeleryExecutor", **_repo_env(repo_dir)) as stack:
-        stack.extra_env.update({
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + stack.sql_alchemy_conn.replace(
-                "postgresql+psycopg2://", "postgresql://"),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
-        })
-        try:
+    try:
+        with airflow_stack(tmp_path / "home", "CeleryExecutor",
+                           **_repo_env(repo_dir)) as stack:
+            stack.extra_env.update({
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + stack.sql_alchemy_conn.replace(
+                    "postgresql+psycopg2://", "postgresql://"),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+                "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            })
             yield stack, repo_dir
-        finally:
-            redis_forget_queue(redis_db, queue, prefix="e2e_")
+    finally:  # after the workers stopped
+        redis_forget_queue(redis_db, queue, prefix="e2e_")
 
 
 def test_celery_two_workers_two_backups_one_repository(
