@@ -193,6 +193,14 @@ def test_local_executor_backup_asset_drill_and_deferred_sensor(
 
     # Still deferred (nothing fresh for "late"): a snapshot now makes the trigger fire.
     assert api.task_instance("e2e_fresh", fresh_run, "fresh")["state"] == "deferred"
+    # But first let the scheduler take in the executor's event for the process that deferred:
+    # if the trigger fires before it does, Airflow 3.3 takes that late "success" event for
+    # the resumed try and fails the task ("state changed externally"), a scheduler race
+    # that a loaded machine makes likely.
+    deferral_done = (f"Received executor event with state success for task instance "
+                     f"TaskInstanceKey(dag_id='e2e_fresh', task_id='fresh', run_id='{fresh_run}'")
+    stack.wait(lambda: deferral_done in (stack.home / "scheduler.log").read_text(
+        errors="replace") or None, 60, "the scheduler to take in the deferral's end")
     repo = open_repo(repo_dir)
     with repo.lock(exclusive=False):
         made = Archiver(repo).backup(BackupOptions(paths=[str(late)],

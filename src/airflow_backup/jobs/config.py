@@ -135,9 +135,16 @@ class RepositoryConfig(_Model):
     fallbacks: list[str] = Field(default_factory=list,
                                  description="names of repositories to use, in order, if this "
                                              "one cannot take a backup")
+    lock_wait: float = Field(300.0, ge=0, description="how long a job step waits for a lock "
+                             "another process holds (restic's --retry-lock), seconds or 5m")
     maintenance: MaintenanceConfig = Field(
         default_factory=lambda: MaintenanceConfig.model_validate({}),
         description="scheduled check and prune (Airflow maintenance DAG)")
+
+    @field_validator("lock_wait", mode="before")
+    @classmethod
+    def _lock_wait(cls, v: Any) -> float:
+        return parse_seconds(v)
 
     @model_validator(mode="after")
     def _one_password_source(self) -> RepositoryConfig:

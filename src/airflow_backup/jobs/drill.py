@@ -215,9 +215,10 @@ def _drill_source(repo: Repository, sn: Snapshot, job: str, drill: DrillConfig,
         _drop_scratch(kind, target)
 
 
-def record_drill(repo: Repository, result: DrillResult) -> str:
-    """Store ``result`` as a drill-record snapshot; return its id."""
-    with repo.lock(exclusive=False):
+def record_drill(repo: Repository, result: DrillResult, lock_wait: float = 0.0) -> str:
+    """Store ``result`` as a drill-record snapshot (waiting up to ``lock_wait`` seconds for
+    an exclusive lock held by another process); return its id."""
+    with repo.lock(exclusive=False, retry_seconds=lock_wait):
         tree, _ = repo.save_tree([])
         repo.flush()
         sn = Snapshot(time=format_time(datetime.now(UTC).astimezone()), tree=tree,
@@ -245,7 +246,8 @@ def drill_job(config: Config, job: str, *, as_of: str = "",
     repo: Repository | None = None
     try:
         repo = session.repository(spec.repository)
-        with repo.lock(exclusive=False):
+        with repo.lock(exclusive=False,
+                       retry_seconds=config.repositories[spec.repository].lock_wait):
             snaps = pick_snapshots(repo, job, as_of)
             result.snapshots = [s.id for s in snaps]
             for sn in snaps:
@@ -265,7 +267,8 @@ def drill_job(config: Config, job: str, *, as_of: str = "",
         result.error = f"RTO {result.rto:.1f}s exceeds max_rto {drill.max_rto:.0f}s"
     if repo is not None:
         with contextlib.suppress(BackupError, OSError):
-            result.record = record_drill(repo, result)
+            result.record = record_drill(
+                repo, result, config.repositories[spec.repository].lock_wait)
     notice = Notice(job, "drill_success" if result.ok else "drill_failure",
                     f"restore drill of job {job} {'passed' if result.ok else 'FAILED'} "
                     f"(RTO {result.rto:.1f}s, limit {drill.max_rto:.0f}s)",

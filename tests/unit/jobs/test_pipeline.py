@@ -5,12 +5,17 @@ what the policy says, and messages carry no secrets."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from airflow_backup.errors import RepositoryLocked
 from airflow_backup.jobs.config import parse_config
 from airflow_backup.jobs.pipeline import run_job
+from airflow_backup.jobs.steps import retention_step
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.local import LocalStorage
 from support.receiver import receiver
@@ -81,3 +86,43 @@ def test_success_results_retention_and_message(tmp_path: Path,
     assert "succeeded" in rx.messages[-1]["message"]
     snaps = Repository.open(LocalStorage(str(repo)), PW).list_snapshots()
     assert len(snaps) == 2 and all("job=j" in s.tags for s in snaps)
+
+
+def _locked_by_other(repo_dir: Path, exclusive: bool, release_after: float) -> Any:
+    """Hold a lock as another process would, released by a timer; return the timer."""
+    other = Repository.open(LocalStorage(str(repo_dir)), PW)
+    cm = other.lock(exclusive=exclusive)
+    cm.__enter__()
+    timer = threading.Timer(release_after, cm.__exit__, (None, None, None))
+    timer.start()
+    return timer
+
+
+def test_retention_locks_only_to_remove_and_waits_for_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    repo_dir, data = _setup(tmp_path, monkeypatch, {"sources": [str(src)]})
+    backups = parse_config(data)  # no retention: each run adds a snapshot
+
+    def with_retention(lock_wait: str) -> Any:
+        data["jobs"]["j"]["retention"] = {"keep_last": 1}  # type: ignore[index]
+        data["repositories"]["main"]["lock_wait"] = lock_wait  # type: ignore[index]
+        return parse_config(data)
+
+    assert run_job(backups, "j").ok
+    # Nothing to remove: no exclusive lock needed, so another process's lock is no obstacle.
+    timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
+    assert retention_step(with_retention("0"), "j", "main").removed == []
+    timer.join()
+    assert run_job(backups, "j").ok  # two snapshots now; keep_last 1 removes one
+    timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
+    with pytest.raises(RepositoryLocked):  # lock_wait 0: no waiting
+        retention_step(with_retention("0"), "j", "main")
+    timer.join()
+    timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
+    started = time.monotonic()
+    result = retention_step(with_retention("30s"), "j", "main")
+    timer.join()
+    assert len(result.removed) == 1 and time.monotonic() - started >= 0.9

@@ -97,6 +97,7 @@ def store_step(config: Config, export: ExportResult, session: JobSession | None 
     primary = targets[0].location
     chosen = run_with_fallback(
         targets, lambda repo, attempt: _store_all(repo, config, export, attempt, primary,
-                                                  events))
+                                                  events),
+        lock_retry=config.repositories[spec.repository].lock_wait)
     return StoreResult(export.job, names[chosen.index], chosen.location, chosen.degraded,
                        [f"{loc}: {why}" for loc, why in chosen.failures], chosen.value)

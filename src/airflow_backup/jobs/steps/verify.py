@@ -87,7 +87,8 @@ def verify_step(config: Config, store: StoreResult,
         repo.storage.stat(Handle(FileType.CONFIG))
     packs_read = 0
     if settings.check_subset:
-        with repo.lock(exclusive=False):
+        with repo.lock(exclusive=False,
+                       retry_seconds=config.repositories[store.repository].lock_wait):
             report = check_repository(repo, CheckOptions(read_data_subset=settings.check_subset))
         packs_read = report.packs_read
         if not report.ok:

@@ -226,12 +226,14 @@ class ConfigRepositoryOperator(BaseOperator):
         self.config_path = config_path
         self.repository = repository
 
-    def open(self) -> Repository:
-        """Open the repository named in the config (engine errors propagate)."""
+    def open(self) -> tuple[Repository, float]:
+        """Open the repository named in the config; return it and its ``lock_wait`` (engine
+        errors propagate)."""
         config = load_config(self.config_path)
         if self.repository not in config.repositories:
             raise ConfigError(f"no repository {self.repository!r} in {self.config_path}")
-        return open_named(config, self.repository)
+        return (open_named(config, self.repository),
+                config.repositories[self.repository].lock_wait)
 
 
 class RepositoryCheckOperator(ConfigRepositoryOperator):
@@ -246,7 +248,9 @@ class RepositoryCheckOperator(ConfigRepositoryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Return counts; damage fails the task without retry (IntegrityError)."""
         with engine_errors():
-            result = run_check(self.open(), CheckOptions(read_data_subset=self.read_data_subset))
+            repo, lock_wait = self.open()
+            result = run_check(repo, CheckOptions(read_data_subset=self.read_data_subset),
+                               lock_wait)
         return {"repository": self.repository, **result}
 
 
@@ -261,8 +265,8 @@ class RepositoryPruneOperator(ConfigRepositoryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Return the packs removed and rewritten and the bytes freed."""
         with engine_errors():
-            repo = self.open()
-            with repo.lock(exclusive=True):
+            repo, lock_wait = self.open()
+            with repo.lock(exclusive=True, retry_seconds=lock_wait):
                 plan = plan_prune(repo, PruneOptions(max_unused=self.max_unused))
                 if not plan.nothing_to_do:
                     execute_prune(repo, plan)

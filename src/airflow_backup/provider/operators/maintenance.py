@@ -22,11 +22,13 @@ from airflow_backup.repository.select import select_snapshots
 __all__ = ["ForgetPruneOperator", "VerifyBackupOperator", "run_check"]
 
 
-def run_check(repo: Repository, options: CheckOptions) -> dict[str, Any]:
-    """Check ``repo`` under a shared lock; return the counts (JSON). Raise IntegrityError
-    naming the first problem if anything is damaged."""
+def run_check(repo: Repository, options: CheckOptions, lock_wait: float = 0.0
+              ) -> dict[str, Any]:
+    """Check ``repo`` under a shared lock (waiting up to ``lock_wait`` seconds for it);
+    return the counts (JSON). Raise IntegrityError naming the first problem if anything is
+    damaged."""
     started = time.monotonic()
-    with repo.lock(exclusive=False):
+    with repo.lock(exclusive=False, retry_seconds=lock_wait):
         report = check_repository(repo, options)
     if not report.ok:
         raise IntegrityError(f"check found {len(report.errors)} error(s); first: "
