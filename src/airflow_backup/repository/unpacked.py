@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any
 
 import zstandard
@@ -35,12 +36,22 @@ def compress(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=3, write_checksum=False).compress(data)
 
 
+_local = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    # One per thread: a decompressor is not safe to share, and making one per blob costs
+    # about as much as decompressing a small blob.
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if d is None:
+        d = _local.dctx = zstandard.ZstdDecompressor()
+    return d
+
+
 def decompress(data: bytes | memoryview, what: str) -> bytes:
     """Decompress a zstd frame. Raise IntegrityError naming ``what`` if it is not valid."""
     try:
-        return zstandard.ZstdDecompressor().decompress(
-            data, max_output_size=_MAX_DECOMPRESSED
-        )
+        return _decompressor().decompress(data, max_output_size=_MAX_DECOMPRESSED)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{what}: invalid zstd data: {exc}") from exc
 

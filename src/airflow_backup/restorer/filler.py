@@ -179,7 +179,9 @@ class PackFiller:
 
     def _write(self, plain: bytes, targets: list[_Target],
                on_file_done: Callable[[FileJob, int | None], None]) -> None:
-        zero = plain.count(0) == len(plain)
+        # All zeros (a hole)? The first and last bytes rule out nearly every blob cheaply.
+        zero = (not plain or (plain[0] == 0 and plain[-1] == 0
+                              and plain.count(0) == len(plain)))
         for t in targets:
             fd: int | None = None
             job = t.job
