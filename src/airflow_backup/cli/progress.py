@@ -3,7 +3,7 @@
 On a terminal: rich progress bars (files, bytes, rate, elapsed) on stderr. Not a terminal
 (cron, Airflow logs): a plain line per step and at most one progress line every
 ``interval`` seconds. With ``--json``: one JSON status line per event on stdout. The engine
-only emits events (:class:`~airflow_backup.jobs.pipeline.JobEvents`); this is the renderer.
+only emits events (:class:`~airflow_backup.jobs.events.JobEvents`); this is the renderer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.cli.output import human_size
-from airflow_backup.jobs.pipeline import JobEvents
+from airflow_backup.jobs.events import JobEvents
 
 __all__ = ["BackupBar", "JobProgress", "make_progress"]
 

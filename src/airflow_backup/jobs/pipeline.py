@@ -26,7 +26,6 @@ from tenacity import (
     wait_random,
 )
 
-from airflow_backup.archiver.events import ArchiveEvents
 from airflow_backup.errors import (
     BackupError,
     ConfigError,
@@ -35,6 +34,7 @@ from airflow_backup.errors import (
     WrongPassword,
 )
 from airflow_backup.jobs.config import Config
+from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jobs.notify import Notice, send
 from airflow_backup.jobs.steps import (
     JobSession,
@@ -50,19 +50,6 @@ __all__ = ["STEPS", "JobEvents", "JobResult", "failure_notice", "run_job", "succ
 log = logging.getLogger("airflow_backup.jobs.pipeline")
 
 STEPS = ("export", "validate", "store", "verify", "retention", "notify")
-
-
-class JobEvents(ArchiveEvents):
-    """Callbacks of a job run (and of its backups); the defaults do nothing."""
-
-    def step_started(self, job: str, step: str, attempt: int) -> None:
-        """Called when a step begins."""
-
-    def step_finished(self, job: str, step: str, result: dict[str, Any]) -> None:
-        """Called with a step's JSON-able result."""
-
-    def attempt_failed(self, job: str, step: str, error: str, retry_in: float | None) -> None:
-        """Called when an attempt fails; ``retry_in`` is None when no retry follows."""
 
 
 @dataclass(slots=True)

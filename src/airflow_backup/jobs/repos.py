@@ -14,6 +14,7 @@ from airflow_backup.jobs.fallback import RepositoryTarget
 from airflow_backup.repository.opener import open_repository
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.compose import (
+    display_location,
     faults_from_env,
     is_remote_url,
     open_repository_storage,
@@ -50,16 +51,6 @@ def read_repository_password(name: str, rc: RepositoryConfig) -> str:
         raise ConfigError(f"repository {name}: password_command exited with status "
                           f"{proc.returncode}")
     return proc.stdout.decode("utf-8").rstrip("\r\n")
-
-
-def display_location(url: str) -> str:
-    """Return ``url`` without query string or user information (safe for messages)."""
-    base = url.partition("?")[0]
-    if "://" in base and "@" in base.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = base.split("://", 1)
-        host, _, path = rest.partition("/")
-        base = f"{scheme}://{host.rsplit('@', 1)[1]}/{path}"
-    return base
 
 
 def open_named(config: Config, name: str, *, primary: bool = True) -> Repository:

@@ -33,6 +33,7 @@ from airflow_backup.storage.remote import storage_for_fs
 from airflow_backup.storage.retry import RetryingStorage, RetryPolicy
 
 __all__ = [
+    "display_location",
     "faults_from_env",
     "is_remote_url",
     "open_repository_storage",
@@ -116,3 +117,13 @@ def with_cache(storage: Storage, repository_id: str, *,
         raise ConfigError("the cache needs the repository's hex id")
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     return CachingStorage(storage, root / repository_id, is_tree_pack=is_tree_pack)
+
+
+def display_location(url: str) -> str:
+    """Return ``url`` without query string or user information (safe for messages)."""
+    base = url.partition("?")[0]
+    if "://" in base and "@" in base.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = base.split("://", 1)
+        host, _, path = rest.partition("/")
+        base = f"{scheme}://{host.rsplit('@', 1)[1]}/{path}"
+    return base

@@ -1,4 +1,9 @@
-"""CLI sub-commands, one module each."""
+"""CLI sub-commands, one module each.
+
+Every module is imported to build the parser, so a module imports at its top only what its
+parser needs and what repository commands share; the job commands load the config models
+(pydantic, YAML) inside their ``run``, which keeps every other command's start-up short.
+"""
 
 from types import ModuleType
 

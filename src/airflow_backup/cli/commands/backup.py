@@ -23,8 +23,8 @@ from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import BackupBar
 from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
 from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
-from airflow_backup.jobs.repos import display_location
 from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.compose import display_location
 
 
 def register(sub: Any) -> None:

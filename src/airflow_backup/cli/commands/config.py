@@ -9,7 +9,6 @@ from typing import Any
 
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
-from airflow_backup.jobs.config import Config, load_config
 
 __all__ = ["register", "run", "sample_text"]
 
@@ -30,6 +29,8 @@ def sample_text() -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Validate (exit 2 with one line per problem), or print schema / sample."""
+    from airflow_backup.jobs.config import Config, load_config
+
     if args.action == "schema":
         out.json(Config.model_json_schema()) if out.json_mode else \
             print(json.dumps(Config.model_json_schema(), indent=2))

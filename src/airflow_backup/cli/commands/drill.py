@@ -9,9 +9,6 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError
-from airflow_backup.jobs.config import load_config
-from airflow_backup.jobs.drill import drill_job
-from airflow_backup.jobs.status import write_metrics
 
 __all__ = ["register", "run"]
 
@@ -31,6 +28,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Drill; exit 1 if any drill failed or exceeded its RTO."""
+    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.drill import drill_job
+    from airflow_backup.jobs.status import write_metrics
+
     cfg = load_config(args.config)
     names = list(args.jobs) or [n for n, j in cfg.jobs.items() if j.drill is not None]
     unknown = [n for n in names if n not in cfg.jobs]

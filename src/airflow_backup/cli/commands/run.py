@@ -9,9 +9,6 @@ from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import make_progress
 from airflow_backup.errors import EXIT_ERROR, ConfigError
-from airflow_backup.jobs.config import load_config
-from airflow_backup.jobs.pipeline import run_job
-from airflow_backup.jobs.status import write_metrics
 
 __all__ = ["register", "run"]
 
@@ -31,6 +28,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Run the jobs; exit 0 if every job stored a snapshot (degraded included), else the
     first failed job's error code (1 for most)."""
+    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.pipeline import run_job
+    from airflow_backup.jobs.status import write_metrics
+
     cfg = load_config(args.config)
     names = list(args.jobs) or list(cfg.jobs)
     unknown = [n for n in names if n not in cfg.jobs]

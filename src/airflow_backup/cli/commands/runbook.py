@@ -8,8 +8,6 @@ from typing import Any
 
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
-from airflow_backup.jobs.config import load_config
-from airflow_backup.jobs.runbook import render_runbook
 
 __all__ = ["register", "run"]
 
@@ -26,6 +24,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Render the runbook."""
+    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.runbook import render_runbook
+
     cfg = load_config(args.config)
     text = render_runbook(cfg, args.config, list(args.jobs) or None)
     if args.output:

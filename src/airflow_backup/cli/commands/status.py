@@ -12,8 +12,6 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError
-from airflow_backup.jobs.config import load_config
-from airflow_backup.jobs.status import statuses, write_metrics
 
 __all__ = ["register", "run"]
 
@@ -44,6 +42,9 @@ def _when(ts: float | None) -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
+    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.status import statuses, write_metrics
+
     cfg = load_config(args.config)
     unknown = [n for n in args.jobs if n not in cfg.jobs]
     if unknown:
