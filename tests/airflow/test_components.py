@@ -217,6 +217,25 @@ def test_notifier_async_path_and_connection_urls(monkeypatch: pytest.MonkeyPatch
         BackupNotifier(urls=["not a url"]).notify({})  # type: ignore[arg-type]
 
 
+def test_notifier_default_text_works_as_a_deadline_alert_callback() -> None:
+    # What the triggerer does with AsyncCallback(BackupNotifier, kwargs={"urls": [...]}):
+    # build it with the kwargs and the deadline's simple context, then await it.
+    context = {"dag_run": {"dag_id": "backup__db", "dag_run_id": "scheduled__1",
+                           "state": "running"},
+               "deadline": {"id": "d1", "deadline_time": "2026-11-26T03:00:00+00:00"}}
+    with receiver() as rx:
+        notifier = BackupNotifier(urls=[rx.url], context=context)
+
+        async def fire() -> None:
+            await notifier
+
+        asyncio.run(fire())
+        messages = list(rx.messages)
+    assert [m["title"] for m in messages] == ["airflow-backup: backup__db missed its deadline"]
+    assert messages[0]["message"] == ("backup__db (run scheduled__1, state running) had not "
+                                      "finished by its deadline 2026-11-26T03:00:00+00:00.")
+
+
 def test_notifier_raises_when_delivery_fails() -> None:
     with receiver() as rx:
         url = rx.url

@@ -11,10 +11,16 @@ from airflow.sdk import BaseNotifier, Context
 __all__ = ["BackupNotifier", "send_backup_notification"]
 
 _STATE = "{{ ti.state.value | default(ti.state) }}"
-DEFAULT_TITLE = "airflow-backup: {{ ti.dag_id }}.{{ ti.task_id }} " + _STATE
-DEFAULT_BODY = ("{{ ti.dag_id }}.{{ ti.task_id }} (run {{ run_id }}, try {{ ti.try_number }}) "
-                "ended in state " + _STATE + "."
-                "{% if exception %} Error: {{ exception }}{% endif %}")
+# A task callback's context has ``ti``; a deadline alert's (in the triggerer) has only
+# ``dag_run`` (the REST payload) and ``deadline``.
+DEFAULT_TITLE = ("airflow-backup: {% if ti is defined %}{{ ti.dag_id }}.{{ ti.task_id }} "
+                 + _STATE + "{% else %}{{ dag_run.dag_id }} missed its deadline{% endif %}")
+DEFAULT_BODY = ("{% if ti is defined %}{{ ti.dag_id }}.{{ ti.task_id }} (run {{ run_id }}, "
+                "try {{ ti.try_number }}) ended in state " + _STATE + "."
+                "{% if exception %} Error: {{ exception }}{% endif %}"
+                "{% else %}{{ dag_run.dag_id }} (run {{ dag_run.dag_run_id }}, state "
+                "{{ dag_run.state }}) had not finished by its deadline "
+                "{{ deadline.deadline_time }}.{% endif %}")
 
 
 class BackupNotifier(BaseNotifier):
@@ -23,8 +29,10 @@ class BackupNotifier(BaseNotifier):
     (or host) of the Airflow connection ``apprise_conn_id`` — keep tokens there rather than in
     the DAG. ``title`` and ``body`` are Jinja templates rendered against the task context.
 
-    Use it as ``on_failure_callback=BackupNotifier(...)`` or ``on_success_callback``; both the
-    synchronous (``notify``) and the triggerer's asynchronous (``async_notify``) path send.
+    Use it as ``on_failure_callback=BackupNotifier(...)`` or ``on_success_callback``, or as a
+    Deadline Alert callback (``AsyncCallback(BackupNotifier, kwargs={"urls": [...]})``): the
+    default title and body fit both; the synchronous (``notify``) and the triggerer's
+    asynchronous (``async_notify``) paths both send.
     A notification every service refused raises RuntimeError (Airflow logs callback errors).
     """
 
