@@ -47,8 +47,10 @@ class ContentSaver:
                  max_inflight: int = 64) -> None:
         self.repo = repo
         self.chunker = chunker
-        # Small files are latency-bound on a cold cache: more reads in flight than cores.
-        self.workers = workers or max(4, min(8, (os.cpu_count() or 2) * 4))
+        # One worker per core (2 to 8). Measured on 2 cores, 1 GiB, cold cache: 2 workers
+        # 9.3 s wall and 12.6 s CPU, 8 workers 10.2 s and 14.8 s; the extra threads' reads
+        # in flight did not pay for their context switches (kernel time 3.8 s → 5.8 s).
+        self.workers = workers or max(2, min(8, os.cpu_count() or 2))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
         self._slots = threading.BoundedSemaphore(max_inflight)
         # Large files hold a block buffer each; two at a time keep the disk and both cores busy.
