@@ -77,6 +77,7 @@ __all__ = [
     "ValidationFailed",
     "WrongPassword",
     "exit_code_for",
+    "first_line",
 ]
 
 EXIT_OK = 0
@@ -244,3 +245,15 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, BackupError):
         return exc.exit_code
     return EXIT_ERROR
+
+
+def first_line(exc: BaseException | str | None) -> str:
+    """Return the first line of ``exc``'s message (for one-line errors and alerts): of an
+    exception with an empty message, its class name; of a string, its first line; of None,
+    ""."""
+    if exc is None:
+        return ""
+    text = str(exc)
+    if text.strip():
+        return text.strip().splitlines()[0]
+    return "" if isinstance(exc, str) else type(exc).__name__

@@ -69,6 +69,15 @@ def _pg_connect(dbname: str = "postgres") -> Any:
     return conn
 
 
+def _pg_admin(statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the server's ``postgres`` database."""
+    conn = _pg_connect()
+    try:
+        conn.cursor().execute(statement)
+    finally:
+        conn.close()
+
+
 def _pg_up() -> bool:
     try:
         _pg_connect().close()
@@ -258,11 +267,7 @@ class AirflowStack:
         passwords = self.home / "simple_auth_manager_passwords.json"
         passwords.write_text(json.dumps({API_USER: self.api_password}))
         passwords.chmod(0o600)
-        conn = _pg_connect()
-        try:
-            conn.cursor().execute(f'CREATE DATABASE "{self.db_name}"')
-        finally:
-            conn.close()
+        _pg_admin(f'CREATE DATABASE "{self.db_name}"')
         self._db_created = True
         started = time.monotonic()
         with open(self.home / "migrate.log", "wb") as log:
@@ -330,11 +335,7 @@ class AirflowStack:
     def drop_database(self) -> None:
         if not self._db_created:
             return
-        conn = _pg_connect()
-        try:
-            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        finally:
-            conn.close()
+        _pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         self._db_created = False
 
     def close(self) -> None:

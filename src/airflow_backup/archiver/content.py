@@ -21,7 +21,7 @@ from typing import BinaryIO
 from airflow_backup.archiver.chunker import MAX_SIZE, MIN_SIZE, Chunker
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.base import is_strongly_consistent
+from airflow_backup.storage.base import io_workers
 
 __all__ = ["ContentResult", "ContentSaver"]
 
@@ -48,12 +48,8 @@ class ContentSaver:
                  max_inflight: int = 64) -> None:
         self.repo = repo
         self.chunker = chunker
-        # One worker per core (2 to 8). Measured on 2 cores, 1 GiB, cold cache: 2 workers
-        # 9.3 s wall and 12.6 s CPU, 8 workers 10.2 s and 14.8 s; the extra threads' reads
-        # in flight did not pay for their context switches (kernel time 3.8 s → 5.8 s).
-        # Object stores get 8: the workers also upload the packs they fill.
-        self.workers = workers or (max(2, min(8, os.cpu_count() or 2))
-                                   if is_strongly_consistent(repo.storage) else 8)
+        # The workers read the files and upload the packs they fill.
+        self.workers = workers or io_workers(repo.storage)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
         self._slots = threading.BoundedSemaphore(max_inflight)
         # Large files hold a block buffer each; two at a time keep the disk and both cores busy.

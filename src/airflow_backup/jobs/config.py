@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,15 +60,22 @@ def parse_seconds(value: str | float | int) -> float:
     return float(m.group(1)) * _SECONDS[m.group(2) or "s"]
 
 
-def _valid_subset(v: str) -> str:
-    if v:
-        from airflow_backup.errors import ConfigError
-        from airflow_backup.repository.check import parse_subset
-        try:
-            parse_subset(v)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+def _accepted(parse: Callable[[str], object], v: str) -> str:
+    """Return ``v`` if the engine's ``parse`` accepts it; its ConfigError becomes the
+    ValueError pydantic reports."""
+    from airflow_backup.errors import ConfigError
+    try:
+        parse(v)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
     return v
+
+
+def _valid_subset(v: str) -> str:
+    if not v:
+        return v
+    from airflow_backup.repository.check import parse_subset
+    return _accepted(parse_subset, v)
 
 
 class _Model(BaseModel):
@@ -113,13 +120,8 @@ class MaintenanceConfig(_Model):
     @field_validator("max_unused")
     @classmethod
     def _unused(cls, v: str) -> str:
-        from airflow_backup.errors import ConfigError
         from airflow_backup.repository.prune import unused_limit
-        try:
-            unused_limit(v)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return _accepted(unused_limit, v)
 
 
 class RepositoryConfig(_Model):

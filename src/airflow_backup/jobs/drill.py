@@ -29,7 +29,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_backup import __version__
-from airflow_backup.errors import BackupError, ConfigError, SnapshotNotFound, SourceError
+from airflow_backup.errors import (
+    BackupError,
+    ConfigError,
+    SnapshotNotFound,
+    SourceError,
+    first_line,
+)
 from airflow_backup.jobs.config import Config, DrillConfig, SqlAssertion
 from airflow_backup.jobs.notify import Notice, send
 from airflow_backup.jobs.steps.common import DRILL_TAG, JobSession, is_job_snapshot, job_tag
@@ -257,8 +263,7 @@ def drill_job(config: Config, job: str, *, as_of: str = "",
                     _drill_source(repo, sn, job, drill, sandbox, result.checks)
         result.ok = True
     except (BackupError, OSError, ValueError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        result.error = f"{type(exc).__name__}: {text}"
+        result.error = f"{type(exc).__name__}: {first_line(exc)}"
     finally:
         result.rto = time.monotonic() - started
         shutil.rmtree(sandbox, ignore_errors=True)

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents
-from airflow_backup.errors import BackupError, RepositoryNotFound, StorageError
+from airflow_backup.errors import BackupError, RepositoryNotFound, StorageError, first_line
 from airflow_backup.repository.repo import Repository
 
 __all__ = [
@@ -89,7 +89,7 @@ class FallbackResult(Generic[T]):
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _release_in_background(lock: AbstractContextManager[object]) -> None:

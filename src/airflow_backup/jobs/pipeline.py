@@ -32,6 +32,7 @@ from airflow_backup.errors import (
     IntegrityError,
     Interrupted,
     WrongPassword,
+    first_line,
 )
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.events import JobEvents
@@ -91,11 +92,6 @@ def _retryable(exc: BaseException) -> bool:
     inner = exc.exc if isinstance(exc, _StepFailed) else exc
     return not isinstance(inner, ConfigError | WrongPassword | IntegrityError | Interrupted
                           | KeyboardInterrupt)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _attempt(config: Config, job: str, attempt: int, events: JobEvents,
@@ -178,8 +174,8 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
         delay = state.next_action.sleep if state.next_action else 0.0
         if isinstance(exc, _StepFailed):
             log.warning("job %s: attempt %d failed in %s (%s); retrying in %.1fs", job,
-                        state.attempt_number, exc.step, _first_line(exc.exc), delay)
-            events.attempt_failed(job, exc.step, _first_line(exc.exc), delay)
+                        state.attempt_number, exc.step, first_line(exc.exc), delay)
+            events.attempt_failed(job, exc.step, first_line(exc.exc), delay)
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
@@ -204,9 +200,9 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
     snapshots = [str(s["id"]) for s in store.get("snapshots", [])]
     added = sum(int(s.get("stored", 0)) for s in store.get("snapshots", []))
     if failure is not None:
-        events.attempt_failed(job, failure.step, _first_line(failure.exc), None)
+        events.attempt_failed(job, failure.step, first_line(failure.exc), None)
         result = JobResult(job, "failed", attempts, duration, failure.step,
-                           _first_line(failure.exc), type(failure.exc).__name__,
+                           first_line(failure.exc), type(failure.exc).__name__,
                            failure.exc.exit_code if isinstance(failure.exc, BackupError) else 1,
                            str(store.get("repository", "")), snapshots, added, dict(steps))
         notice = failure_notice(job, failure.step, result.error, attempts, duration, store)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from airflow_backup.errors import IntegrityError, NotFound
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.base import FileType, Handle, is_strongly_consistent
+from airflow_backup.storage.base import FileType, Handle, io_workers
 
 __all__ = ["FileJob", "PackFiller"]
 
@@ -59,12 +59,7 @@ class PackFiller:
 
     def __init__(self, repo: Repository, workers: int | None = None) -> None:
         self.repo = repo
-        # Local storage: one worker per core (2 to 8); more threads only contend for the GIL
-        # around the per-file syscalls (1 GiB cold-cache restore on 2 cores: 2 workers
-        # 5.3–5.6 s with 2.3–3.1 s kernel time, 4 workers 5.8–5.9 s with 3.3–3.8 s).
-        # Object stores: 8, to keep enough ranged reads in flight.
-        self.workers = workers or (max(2, min(8, os.cpu_count() or 2))
-                                   if is_strongly_consistent(repo.storage) else 8)
+        self.workers = workers or io_workers(repo.storage)
         self._packs: dict[bytes, _PackWork] = defaultdict(_PackWork)
         self.bytes_written = 0
         self._lock = threading.Lock()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,9 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.timefmt import format_ns, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
 from airflow_backup.storage import FileType, Handle, MemoryStorage
+from airflow_backup.storage.base import Storage, is_strongly_consistent
+from airflow_backup.storage.local import LocalStorage
+from airflow_backup.storage.retry import RetryingStorage
 
 MINUTE_NS = 60 * 1_000_000_000
 
@@ -165,8 +169,21 @@ def test_repository_lock_context_manager_releases_on_error(storage: MemoryStorag
     assert lock_names(storage) == set()
 
 
-def test_concurrent_exclusive_locks_never_both_succeed(storage: MemoryStorage, key: Key
-                                                       ) -> None:
+def test_local_storage_is_strongly_consistent_through_wrappers(tmp_path: Path) -> None:
+    local = LocalStorage(tmp_path)
+    assert is_strongly_consistent(local)
+    assert is_strongly_consistent(RetryingStorage(local))
+    assert not is_strongly_consistent(object())
+
+
+@pytest.mark.parametrize("round_", range(20))
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_two_racing_exclusive_lockers_never_both_win(tmp_path: Path, key: Key, kind: str,
+                                                     round_: int) -> None:
+    # Both kinds are strongly consistent: no re-check wait, and still only one may win.
+    storage: Storage = MemoryStorage() if kind == "memory" else LocalStorage(tmp_path / "r")
+    if isinstance(storage, LocalStorage):
+        storage.create_layout()
     results: list[bool] = []
     locks: list[RepoLock] = []
     barrier = threading.Barrier(2)
@@ -190,4 +207,4 @@ def test_concurrent_exclusive_locks_never_both_succeed(storage: MemoryStorage, k
     assert len(results) == 2 and results.count(True) <= 1
     for lk in locks:
         lk.release()
-    assert lock_names(storage) == set()
+    assert {i.name for i in storage.list(FileType.LOCK)} == set()

@@ -14,17 +14,12 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier, Context
 
-from airflow_backup.errors import BackupError
+from airflow_backup.errors import BackupError, first_line
 from airflow_backup.jobs.config import Config, load_config
 from airflow_backup.jobs.notify import Notice, deliver, send
 from airflow_backup.jobs.pipeline import failure_notice
 
 __all__ = ["JobNotifier"]
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc) if exc is not None else ""
-    return text.splitlines()[0] if text else (type(exc).__name__ if exc is not None else "")
 
 
 class JobNotifier(BaseNotifier):
@@ -57,7 +52,7 @@ class JobNotifier(BaseNotifier):
         ti = context.get("ti") or context.get("task_instance")
         step = str(getattr(ti, "task_id", "") or "task")
         attempts = int(getattr(ti, "try_number", 0) or 0)
-        return failure_notice(job, step, _first_line(context.get("exception")), attempts, None)
+        return failure_notice(job, step, first_line(context.get("exception")), attempts, None)
 
     def _send(self, context: Context) -> int:
         config = load_config(self.config_path)
@@ -76,7 +71,7 @@ class JobNotifier(BaseNotifier):
         step = str(getattr(ti, "task_id", "") or "task")
         body = "\n".join([
             f"maintenance of repository {self.repository} FAILED in step {step}", "",
-            f"error: {_first_line(context.get('exception'))}",
+            f"error: {first_line(context.get('exception'))}",
             f"jobs stored there: {', '.join(jobs)}",
             f"runbook: {config.runbook or 'airflow-backup runbook CONFIG (generate it)'}"])
         return deliver(urls, f"airflow-backup: repository {self.repository}: MAINTENANCE "
@@ -87,7 +82,7 @@ class JobNotifier(BaseNotifier):
         try:
             sent = self._send(context)
         except (BackupError, OSError) as exc:
-            self.log.error("job alert not sent: %s", _first_line(exc))
+            self.log.error("job alert not sent: %s", first_line(exc))
             return
         self.log.info("job alert (%s) accepted by %d notification URL(s)", self.reason, sent)
 
