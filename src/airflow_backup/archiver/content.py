@@ -10,7 +10,9 @@ boundaries do not depend on the block size. Small files (one chunk) take a fast 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
+import queue
 import stat as st
 import threading
 from collections.abc import Callable
@@ -27,6 +29,7 @@ __all__ = ["ContentResult", "ContentSaver"]
 
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 * 1024 * 1024
+_RELEASE_AFTER_BATCHES = 16
 _BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
 
 
@@ -56,6 +59,9 @@ class ContentSaver:
         self._large = threading.BoundedSemaphore(max(1, min(2, self.workers)))
         self._batch: list[tuple[bytes, int, Future[ContentResult]]] = []
         self._batch_bytes = 0
+        self._blocks: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._blocks_lock = threading.Lock()
+        self._small_streak = 0  # small-file batches saved since the last large file
 
     def __enter__(self) -> ContentSaver:
         return self
@@ -96,6 +102,17 @@ class ContentSaver:
                 fut.set_result(self._save_file(path, size))
             except BaseException as exc:  # delivered to whoever waits on this file
                 fut.set_exception(exc)
+        with self._blocks_lock:
+            self._small_streak += 1
+            idle = self._small_streak == _RELEASE_AFTER_BATCHES
+        if idle:
+            # A long run of small files: give the idle block buffers back to the system
+            # rather than carry 2 × 12 MiB through it.
+            while True:
+                try:
+                    self._blocks.get_nowait().close()
+                except queue.Empty:
+                    break
 
     def submit_file(self, path: bytes, expected_size: int) -> Future[ContentResult]:
         """Queue a regular file; the future raises OSError if it cannot be read."""
@@ -135,17 +152,33 @@ class ContentSaver:
                 self._save_blocks(_Reader(fd, data).readinto, result)
                 return result
             with self._large:
-                self._save_blocks(lambda view: os.readv(fd, [view]), result, expected_size)
+                # At most two large files at a time, so at most two block buffers, reused:
+                # that spares the kernel mapping, faulting in and zeroing a fresh buffer per
+                # file. An anonymous map is not zero-filled up front, so only the pages that
+                # files of this size have used become resident.
+                with self._blocks_lock:
+                    self._small_streak = 0
+                try:
+                    buf = self._blocks.get_nowait()
+                except queue.Empty:
+                    buf = mmap.mmap(-1, _BLOCK)
+                try:
+                    self._save_blocks(lambda view: os.readv(fd, [view]), result,
+                                      expected_size, buf)
+                finally:
+                    self._blocks.put(buf)
             return result
         finally:
             os.close(fd)
 
     def _save_blocks(self, readinto: Callable[[memoryview], int], result: ContentResult,
-                     size_hint: int = _BLOCK) -> None:
+                     size_hint: int = _BLOCK, buf: bytearray | mmap.mmap | None = None) -> None:
         """Chunk a stream through one buffer: read into it, save the complete chunks, move
-        the unfinished tail to the front, repeat. No per-block copies are made. A file known
-        to be small gets a buffer of its size, grown to the full block only if it grows."""
-        buf = bytearray(min(_BLOCK, size_hint + 4096))
+        the unfinished tail to the front, repeat. No per-block copies are made. Without a
+        ``buf`` of a full block, a file known to be small gets a buffer of its size, grown to
+        the full block only if it grows."""
+        if buf is None:
+            buf = bytearray(min(_BLOCK, size_hint + 4096))
         filled = 0
         eof = False
         while not eof:
@@ -159,6 +192,7 @@ class ContentSaver:
                         filled += n
                 if eof or len(buf) >= _BLOCK:
                     break
+                assert isinstance(buf, bytearray)  # a given buffer is a full block
                 buf.extend(bytes(_BLOCK - len(buf)))  # larger than it said: use a full block
             if not filled:
                 return

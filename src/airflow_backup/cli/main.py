@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import json
 import signal
 import sys
@@ -157,9 +158,17 @@ def _tune_allocator() -> None:
     libc.mallopt(m_mmap_threshold, 1 << 20)
 
 
+def _tune_gc() -> None:
+    """A backup allocates millions of small objects (nodes, ids) that live until their tree
+    is written; with the default gen-0 threshold of 700 the cyclic GC rescans them thousands
+    of times: 3.0 % of a 1 GiB backup's CPU in ``perf``, 1.7 % at 50,000."""
+    gc.set_threshold(50_000, 20, 20)
+
+
 def entrypoint() -> None:
     """Console-script entry point."""
     _tune_allocator()
+    _tune_gc()
     sys.exit(main())
 
 

@@ -69,3 +69,39 @@ def test_small_and_empty_files_and_growth(tmp_path: object) -> None:
     assert r_empty.content == [] and r_empty.size == 0
     assert r_small.size == 1000 and len(r_small.content) == 1
     assert r_grown.size == 3 * 1024 * 1024 and len(r_grown.content) >= 2
+
+
+def test_large_files_share_reused_block_buffers_then_release_them(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large files go through pooled block buffers: a file read after a longer one sees none
+    of the longer one's bytes, and a long run of small files gives the buffers back."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    monkeypatch.setattr(content_mod, "_BLOCK", MAX_SIZE + 1)
+    repo = Repository.init(MemoryStorage(), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    rng = random.Random(7)
+    sizes = [20 * 1024 * 1024, 700 * 1024, 9 * 1024 * 1024, 600 * 1024]
+    files = []
+    for i, size in enumerate(sizes):
+        path = root / f"large{i}"
+        path.write_bytes(rng.randbytes(size))
+        files.append(path)
+    with ContentSaver(repo, chunker, workers=1) as saver:
+        for path in files:
+            data = path.read_bytes()
+            result = saver.submit_file(os.fsencode(path), len(data)).result()
+            assert result.size == len(data)
+            assert result.content == [hashlib.sha256(data[o : o + n]).digest()
+                                      for o, n in chunker.cut(data)]
+        assert saver._blocks.qsize() == 1  # one worker: one buffer, reused for every file
+        small = root / "small"
+        small.write_bytes(b"x" * 100)
+        for _ in range(content_mod._RELEASE_AFTER_BATCHES):
+            fut = saver.submit_small(os.fsencode(small), 100)
+            saver.flush()
+            fut.result()
+    assert saver._blocks.empty()  # checked once the workers are joined
