@@ -29,7 +29,7 @@ from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
 from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
-from airflow_backup.archiver.nodes import node_from_stat
+from airflow_backup.archiver.nodes import node_from_stat, same_file_node
 from airflow_backup.archiver.parent import ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.errors import ConfigError
@@ -235,6 +235,13 @@ class Archiver:
             return
         try:
             s = os.lstat(path)
+            if not self._with_atime:
+                old = pending.parent.nodes.get(name)
+                if same_file_node(old, s):
+                    assert old is not None
+                    self._count_unmodified(old.size)
+                    pending.entries.append(old)
+                    return
             node = node_from_stat(name, path, s, self._with_atime)
         except OSError as exc:
             self._error(path, exc)
@@ -244,7 +251,7 @@ class Archiver:
             if unchanged(node, old):
                 assert old is not None
                 node.content = old.content
-                self._count_file(ContentResult(size=node.size), "unmodified")
+                self._count_unmodified(node.size)
                 pending.entries.append(node)
                 return
             assert self._saver is not None
@@ -320,8 +327,9 @@ class Archiver:
             self.events.item_done(os.fsdecode(path), "file", node.size, self.stats)
             nodes.append(node)
         parent = pending.parent
-        if parent.tree_id is not None and len(parent.nodes) == len(nodes) and all(
-            parent.nodes.get(n.name) == n for n in nodes
+        old_nodes = parent.nodes
+        if parent.tree_id is not None and len(old_nodes) == len(nodes) and all(
+            (o := old_nodes.get(n.name)) is n or o == n for n in nodes
         ):
             pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
         else:
@@ -333,15 +341,19 @@ class Archiver:
         s = self.stats
         if kind == "new":
             s.files_new += 1
-        elif kind == "changed":
-            s.files_changed += 1
         else:
-            s.files_unmodified += 1
+            s.files_changed += 1
         s.total_files_processed += 1
         s.total_bytes_processed += result.size
         s.data_blobs += result.new_blobs
         s.data_added += result.data_added
         s.data_added_packed += result.data_added_packed
+
+    def _count_unmodified(self, size: int) -> None:
+        s = self.stats
+        s.files_unmodified += 1
+        s.total_files_processed += 1
+        s.total_bytes_processed += size
 
     def _save_tree(self, nodes: list[Node]) -> bytes:
         tree_id, added = self.repo.save_tree(nodes)
