@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
@@ -32,7 +32,7 @@ from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat, same_file_node
 from airflow_backup.archiver.parent import ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.errors import ConfigError
+from airflow_backup.errors import ConfigError, IntegrityError
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
@@ -86,7 +86,8 @@ class _VirtualDir:
         self.children: dict[bytes, _VirtualDir | bytes] = {}
 
 
-Entry = (Node | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
+# A kept parent node is its JSON (dict); see ParentTree.
+Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
          | tuple[Node, ContentResult] | tuple[Node, BaseException])
 
 
@@ -236,18 +237,18 @@ class Archiver:
         try:
             s = os.lstat(path)
             if not self._with_atime:
-                old = pending.parent.nodes.get(name)
-                if same_file_node(old, s):
-                    assert old is not None
-                    self._count_unmodified(old.size)
-                    pending.entries.append(old)
+                kept = pending.parent.raw.get(name)
+                if same_file_node(kept, s):
+                    assert kept is not None
+                    self._count_unmodified(s.st_size)
+                    pending.entries.append(kept)
                     return
             node = node_from_stat(name, path, s, self._with_atime)
         except OSError as exc:
             self._error(path, exc)
             return
         if node.type == "file":
-            old = pending.parent.nodes.get(name)
+            old = pending.parent.node(name)
             if unchanged(node, old):
                 assert old is not None
                 node.content = old.content
@@ -294,9 +295,9 @@ class Archiver:
             self._write_dir(pending)
 
     def _write_dir(self, pending: _PendingDir) -> None:
-        nodes: list[Node] = []
+        nodes: list[Node | dict[str, Any]] = []
         for entry in pending.entries:
-            if isinstance(entry, Node):
+            if isinstance(entry, (Node, dict)):
                 nodes.append(entry)
                 continue
             node, work = entry
@@ -305,7 +306,7 @@ class Archiver:
                 if work.tree_id is None:
                     continue
                 node.subtree = work.tree_id
-                old = pending.parent.nodes.get(node.name)
+                old = pending.parent.node(node.name)
                 if old is None or old.type != "dir":
                     self.stats.dirs_new += 1
                 elif old.subtree == node.subtree:
@@ -322,18 +323,19 @@ class Archiver:
                 self._error(path, exc)
                 continue
             node.content, node.size = result.content, result.size
-            kind = "changed" if node.name in pending.parent.nodes else "new"
+            kind = "changed" if node.name in pending.parent.raw else "new"
             self._count_file(result, kind)
             self.events.item_done(os.fsdecode(path), "file", node.size, self.stats)
             nodes.append(node)
         parent = pending.parent
-        old_nodes = parent.nodes
-        if parent.tree_id is not None and len(old_nodes) == len(nodes) and all(
-            (o := old_nodes.get(n.name)) is n or o == n for n in nodes
+        # Kept parent nodes (JSON) are equal to the parent's by construction; names are unique
+        # and sorted, so equal counts and equal nodes mean an identical tree.
+        if parent.tree_id is not None and len(parent.raw) == len(nodes) and all(
+            isinstance(n, dict) or parent.node(n.name) == n for n in nodes
         ):
             pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
         else:
-            pending.tree_id = self._save_tree(nodes)
+            pending.tree_id = self._save_tree([_as_node(n) for n in nodes])
 
     # ---- bookkeeping ---------------------------------------------------------------------
 
@@ -398,6 +400,17 @@ class Archiver:
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
+
+
+def _as_node(entry: Node | dict[str, Any]) -> Node:
+    """Return a tree entry as a Node; a kept parent node is parsed only now."""
+    if isinstance(entry, Node):
+        return entry
+    try:
+        return Node.from_json(entry)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"parent snapshot holds a malformed node {entry.get('name')!r}") \
+            from exc
 
 
 def _place(root: _VirtualDir, target: bytes) -> None:

@@ -7,7 +7,9 @@ import grp
 import os
 import pwd
 import stat as st
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from airflow_backup.repository.timefmt import format_ns
 from airflow_backup.repository.tree import Node, go_mode
@@ -103,30 +105,32 @@ def node_from_stat(name: bytes, path: bytes, s: os.stat_result, with_atime: bool
     return node
 
 
-def same_file_node(old: Node | None, s: os.stat_result) -> bool:
-    """Return whether ``old``, a file node of the parent snapshot, is exactly the node that
-    :func:`node_from_stat` would build for a regular file with ``lstat`` result ``s`` (access
-    time recorded as mtime).
+def same_file_node(old: Mapping[str, Any] | None, s: os.stat_result) -> bool:
+    """Return whether ``old``, a file node of the parent snapshot as parsed JSON, is exactly
+    the node that :func:`node_from_stat` would build for a regular file with ``lstat``
+    result ``s`` (access time recorded as mtime).
 
     Same inode, size, mtime and ctime is restic's test for unchanged content; ctime also
     moves on every change of mode, owner, link count and extended attribute, so with the
     owner's names and the hard-link device compared too, the old node can be kept whole:
     no new node, no xattr read, no time formatting beyond these two.
     """
+    if old is None:
+        return False
+    get = old.get
+    nlink = s.st_nlink
     return (
-        old is not None
-        and old.type == "file"
-        and old.content is not None
-        and old.inode == s.st_ino
-        and old.size == s.st_size
-        and old.uid == s.st_uid
-        and old.gid == s.st_gid
-        and old.links == s.st_nlink
-        and old.device_id == (s.st_dev if s.st_nlink > 1 else 0)
-        and old.mtime == old.atime
+        get("type") == "file"
+        and isinstance(get("content"), list)
+        and (get("inode") or 0) == s.st_ino
+        and (get("size") or 0) == s.st_size
+        and (get("uid") or 0) == s.st_uid
+        and (get("gid") or 0) == s.st_gid
+        and (get("links") or 0) == nlink
+        and (get("device_id") or 0) == (s.st_dev if nlink > 1 else 0)
         and st.S_ISREG(s.st_mode)
-        and old.mtime == format_ns(s.st_mtime_ns)
-        and old.ctime == format_ns(s.st_ctime_ns)
-        and old.user == _user_name(s.st_uid)
-        and old.group == _group_name(s.st_gid)
+        and get("mtime") == get("atime") == format_ns(s.st_mtime_ns)
+        and get("ctime") == format_ns(s.st_ctime_ns)
+        and (get("user") or "") == _user_name(s.st_uid)
+        and (get("group") or "") == _group_name(s.st_gid)
     )

@@ -7,8 +7,12 @@ with the same size, mtime, ctime and inode. Its content ids are then reused as t
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow_backup.errors import BackupError
+from airflow_backup.repository import gojson
+from airflow_backup.repository.gojson import go_unquote_name
+from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node
@@ -17,13 +21,18 @@ __all__ = ["ParentTree", "find_parent", "unchanged"]
 
 
 class ParentTree:
-    """The parent's nodes of one directory, by name (empty when there is no parent dir)."""
+    """The parent's nodes of one directory, by name (empty when there is no parent dir).
 
-    __slots__ = ("nodes", "tree_id")
+    Nodes are kept as parsed JSON and turned into :class:`Node` objects only when asked for:
+    most of a parent's files are unchanged, and their JSON is all the walk compares.
+    """
 
-    def __init__(self, tree_id: bytes | None, nodes: list[Node]) -> None:
+    __slots__ = ("_nodes", "raw", "tree_id")
+
+    def __init__(self, tree_id: bytes | None, raw: list[dict[str, Any]]) -> None:
         self.tree_id = tree_id
-        self.nodes = {n.name: n for n in nodes}
+        self.raw = {go_unquote_name(obj["name"]): obj for obj in raw}
+        self._nodes: dict[bytes, Node | None] = {}
 
     @classmethod
     def load(cls, repo: Repository, tree_id: bytes | None) -> ParentTree:
@@ -31,13 +40,28 @@ class ParentTree:
         if tree_id is None:
             return _EMPTY
         try:
-            return cls(tree_id, repo.load_tree(tree_id))
-        except BackupError:
+            obj = gojson.loads(repo.load_blob(BlobType.TREE, tree_id))
+            return cls(tree_id, list(obj.get("nodes") or []))
+        except (BackupError, KeyError, TypeError, ValueError, AttributeError):
             return _EMPTY
+
+    def node(self, name: bytes) -> Node | None:
+        """Return the parent's node called ``name`` (None if absent or malformed)."""
+        if name in self._nodes:
+            return self._nodes[name]
+        obj = self.raw.get(name)
+        node = None
+        if obj is not None:
+            try:
+                node = Node.from_json(obj)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                node = None
+        self._nodes[name] = node
+        return node
 
     def child(self, repo: Repository, name: bytes) -> ParentTree:
         """Return the parent tree of sub-directory ``name``."""
-        node = self.nodes.get(name)
+        node = self.node(name)
         if node is None or node.type != "dir":
             return _EMPTY
         return ParentTree.load(repo, node.subtree)
