@@ -47,15 +47,15 @@ class ParentTree:
 
     def node(self, name: bytes) -> Node | None:
         """Return the parent's node called ``name`` (None if absent or malformed)."""
+        obj = self.raw.get(name)
+        if obj is None:
+            return None  # nothing cached: the shared empty tree must stay empty
         if name in self._nodes:
             return self._nodes[name]
-        obj = self.raw.get(name)
-        node = None
-        if obj is not None:
-            try:
-                node = Node.from_json(obj)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                node = None
+        try:
+            node: Node | None = Node.from_json(obj)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            node = None
         self._nodes[name] = node
         return node
 
