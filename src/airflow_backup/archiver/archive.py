@@ -32,7 +32,7 @@ from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat, same_file_node
 from airflow_backup.archiver.parent import ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.errors import ConfigError, IntegrityError
+from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
@@ -335,7 +335,7 @@ class Archiver:
         ):
             pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
         else:
-            pending.tree_id = self._save_tree([_as_node(n) for n in nodes])
+            pending.tree_id = self._save_tree(nodes)
 
     # ---- bookkeeping ---------------------------------------------------------------------
 
@@ -357,7 +357,7 @@ class Archiver:
         s.total_files_processed += 1
         s.total_bytes_processed += size
 
-    def _save_tree(self, nodes: list[Node]) -> bytes:
+    def _save_tree(self, nodes: list[Node | dict[str, Any]]) -> bytes:
         tree_id, added = self.repo.save_tree(nodes)
         if added:
             self.stats.tree_blobs += 1
@@ -400,17 +400,6 @@ class Archiver:
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
-
-
-def _as_node(entry: Node | dict[str, Any]) -> Node:
-    """Return a tree entry as a Node; a kept parent node is parsed only now."""
-    if isinstance(entry, Node):
-        return entry
-    try:
-        return Node.from_json(entry)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IntegrityError(f"parent snapshot holds a malformed node {entry.get('name')!r}") \
-            from exc
 
 
 def _place(root: _VirtualDir, target: bytes) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -238,8 +238,9 @@ class Repository:
 
     # ---- trees ---------------------------------------------------------------------------
 
-    def save_tree(self, nodes: list[Node]) -> tuple[bytes, int]:
-        """Store a tree blob; return (tree id, bytes added)."""
+    def save_tree(self, nodes: Sequence[Node | Mapping[str, Any]]) -> tuple[bytes, int]:
+        """Store a tree blob (nodes as for :func:`encode_tree`); return (tree id, bytes
+        added)."""
         return self.save_blob(BlobType.TREE, encode_tree(nodes))
 
     def load_tree(self, tree_id: bytes) -> list[Node]:

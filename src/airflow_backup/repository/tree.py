@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import stat as st
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,12 +191,19 @@ _KNOWN = frozenset({
 })
 
 
-def encode_tree(nodes: list[Node]) -> bytes:
-    """Return a tree blob's bytes. Raise ValueError if names are not strictly increasing."""
-    for a, b in itertools.pairwise(nodes):
-        if not a.name < b.name:
-            raise ValueError(f"tree nodes not in strictly increasing order: {b.name!r}")
-    return b'{"nodes":[' + b",".join(gojson.dumps(n.to_json()) for n in nodes) + b"]}\n"
+def encode_tree(nodes: Sequence[Node | Mapping[str, Any]]) -> bytes:
+    """Return a tree blob's bytes. A node may also be the JSON object it was read as (an
+    unchanged file node kept from a parent snapshot): it is written from that object, with
+    no round trip through :class:`Node`, and gives the same bytes as its Node would.
+    Raise ValueError if names are not strictly increasing.
+    """
+    names = [n.name if isinstance(n, Node) else go_unquote_name(n["name"]) for n in nodes]
+    for a, b in itertools.pairwise(names):
+        if not a < b:
+            raise ValueError(f"tree nodes not in strictly increasing order: {b!r}")
+    return (b'{"nodes":['
+            + b",".join(gojson.dumps(n.to_json() if isinstance(n, Node) else n) for n in nodes)
+            + b"]}\n")
 
 
 def decode_tree(data: bytes, what: str) -> list[Node]:

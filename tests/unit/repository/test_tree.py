@@ -92,6 +92,23 @@ def test_tree_round_trip(nodes: list[Node]) -> None:
         assert "content" in obj and "name" in obj and "type" in obj
 
 
+@FAST
+@given(nodes=node_lists())
+def test_kept_json_nodes_encode_exactly_as_their_nodes(nodes: list[Node]) -> None:
+    """A parent's unchanged file nodes are written back from their JSON: same bytes as the
+    nodes would give, alone or mixed with Node objects. (Only file nodes are kept; a symlink
+    target that is not UTF-8 would come back with U+FFFD written plainly, not escaped.)"""
+    nodes = [n for n in nodes if not n.linktarget]
+    blob = encode_tree(nodes)
+    raw = gojson.loads(blob)["nodes"]
+    assert encode_tree(raw) == blob
+    mixed = [n if i % 2 else raw[i] for i, n in enumerate(nodes)]
+    assert encode_tree(mixed) == blob
+    if len(raw) > 1:
+        with pytest.raises(ValueError):
+            encode_tree(list(reversed(raw)))
+
+
 @pytest.mark.parametrize("name", [b"x\\b", b"C:\\foo", b"\\f"])
 def test_tree_round_trip_names_with_backslash_b_or_f(name: bytes) -> None:
     nodes = [Node(name=name, type="file", content=[])]
