@@ -7,7 +7,6 @@ Used by check, prune and repair, which must see every copy of every blob (the in
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 
 from airflow_backup.errors import IntegrityError
@@ -15,13 +14,13 @@ from airflow_backup.repository.crypto import EXTENSION, Key
 from airflow_backup.repository.index import encode_index
 from airflow_backup.repository.packs import (
     EAGER_TAIL,
-    MAX_HEADER,
     BlobType,
     PackedBlob,
-    decode_header,
     encode_header,
+    header_length,
+    open_header,
 )
-from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.repo import INDEX_MAX_BLOBS, Repository
 from airflow_backup.repository.unpacked import save_json
 from airflow_backup.storage.base import FileType, Handle, Storage
 
@@ -36,7 +35,6 @@ __all__ = [
 ]
 
 BlobKey = tuple[BlobType, bytes]
-INDEX_MAX_BLOBS = 50_000  # restic flushes an index file at this many blobs
 
 
 def header_size(blobs: list[PackedBlob]) -> int:
@@ -62,25 +60,17 @@ def load_pack_header(storage: Storage, key: Key, pack: str, size: int) -> list[P
     its header lists. Raise IntegrityError if the header is damaged or does not describe a
     file of that size, NotFound if the pack is missing."""
     what = f"pack {pack}"
-    if size < 4 + EXTENSION:
-        raise IntegrityError(f"{what}: file too short to be a pack ({size} bytes)")
     handle = Handle(FileType.DATA, pack)
     tail_len = min(size, EAGER_TAIL)
     tail = storage.load(handle, size - tail_len, tail_len)
     if len(tail) != tail_len:
         raise IntegrityError(f"{what}: short read of the header")
-    (hlen,) = struct.unpack_from("<I", tail, len(tail) - 4)
-    if hlen > MAX_HEADER or hlen + 4 > size or hlen < EXTENSION:
-        raise IntegrityError(f"{what}: invalid header length {hlen}")
+    hlen = header_length(tail, size, what)
     if hlen + 4 <= len(tail):
         sealed = tail[len(tail) - 4 - hlen : len(tail) - 4]
     else:
         sealed = storage.load(handle, size - 4 - hlen, hlen)
-    blobs = decode_header(key.open(sealed, what=f"{what} header"), what)
-    end = blobs[-1].offset + blobs[-1].length if blobs else 0
-    if end + hlen + 4 != size:
-        raise IntegrityError(f"{what}: header does not describe the file's size")
-    return blobs
+    return open_header(sealed, key, size, what)
 
 
 def merge_index_files(

@@ -14,7 +14,8 @@ from enum import Enum
 from airflow_backup.errors import IntegrityError
 from airflow_backup.repository.crypto import EXTENSION, Key
 
-__all__ = ["BlobType", "PackedBlob", "decode_header", "encode_header", "read_pack_header"]
+__all__ = ["BlobType", "PackedBlob", "decode_header", "encode_header", "header_length",
+           "open_header", "read_pack_header"]
 
 MAX_HEADER = 16 * 1024 * 1024 + 4
 _PLAIN_ENTRY = 1 + 4 + 32
@@ -95,17 +96,29 @@ def decode_header(header: bytes, what: str = "pack") -> list[PackedBlob]:
     return blobs
 
 
-def read_pack_header(pack: bytes, key: Key, what: str) -> list[PackedBlob]:
-    """Given a whole pack file (or at least its tail with correct total size semantics),
-    return its blob entries. Raise IntegrityError if the header is damaged or inconsistent."""
-    if len(pack) < 4 + EXTENSION:
-        raise IntegrityError(f"{what}: file too short to be a pack ({len(pack)} bytes)")
-    (hlen,) = struct.unpack_from("<I", pack, len(pack) - 4)
-    if hlen > MAX_HEADER or hlen + 4 > len(pack) or hlen < EXTENSION:
+def header_length(tail: bytes | memoryview, size: int, what: str) -> int:
+    """Given the last bytes (at least 4) of a pack file of ``size`` bytes, return the length of
+    its sealed header. Raise IntegrityError if the file cannot hold a header that long."""
+    if size < 4 + EXTENSION:
+        raise IntegrityError(f"{what}: file too short to be a pack ({size} bytes)")
+    (hlen,) = struct.unpack_from("<I", tail, len(tail) - 4)
+    if hlen > MAX_HEADER or hlen + 4 > size or hlen < EXTENSION:
         raise IntegrityError(f"{what}: invalid header length {hlen}")
-    sealed = pack[len(pack) - 4 - hlen : len(pack) - 4]
+    return int(hlen)
+
+
+def open_header(sealed: bytes | memoryview, key: Key, size: int, what: str) -> list[PackedBlob]:
+    """Given a pack's sealed header and the pack's size, return its blob entries. Raise
+    IntegrityError if the header is damaged or does not describe a file of that size."""
     blobs = decode_header(key.open(sealed, what=f"{what} header"), what)
     end = blobs[-1].offset + blobs[-1].length if blobs else 0
-    if end + hlen + 4 != len(pack):
+    if end + len(sealed) + 4 != size:
         raise IntegrityError(f"{what}: header does not describe the file's size")
     return blobs
+
+
+def read_pack_header(pack: bytes, key: Key, what: str) -> list[PackedBlob]:
+    """Given a whole pack file, return its blob entries. Raise IntegrityError if the header
+    is damaged or inconsistent."""
+    hlen = header_length(pack, len(pack), what)
+    return open_header(pack[len(pack) - 4 - hlen : len(pack) - 4], key, len(pack), what)

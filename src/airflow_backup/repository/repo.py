@@ -35,7 +35,7 @@ from airflow_backup.storage.base import FileType, Handle, Storage
 __all__ = ["Repository"]
 
 # restic flushes an index file after 50,000 blobs; so do we, to keep index files small.
-_INDEX_MAX_BLOBS = 50_000
+INDEX_MAX_BLOBS = 50_000
 
 
 class Repository:
@@ -160,7 +160,7 @@ class Repository:
         with self._index_lock:
             self._unsaved[pack_id] = blobs
             self._unsaved_count += len(blobs)
-            full = self._unsaved_count >= _INDEX_MAX_BLOBS
+            full = self._unsaved_count >= INDEX_MAX_BLOBS
         if full:
             self._write_index()
 
