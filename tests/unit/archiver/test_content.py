@@ -105,3 +105,33 @@ def test_large_files_share_reused_block_buffers_then_release_them(
             saver.flush()
             fut.result()
     assert saver._blocks.empty()  # checked once the workers are joined
+
+
+def test_a_batch_opens_its_files_together_and_reports_each_failure(tmp_path: object) -> None:
+    """Small files are opened a batch at a time (and read ahead): a file that vanished fails
+    alone, the others are saved, and no descriptor is left open."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    repo = Repository.init(MemoryStorage(), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    paths = []
+    for i in range(10):
+        p = root / f"f{i}"
+        p.write_bytes(bytes([i]) * (100 + i))
+        paths.append(p)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with ContentSaver(repo, chunker, workers=1) as saver:
+        futs = []
+        for i, p in enumerate(paths):
+            futs.append(saver.submit_small(os.fsencode(p), 100 + i))
+        paths[3].unlink()  # gone before the batch is handed to a worker
+        saver.flush()
+        results = []
+        for fut in futs:
+            try:
+                results.append(fut.result().size)
+            except OSError as exc:
+                results.append(type(exc).__name__)
+    assert results == [100, 101, 102, "FileNotFoundError", 104, 105, 106, 107, 108, 109]
+    assert len(os.listdir("/proc/self/fd")) == fds_before
