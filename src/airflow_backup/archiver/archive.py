@@ -336,6 +336,11 @@ class Archiver:
             pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
         else:
             pending.tree_id = self._save_tree(nodes)
+        # Only the tree id is needed from now on. The parent directory keeps this object
+        # until its own tree is written, and with it (before this) every node below it:
+        # memory grew by about 1.5 KiB per file for the whole backup.
+        pending.entries = []
+        pending.parent = _NO_PARENT
 
     # ---- bookkeeping ---------------------------------------------------------------------
 
@@ -400,6 +405,9 @@ class Archiver:
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
+
+
+_NO_PARENT = ParentTree(None, [])
 
 
 def _place(root: _VirtualDir, target: bytes) -> None:

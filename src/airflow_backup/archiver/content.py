@@ -296,7 +296,7 @@ class _ReadToReadinto:
 
 def _read_all(fd: int, hint: int) -> bytes:
     """Read a small file of ``hint`` bytes (its lstat size), or up to MIN_SIZE if it grew."""
-    parts = []
+    parts: list[bytes] = []
     want = max(hint + 1, 4096)
     while True:
         data = os.read(fd, want)

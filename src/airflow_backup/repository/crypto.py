@@ -87,6 +87,23 @@ class Key:
         ct = enc.update(plaintext) + enc.finalize()
         return b"".join((nonce, ct, self._mac(nonce, ct)))
 
+    def seal_into(self, plaintext: bytes | memoryview, out: memoryview) -> int:
+        """Write ``IV ‖ CT ‖ MAC`` of ``plaintext`` to the start of ``out``; return its length
+        (``len(plaintext) + EXTENSION``). ``out`` must be at least 15 bytes longer than that
+        (the cipher API asks for a block of slack); those bytes are left untouched (CTR
+        mode writes exactly one byte per byte of input)."""
+        nonce = os.urandom(IV_SIZE)
+        while not any(nonce):
+            nonce = os.urandom(IV_SIZE)
+        n = len(plaintext)
+        enc = Cipher(_aes(self.encrypt), modes.CTR(nonce)).encryptor()
+        out[:IV_SIZE] = nonce
+        if n:
+            enc.update_into(plaintext, out[IV_SIZE:])
+        enc.finalize()
+        out[IV_SIZE + n : EXTENSION + n] = self._mac(nonce, out[IV_SIZE : IV_SIZE + n])
+        return n + EXTENSION
+
     def open(self, sealed: bytes | memoryview, what: str = "data") -> bytes:
         """Verify and decrypt ``IV ‖ CT ‖ MAC``. Raise IntegrityError naming ``what`` if the
         MAC does not match or the input is too short."""

@@ -73,8 +73,9 @@ class Storage(Protocol):
         """Return a human-readable location with any credentials removed."""
         ...
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
-        """Store ``data`` under ``handle`` atomically and durably."""
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under ``handle`` atomically and durably. ``data`` is not kept after
+        this returns (what is kept is copied): callers may reuse the buffer."""
         ...
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:

@@ -140,7 +140,7 @@ class CachingStorage:
         end = len(whole) if length is None else offset + length
         return whole[offset:end]
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save to the store; index and snapshot files are also written to the cache."""
         self.inner.save(handle, data)
         if handle.type in (FileType.INDEX, FileType.SNAPSHOT):

@@ -102,7 +102,7 @@ class CrashInjectingStorage:
         """Return the wrapped store's location."""
         return self.inner.location
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save through the wrapped store, counting the operation."""
         self._mutate("save", handle, lambda: self.inner.save(handle, data))
 

@@ -108,7 +108,7 @@ class FaultInjectingStorage:
 
     # ---- the Storage protocol ------------------------------------------------------------
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save, unless a fault is injected (which may leave a truncated or whole file)."""
         if self.latency > 0:
             self._sleep(self.latency)

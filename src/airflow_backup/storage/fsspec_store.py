@@ -164,7 +164,7 @@ class FsspecStorage:
         except Exception as exc:
             raise map_error(exc, f"create repository at {self._location}") from exc
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Store the file; refuse to overwrite anything but a lock (PermanentStorageError)."""
         what = f"save {object_path(handle)}"
         path = self._path(handle)

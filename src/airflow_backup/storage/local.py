@@ -88,7 +88,7 @@ class LocalStorage:
         except OSError as exc:
             raise _map_os_error(exc, f"create repository at {self._root}") from exc
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` atomically: temp file, fsync, rename, fsync the directory."""
         final = self._path(handle)
         tmp = final.parent / f".tmp-{final.name}-{secrets.token_hex(6)}"

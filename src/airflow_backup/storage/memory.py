@@ -28,7 +28,7 @@ class MemoryStorage:
     def create_layout(self) -> None:
         """Nothing to create in memory."""
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Store a copy of ``data``; refuse to overwrite anything but a lock."""
         with self._lock:
             if handle.type is not FileType.LOCK and handle in self._files:

@@ -75,7 +75,7 @@ class ReadAheadStorage:
             for key in [k for k in self._cache if k[0] == name]:
                 del self._cache[key]
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save through."""
         self.inner.save(handle, data)
 

@@ -131,7 +131,7 @@ class RetryingStorage:
         """Create the layout, retrying transient failures."""
         self._call("create_layout", self.location, self.inner.create_layout)
 
-    def save(self, handle: Handle, data: bytes | bytearray) -> None:
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save, retrying; a retry first checks what the failed attempt left behind."""
         first = True
 
@@ -144,7 +144,7 @@ class RetryingStorage:
 
         self._call("save", object_path(handle), attempt)
 
-    def _settle_partial(self, handle: Handle, data: bytes | bytearray) -> bool:
+    def _settle_partial(self, handle: Handle, data: bytes | bytearray | memoryview) -> bool:
         """Return True if the failed attempt stored ``data`` completely; remove what it left
         if that is a truncated prefix of ``data``; leave anything else (another writer's
         file: the save then refuses to overwrite it)."""
@@ -154,7 +154,7 @@ class RetryingStorage:
             return False
         if stored == data:
             return True
-        if len(stored) < len(data) and data.startswith(stored):
+        if len(stored) < len(data) and data[: len(stored)] == stored:
             with contextlib.suppress(NotFound):
                 self.inner.remove(handle)
         return False

@@ -237,3 +237,51 @@ def test_impossible_header_lengths_are_rejected(key: Key, hlen: int) -> None:
     pack = os.urandom(200) + struct.pack("<I", hlen)
     with pytest.raises(IntegrityError, match="header length"):
         read_pack_header(pack, key, "pack")
+
+
+def test_threads_sealing_into_one_pack_at_once_give_valid_packs(key: Key) -> None:
+    """Blobs added from several threads at once are sealed in place, in parallel, into
+    reused pack buffers: every pack written is whole, and every blob opens to its bytes."""
+    import random
+    import threading
+
+    storage = MemoryStorage()
+    saved: list[tuple[bytes, list[PackedBlob]]] = []
+    lock = threading.Lock()
+
+    def on_saved(pid: bytes, blobs: list[PackedBlob]) -> None:
+        with lock:
+            saved.append((pid, blobs))
+
+    writer = PackWriter(storage, key, BlobType.DATA, on_saved, target_size=256 * 1024)
+    rng = random.Random(3)
+    data = [rng.randbytes(rng.randrange(0, 70_000)) + b"z" * rng.randrange(0, 9000)
+            for _ in range(400)]
+    data.append(rng.randbytes(3 * 1024 * 1024))  # larger than a pack buffer's spare room
+    added = [0] * 4
+
+    def work(part: int) -> None:
+        for d in data[part::4]:
+            added[part] += writer.add(hashlib.sha256(d).digest(), d)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.flush()
+    by_id = {hashlib.sha256(d).digest(): d for d in data}
+    seen = set()
+    for pack_id, blobs in saved:
+        pack = storage.load(Handle(FileType.DATA, pack_id.hex()))
+        assert hashlib.sha256(pack).digest() == pack_id
+        assert read_pack_header(pack, key, "pack") == blobs
+        for b in blobs:
+            plain = key.open(pack[b.offset : b.offset + b.length])
+            if b.compressed:
+                plain = zstandard.ZstdDecompressor().decompress(plain)
+            assert plain == by_id[b.id]
+            seen.add(b.id)
+    assert seen == set(by_id)
+    assert sum(added) == sum(b.length for _, blobs in saved for b in blobs)
+    assert len(saved) > 10
