@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from airflow_backup.errors import IntegrityError, NotFound
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.scratch import scratch
 from airflow_backup.storage.base import FileType, Handle, io_workers
 
 __all__ = ["FileJob", "PackFiller"]
@@ -171,15 +172,16 @@ class PackFiller:
             view = memoryview(data)
             for blob, targets in blobs[start:end]:
                 rel = blob.offset - first.offset
-                plain = self.repo.decode_blob(pack, blob, view[rel : rel + blob.length])
+                plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length],
+                                                   scratch(blob.length + 16))
                 self._write(plain, targets, on_file_done)
             start = end
 
-    def _write(self, plain: bytes, targets: list[_Target],
+    def _write(self, plain: bytes | memoryview, targets: list[_Target],
                on_file_done: Callable[[FileJob, int | None], None]) -> None:
         # All zeros (a hole)? The first and last bytes rule out nearly every blob cheaply.
         zero = (not plain or (plain[0] == 0 and plain[-1] == 0
-                              and plain.count(0) == len(plain)))
+                              and bytes(plain).count(0) == len(plain)))
         for t in targets:
             fd: int | None = None
             job = t.job

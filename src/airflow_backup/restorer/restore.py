@@ -239,8 +239,8 @@ class Restorer:
         if node.type != "symlink":
             os.chmod(dest, posix_mode(node.mode))
         try:
-            atime = parse_ns(node.atime)[0]
             mtime = parse_ns(node.mtime)[0]
+            atime = mtime if node.atime == node.mtime else parse_ns(node.atime)[0]
         except ValueError:
             return
         try:
