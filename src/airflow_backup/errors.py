@@ -76,6 +76,7 @@ __all__ = [
     "UnsafePath",
     "ValidationFailed",
     "WrongPassword",
+    "describe",
     "exit_code_for",
     "first_line",
 ]
@@ -257,3 +258,8 @@ def first_line(exc: BaseException | str | None) -> str:
     if text.strip():
         return text.strip().splitlines()[0]
     return "" if isinstance(exc, str) else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """Return ``"ErrorType: first line of the message"`` (for job results and reports)."""
+    return f"{type(exc).__name__}: {first_line(exc)}"

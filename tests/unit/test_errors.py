@@ -7,6 +7,7 @@ from airflow_backup.errors import (
     EXIT_LOCKED,
     IntegrityError,
     RepositoryLocked,
+    describe,
     exit_code_for,
     first_line,
 )
@@ -17,6 +18,10 @@ def test_first_line_of_exceptions_strings_and_none() -> None:
     assert first_line(ValueError()) == "ValueError"
     assert first_line("\nboom\nmore") == "boom"
     assert first_line("") == "" and first_line(None) == ""
+
+
+def test_describe_names_the_type_and_the_first_line() -> None:
+    assert describe(OSError("disk full\nerrno 28")) == "OSError: disk full"
 
 
 def test_exit_codes() -> None:

@@ -30,7 +30,7 @@ from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
 from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat, same_file_node
-from airflow_backup.archiver.parent import ParentTree, find_parent, unchanged
+from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
@@ -340,7 +340,7 @@ class Archiver:
         # until its own tree is written, and with it (before this) every node below it:
         # memory grew by about 1.5 KiB per file for the whole backup.
         pending.entries = []
-        pending.parent = _NO_PARENT
+        pending.parent = NO_PARENT
 
     # ---- bookkeeping ---------------------------------------------------------------------
 
@@ -405,9 +405,6 @@ class Archiver:
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
-
-
-_NO_PARENT = ParentTree(None, [])
 
 
 def _place(root: _VirtualDir, target: bytes) -> None:

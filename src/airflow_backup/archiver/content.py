@@ -182,8 +182,7 @@ class ContentSaver:
             except queue.Empty:
                 buf = mmap.mmap(-1, _BLOCK)
             try:
-                self._save_blocks(lambda view: os.readv(fd, [view]), result,
-                                  expected_size, buf)
+                self._save_blocks(lambda view: os.readv(fd, [view]), result, buf=buf)
             finally:
                 self._blocks.put(buf)
         return result

@@ -17,7 +17,7 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node
 
-__all__ = ["ParentTree", "find_parent", "unchanged"]
+__all__ = ["NO_PARENT", "ParentTree", "find_parent", "unchanged"]
 
 
 class ParentTree:
@@ -38,12 +38,12 @@ class ParentTree:
     def load(cls, repo: Repository, tree_id: bytes | None) -> ParentTree:
         """Load a parent tree; a missing or unreadable one just means "no parent"."""
         if tree_id is None:
-            return _EMPTY
+            return NO_PARENT
         try:
             obj = gojson.loads(repo.load_blob(BlobType.TREE, tree_id))
             return cls(tree_id, list(obj.get("nodes") or []))
         except (BackupError, KeyError, TypeError, ValueError, AttributeError):
-            return _EMPTY
+            return NO_PARENT
 
     def node(self, name: bytes) -> Node | None:
         """Return the parent's node called ``name`` (None if absent or malformed)."""
@@ -63,11 +63,11 @@ class ParentTree:
         """Return the parent tree of sub-directory ``name``."""
         node = self.node(name)
         if node is None or node.type != "dir":
-            return _EMPTY
+            return NO_PARENT
         return ParentTree.load(repo, node.subtree)
 
 
-_EMPTY = ParentTree(None, [])
+NO_PARENT = ParentTree(None, [])  # shared; never caches anything
 
 
 def unchanged(node: Node, old: Node | None) -> bool:

@@ -34,7 +34,7 @@ from airflow_backup.errors import (
     ConfigError,
     SnapshotNotFound,
     SourceError,
-    first_line,
+    describe,
 )
 from airflow_backup.jobs.config import Config, DrillConfig, SqlAssertion
 from airflow_backup.jobs.notify import Notice, send
@@ -263,7 +263,7 @@ def drill_job(config: Config, job: str, *, as_of: str = "",
                     _drill_source(repo, sn, job, drill, sandbox, result.checks)
         result.ok = True
     except (BackupError, OSError, ValueError) as exc:
-        result.error = f"{type(exc).__name__}: {first_line(exc)}"
+        result.error = describe(exc)
     finally:
         result.rto = time.monotonic() - started
         shutil.rmtree(sandbox, ignore_errors=True)

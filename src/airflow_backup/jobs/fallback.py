@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents
-from airflow_backup.errors import BackupError, RepositoryNotFound, StorageError, first_line
+from airflow_backup.errors import BackupError, RepositoryNotFound, StorageError, describe
 from airflow_backup.repository.repo import Repository
 
 __all__ = [
@@ -88,10 +88,6 @@ class FallbackResult(Generic[T]):
         return "; ".join(f"{loc}: {why}" for loc, why in self.failures)
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {first_line(exc)}"
-
-
 def _release_in_background(lock: AbstractContextManager[object]) -> None:
     """Release a lock on a failing store without waiting out its retry budget; if the store
     stays down the lock is left behind and becomes stale (``unlock`` removes it)."""
@@ -129,10 +125,10 @@ def run_with_fallback(targets: Sequence[RepositoryTarget],
             lock.__exit__(None, None, None)
         except FALLBACK_ERRORS as exc:
             first_error = first_error or exc
-            failures.append((target.location, _describe(exc)))
+            failures.append((target.location, describe(exc)))
             if index + 1 < len(targets):
                 log.warning("repository %s failed (%s); trying fallback %s",
-                            target.location, _describe(exc), targets[index + 1].location)
+                            target.location, describe(exc), targets[index + 1].location)
             continue
         if index:
             log.warning("backup stored in fallback repository %s (degraded): %s",

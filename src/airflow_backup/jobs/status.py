@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_backup.errors import BackupError, first_line
+from airflow_backup.errors import BackupError, describe
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.repos import display_location, open_named
 from airflow_backup.jobs.steps.common import DRILL_TAG, is_job_snapshot, job_tag
@@ -88,7 +88,7 @@ def job_status(config: Config, job: str, now: float | None = None,
             repos[name] = repo
             snaps = repo.list_snapshots()
         except BackupError as exc:
-            problems.append(f"{name}: {type(exc).__name__}: {first_line(exc)}")
+            problems.append(f"{name}: {describe(exc)}")
             continue
         for sn in snaps:
             if is_job_snapshot(sn, job) and (newest is None

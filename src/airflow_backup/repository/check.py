@@ -268,7 +268,7 @@ class _Checker:
         for b in blobs:
             try:
                 self.repo.decode_blob_into(name, b, view[b.offset : b.offset + b.length],
-                                           scratch(b.length + 16))
+                                           scratch(b.length))
             except IntegrityError as exc:
                 self.error(f"pack {name}: {b.type.value} blob {b.id.hex()} is damaged: {exc}")
                 self.damage_pack(pack_id, "damaged", [b])

@@ -80,9 +80,7 @@ class Key:
 
     def seal(self, plaintext: bytes | memoryview) -> bytes:
         """Encrypt and authenticate ``plaintext``; return ``IV ‖ CT ‖ MAC``."""
-        nonce = os.urandom(IV_SIZE)
-        while not any(nonce):  # restic rejects an all-zero nonce
-            nonce = os.urandom(IV_SIZE)
+        nonce = _nonce()
         enc = Cipher(_aes(self.encrypt), modes.CTR(nonce)).encryptor()
         ct = enc.update(plaintext) + enc.finalize()
         return b"".join((nonce, ct, self._mac(nonce, ct)))
@@ -92,9 +90,7 @@ class Key:
         (``len(plaintext) + EXTENSION``). ``out`` must be at least 15 bytes longer than that
         (the cipher API asks for a block of slack); those bytes are left untouched (CTR
         mode writes exactly one byte per byte of input)."""
-        nonce = os.urandom(IV_SIZE)
-        while not any(nonce):
-            nonce = os.urandom(IV_SIZE)
+        nonce = _nonce()
         n = len(plaintext)
         enc = Cipher(_aes(self.encrypt), modes.CTR(nonce)).encryptor()
         out[:IV_SIZE] = nonce
@@ -139,7 +135,14 @@ class Key:
 # Sealing a small blob is dominated by per-call set-up, all of it holding the GIL (a 1 GiB
 # backup seals 27,000 blobs): the AES key objects are made once per key, and the one-block
 # AES-ECB that turns a nonce into Poly1305's ``s`` reuses one encryptor per thread and key
-# (ECB carries no state from block to block). Seal of 8 KB: 14.8 → 9.9 µs.
+# (ECB carries no state from block to block). Seal of 8 KB: 14.8 → 11.2 µs.
+def _nonce() -> bytes:
+    nonce = os.urandom(IV_SIZE)
+    while not any(nonce):  # restic rejects an all-zero nonce
+        nonce = os.urandom(IV_SIZE)
+    return nonce
+
+
 @functools.lru_cache(maxsize=32)
 def _aes(key: bytes) -> algorithms.AES:
     return algorithms.AES(key)

@@ -136,20 +136,15 @@ class PackWriter:
                 self._write(other)
             with memoryview(pack.buf) as view, view[offset : offset + size + _SLACK] as out:
                 self._key.seal_into(payload, out)
-        except BaseException as exc:
+            with self._lock:
+                pack.sealing -= 1
+                last = pack.closed and pack.sealing == 0
+            if last:
+                self._write(pack)
+        except BaseException as exc:  # the writer is unusable now: later calls raise it
             with self._lock:
                 self._error = self._error or exc
             raise
-        with self._lock:
-            pack.sealing -= 1
-            last = pack.closed and pack.sealing == 0
-        if last:
-            try:
-                self._write(pack)
-            except BaseException as exc:
-                with self._lock:
-                    self._error = self._error or exc
-                raise
         return size
 
     def _room_for(self, size: int, full: list[_Pack]) -> _Pack:

@@ -224,8 +224,9 @@ class Repository:
     def decode_blob_into(self, pack: str, blob: PackedBlob, sealed: bytes | memoryview,
                          scratch: memoryview) -> bytes | memoryview:
         """Like :meth:`decode_blob`, but decrypt into ``scratch`` (at least ``blob.length``
-        bytes): an uncompressed blob comes back as a view of it, valid until ``scratch`` is
-        reused. Restore and check read every blob; this spares a fresh buffer per blob."""
+        bytes, which leaves the cipher's block of slack past the plaintext): an uncompressed
+        blob comes back as a view of it, valid until ``scratch`` is reused. Restore and check
+        read every blob; this spares a fresh buffer per blob."""
         what = self._blob_what(pack, blob, sealed)
         return self._verify_blob(what, blob, self.key.open_into(sealed, scratch, what=what))
 

@@ -173,7 +173,7 @@ class PackFiller:
             for blob, targets in blobs[start:end]:
                 rel = blob.offset - first.offset
                 plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length],
-                                                   scratch(blob.length + 16))
+                                                   scratch(blob.length))
                 self._write(plain, targets, on_file_done)
             start = end
 
