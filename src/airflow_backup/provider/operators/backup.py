@@ -10,6 +10,7 @@ from airflow.sdk import Asset, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.archiver.warm import MetadataWarmer
 from airflow_backup.errors import ConfigError, PartialBackup
 from airflow_backup.provider.errors import engine_errors
 from airflow_backup.provider.hooks.repository import BackupRepositoryHook
@@ -80,15 +81,17 @@ class BackupOperator(RepositoryOperator):
         started = time.monotonic()
         source: str | None = None
         with engine_errors():
-            repo = self.open_repository()
+            if not self.source_url and not all(isinstance(p, str) and p for p in self.paths):
+                raise ConfigError("paths must be non-empty strings")
+            # The paths' metadata is read into the kernel's cache while the key is derived.
+            with MetadataWarmer([] if self.source_url else self.paths, self.excludes):
+                repo = self.open_repository()
             with repo.lock(exclusive=False):
                 if self.source_url:
                     res = backup_source(repo, self.source_url, tags=tags, hostname=self.host)
                     snapshot, stats = res.snapshot, res.stats
                     source = str(res.metadata["source"].get("url", ""))
                 else:
-                    if not all(isinstance(p, str) and p for p in self.paths):
-                        raise ConfigError("paths must be non-empty strings")
                     result = Archiver(repo).backup(BackupOptions(
                         paths=self.paths, excludes=self.excludes, tags=tags,
                         hostname=self.host))
