@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
-from airflow_backup.archiver.content import ContentResult, ContentSaver
+from airflow_backup.archiver.content import ContentResult, ContentSaver, SmallFile
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.nodes import node_from_stat, same_file_node
 from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
@@ -87,8 +87,8 @@ class _VirtualDir:
 
 
 # A kept parent node is its JSON (dict); see ParentTree.
-Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, "_PendingDir"]
-         | tuple[Node, ContentResult] | tuple[Node, BaseException])
+Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, SmallFile]
+         | tuple[Node, "_PendingDir"] | tuple[Node, ContentResult] | tuple[Node, BaseException])
 
 
 def _settle(entries: list[Entry], index: int, node: Node, fut: Future[ContentResult]) -> None:
@@ -119,7 +119,7 @@ class _PendingDir:
         entries = self.entries
         while self.checked < len(entries):
             entry = entries[self.checked]
-            if isinstance(entry, tuple) and isinstance(entry[1], Future) \
+            if isinstance(entry, tuple) and isinstance(entry[1], (SmallFile, Future)) \
                     and not entry[1].done():
                 return False
             self.checked += 1
@@ -257,9 +257,9 @@ class Archiver:
                 return
             assert self._saver is not None
             if s.st_size < MIN_SIZE:
-                fut = self._saver.submit_small(path, s.st_size)
-            else:
-                fut = self._saver.submit_file(path, s.st_size)
+                pending.entries.append((node, self._saver.submit_small(path, s.st_size)))
+                return
+            fut = self._saver.submit_file(path, s.st_size)
             index = len(pending.entries)
             pending.entries.append((node, fut))
             # Once saved, keep only the result: thousands of finished futures (each with its

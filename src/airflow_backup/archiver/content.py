@@ -1,7 +1,8 @@
 """Read, chunk, hash and store file contents on a pool of worker threads.
 
-Reading, chunking (FastCDC), SHA-256, zstd and AES/Poly1305 all release the GIL, so files
-are processed concurrently by ``workers`` threads. Each file is read in large blocks and cut
+Reading, chunking (FastCDC), SHA-256 and zstd release the GIL (the ``cryptography``
+package's AES and Poly1305 do not), so files are processed concurrently by ``workers``
+threads. Each file is read in large blocks and cut
 with ``cut_buf``; the last, unfinished chunk of a block is carried into the next one, so chunk
 boundaries do not depend on the block size. Small files (one chunk) take a fast path: one
 ``read``, no chunker. At most ``max_inflight`` files are queued, which bounds memory.
@@ -26,7 +27,7 @@ from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import io_workers
 
-__all__ = ["ContentResult", "ContentSaver"]
+__all__ = ["ContentResult", "ContentSaver", "SmallFile"]
 
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 * 1024 * 1024
@@ -46,6 +47,40 @@ class ContentResult:
     data_added_packed: int = 0
 
 
+class SmallFile:
+    """A small file queued with :meth:`ContentSaver.submit_small`, done once a worker has
+    set its ``outcome``: the ContentResult, or the exception that stopped it.
+
+    Much lighter than a Future (no Condition, no lock per file): a worker sets the outcomes
+    of a whole batch, then sets the batch's one Event. ``py-spy --gil`` put the Futures of
+    the 26,443 small files of the 1 GiB benchmark at a fifth of the GIL-held time.
+    """
+
+    __slots__ = ("_batch", "outcome", "path", "size")
+
+    def __init__(self, path: bytes, size: int, batch: threading.Event) -> None:
+        self.path = path
+        self.size = size
+        self.outcome: ContentResult | BaseException | None = None
+        self._batch = batch
+
+    def done(self) -> bool:
+        """Return whether the outcome is set."""
+        return self.outcome is not None
+
+    def result(self) -> ContentResult:
+        """Wait for the file's batch (hand it over with :meth:`ContentSaver.flush` first);
+        return the result or raise what stopped the file (OSError if it could not be read).
+        """
+        if self.outcome is None:
+            self._batch.wait()
+        outcome = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+
 class ContentSaver:
     """Saves file contents concurrently; use as a context manager to join the workers."""
 
@@ -59,7 +94,8 @@ class ContentSaver:
         self._slots = threading.BoundedSemaphore(max_inflight)
         # Large files hold a block buffer each; two at a time keep the disk and both cores busy.
         self._large = threading.BoundedSemaphore(max(1, min(2, self.workers)))
-        self._batch: list[tuple[bytes, int, Future[ContentResult]]] = []
+        self._batch: list[SmallFile] = []
+        self._batch_done = threading.Event()
         self._batch_bytes = 0
         self._blocks: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._blocks_lock = threading.Lock()
@@ -73,48 +109,52 @@ class ContentSaver:
             self.flush()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit_small(self, path: bytes, expected_size: int) -> Future[ContentResult]:
+    def submit_small(self, path: bytes, expected_size: int) -> SmallFile:
         """Queue a file smaller than one chunk. Small files travel to the workers in batches,
-        which keeps per-file overhead low; call :meth:`flush` before waiting on the future."""
-        fut: Future[ContentResult] = Future()
-        self._batch.append((path, expected_size, fut))
+        which keeps per-file overhead low; call :meth:`flush` before waiting on one."""
+        item = SmallFile(path, expected_size, self._batch_done)
+        self._batch.append(item)
         self._batch_bytes += expected_size
         if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
             self.flush()
-        return fut
+        return item
 
     def flush(self) -> None:
         """Hand the pending batch of small files to a worker."""
         if not self._batch:
             return
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        batch, done = self._batch, self._batch_done
+        self._batch, self._batch_done, self._batch_bytes = [], threading.Event(), 0
         self._slots.acquire()
         try:
-            done = self._pool.submit(self._save_batch, batch)
+            fut = self._pool.submit(self._save_batch, batch, done)
         except BaseException:
             self._slots.release()
             raise
-        done.add_done_callback(lambda _: self._slots.release())
+        fut.add_done_callback(lambda _: self._slots.release())
 
-    def _save_batch(self, batch: list[tuple[bytes, int, Future[ContentResult]]]) -> None:
+    def _save_batch(self, batch: list[SmallFile], done: threading.Event) -> None:
         # Open the whole batch and ask the kernel to read it all at once: with a cold cache,
         # the reads of up to 64 small files then wait for the disk together instead of one
         # after another.
-        fds = [_open_ahead(path) for path, _, _ in batch]
+        fds: list[int | OSError] = []
         try:
-            for (path, size, fut), fd in zip(batch, fds, strict=True):
-                if not fut.set_running_or_notify_cancel():
-                    continue
+            fds = [_open_ahead(item.path) for item in batch]
+            for item, fd in zip(batch, fds, strict=True):
                 try:
                     if isinstance(fd, OSError):
                         raise fd
-                    fut.set_result(self._save_open(fd, path, size))
+                    item.outcome = self._save_open(fd, item.path, item.size)
                 except BaseException as exc:  # delivered to whoever waits on this file
-                    fut.set_exception(exc)
+                    item.outcome = exc
         finally:
             for fd in fds:
                 if isinstance(fd, int):
                     os.close(fd)
+            for item in batch:  # nobody may wait forever, whatever happened above
+                if item.outcome is None:
+                    item.outcome = RuntimeError("the batch of small files was interrupted")
+            done.set()
         with self._blocks_lock:
             self._small_streak += 1
             idle = self._small_streak == _RELEASE_AFTER_BATCHES
