@@ -139,7 +139,8 @@ class ContentSaver:
         # after another.
         fds: list[int | OSError] = []
         try:
-            fds = [_open_ahead(item.path) for item in batch]
+            for item in batch:
+                fds.append(_open_ahead(item.path))  # one by one: all are closed below
             for item, fd in zip(batch, fds, strict=True):
                 try:
                     if isinstance(fd, OSError):

@@ -135,3 +135,37 @@ def test_a_batch_opens_its_files_together_and_reports_each_failure(tmp_path: obj
                 results.append(type(exc).__name__)
     assert results == [100, 101, 102, "FileNotFoundError", 104, 105, 106, 107, 108, 109]
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a batch of small files stops half-way for an unexpected reason, every file of it
+    still gets an outcome, so whoever waits on one is not left waiting forever."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    repo = Repository.init(MemoryStorage(), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    opened = 0
+    real_open = content_mod._open_ahead
+
+    def flaky_open(path: bytes) -> int | OSError:
+        nonlocal opened
+        opened += 1
+        if opened == 3:
+            raise RuntimeError("boom")
+        return real_open(path)
+
+    monkeypatch.setattr(content_mod, "_open_ahead", flaky_open)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with ContentSaver(repo, chunker, workers=1) as saver:
+        items = []
+        for i in range(5):
+            p = root / f"f{i}"
+            p.write_bytes(b"y" * 10)
+            items.append(saver.submit_small(os.fsencode(p), 10))
+        saver.flush()
+        for item in items:
+            with pytest.raises(RuntimeError):
+                item.result()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
