@@ -22,12 +22,16 @@ from airflow_backup.errors import IntegrityError, NotFound
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.scratch import scratch
-from airflow_backup.storage.base import FileType, Handle, io_workers
+from airflow_backup.storage.base import FileType, Handle, io_workers, is_strongly_consistent
 
 __all__ = ["FileJob", "PackFiller"]
 
 _MAX_GAP = 1 << 20  # read through gaps up to this size rather than issuing another request
 _MAX_READ = 4 << 20  # but keep each read (and so each worker's memory) to about this size
+# A pack whose blobs average less than this holds mostly small files: its work is per-file
+# Python and syscalls, bound by the GIL (small files are single blobs below the chunker's
+# 512 KiB minimum; chunks of larger files are at least that, but for a file's last one).
+_SMALL_BLOBS = 128 << 10
 
 
 @dataclass(slots=True)
@@ -53,6 +57,12 @@ class _Target:
 @dataclass(slots=True)
 class _PackWork:
     blobs: dict[bytes, tuple[PackedBlob, list[_Target]]] = field(default_factory=dict)
+
+
+def _mostly_small(work: _PackWork) -> bool:
+    """Return whether the pack's blobs to restore average less than ``_SMALL_BLOBS``."""
+    total = sum(blob.plain_length for blob, _ in work.blobs.values())
+    return total < _SMALL_BLOBS * len(work.blobs)
 
 
 class PackFiller:
@@ -133,8 +143,27 @@ class PackFiller:
                 with self._lock:
                     errors.append(exc)
 
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
-            list(pool.map(work, packs))
+        # Packs of small files are GIL-bound: on local storage one thread restores them as
+        # fast as two, with a third less CPU (26,443 small files, cold: 4.94–5.32 s and
+        # 6 s CPU with two, 4.36–5.15 s and 4 s with one). They get a thread of their own,
+        # beside the pool's threads for packs of large blobs; ``busy`` keeps the number
+        # working at once to ``workers``.
+        busy = threading.BoundedSemaphore(self.workers)
+
+        def guarded(item: tuple[bytes, _PackWork]) -> None:
+            with busy:
+                work(item)
+
+        split = self.workers > 1 and is_strongly_consistent(self.repo.storage)
+        small, large = [], []
+        for p in packs:
+            (small if split and _mostly_small(p[1]) else large).append(p)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="restore-small") as small_pool:
+            done = [small_pool.submit(guarded, p) for p in small]
+            done += [pool.submit(guarded, p) for p in large]
+            for fut in done:
+                fut.result()
         if errors:
             self._remove_incomplete()
             raise errors[0]

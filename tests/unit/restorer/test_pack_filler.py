@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
+
+import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
 from airflow_backup.repository.repo import Repository
@@ -53,3 +56,56 @@ def test_shared_blobs_sparse_files_and_one_read_per_pack(tmp_path: Path) -> None
     # One read per tree loaded (the root and every directory), plus each data pack read once
     # (its blobs coalesced into one ranged read) although 50 files share them.
     assert storage.pack_reads <= (stats.dirs + 1) + packs
+
+
+def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On local storage, packs that hold mostly small files are filled by one thread of their
+    own and packs of large blobs by the pool, never more than ``workers`` at once; every
+    file comes back exactly."""
+    import threading
+
+    import airflow_backup.restorer.filler as filler_mod
+
+    src = tmp_path / "src"
+    (src / "small").mkdir(parents=True)
+    rng = random.Random(7)
+    small = {f"f{i:03}": rng.randbytes(rng.randint(1, 9000)) for i in range(300)}
+    for name, data in small.items():
+        (src / "small" / name).write_bytes(data)
+    large = {f"big{i}": rng.randbytes(3 * 1024 * 1024) for i in range(3)}
+    for name, data in large.items():
+        (src / name).write_bytes(data)
+    repo = Repository.init(MemoryStorage(), "pw")
+    repo.pack_size = 1024 * 1024
+    result = Archiver(repo).backup(BackupOptions(paths=[str(src)]))
+
+    seen: dict[str, set[bool]] = {}
+    active = 0
+    most = 0
+    lock = threading.Lock()
+    real_fill = filler_mod.PackFiller._fill_pack
+
+    def spy(self: filler_mod.PackFiller, pack_id: bytes, work: filler_mod._PackWork,
+            on_done: object) -> None:
+        nonlocal active, most
+        name = threading.current_thread().name.rsplit("_", 1)[0]
+        with lock:
+            seen.setdefault(name, set()).add(filler_mod._mostly_small(work))
+            active += 1
+            most = max(most, active)
+        try:
+            real_fill(self, pack_id, work, on_done)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(filler_mod.PackFiller, "_fill_pack", spy)
+    target = tmp_path / "restore"
+    stats = Restorer(repo, workers=2).restore(result.snapshot, RestoreOptions(target=str(target)))
+    out = target / src.relative_to("/")
+    assert {n: (out / "small" / n).read_bytes() for n in small} == small
+    assert {n: (out / n).read_bytes() for n in large} == large
+    assert stats.files == 303
+    assert seen == {"restore-small": {True}, "restore": {False}}
+    assert most <= 2
