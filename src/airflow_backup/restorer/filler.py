@@ -155,7 +155,8 @@ class PackFiller:
                 work(item)
 
         split = self.workers > 1 and is_strongly_consistent(self.repo.storage)
-        small, large = [], []
+        small: list[tuple[bytes, _PackWork]] = []
+        large: list[tuple[bytes, _PackWork]] = []
         for p in packs:
             (small if split and _mostly_small(p[1]) else large).append(p)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool, \
