@@ -60,3 +60,43 @@ def test_duplicates_types_and_colliding_prefixes() -> None:
         assert not idx.has(BlobType.TREE, same_prefix_a)
     assert idx.packs() == {b"P" * 32, b"Q" * 32}
     assert len(list(idx.entries())) == 4
+
+
+def test_a_small_index_answers_alike_before_and_after_its_first_merge() -> None:
+    """Below the merge threshold the index lives in a dict (numpy is not even imported for
+    it); every query must give the same answers before and after folding it into arrays."""
+    idx = Index()
+    assert len(idx) == 0 and idx.nbytes == 0
+    assert idx.packs() == set() and list(idx.entries()) == []
+    packs = {os.urandom(32): [PackedBlob(BlobType.DATA if j % 3 else BlobType.TREE,
+                                         os.urandom(32), j * 10, 10, j) for j in range(5)]
+             for _ in range(4)}
+    for pack_id, blobs in packs.items():
+        idx.add_pack(pack_id, blobs)
+
+    def answers() -> tuple[object, ...]:
+        # Lookups first: entries() and packs() fold the dict into the arrays themselves.
+        found = {(b.type, b.id): idx.lookup(b.type, b.id) for bs in packs.values() for b in bs}
+        missing = idx.has(BlobType.DATA, os.urandom(32))
+        size = len(idx)
+        entries = sorted((e.pack_id, e.blob.id, e.blob.type.value, e.blob.offset)
+                         for e in idx.entries())
+        return size, idx.packs(), found, entries, missing
+
+    assert idx._recent  # not merged yet
+    before = answers()
+    assert not idx._recent
+    assert answers() == before
+    assert idx.nbytes > 0
+    assert before[1] == set(packs)
+    assert all(e is not None for e in before[2].values())  # type: ignore[attr-defined]
+
+
+def test_the_cli_starts_without_numpy() -> None:
+    """numpy is loaded by the index's first merge only (0.16 s of a cold start)."""
+    import subprocess
+
+    code = "import sys, airflow_backup.cli.main; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
