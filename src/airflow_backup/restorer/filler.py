@@ -28,10 +28,10 @@ __all__ = ["FileJob", "PackFiller"]
 
 _MAX_GAP = 1 << 20  # read through gaps up to this size rather than issuing another request
 _MAX_READ = 4 << 20  # but keep each read (and so each worker's memory) to about this size
-# A pack whose blobs average less than this holds mostly small files: its work is per-file
-# Python and syscalls, bound by the GIL (small files are single blobs below the chunker's
-# 512 KiB minimum; chunks of larger files are at least that, but for a file's last one).
-_SMALL_BLOBS = 128 << 10
+# Below this, a blob's work is mostly per-file Python and syscalls, bound by the GIL (small
+# files are single blobs below the chunker's 512 KiB minimum; chunks of larger files are at
+# least that, but for a file's last one).
+_SMALL_BLOB = 128 << 10
 
 
 @dataclass(slots=True)
@@ -59,10 +59,12 @@ class _PackWork:
     blobs: dict[bytes, tuple[PackedBlob, list[_Target]]] = field(default_factory=dict)
 
 
-def _mostly_small(work: _PackWork) -> bool:
-    """Return whether the pack's blobs to restore average less than ``_SMALL_BLOBS``."""
-    total = sum(blob.plain_length for blob, _ in work.blobs.values())
-    return total < _SMALL_BLOBS * len(work.blobs)
+def _split_small(work: _PackWork) -> tuple[_PackWork, _PackWork]:
+    """Return the pack's work on blobs below ``_SMALL_BLOB`` and on the others."""
+    small, large = _PackWork(), _PackWork()
+    for blob_id, slot in work.blobs.items():
+        (small if slot[0].plain_length < _SMALL_BLOB else large).blobs[blob_id] = slot
+    return small, large
 
 
 class PackFiller:
@@ -143,22 +145,29 @@ class PackFiller:
                 with self._lock:
                     errors.append(exc)
 
-        # Packs of small files are GIL-bound: on local storage one thread restores them as
-        # fast as two, with a third less CPU (26,443 small files, cold: 4.94–5.32 s and
-        # 6 s CPU with two, 4.36–5.15 s and 4 s with one). They get a thread of their own,
-        # beside the pool's threads for packs of large blobs; ``busy`` keeps the number
-        # working at once to ``workers``.
+        # Small files are GIL-bound: on local storage one thread restores them as fast as
+        # two, with a third less CPU (26,443 small files, cold: 4.94–5.32 s and 6 s CPU with
+        # two, 4.36–5.15 s and 4 s with one). Their blobs get a thread of their own, beside
+        # the pool's threads for large blobs; ``busy`` keeps the number working at once to
+        # ``workers``. The split is by blob, not by pack: a backup packs small files and
+        # chunks of large ones side by side, so most packs hold both.
         busy = threading.BoundedSemaphore(self.workers)
 
         def guarded(item: tuple[bytes, _PackWork]) -> None:
             with busy:
                 work(item)
 
-        split = self.workers > 1 and is_strongly_consistent(self.repo.storage)
         small: list[tuple[bytes, _PackWork]] = []
         large: list[tuple[bytes, _PackWork]] = []
-        for p in packs:
-            (small if split and _mostly_small(p[1]) else large).append(p)
+        if self.workers > 1 and is_strongly_consistent(self.repo.storage):
+            for pack_id, pack_work in packs:
+                few, many = _split_small(pack_work)
+                if few.blobs:
+                    small.append((pack_id, few))
+                if many.blobs:
+                    large.append((pack_id, many))
+        else:
+            large = packs
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="restore-small") as small_pool:
             done = [small_pool.submit(guarded, p) for p in small]

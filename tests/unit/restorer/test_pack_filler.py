@@ -60,9 +60,9 @@ def test_shared_blobs_sparse_files_and_one_read_per_pack(tmp_path: Path) -> None
 
 def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On local storage, packs that hold mostly small files are filled by one thread of their
-    own and packs of large blobs by the pool, never more than ``workers`` at once; every
-    file comes back exactly."""
+    """On local storage, the blobs of small files are written by one thread of their own and
+    large blobs by the pool, never more than ``workers`` at once, also where one pack holds
+    both; every file comes back exactly."""
     import threading
 
     import airflow_backup.restorer.filler as filler_mod
@@ -77,8 +77,16 @@ def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(
     for name, data in large.items():
         (src / name).write_bytes(data)
     repo = Repository.init(MemoryStorage(), "pw")
-    repo.pack_size = 1024 * 1024
-    result = Archiver(repo).backup(BackupOptions(paths=[str(src)]))
+    repo.pack_size = 4 * 1024 * 1024
+    # One backup worker: the large files' chunks, then the small files, fill packs in turn,
+    # so one pack holds both kinds.
+    result = Archiver(repo).backup(BackupOptions(paths=[str(src)], workers=1))
+    kinds: dict[bytes, set[bool]] = {}
+    for entry in repo.index.entries():
+        if entry.blob.type.value == "data":
+            kinds.setdefault(entry.pack_id, set()).add(
+                entry.blob.plain_length < filler_mod._SMALL_BLOB)
+    assert {True, False} in kinds.values()
 
     seen: dict[str, set[bool]] = {}
     active = 0
@@ -91,7 +99,8 @@ def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(
         nonlocal active, most
         name = threading.current_thread().name.rsplit("_", 1)[0]
         with lock:
-            seen.setdefault(name, set()).add(filler_mod._mostly_small(work))
+            seen.setdefault(name, set()).update(
+                slot[0].plain_length < filler_mod._SMALL_BLOB for slot in work.blobs.values())
             active += 1
             most = max(most, active)
         try:
