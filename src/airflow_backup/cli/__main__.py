@@ -1,5 +1,5 @@
 """Allow ``python -m airflow_backup.cli``."""
 
-from airflow_backup.cli.main import entrypoint
+from airflow_backup.cli.start import entrypoint
 
 entrypoint()

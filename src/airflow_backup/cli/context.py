@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import getpass
 import os
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from airflow_backup.cli.password import from_command, from_file, password_source
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.config import CONFIG_HANDLE
 from airflow_backup.repository.opener import open_repository as open_with_cache
@@ -46,27 +45,6 @@ class GlobalOptions:
     cache_dir: str = ""
 
 
-def _from_file(path: str) -> str:
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
-
-
-def _from_command(command: str) -> str:
-    try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, check=False,
-                              timeout=60)
-    except subprocess.TimeoutExpired:
-        raise ConfigError("password command did not finish within 60 s") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"password command failed to start: {exc}") from None
-    if proc.returncode != 0:
-        raise ConfigError(f"password command exited with status {proc.returncode}")
-    return proc.stdout.decode("utf-8").rstrip("\r\n")
-
-
 def read_password(gopts: GlobalOptions, prompt: str = "enter password for repository: ") -> str:
     """Return the repository password from, in order: --password-file,
     AIRFLOW_BACKUP_PASSWORD_FILE, AIRFLOW_BACKUP_PASSWORD, AIRFLOW_BACKUP_PASSWORD_COMMAND,
@@ -74,19 +52,11 @@ def read_password(gopts: GlobalOptions, prompt: str = "enter password for reposi
 
     Raise ConfigError if none is available. The password never appears in argv or logs.
     """
-    env = os.environ
-    if gopts.password_file:
-        return _from_file(gopts.password_file)
-    if env.get("AIRFLOW_BACKUP_PASSWORD_FILE"):
-        return _from_file(env["AIRFLOW_BACKUP_PASSWORD_FILE"])
-    if "AIRFLOW_BACKUP_PASSWORD" in env:
-        return env["AIRFLOW_BACKUP_PASSWORD"]
-    if env.get("AIRFLOW_BACKUP_PASSWORD_COMMAND"):
-        return _from_command(env["AIRFLOW_BACKUP_PASSWORD_COMMAND"])
-    if env.get("RESTIC_PASSWORD_FILE"):
-        return _from_file(env["RESTIC_PASSWORD_FILE"])
-    if "RESTIC_PASSWORD" in env:
-        return env["RESTIC_PASSWORD"]
+    kind, value = password_source(gopts.password_file)
+    if kind == "password":
+        return value
+    if kind == "command":
+        return from_command(value)
     if sys.stdin.isatty():
         return getpass.getpass(prompt)
     raise ConfigError(
@@ -101,9 +71,9 @@ def new_password(file_option: str, gopts: GlobalOptions) -> str:
     asked twice on a terminal. Raise ConfigError if the two entries differ or it is empty."""
     env = os.environ
     if file_option:
-        pw = _from_file(file_option)
+        pw = from_file(file_option)
     elif env.get("AIRFLOW_BACKUP_NEW_PASSWORD_FILE"):
-        pw = _from_file(env["AIRFLOW_BACKUP_NEW_PASSWORD_FILE"])
+        pw = from_file(env["AIRFLOW_BACKUP_NEW_PASSWORD_FILE"])
     elif "AIRFLOW_BACKUP_NEW_PASSWORD" in env:
         pw = env["AIRFLOW_BACKUP_NEW_PASSWORD"]
     elif sys.stdin.isatty():
@@ -130,7 +100,7 @@ def fallback_password(gopts: GlobalOptions) -> str:
     """Return the fallback repositories' password: AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE if
     set, else the same sources as the primary's."""
     path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
-    return _from_file(path) if path else read_password(gopts)
+    return from_file(path) if path else read_password(gopts)
 
 
 

@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,7 +25,8 @@ from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.storage.base import FileType, Handle, Storage
 
-__all__ = ["KdfParams", "KeyFile", "add_key", "calibrate", "find_key", "load_key_file"]
+__all__ = ["KdfParams", "KeyFile", "add_key", "calibrate", "derive_ahead", "find_key",
+           "load_key_file"]
 
 SALT_SIZE = 64
 _TARGET_SECONDS = 0.5
@@ -52,13 +55,49 @@ class KeyFile:
     data: bytes
 
 
-def derive(password: str, salt: bytes, params: KdfParams) -> Key:
-    """Return the user key scrypt derives from ``password``."""
-    derived = hashlib.scrypt(
+def _scrypt(password: str, salt: bytes, params: KdfParams) -> bytes:
+    return hashlib.scrypt(
         password.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
         dklen=64, maxmem=_MAX_MEM,
     )
-    return Key.from_kdf(derived)
+
+
+# Derivations started ahead of need (derive_ahead), by exact inputs; derive() takes its own.
+_AHEAD: dict[tuple[str, bytes, KdfParams], Future[bytes]] = {}
+_AHEAD_LOCK = threading.Lock()
+
+
+def derive_ahead(password: str, salt: bytes, params: KdfParams) -> None:
+    """Start deriving the user key of ``password`` in a background thread (scrypt runs
+    without the GIL), so that the process can go on starting up meanwhile. A later
+    :func:`derive` with the same inputs waits for this result instead of starting over;
+    other inputs are not affected. Errors are kept for that call, which then derives anew."""
+    slot: Future[bytes] = Future()
+    with _AHEAD_LOCK:
+        if (password, salt, params) in _AHEAD:
+            return
+        _AHEAD[(password, salt, params)] = slot
+
+    def run() -> None:
+        try:
+            slot.set_result(_scrypt(password, salt, params))
+        except BaseException as exc:  # kept for derive(), which derives again
+            slot.set_exception(exc)
+
+    threading.Thread(target=run, name="derive-ahead", daemon=True).start()
+
+
+def derive(password: str, salt: bytes, params: KdfParams) -> Key:
+    """Return the user key scrypt derives from ``password`` (taking the result of a matching
+    :func:`derive_ahead` if one was started)."""
+    with _AHEAD_LOCK:
+        slot = _AHEAD.pop((password, salt, params), None)
+    if slot is not None:
+        try:
+            return Key.from_kdf(slot.result())
+        except Exception:  # derive again below, and raise from there
+            pass
+    return Key.from_kdf(_scrypt(password, salt, params))
 
 
 def _params_from_env() -> KdfParams | None:

@@ -1,0 +1,103 @@
+"""The entry point starts the key derivation early, and only where that is harmless."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import airflow_backup.repository.keys as keys_mod
+from airflow_backup.cli.password import password_source
+from airflow_backup.cli.start import _option, unlock_ahead
+from airflow_backup.repository.keys import KdfParams, add_key, derive, derive_ahead
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.local import LocalStorage
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("AIRFLOW_BACKUP_PASSWORD", "AIRFLOW_BACKUP_REPOSITORY", "RESTIC_")):
+            monkeypatch.delenv(name)
+    keys_mod._AHEAD.clear()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["-r", "/a", "backup"], "/a"),
+    (["-r/a", "backup"], "/a"),
+    (["--repo", "/a"], "/a"),
+    (["--repo=/a"], "/a"),
+    (["--repo=/a", "-r", "/b"], "/b"),  # the last one wins, as in argparse
+    (["backup", "--", "-r", "/a"], ""),
+    (["backup", "/data"], ""),
+    (["-r"], ""),
+])
+def test_repository_option_is_found_like_argparse_would(argv: list[str], expected: str) -> None:
+    assert _option(argv, ("-r", "--repo")) == expected
+
+
+def test_password_sources_keep_read_passwords_order(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    assert password_source("") == ("prompt", "")
+    monkeypatch.setenv("RESTIC_PASSWORD", "r")
+    assert password_source("") == ("password", "r")
+    monkeypatch.setenv("AIRFLOW_BACKUP_PASSWORD_COMMAND", "echo c")
+    assert password_source("") == ("command", "echo c")  # before RESTIC_*
+    monkeypatch.setenv("AIRFLOW_BACKUP_PASSWORD", "a")
+    assert password_source("") == ("password", "a")
+    f = tmp_path / "pw"
+    f.write_text("from-file\n")
+    assert password_source(str(f)) == ("password", "from-file")
+
+
+def test_derive_takes_a_matching_early_derivation_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = KdfParams(1024, 8, 1)
+    salt = b"s" * 64
+    expected = derive("pw", salt, params)
+    calls = []
+    real = keys_mod._scrypt
+
+    def counting(password: str, salt: bytes, params: KdfParams) -> bytes:
+        calls.append(password)
+        return real(password, salt, params)
+
+    monkeypatch.setattr(keys_mod, "_scrypt", counting)
+    derive_ahead("pw", salt, params)
+    derive_ahead("pw", salt, params)  # already under way: not started twice
+    assert derive("pw", salt, params) == expected
+    assert calls == ["pw"]
+    derive_ahead("other", salt, params)
+    assert derive("pw", salt, params) == expected  # other inputs: derived anew
+    assert sorted(calls) == ["other", "pw", "pw"]
+
+
+def test_a_failed_early_derivation_is_redone_and_its_error_raised_by_derive() -> None:
+    bad = KdfParams(3, 8, 1)  # N not a power of two: scrypt refuses
+    derive_ahead("pw", b"s" * 64, bad)
+    with pytest.raises(ValueError):
+        derive("pw", b"s" * 64, bad)
+
+
+def test_unlock_ahead_starts_only_for_a_local_repository_with_a_quiet_password(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    repo_dir = tmp_path / "repo"
+    Repository.init(LocalStorage(repo_dir), "pw")
+    argv = ["-r", str(repo_dir), "snapshots"]
+    assert not unlock_ahead(argv)  # no password without asking
+    monkeypatch.setenv("AIRFLOW_BACKUP_PASSWORD_COMMAND", "false")
+    assert not unlock_ahead(argv)  # a command is never run early
+    monkeypatch.delenv("AIRFLOW_BACKUP_PASSWORD_COMMAND")
+    monkeypatch.setenv("AIRFLOW_BACKUP_PASSWORD", "pw")
+    assert not unlock_ahead(["-r", "s3:bucket/x", "snapshots"])
+    assert not unlock_ahead(["-r", str(tmp_path / "missing"), "snapshots"])
+    assert unlock_ahead(argv)
+    assert len(keys_mod._AHEAD) == 1
+    # the early result opens the repository, and is used up by it
+    repo = Repository.open(LocalStorage(repo_dir), "pw")
+    assert repo.config.id and not keys_mod._AHEAD
+    monkeypatch.setenv("AIRFLOW_BACKUP_REPOSITORY", str(repo_dir))
+    assert unlock_ahead(["snapshots"])
+    keys_mod._AHEAD.clear()
+    add_key(LocalStorage(repo_dir), repo.key, "second")
+    assert not unlock_ahead(argv)  # two key files: which one is unknown
