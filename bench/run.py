@@ -114,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     bench = runner.Runner(ds, work, cold, args.keep)
     runs: list[dict[str, Any]] = []
-    for rep in range(1, args.repeat + 1):
-        runs += bench.repetition(chosen, rep)
-        if broken := dataset.check_sizes(ds):
-            sys.exit(f"bench: dataset damaged after undoing the mutation ({broken[:3]}); "
-                     f"delete {ds.root.parent} and rerun")
+    try:
+        for rep in range(1, args.repeat + 1):
+            runs += bench.repetition(chosen, rep)
+            if broken := dataset.check_sizes(ds):
+                sys.exit(f"bench: dataset damaged after undoing the mutation ({broken[:3]}); "
+                         f"delete {ds.root.parent} and rerun")
+    finally:
+        bench.clean_up()
     for tool in chosen:
         failed = [r for r in runs if r["tool"] == tool.name and not r["ok"]]
         if failed:
