@@ -25,7 +25,7 @@ from typing import BinaryIO
 from airflow_backup.archiver.chunker import MAX_SIZE, MIN_SIZE, Chunker
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.base import io_workers, is_strongly_consistent
+from airflow_backup.storage.base import io_workers, small_files_apart
 
 __all__ = ["ContentResult", "ContentSaver", "SmallFile"]
 
@@ -91,18 +91,13 @@ class ContentSaver:
         # The workers read the files and upload the packs they fill.
         self.workers = workers or io_workers(repo.storage)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
-        # Batches of small files are bound by the GIL (per-file Python, and AES and Poly1305
-        # set-up that holds it): on local storage one thread saves them as fast as two with a
-        # quarter less CPU (26,443 small files, warm: 4.05–4.41 → 3.88–4.08 s, CPU 5.6 →
-        # 4.3 s), so they get a thread of their own and never take the pool's threads from
-        # large files. Object stores keep them on the pool, where pack uploads wait on the
-        # network. With a cold cache the small files' disk waits then overlap the large
-        # files' work: cold 1 GiB backup 7.84–9.20 → 7.54–7.69 s against letting only
-        # ``workers`` files or batches be in flight at once, for a peak RSS of 106–120
-        # instead of 98 MiB (a third block of work: a zstd context, a pack, its reads).
+        # Small files in a thread of their own (see small_files_apart): 26,443 small files,
+        # warm, 4.05–4.41 → 3.88–4.08 s. With a cold cache their disk waits overlap the
+        # large files' work (cold 1 GiB backup 7.84–9.20 → 7.54–7.69 s against letting only
+        # ``workers`` files or batches be in flight), for a peak RSS of 106–120 instead of
+        # 98 MiB.
         self._small_pool = (ThreadPoolExecutor(1, thread_name_prefix="content-small")
-                            if self.workers > 1 and is_strongly_consistent(repo.storage)
-                            else self._pool)
+                            if small_files_apart(repo.storage, self.workers) else self._pool)
         self._slots = threading.BoundedSemaphore(max_inflight)
         # Large files hold a block buffer each; two at a time keep the disk and both cores busy.
         self._large = threading.BoundedSemaphore(max(1, min(2, self.workers)))

@@ -33,13 +33,12 @@ class MetadataWarmer:
         self._targets = sorted({os.fsencode(os.path.abspath(p)) for p in paths})
         self._excludes = PatternSet(list(excludes))
         self._stop = threading.Event()
-        self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.visited = 0
 
     def __enter__(self) -> MetadataWarmer:
         if self._targets:
-            self._thread = threading.Thread(target=self._run, name="warm-metadata",
+            self._thread = threading.Thread(target=self._walk, name="warm-metadata",
                                             daemon=True)
             self._thread.start()
         return self
@@ -52,13 +51,10 @@ class MetadataWarmer:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the walk to finish; return whether it has."""
-        return self._done.wait(timeout)
-
-    def _run(self) -> None:
-        try:
-            self._walk()
-        finally:
-            self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
 
     def _walk(self) -> None:
         stack = list(reversed(self._targets))

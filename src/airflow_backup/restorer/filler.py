@@ -22,7 +22,7 @@ from airflow_backup.errors import IntegrityError, NotFound
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.scratch import scratch
-from airflow_backup.storage.base import FileType, Handle, io_workers, is_strongly_consistent
+from airflow_backup.storage.base import FileType, Handle, io_workers, small_files_apart
 
 __all__ = ["FileJob", "PackFiller"]
 
@@ -145,12 +145,11 @@ class PackFiller:
                 with self._lock:
                     errors.append(exc)
 
-        # Small files are GIL-bound: on local storage one thread restores them as fast as
-        # two, with a third less CPU (26,443 small files, cold: 4.94–5.32 s and 6 s CPU with
-        # two, 4.36–5.15 s and 4 s with one). Their blobs get a thread of their own, beside
-        # the pool's threads for large blobs; ``busy`` keeps the number working at once to
-        # ``workers``. The split is by blob, not by pack: a backup packs small files and
-        # chunks of large ones side by side, so most packs hold both.
+        # Small files' blobs in a thread of their own (see small_files_apart): 26,443 small
+        # files, cold, 4.94–5.32 s and 6 s CPU with two threads, 4.36–5.15 s and 4 s with
+        # one. ``busy`` keeps the number working at once to ``workers``. The split is by
+        # blob, not by pack: a backup packs small files and chunks of large ones side by
+        # side, so most packs hold both.
         busy = threading.BoundedSemaphore(self.workers)
 
         def guarded(item: tuple[bytes, _PackWork]) -> None:
@@ -159,7 +158,7 @@ class PackFiller:
 
         small: list[tuple[bytes, _PackWork]] = []
         large: list[tuple[bytes, _PackWork]] = []
-        if self.workers > 1 and is_strongly_consistent(self.repo.storage):
+        if small_files_apart(self.repo.storage, self.workers):
             for pack_id, pack_work in packs:
                 few, many = _split_small(pack_work)
                 if few.blobs:

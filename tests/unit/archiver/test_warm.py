@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -51,17 +50,26 @@ def test_without_paths_no_thread_starts(tmp_path: Path) -> None:
     assert warmer.visited == 0
 
 
-def test_leaving_the_block_stops_and_joins_the_thread(tmp_path: Path) -> None:
+def test_leaving_the_block_stops_the_walk_and_joins_the_thread(tmp_path: Path) -> None:
+    """Leaving the block stops the walk where it is: it does not finish the tree first."""
     for i in range(40):
         d = tmp_path / f"d{i:02}"
         d.mkdir()
         for j in range(50):
             (d / f"f{j}").touch()
-    with MetadataWarmer([str(tmp_path)]) as warmer:
-        pass
-    names = {t.name for t in threading.enumerate()}
-    assert "warm-metadata" not in names
-    seen = warmer.visited
-    assert seen <= 40 * 51
-    assert os.path.isdir(tmp_path)  # nothing was changed on disk
-    assert warmer.visited == seen  # and nothing runs on after the block
+    reached = threading.Event()
+    warmer = MetadataWarmer([str(tmp_path)], ["no-such-name"])
+    real_matches = warmer._excludes.matches
+
+    def first_entry_waits_for_the_stop(path: bytes | str) -> bool:
+        # The first entry holds the walk until the block has been left.
+        if not reached.is_set():
+            reached.set()
+            assert warmer._stop.wait(30)
+        return real_matches(path)
+
+    warmer._excludes.matches = first_entry_waits_for_the_stop  # type: ignore[method-assign]
+    with warmer:
+        assert reached.wait(30)
+    assert "warm-metadata" not in {t.name for t in threading.enumerate()}
+    assert warmer.visited <= 1  # of 40 directories and 2,000 files
