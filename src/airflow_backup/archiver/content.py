@@ -10,7 +10,6 @@ boundaries do not depend on the block size. Small files (one chunk) take a fast 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import mmap
 import os
@@ -23,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from airflow_backup.archiver.chunker import MAX_SIZE, MIN_SIZE, Chunker
+from airflow_backup.archiver.forked import ForkedWorker, WorkerLost, fork_workers, forking_allowed
+from airflow_backup.archiver.reading import open_ahead, open_source, read_small
+from airflow_backup.archiver.sealer import Sealed, small_file_sealer
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import io_workers, small_files_apart
@@ -30,9 +32,9 @@ from airflow_backup.storage.base import io_workers, small_files_apart
 __all__ = ["ContentResult", "ContentSaver", "SmallFile"]
 
 _BATCH_FILES = 64
+_SEALERS = 1  # forked processes sealing small files, where forking is allowed
 _BATCH_BYTES = 4 * 1024 * 1024
 _RELEASE_AFTER_BATCHES = 16
-_WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 _BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
 
 
@@ -98,6 +100,22 @@ class ContentSaver:
         # 98 MiB.
         self._small_pool = (ThreadPoolExecutor(1, thread_name_prefix="content-small")
                             if small_files_apart(repo.storage, self.workers) else self._pool)
+        self._sealers: queue.SimpleQueue[ForkedWorker] = queue.SimpleQueue()
+        self._forked: list[ForkedWorker] = []
+        if self._small_pool is not self._pool and forking_allowed():
+            # Better still: seal small files in a forked process, where the GIL does not
+            # serialise them with everything else; the small-file thread hands it batches and
+            # packs what comes back. Cold 1 GiB backup: 6.5–6.6 s with the thread alone,
+            # 5.9–6.3 s with one process (peak memory of all processes 109–123 MiB PSS),
+            # 5.4–5.8 s with two (132–141 MiB: more than restic's 125–136 MiB).
+            self._forked = fork_workers(_SEALERS, small_file_sealer(
+                repo.key, repo.version >= 2 and repo.compress_data))
+            if self._forked:
+                self._small_pool.shutdown()
+                self._small_pool = ThreadPoolExecutor(len(self._forked),
+                                                      thread_name_prefix="content-small")
+                for worker in self._forked:
+                    self._sealers.put(worker)
         self._slots = threading.BoundedSemaphore(max_inflight)
         # Large files hold a block buffer each; two at a time keep the disk and both cores busy.
         self._large = threading.BoundedSemaphore(max(1, min(2, self.workers)))
@@ -116,6 +134,8 @@ class ContentSaver:
             self.flush()
         self._small_pool.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self._forked:
+            worker.close()
 
     def submit_small(self, path: bytes, expected_size: int) -> SmallFile:
         """Queue a file smaller than one chunk. Small files travel to the workers in batches,
@@ -142,24 +162,10 @@ class ContentSaver:
         fut.add_done_callback(lambda _: self._slots.release())
 
     def _save_batch(self, batch: list[SmallFile], done: threading.Event) -> None:
-        # Open the whole batch and ask the kernel to read it all at once: with a cold cache,
-        # the reads of up to 64 small files then wait for the disk together instead of one
-        # after another.
-        fds: list[int | OSError] = []
         try:
-            for item in batch:
-                fds.append(_open_ahead(item.path))  # one by one: all are closed below
-            for item, fd in zip(batch, fds, strict=True):
-                try:
-                    if isinstance(fd, OSError):
-                        raise fd
-                    item.outcome = self._save_open(fd, item.path, item.size)
-                except BaseException as exc:  # delivered to whoever waits on this file
-                    item.outcome = exc
+            if not self._seal_elsewhere(batch):
+                self._save_here(batch)
         finally:
-            for fd in fds:
-                if isinstance(fd, int):
-                    os.close(fd)
             for item in batch:  # nobody may wait forever, whatever happened above
                 if item.outcome is None:
                     item.outcome = RuntimeError("the batch of small files was interrupted")
@@ -175,6 +181,61 @@ class ContentSaver:
                     self._blocks.get_nowait().close()
                 except queue.Empty:
                     break
+
+    def _seal_elsewhere(self, batch: list[SmallFile]) -> bool:
+        """Have a forked worker read and seal the batch, then pack what it returns. Return
+        False (having done nothing) if there is no worker or it was lost."""
+        try:
+            worker = self._sealers.get_nowait()
+        except queue.Empty:
+            return False
+        try:
+            reply = worker.call([(item.path, item.size) for item in batch])
+        except WorkerLost:
+            worker.close()  # not put back: the batch and later ones are done here
+            return False
+        self._sealers.put(worker)
+        for item, got in zip(batch, reply, strict=True):
+            try:
+                if isinstance(got, OSError):
+                    raise got
+                if got is None:  # it grew past one chunk: read and chunk it here
+                    item.outcome = self._save_file(item.path, item.size)
+                    continue
+                result = ContentResult()
+                if isinstance(got, Sealed):
+                    added = self.repo.save_sealed_blob(BlobType.DATA, got.blob_id, got.sealed,
+                                                       got.uncompressed_length)
+                    if added:
+                        result.new_blobs = 1
+                        result.data_added = got.size
+                        result.data_added_packed = added
+                    result.content.append(got.blob_id)
+                    result.size = got.size
+                item.outcome = result
+            except BaseException as exc:  # delivered to whoever waits on this file
+                item.outcome = exc
+        return True
+
+    def _save_here(self, batch: list[SmallFile]) -> None:
+        # Open the whole batch and ask the kernel to read it all at once: with a cold cache,
+        # the reads of up to 64 small files then wait for the disk together instead of one
+        # after another.
+        fds: list[int | OSError] = []
+        try:
+            for item in batch:
+                fds.append(open_ahead(item.path))  # one by one: all are closed below
+            for item, fd in zip(batch, fds, strict=True):
+                try:
+                    if isinstance(fd, OSError):
+                        raise fd
+                    item.outcome = self._save_open(fd, item.path, item.size)
+                except BaseException as exc:  # delivered to whoever waits on this file
+                    item.outcome = exc
+        finally:
+            for fd in fds:
+                if isinstance(fd, int):
+                    os.close(fd)
 
     def submit_file(self, path: bytes, expected_size: int) -> Future[ContentResult]:
         """Queue a regular file; the future raises OSError if it cannot be read."""
@@ -199,7 +260,7 @@ class ContentSaver:
     # ---- workers -------------------------------------------------------------------------
 
     def _save_file(self, path: bytes, expected_size: int) -> ContentResult:
-        fd = _open_source(path)
+        fd = open_source(path)
         try:
             return self._save_open(fd, path, expected_size)
         finally:
@@ -211,7 +272,7 @@ class ContentSaver:
             raise OSError(f"{os.fsdecode(path)} changed type while being read")
         result = ContentResult()
         if expected_size < MIN_SIZE:
-            data = _read_all(fd, expected_size)
+            data = read_small(fd, expected_size)
             if len(data) < MIN_SIZE:
                 if data:
                     self._save_chunk(data, result)
@@ -286,34 +347,6 @@ class ContentSaver:
         result.size += len(chunk)
 
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_NOATIME = getattr(os, "O_NOATIME", 0)
-
-
-def _open_source(path: bytes) -> int:
-    """Open a source file without following symlinks or blocking on fifos, and (where the
-    kernel allows: file owner or root) without updating its access time, as restic does."""
-    if _NOATIME:
-        try:
-            return os.open(path, _OPEN_FLAGS | _NOATIME)
-        except PermissionError:
-            pass  # O_NOATIME is refused for files we do not own
-    return os.open(path, _OPEN_FLAGS)
-
-
-def _open_ahead(path: bytes) -> int | OSError:
-    """Open a source file and start reading all of it into the page cache (without waiting);
-    return the descriptor, or the error to report for this file."""
-    try:
-        fd = _open_source(path)
-    except OSError as exc:
-        return exc
-    if _WILLNEED is not None:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, _WILLNEED)
-    return fd
-
-
 class _Reader:
     """Reads from ``fd`` after first returning bytes already read."""
 
@@ -340,24 +373,6 @@ class _ReadToReadinto:
         data = self._read(len(view))
         view[: len(data)] = data
         return len(data)
-
-
-def _read_all(fd: int, hint: int) -> bytes:
-    """Read a small file of ``hint`` bytes (its lstat size), or up to MIN_SIZE if it grew."""
-    parts: list[bytes] = []
-    want = max(hint + 1, 4096)
-    while True:
-        data = os.read(fd, want)
-        if not data:
-            break
-        if hint and not parts and len(data) == hint:
-            # One byte more was asked for and not given: the file ends at its lstat size.
-            # This spares a second read (and a GIL hand-off) for every small file.
-            return data
-        parts.append(data)
-        if sum(len(p) for p in parts) >= MIN_SIZE:
-            break
-    return b"".join(parts)
 
 
 assert _BLOCK > MAX_SIZE

@@ -25,7 +25,7 @@ from airflow_backup.repository.crypto import EXTENSION, Key
 from airflow_backup.repository.packs import BlobType, PackedBlob, encode_header
 from airflow_backup.storage.base import FileType, Handle, Storage
 
-__all__ = ["DEFAULT_PACK_SIZE", "PackWriter", "SavedPack"]
+__all__ = ["DEFAULT_PACK_SIZE", "PackWriter", "SavedPack", "blob_payload", "new_compressor"]
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
@@ -39,6 +39,22 @@ _SPARES = 1  # pack buffers kept for reuse: one fills while the other is written
 def _header_max(blobs: int) -> int:
     """Return the most room a header for ``blobs`` entries takes, sealed, with its length."""
     return blobs * _ENTRY_MAX + EXTENSION + 4
+
+
+def new_compressor() -> zstandard.ZstdCompressor:
+    """Return a compressor with the settings of every blob we write (zstd level 3, no frame
+    checksum: the blob's SHA-256 and MAC already cover it)."""
+    return zstandard.ZstdCompressor(level=3, write_checksum=False)
+
+
+def blob_payload(comp: zstandard.ZstdCompressor, plaintext: bytes | memoryview,
+                 blob_type: BlobType) -> tuple[bytes | memoryview, int]:
+    """Given a blob's non-empty plaintext, return (payload to seal, uncompressed length or 0):
+    compressed when that is smaller, and always for trees, as restic does."""
+    packed = comp.compress(plaintext)
+    if blob_type is BlobType.TREE or len(packed) < len(plaintext):
+        return packed, len(plaintext)
+    return plaintext, 0
 
 
 class _Pack:
@@ -95,28 +111,40 @@ class PackWriter:
         return blob_id in self._pending
 
     def _payload(self, plaintext: bytes | memoryview) -> tuple[bytes | memoryview, int]:
-        """Compress when it helps (always for trees); return (payload, uncompressed length
-        or 0)."""
         if not (self._compress and len(plaintext)):
             return plaintext, 0
         try:
             comp = self._zstd.get_nowait()
         except queue.Empty:
-            comp = zstandard.ZstdCompressor(level=3, write_checksum=False)
+            comp = new_compressor()
         try:
-            packed = comp.compress(plaintext)
+            return blob_payload(comp, plaintext, self._type)
         finally:
             self._zstd.put(comp)
-        if self._type is BlobType.TREE or len(packed) < len(plaintext):
-            return packed, len(plaintext)
-        return plaintext, 0
 
     def add(self, blob_id: bytes, plaintext: bytes | memoryview) -> int:
         """Seal and append one blob unless it is already queued; return the bytes it adds to
         the pack. Raise the storage error of a pack this call stores, or the first error
         this writer had."""
         payload, ulen = self._payload(plaintext)
-        size = len(payload) + EXTENSION
+        return self._append(blob_id, len(payload) + EXTENSION, ulen,
+                            lambda out: self._key.seal_into(payload, out))
+
+    def add_sealed(self, blob_id: bytes, sealed: bytes, uncompressed_length: int) -> int:
+        """Append a blob sealed elsewhere (``IV ‖ CT ‖ MAC`` of its payload, made with this
+        writer's key from :func:`blob_payload`) unless it is already queued; return the
+        bytes it adds to the pack. Raise as :meth:`add` does."""
+
+        def copy(out: memoryview) -> None:
+            out[: len(sealed)] = sealed
+
+        return self._append(blob_id, len(sealed), uncompressed_length, copy)
+
+    def _append(self, blob_id: bytes, size: int, ulen: int,
+                fill: Callable[[memoryview], object]) -> int:
+        """Reserve ``size`` bytes for the blob in the open pack (under the lock), let ``fill``
+        write them (without it), and store the packs this closes. Return ``size``, or 0 if
+        the blob is already queued."""
         full: list[_Pack] = []
         with self._lock:
             if self._error is not None:
@@ -135,7 +163,7 @@ class PackWriter:
             for other in full:  # packs this call closed that nobody is sealing into
                 self._write(other)
             with memoryview(pack.buf) as view, view[offset : offset + size + _SLACK] as out:
-                self._key.seal_into(payload, out)
+                fill(out)
             with self._lock:
                 pack.sealing -= 1
                 last = pack.closed and pack.sealing == 0

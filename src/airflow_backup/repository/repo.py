@@ -199,6 +199,15 @@ class Repository:
             return blob_id, 0
         return blob_id, self._writer(blob_type).add(blob_id, data)
 
+    def save_sealed_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes,
+                         uncompressed_length: int) -> int:
+        """Store a blob sealed elsewhere with this repository's key (see
+        :func:`~airflow_backup.repository.packer.blob_payload`) unless an identical one
+        exists; return the bytes added to packs."""
+        if self.has_blob(blob_type, blob_id):
+            return 0
+        return self._writer(blob_type).add_sealed(blob_id, sealed, uncompressed_length)
+
     def load_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
         """Return a blob's plaintext after checking its MAC and SHA-256.
 

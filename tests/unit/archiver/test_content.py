@@ -147,7 +147,7 @@ def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
     repo = Repository.init(MemoryStorage(), "pw")
     chunker = Chunker(repo.config.chunker_polynomial)
     opened = 0
-    real_open = content_mod._open_ahead
+    real_open = content_mod.open_ahead
 
     def flaky_open(path: bytes) -> int | OSError:
         nonlocal opened
@@ -156,7 +156,7 @@ def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
             raise RuntimeError("boom")
         return real_open(path)
 
-    monkeypatch.setattr(content_mod, "_open_ahead", flaky_open)
+    monkeypatch.setattr(content_mod, "open_ahead", flaky_open)
     fds_before = len(os.listdir("/proc/self/fd"))
     with ContentSaver(repo, chunker, workers=1) as saver:
         items = []
@@ -169,3 +169,78 @@ def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
             with pytest.raises(RuntimeError):
                 item.result()
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def _small_tree(root: object, count: int) -> list[tuple[bytes, bytes]]:
+    from pathlib import Path
+
+    rng = random.Random(11)
+    files = []
+    for i in range(count):
+        path = Path(str(root)) / f"s{i:03}"
+        data = rng.randbytes(rng.randrange(0, 3000)) + b"text " * rng.randrange(0, 2000)
+        path.write_bytes(data)
+        files.append((os.fsencode(path), data))
+    return files
+
+
+def _save_small(repo: Repository, files: list[tuple[bytes, bytes]],
+                kill_worker: bool = False) -> tuple[list[list[bytes]], int]:
+    import signal
+
+    chunker = Chunker(repo.config.chunker_polynomial)
+    with ContentSaver(repo, chunker, workers=2) as saver:
+        forked = len(saver._forked)
+        if kill_worker:
+            for worker in saver._forked:
+                os.kill(worker.pid, signal.SIGKILL)
+        items = [saver.submit_small(path, len(data)) for path, data in files]
+        saver.flush()
+        contents = [item.result().content for item in items]
+    repo.flush()
+    return contents, forked
+
+
+@pytest.mark.skipif(not content_mod.forking_allowed(), reason="needs fork and two cores")
+def test_small_files_sealed_in_a_forked_process_match_those_sealed_here(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On local storage small files are sealed by a forked process; the blobs it makes are
+    the ones a thread of ours would make, and they read back through the index."""
+    import hashlib
+    from pathlib import Path
+
+    from airflow_backup.repository.packs import BlobType
+    from airflow_backup.storage.local import LocalStorage
+
+    root = Path(str(tmp_path))
+    (root / "src").mkdir()
+    files = _small_tree(root / "src", 300)
+    forked_repo = Repository.init(LocalStorage(root / "forked"), "pw")
+    contents, forked = _save_small(forked_repo, files)
+    assert forked == content_mod._SEALERS
+    monkeypatch.setenv("AIRFLOW_BACKUP_NO_FORK", "1")
+    here_repo = Repository.init(LocalStorage(root / "here"), "pw")
+    here_contents, none = _save_small(here_repo, files)
+    assert none == 0
+    assert contents == here_contents
+    assert contents == [[hashlib.sha256(d).digest()] if d else [] for _, d in files]
+    for (_, data), content in zip(files, contents, strict=True):
+        for blob_id in content:
+            assert forked_repo.load_blob(BlobType.DATA, blob_id) == data
+
+
+@pytest.mark.skipif(not content_mod.forking_allowed(), reason="needs fork and two cores")
+def test_a_lost_sealer_process_leaves_its_work_to_the_thread(tmp_path: object) -> None:
+    import hashlib
+    from pathlib import Path
+
+    from airflow_backup.storage.local import LocalStorage
+
+    root = Path(str(tmp_path))
+    (root / "src").mkdir()
+    files = _small_tree(root / "src", 150)
+    repo = Repository.init(LocalStorage(root / "repo"), "pw")
+    contents, forked = _save_small(repo, files, kill_worker=True)
+    assert forked == content_mod._SEALERS
+    assert contents == [[hashlib.sha256(d).digest()] if d else [] for _, d in files]
