@@ -9,12 +9,60 @@ import pwd
 import stat as st
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_backup.repository.timefmt import format_ns
 from airflow_backup.repository.tree import Node, go_mode
 
 __all__ = ["node_from_stat", "node_type", "same_file_node"]
+
+
+class StatLike(Protocol):
+    """The ``lstat`` fields a node is built from: ``os.stat_result`` or :class:`SlimStat`."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
+    @property
+    def st_atime_ns(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+
+
+class SlimStat:
+    """The fields of :class:`StatLike`, without the rest of an ``os.stat_result``."""
+
+    __slots__ = ("st_atime_ns", "st_ctime_ns", "st_dev", "st_gid", "st_ino", "st_mode",
+                 "st_mtime_ns", "st_nlink", "st_rdev", "st_size", "st_uid")
+
+    def __init__(self, mode: int, ino: int, dev: int, nlink: int, uid: int, gid: int,
+                 size: int, rdev: int, atime_ns: int, mtime_ns: int, ctime_ns: int) -> None:
+        self.st_mode = mode
+        self.st_ino = ino
+        self.st_dev = dev
+        self.st_nlink = nlink
+        self.st_uid = uid
+        self.st_gid = gid
+        self.st_size = size
+        self.st_rdev = rdev
+        self.st_atime_ns = atime_ns
+        self.st_mtime_ns = mtime_ns
+        self.st_ctime_ns = ctime_ns
 
 
 @lru_cache(maxsize=1024)
@@ -66,7 +114,7 @@ def read_xattrs(path: bytes) -> list[dict[str, str]] | None:
     return out or None
 
 
-def node_from_stat(name: bytes, path: bytes, s: os.stat_result, with_atime: bool = False) -> Node:
+def node_from_stat(name: bytes, path: bytes, s: StatLike, with_atime: bool = False) -> Node:
     """Given a name, its full path and its ``lstat`` result, return the node restic would store.
 
     Symlink targets are read here; file content and dir subtrees are filled in by the caller.
@@ -105,7 +153,7 @@ def node_from_stat(name: bytes, path: bytes, s: os.stat_result, with_atime: bool
     return node
 
 
-def same_file_node(old: Mapping[str, Any] | None, s: os.stat_result) -> bool:
+def same_file_node(old: Mapping[str, Any] | None, s: StatLike) -> bool:
     """Return whether ``old``, a file node of the parent snapshot as parsed JSON, is exactly
     the node that :func:`node_from_stat` would build for a regular file with ``lstat``
     result ``s`` (access time recorded as mtime).

@@ -4,21 +4,61 @@ Opening a repository spends most of its time in scrypt (about 0.3–0.5 s, by de
 releases the interpreter lock and uses one core. With a cold page cache, the walk that follows
 waits for the disk at every ``lstat``, one at a time. :class:`MetadataWarmer` walks the same
 paths in a background thread during the key derivation, so that those waits are paid while the
-process would otherwise only be waiting for scrypt. It reads no file contents, records nothing
-and reports nothing: the backup's own walk is the one that sees (and reports) every entry.
+process would otherwise only be waiting for scrypt. It reads no file contents and reports
+nothing. It does keep what it saw, directory by directory, for the backup's walk to use instead
+of listing and ``lstat``-ing again (:meth:`MetadataWarmer.take_listing`): a directory where
+anything failed is not kept, so the walk meets (and reports) every error itself.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import struct
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
+from airflow_backup.archiver.nodes import SlimStat
 from airflow_backup.archiver.patterns import PatternSet
 
-__all__ = ["MetadataWarmer"]
+__all__ = ["Listing", "MetadataWarmer"]
+
+# The lstat fields of SlimStat, packed: 76 bytes an entry instead of about 400 as objects.
+_FIELDS = struct.Struct("<IQQQIIqQqqq")
+
+
+class Listing:
+    """A directory's entries in name order with their lstat results, packed."""
+
+    __slots__ = ("_names", "_stats")
+
+    def __init__(self) -> None:
+        self._names: list[bytes] = []
+        self._stats = bytearray()
+
+    def add(self, name: bytes, s: os.stat_result) -> None:
+        """Append an entry (in name order)."""
+        self._names.append(name)
+        self._stats += _FIELDS.pack(s.st_mode, s.st_ino, s.st_dev, s.st_nlink, s.st_uid,
+                                    s.st_gid, s.st_size, s.st_rdev, s.st_atime_ns,
+                                    s.st_mtime_ns, s.st_ctime_ns)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[tuple[bytes, SlimStat]]:
+        fields = _FIELDS.iter_unpack(self._stats)
+        for name, values in zip(self._names, fields, strict=True):
+            yield name, SlimStat(*values)
+
+
+# Entries kept for the walk, at most (about 120 bytes each); past that it only warms.
+_KEEP_MAX = 262_144
+# Listings older than this are not used: the walk waited (for a lock, say) and should look
+# at the file system again.
+_MAX_AGE = 30.0
 
 
 class MetadataWarmer:
@@ -35,6 +75,9 @@ class MetadataWarmer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.visited = 0
+        self._listings: dict[bytes, Listing] = {}
+        self._kept = 0
+        self._started = time.monotonic()
 
     def __enter__(self) -> MetadataWarmer:
         if self._targets:
@@ -56,6 +99,21 @@ class MetadataWarmer:
             return not self._thread.is_alive()
         return True
 
+    def forget(self) -> None:
+        """Drop every listing kept (the walk will not use them)."""
+        self._listings.clear()
+
+    def take_listing(self, path: bytes) -> Listing | None:
+        """Return and forget the entries of directory ``path`` (absolute, as the walk spells
+        it) with their lstat results, excluded ones left out, if the warm-up kept them and
+        they are recent; otherwise None (the caller lists the directory itself)."""
+        if not self._listings:
+            return None
+        if time.monotonic() - self._started > _MAX_AGE:
+            self._listings.clear()
+            return None
+        return self._listings.pop(path, None)
+
     def _walk(self) -> None:
         stack = list(reversed(self._targets))
         stopped = self._stop.is_set
@@ -69,6 +127,7 @@ class MetadataWarmer:
                 continue  # not a directory, or unreadable: the walk will say so
             prefix = top.rstrip(b"/") + b"/"
             subdirs: list[bytes] = []
+            listing: Listing | None = Listing() if self._kept < _KEEP_MAX else None
             for name in names:
                 if stopped():
                     return
@@ -76,10 +135,16 @@ class MetadataWarmer:
                 if excludes and excludes.matches(path):
                     continue
                 try:
-                    mode = os.lstat(path).st_mode
+                    s = os.lstat(path)
                 except OSError:
+                    listing = None  # the walk will meet this error itself
                     continue
                 self.visited += 1
-                if stat.S_ISDIR(mode):
+                if listing is not None:
+                    listing.add(name, s)
+                if stat.S_ISDIR(s.st_mode):
                     subdirs.append(path)
+            if listing is not None:
+                self._kept += len(listing)
+                self._listings[top] = listing
             stack.extend(reversed(subdirs))

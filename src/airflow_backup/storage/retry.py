@@ -94,6 +94,23 @@ class RetryingStorage:
         return self.inner.location
 
     def _call(self, op: str, target: str, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
+        # Most calls succeed at once: make the first attempt without building a Retrying
+        # (its set-up cost about as much as a small local read). A transient failure then
+        # enters the retry loop as its first attempt, replayed without calling again.
+        try:
+            return fn()
+        except TransientStorageError as exc:
+            first: list[BaseException] = [exc]
+
+        def attempt() -> T:
+            if first:
+                raise first.pop()
+            return fn()
+
+        return self._retry(op, target, attempt, started)
+
+    def _retry(self, op: str, target: str, fn: Callable[[], T], started: float) -> T:
         p = self.policy
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -112,7 +129,6 @@ class RetryingStorage:
             before_sleep=before_sleep,
             reraise=False,
         )
-        started = time.monotonic()
         try:
             return retrying(fn)
         except tenacity.RetryError as err:

@@ -79,3 +79,42 @@ def test_parent_must_match_host_and_paths(tree: Path) -> None:
     assert other_host.stats.files_unmodified == 0  # type: ignore[attr-defined]
     other_paths = _backup(repo, tree / "d0", hostname="a")
     assert other_paths.stats.files_unmodified == 0  # type: ignore[attr-defined]
+
+
+def test_the_walk_takes_the_warm_ups_listings_and_sees_what_they_saw(tree: Path) -> None:
+    """With a parent, the walk uses the warm-up's listings and lstat results instead of its
+    own: the snapshot is the one a walk of its own makes (a changed, a new and a removed file
+    included), and every listing is taken. Without a parent they are dropped unused."""
+    from airflow_backup.archiver.warm import MetadataWarmer
+
+    repo = Repository.init(MemoryStorage(), "pw")
+    with MetadataWarmer([str(tree)]) as first_warm:
+        assert first_warm.wait(30)
+    _backup_warm = Archiver(repo, warmed=first_warm).backup(BackupOptions(paths=[str(tree)]))
+    assert first_warm._listings == {}  # no parent: forgotten, not used
+    (tree / "d0" / "f1.bin").write_bytes(b"changed")
+    (tree / "d1" / "new.txt").write_bytes(b"new")
+    (tree / "d2" / "f0.bin").unlink()
+    with MetadataWarmer([str(tree)]) as warm:
+        assert warm.wait(30)
+    taken: list[bytes] = []
+    real_take = warm.take_listing
+
+    def take(path: bytes) -> object:
+        listing = real_take(path)
+        if listing is not None:
+            taken.append(path)
+        return listing
+
+    warm.take_listing = take  # type: ignore[method-assign]
+    warmed = Archiver(repo, warmed=warm).backup(BackupOptions(paths=[str(tree)]))
+    s = warmed.stats
+    assert (s.files_new, s.files_changed, s.files_unmodified) == (1, 1, 14)
+    assert sorted(taken) == sorted(os.fsencode(p) for p in [tree, *tree.iterdir()]
+                                   if p.is_dir())
+    assert warm._listings == {}
+    own = _backup(repo, tree, parent=_backup_warm.snapshot.id)
+    node_warm, _ = find_node(repo, warmed.snapshot.tree, str(tree))
+    node_own, _ = find_node(repo, own.snapshot.tree, str(tree))  # type: ignore[attr-defined]
+    assert node_warm is not None and node_own is not None
+    assert node_warm.subtree == node_own.subtree

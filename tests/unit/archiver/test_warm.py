@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from airflow_backup.archiver.warm import MetadataWarmer
 
 
@@ -73,3 +75,65 @@ def test_leaving_the_block_stops_the_walk_and_joins_the_thread(tmp_path: Path) -
         assert reached.wait(30)
     assert "warm-metadata" not in {t.name for t in threading.enumerate()}
     assert warmer.visited <= 1  # of 40 directories and 2,000 files
+
+
+def test_keeps_each_directory_listing_with_its_lstat_fields(tmp_path: Path) -> None:
+    """What the walk takes instead of listing and lstat-ing again: names in order, every
+    field a node is built from, excluded entries left out; each listing is taken once."""
+    import os
+
+    _tree(tmp_path)
+    with MetadataWarmer([str(tmp_path)], ["skip"]) as warmer:
+        assert warmer.wait(30)
+    root = os.fsencode(tmp_path)
+    listing = warmer.take_listing(root)
+    assert listing is not None
+    assert [name for name, _ in listing] == [b"a", b"c", b"link"]
+    sub = warmer.take_listing(root + b"/a")
+    assert sub is not None
+    for name, kept in sub:
+        real = os.lstat(root + b"/a/" + name)
+        fields = ["st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
+                  "st_rdev", "st_mtime_ns", "st_ctime_ns"]
+        if name != b"b":  # a directory's access time moves when the walk lists it
+            fields.append("st_atime_ns")
+        for field in fields:
+            assert getattr(kept, field) == getattr(real, field), (name, field)
+    assert [name for name, _ in sub] == [b"b", b"f0", b"f1", b"f2"]
+    assert warmer.take_listing(root) is None  # taken already
+    assert warmer.take_listing(root + b"/skip") is None  # excluded: never listed
+    warmer.forget()
+    assert warmer.take_listing(root + b"/c") is None
+
+
+def test_a_directory_with_an_unreadable_entry_or_an_old_listing_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry the warm-up could not lstat makes its directory's listing unusable (the
+    walk must meet the error itself); listings past their age, or past the cap, are not
+    kept or not given out."""
+    import os
+
+    import airflow_backup.archiver.warm as warm_mod
+
+    _tree(tmp_path)
+    real_lstat = os.lstat
+
+    def failing(path: bytes) -> os.stat_result:
+        if path.endswith(b"/c/f1"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_lstat(path)
+
+    monkeypatch.setattr(warm_mod.os, "lstat", failing)
+    with MetadataWarmer([str(tmp_path)]) as warmer:
+        assert warmer.wait(30)
+    root = os.fsencode(tmp_path)
+    assert warmer.take_listing(root + b"/c") is None
+    assert warmer.take_listing(root + b"/a") is not None
+    monkeypatch.setattr(warm_mod, "_MAX_AGE", 0.0)
+    assert warmer.take_listing(root + b"/a/b") is None
+    monkeypatch.setattr(warm_mod, "_MAX_AGE", 30.0)
+    monkeypatch.setattr(warm_mod, "_KEEP_MAX", 2)
+    with MetadataWarmer([str(tmp_path)]) as capped:
+        assert capped.wait(30)
+    assert capped.take_listing(root) is not None  # the first directory, 6 entries
+    assert capped.take_listing(root + b"/a") is None  # past the cap: only warmed

@@ -84,7 +84,8 @@ class BackupOperator(RepositoryOperator):
             if not self.source_url and not all(isinstance(p, str) and p for p in self.paths):
                 raise ConfigError("paths must be non-empty strings")
             # The paths' metadata is read into the kernel's cache while the key is derived.
-            with MetadataWarmer([] if self.source_url else self.paths, self.excludes):
+            warmer = MetadataWarmer([] if self.source_url else self.paths, self.excludes)
+            with warmer:
                 repo = self.open_repository()
             with repo.lock(exclusive=False):
                 if self.source_url:
@@ -92,7 +93,7 @@ class BackupOperator(RepositoryOperator):
                     snapshot, stats = res.snapshot, res.stats
                     source = str(res.metadata["source"].get("url", ""))
                 else:
-                    result = Archiver(repo).backup(BackupOptions(
+                    result = Archiver(repo, warmed=warmer).backup(BackupOptions(
                         paths=self.paths, excludes=self.excludes, tags=tags,
                         hostname=self.host))
                     snapshot, stats = result.snapshot, result.stats
