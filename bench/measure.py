@@ -1,8 +1,11 @@
-"""Measuring one step: wall time, CPU time and peak RSS of a child process; sizes; page cache.
+"""Measuring one step: wall time, CPU time and peak memory of a child process; sizes; page cache.
 
 Peak RSS comes from ``/usr/bin/time -v`` ("Maximum resident set size"), or, when GNU time is
 missing, from the rusage that ``os.wait4`` returns for the child.  Both report the largest
-resident set of the child and of any descendants it waited for.
+resident set of the child and of any descendants it waited for, *not their sum*. A tool that
+forks workers (airflow-backup does, for small files) could hide memory there, so the peak of
+the whole process tree's proportional set size (PSS: shared pages split between the processes
+sharing them) is also sampled from ``/proc`` every 20 ms, where the kernel provides it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ class Timing:
     sys_seconds: float
     max_rss_kib: int
     returncode: int
+    tree_pss_kib: int = 0  # peak summed PSS of the command and its children (0: unknown)
     background_cpus: float = 0.0  # other processes' CPU use meanwhile, in CPUs (0.0 to cores)
     steal_cpus: float = 0.0  # CPU time the hypervisor gave to other guests, in CPUs
 
@@ -85,19 +90,81 @@ def _run(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> T
         if _gnu_time_works():
             stats = log.with_suffix(".time")
             started = time.monotonic()
-            proc = subprocess.run([GNU_TIME, "-v", "-o", str(stats), *argv], env=env, cwd=cwd,
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([GNU_TIME, "-v", "-o", str(stats), *argv], env=env, cwd=cwd,
+                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+            with _TreeMemory(proc.pid, skip_root=True) as memory:
+                proc.wait()
             seconds = time.monotonic() - started
             user, system, rss = _parse_gnu_time(stats.read_text())
-            return Timing(seconds, user, system, rss, proc.returncode)
+            return Timing(seconds, user, system, rss, proc.returncode, memory.peak_kib)
         started = time.monotonic()
         child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        with _TreeMemory(child.pid, skip_root=False) as memory:
+            _, status, usage = os.wait4(child.pid, 0)
         seconds = time.monotonic() - started
         child.returncode = os.waitstatus_to_exitcode(status)
         # Linux reports ru_maxrss in KiB.
-        return Timing(seconds, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, child.returncode)
+        return Timing(seconds, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, child.returncode,
+                      memory.peak_kib)
+
+
+class _TreeMemory:
+    """Samples the summed PSS of a process and its descendants until the block ends."""
+
+    def __init__(self, root: int, skip_root: bool) -> None:
+        self._root = root
+        self._skip_root = skip_root  # the root is /usr/bin/time, not the tool
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak_kib = 0
+
+    def __enter__(self) -> _TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            pids = _descendants(self._root)
+            if not self._skip_root:
+                pids.append(self._root)
+            total = sum(_pss_kib(pid) for pid in pids)
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(0.02)
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for child in children:
+            found.append(child)
+            found += _descendants(child)
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def drop_caches() -> bool:

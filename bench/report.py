@@ -41,6 +41,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
                 "mib_per_s": nbytes / MiB / seconds if nbytes and seconds else None,
                 "cpu_seconds": _median([s["user_seconds"] + s["sys_seconds"] for s in recs]),
                 "max_rss_mib": _median([s["max_rss_kib"] / 1024 for s in recs]),
+                "tree_pss_mib": _median([s["tree_pss_kib"] / 1024 for s in recs
+                                         if s.get("tree_pss_kib")]),
                 "repo_mib": repo / MiB if repo is not None else None,
                 "background_cpus": _median([s.get("background_cpus", 0.0) for s in recs]),
                 "runs": len(recs),
@@ -81,6 +83,7 @@ def ratios(summary: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, 
                 "speedup": _div(b["seconds"], a["seconds"]),
                 "cpu_ratio": _div(a["cpu_seconds"], b["cpu_seconds"]),
                 "rss_ratio": _div(a["max_rss_mib"], b["max_rss_mib"]),
+                "pss_ratio": _div(a.get("tree_pss_mib"), b.get("tree_pss_mib")),
                 "repo_size_ratio": _div(a["repo_mib"], b["repo_mib"]),
             }
         if per_step:
@@ -111,9 +114,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "
         f"kernel {m['kernel']}, {m['filesystem']}.",
         "",
-        "| step | tool | time (s) | throughput (MiB/s) | peak RSS (MiB) | repo size (MiB) "
-        "| CPU user+sys (s) | other load (CPUs) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| step | tool | time (s) | throughput (MiB/s) | peak RSS (MiB) "
+        "| peak PSS, all processes (MiB) | repo size (MiB) | CPU user+sys (s) "
+        "| other load (CPUs) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step, label in STEPS.items():
         for tool, per_step in summary.items():
@@ -122,15 +126,16 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             lines.append(
                 f"| {label} | {results['tools'][tool]['label']} | {_fmt(s['seconds'], '.2f')} "
-                f"| {_fmt(s['mib_per_s'])} | {_fmt(s['max_rss_mib'])} | {_fmt(s['repo_mib'])} "
+                f"| {_fmt(s['mib_per_s'])} | {_fmt(s['max_rss_mib'])} "
+                f"| {_fmt(s.get('tree_pss_mib'))} | {_fmt(s['repo_mib'])} "
                 f"| {_fmt(s['cpu_seconds'])} | {_fmt(s['background_cpus'], '.2f')} |")
     lines.append("")
     rat = results["ratios"]
     if rat:
         lines += [
             "| step | ours vs | speedup (their time / ours) | CPU time ours/theirs "
-            "| peak RSS ours/theirs | repo size ours/theirs |",
-            "|---|---|---:|---:|---:|---:|",
+            "| peak RSS ours/theirs | peak PSS ours/theirs | repo size ours/theirs |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for step in COMPARED_STEPS:
             for other in (o for o in OTHERS if step in rat.get(o, {})):
@@ -138,7 +143,7 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(
                     f"| {STEPS[step]} | {results['tools'][other]['label']} "
                     f"| {_fmt(r['speedup'], '.2f', '×')} | {_fmt(r['cpu_ratio'], '.2f')} "
-                    f"| {_fmt(r['rss_ratio'], '.2f')} "
+                    f"| {_fmt(r['rss_ratio'], '.2f')} | {_fmt(r.get('pss_ratio'), '.2f')} "
                     f"| {_fmt(r['repo_size_ratio'], '.3f') if step != 'restore' else '—'} |")
         lines.append("")
     for info in results["tools"].values():

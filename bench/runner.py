@@ -120,7 +120,8 @@ class Runner:
                 if timing.background_cpus >= 0.2 else "")
         progress(f"{a.tool.name} #{a.rep} {report.STEPS[key]}: {timing.seconds:.2f} s, "
                  f"CPU {timing.user_seconds + timing.sys_seconds:.1f} s, "
-                 f"peak RSS {timing.max_rss_kib / 1024:.0f} MiB{busy}"
+                 f"peak RSS {timing.max_rss_kib / 1024:.0f} MiB, "
+                 f"PSS of all processes {timing.tree_pss_kib / 1024:.0f} MiB{busy}"
                  + (f", EXIT {timing.returncode}" if timing.returncode else ""))
         if timing.returncode != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
