@@ -130,7 +130,8 @@ class PackWriter:
         return self._append(blob_id, len(payload) + EXTENSION, ulen,
                             lambda out: self._key.seal_into(payload, out))
 
-    def add_sealed(self, blob_id: bytes, sealed: bytes, uncompressed_length: int) -> int:
+    def add_sealed(self, blob_id: bytes, sealed: bytes | memoryview,
+                   uncompressed_length: int) -> int:
         """Append a blob sealed elsewhere (``IV ‖ CT ‖ MAC`` of its payload, made with this
         writer's key from :func:`blob_payload`) unless it is already queued; return the
         bytes it adds to the pack. Raise as :meth:`add` does."""

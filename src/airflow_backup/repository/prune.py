@@ -338,8 +338,14 @@ def execute_prune(repo: Repository, plan: PrunePlan,
         data = storage.load(Handle(FileType.DATA, name))
         for b in sorted(plan.packs[pack_id], key=lambda b: b.offset):
             if (b.type, b.id) in remaining:
-                plain = repo.decode_blob(name, b, data[b.offset : b.offset + b.length])
-                writers[b.type].add(b.id, plain)
+                sealed = data[b.offset : b.offset + b.length]
+                plain = repo.decode_blob(name, b, sealed)  # verified: MAC, then SHA-256
+                if b.type is BlobType.TREE and not b.compressed and repo.version >= 2:
+                    writers[b.type].add(b.id, plain)  # compressed now, as restic does
+                else:
+                    # Kept as it was stored: a blob's sealed bytes do not depend on its pack,
+                    # so they move without a second compression and encryption.
+                    writers[b.type].add_sealed(b.id, sealed, b.uncompressed_length)
                 remaining.discard((b.type, b.id))
         if progress:
             progress("repack", i + 1, len(plan.repack))

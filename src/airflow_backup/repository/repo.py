@@ -199,7 +199,7 @@ class Repository:
             return blob_id, 0
         return blob_id, self._writer(blob_type).add(blob_id, data)
 
-    def save_sealed_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes,
+    def save_sealed_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes | memoryview,
                          uncompressed_length: int) -> int:
         """Store a blob sealed elsewhere with this repository's key (see
         :func:`~airflow_backup.repository.packer.blob_payload`) unless an identical one

@@ -219,3 +219,27 @@ def test_option_parsing() -> None:
     for bad in ("100%", "-1%", "x", "5 MB"):
         with pytest.raises(Exception, match=r"max-unused|size|percentage"):
             unused_limit(bad)
+
+
+def test_repacked_blobs_keep_their_sealed_bytes(mem_repo: Repository, backup: Backup) -> None:
+    """A kept blob moves to its new pack as it was stored (verified first): the same nonce,
+    ciphertext and MAC, not compressed and encrypted again."""
+    history(mem_repo, backup)
+
+    def sealed_by_blob(repo: Repository) -> dict[tuple[object, bytes], bytes]:
+        repo.load_index()
+        out = {}
+        for e in repo.index.entries():
+            data = repo.storage.load(Handle(FileType.DATA, e.pack_id.hex()), e.blob.offset,
+                                     e.blob.length)
+            out[(e.blob.type, e.blob.id)] = data
+        return out
+
+    before = sealed_by_blob(mem_repo)
+    plan = plan_prune(mem_repo)
+    moved = {(b.type, b.id) for p in plan.repack for b in plan.packs[p]} & plan.keep_blobs
+    assert moved  # the history leaves partly used packs to repack
+    execute_prune(mem_repo, plan)
+    after = sealed_by_blob(Repository.open(mem_repo.storage, "pw"))
+    for key in moved:
+        assert after[key] == before[key]
