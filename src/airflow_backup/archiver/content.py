@@ -32,8 +32,8 @@ from airflow_backup.storage.base import io_workers, small_files_apart
 __all__ = ["ContentResult", "ContentSaver", "SmallFile"]
 
 _BATCH_FILES = 64
-_SEALERS = 1  # forked processes sealing small files, where forking is allowed
 _BATCH_BYTES = 4 * 1024 * 1024
+_SEALERS = 1  # forked processes sealing small files, where forking is allowed
 _RELEASE_AFTER_BATCHES = 16
 _BLOCK = 12 * 1024 * 1024  # > MAX_SIZE (8 MiB), so every block holds a complete chunk
 
@@ -47,6 +47,16 @@ class ContentResult:
     new_blobs: int = 0
     data_added: int = 0
     data_added_packed: int = 0
+
+    def append(self, blob_id: bytes, size: int, packed: int) -> None:
+        """Record the file's next chunk: its id, its size, and the bytes storing it added to
+        packs (0 if the repository had it already)."""
+        if packed:
+            self.new_blobs += 1
+            self.data_added += size
+            self.data_added_packed += packed
+        self.content.append(blob_id)
+        self.size += size
 
 
 class SmallFile:
@@ -204,14 +214,8 @@ class ContentSaver:
                     continue
                 result = ContentResult()
                 if isinstance(got, Sealed):
-                    added = self.repo.save_sealed_blob(BlobType.DATA, got.blob_id, got.sealed,
-                                                       got.uncompressed_length)
-                    if added:
-                        result.new_blobs = 1
-                        result.data_added = got.size
-                        result.data_added_packed = added
-                    result.content.append(got.blob_id)
-                    result.size = got.size
+                    result.append(got.blob_id, got.size, self.repo.save_sealed_blob(
+                        BlobType.DATA, got.blob_id, got.sealed, got.uncompressed_length))
                 item.outcome = result
             except BaseException as exc:  # delivered to whoever waits on this file
                 item.outcome = exc
@@ -339,12 +343,7 @@ class ContentSaver:
     def _save_chunk(self, chunk: bytes | memoryview, result: ContentResult) -> None:
         blob_id = hashlib.sha256(chunk).digest()
         _, added = self.repo.save_blob(BlobType.DATA, chunk, blob_id)
-        if added:
-            result.new_blobs += 1
-            result.data_added += len(chunk)
-            result.data_added_packed += added
-        result.content.append(blob_id)
-        result.size += len(chunk)
+        result.append(blob_id, len(chunk), added)
 
 
 class _Reader:

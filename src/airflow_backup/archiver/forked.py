@@ -1,9 +1,9 @@
 """Worker processes forked from this one, for per-file work that the GIL would serialise.
 
 Per-file Python and the AES and Poly1305 set-up that ``cryptography`` does while holding the
-GIL make small files the one part of a backup or restore that threads cannot spread over
-cores. A forked child shares everything the parent already holds (the repository key, the
-planned restore) without pickling it, and needs no module imports of its own.
+GIL make small files the one part of a backup that threads cannot spread over cores. A forked
+child shares everything the parent already holds (the repository key above all, which thus
+never crosses a pipe) without pickling it, and needs no module imports of its own.
 
 A child serves requests one at a time over a pipe: ``serve(request)`` returns the reply. It
 ignores SIGINT (the parent decides what an interrupt means), never runs the parent's
@@ -26,6 +26,10 @@ from typing import Any
 __all__ = ["ForkedWorker", "WorkerLost", "fork_workers", "forking_allowed"]
 
 _ENV_DISABLE = "AIRFLOW_BACKUP_NO_FORK"
+_fork_lock = threading.Lock()
+# The parent's ends of every live worker's pipe: a child closes its copies of them, or a
+# worker would not see EOF while a sibling forked after it still held its pipe open.
+_parent_ends: set[Connection] = set()
 
 
 class WorkerLost(RuntimeError):
@@ -110,12 +114,6 @@ def _serve(conn: Connection, serve: Callable[[Any], Any]) -> None:
         except Exception as exc:  # the parent reports it; the child stays usable
             reply = (False, f"{type(exc).__name__}: {exc}")
         conn.send(reply)
-
-
-_fork_lock = threading.Lock()
-# The parent's ends of every live worker's pipe: a child closes its copies of them, or a
-# worker would not see EOF while a sibling forked after it still held its pipe open.
-_parent_ends: set[Connection] = set()
 
 
 def fork_workers(count: int, serve: Callable[[Any], Any]) -> list[ForkedWorker]:
