@@ -236,15 +236,14 @@ class Archiver:
         return pending
 
     def _walk_entries(self, pending: _PendingDir, path: bytes) -> None:
+        prefix = path.rstrip(b"/") + b"/"
         listing = self._warmed.take_listing(path) if self._warmed is not None else None
         if listing is not None:
-            prefix = path.rstrip(b"/") + b"/"
             for name, s in listing:
                 self._add_entry(pending, name, prefix + name, s)
             return
         with os.scandir(path) as it:
             names = sorted(e.name for e in it)
-        prefix = path.rstrip(b"/") + b"/"
         for name in names:
             self._add_entry(pending, name, prefix + name)
 

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from airflow_backup.archiver.chunker import MAX_SIZE, MIN_SIZE, Chunker
 from airflow_backup.archiver.forked import ForkedWorker, WorkerLost, fork_workers, forking_allowed
-from airflow_backup.archiver.reading import open_ahead, open_source, read_small
+from airflow_backup.archiver.reading import open_source, read_small, read_small_files
 from airflow_backup.archiver.sealer import Sealed, small_file_sealer
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
@@ -222,24 +222,20 @@ class ContentSaver:
         return True
 
     def _save_here(self, batch: list[SmallFile]) -> None:
-        # Open the whole batch and ask the kernel to read it all at once: with a cold cache,
-        # the reads of up to 64 small files then wait for the disk together instead of one
-        # after another.
-        fds: list[int | OSError] = []
-        try:
-            for item in batch:
-                fds.append(open_ahead(item.path))  # one by one: all are closed below
-            for item, fd in zip(batch, fds, strict=True):
-                try:
-                    if isinstance(fd, OSError):
-                        raise fd
-                    item.outcome = self._save_open(fd, item.path, item.size)
-                except BaseException as exc:  # delivered to whoever waits on this file
-                    item.outcome = exc
-        finally:
-            for fd in fds:
-                if isinstance(fd, int):
-                    os.close(fd)
+        contents = read_small_files([(item.path, item.size) for item in batch])
+        for item, data in zip(batch, contents, strict=True):
+            try:
+                if isinstance(data, OSError):
+                    raise data
+                if len(data) >= MIN_SIZE:  # it grew past one chunk: chunk it
+                    item.outcome = self._save_file(item.path, item.size)
+                    continue
+                result = ContentResult()
+                if data:
+                    self._save_chunk(data, result)
+                item.outcome = result
+            except BaseException as exc:  # delivered to whoever waits on this file
+                item.outcome = exc
 
     def submit_file(self, path: bytes, expected_size: int) -> Future[ContentResult]:
         """Queue a regular file; the future raises OSError if it cannot be read."""

@@ -18,7 +18,8 @@ __all__ = ["node_from_stat", "node_type", "same_file_node"]
 
 
 class StatLike(Protocol):
-    """The ``lstat`` fields a node is built from: ``os.stat_result`` or :class:`SlimStat`."""
+    """The ``lstat`` fields a node is built from: an ``os.stat_result``, or the warm-up's
+    slimmer copy of them (``archiver.warm.SlimStat``)."""
 
     @property
     def st_mode(self) -> int: ...
@@ -42,27 +43,6 @@ class StatLike(Protocol):
     def st_mtime_ns(self) -> int: ...
     @property
     def st_ctime_ns(self) -> int: ...
-
-
-class SlimStat:
-    """The fields of :class:`StatLike`, without the rest of an ``os.stat_result``."""
-
-    __slots__ = ("st_atime_ns", "st_ctime_ns", "st_dev", "st_gid", "st_ino", "st_mode",
-                 "st_mtime_ns", "st_nlink", "st_rdev", "st_size", "st_uid")
-
-    def __init__(self, mode: int, ino: int, dev: int, nlink: int, uid: int, gid: int,
-                 size: int, rdev: int, atime_ns: int, mtime_ns: int, ctime_ns: int) -> None:
-        self.st_mode = mode
-        self.st_ino = ino
-        self.st_dev = dev
-        self.st_nlink = nlink
-        self.st_uid = uid
-        self.st_gid = gid
-        self.st_size = size
-        self.st_rdev = rdev
-        self.st_atime_ns = atime_ns
-        self.st_mtime_ns = mtime_ns
-        self.st_ctime_ns = ctime_ns
 
 
 @lru_cache(maxsize=1024)

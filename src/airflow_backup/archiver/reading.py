@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+from collections.abc import Sequence
 
 from airflow_backup.archiver.chunker import MIN_SIZE
 
-__all__ = ["open_ahead", "open_source", "read_small"]
+__all__ = ["open_ahead", "open_source", "read_small", "read_small_files"]
 
 _WILLNEED: int | None = getattr(os, "POSIX_FADV_WILLNEED", None)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -55,3 +57,33 @@ def read_small(fd: int, hint: int) -> bytes:
         if sum(len(p) for p in parts) >= MIN_SIZE:
             break
     return b"".join(parts)
+
+
+def read_small_files(batch: Sequence[tuple[bytes, int]]) -> list[bytes | OSError]:
+    """Given (path, lstat size) of files below one chunk, return each one's content, or the
+    OSError that stopped it (it vanished, or is no longer a regular file). Content of
+    MIN_SIZE bytes means the file grew past one chunk: the caller saves it as a large file.
+
+    The whole batch is opened first, with read-ahead, so that with a cold cache its files
+    wait for the disk together rather than one after another; every descriptor is closed.
+    """
+    out: list[bytes | OSError] = []
+    fds: list[int | OSError] = []
+    try:
+        for path, _ in batch:
+            fds.append(open_ahead(path))  # one by one: all are closed below
+        for (path, size), fd in zip(batch, fds, strict=True):
+            if isinstance(fd, OSError):
+                out.append(fd)
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(f"{os.fsdecode(path)} changed type while being read")
+                out.append(read_small(fd, size))
+            except OSError as exc:
+                out.append(exc)
+    finally:
+        for fd in fds:
+            if isinstance(fd, int):
+                os.close(fd)
+    return out

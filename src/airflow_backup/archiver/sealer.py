@@ -9,15 +9,13 @@ duplicates and indexes the blob (``Repository.save_sealed_blob``).
 from __future__ import annotations
 
 import hashlib
-import os
-import stat as st
 from collections.abc import Callable
 from typing import NamedTuple
 
 import zstandard
 
 from airflow_backup.archiver.chunker import MIN_SIZE
-from airflow_backup.archiver.reading import open_ahead, read_small
+from airflow_backup.archiver.reading import read_small_files
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.packer import blob_payload, new_compressor
 from airflow_backup.repository.packs import BlobType
@@ -43,42 +41,27 @@ SealedReply = list[Sealed | tuple[()] | OSError | None]
 def small_file_sealer(key: Key, compress: bool
                       ) -> Callable[[list[tuple[bytes, int]]], SealedReply]:
     """Given the repository's key and whether data blobs are compressed, return the function
-    a worker runs on a batch of (path, lstat size): it opens the whole batch first and asks
-    the kernel to read it all at once, so that with a cold cache the files wait for the disk
-    together rather than one after another."""
-    # Made in the worker, on first use (a zstd context takes a few MiB).
-    compressors: list[zstandard.ZstdCompressor] = []
+    a worker runs on a batch of (path, lstat size) (read as :func:`read_small_files` does)."""
+    comp: zstandard.ZstdCompressor | None = None  # made in the worker: a few MiB
 
     def seal(batch: list[tuple[bytes, int]]) -> SealedReply:
-        if compress and not compressors:
-            compressors.append(new_compressor())
+        nonlocal comp
         reply: SealedReply = []
-        fds = [open_ahead(path) for path, _ in batch]
-        try:
-            for (path, size), fd in zip(batch, fds, strict=True):
-                if isinstance(fd, OSError):
-                    reply.append(fd)
-                    continue
-                try:
-                    if not st.S_ISREG(os.fstat(fd).st_mode):
-                        raise OSError(f"{os.fsdecode(path)} changed type while being read")
-                    data = read_small(fd, size)
-                except OSError as exc:
-                    reply.append(exc)
-                    continue
-                if len(data) >= MIN_SIZE:
-                    reply.append(None)
-                elif not data:
-                    reply.append(())
-                else:
-                    payload, ulen = (blob_payload(compressors[0], data, BlobType.DATA)
-                                     if compress else (data, 0))
-                    reply.append(Sealed(hashlib.sha256(data).digest(), key.seal(payload),
-                                        ulen, len(data)))
-        finally:
-            for fd in fds:
-                if isinstance(fd, int):
-                    os.close(fd)
+        for data in read_small_files(batch):
+            if isinstance(data, OSError):
+                reply.append(data)
+            elif len(data) >= MIN_SIZE:
+                reply.append(None)
+            elif not data:
+                reply.append(())
+            else:
+                payload: bytes | memoryview = data
+                ulen = 0
+                if compress:
+                    comp = comp or new_compressor()
+                    payload, ulen = blob_payload(comp, data, BlobType.DATA)
+                reply.append(Sealed(hashlib.sha256(data).digest(), key.seal(payload),
+                                    ulen, len(data)))
         return reply
 
     return seal

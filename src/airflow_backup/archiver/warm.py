@@ -20,10 +20,31 @@ import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 
-from airflow_backup.archiver.nodes import SlimStat
 from airflow_backup.archiver.patterns import PatternSet
 
-__all__ = ["Listing", "MetadataWarmer"]
+__all__ = ["Listing", "MetadataWarmer", "SlimStat"]
+
+
+class SlimStat:
+    """The fields of ``archiver.nodes.StatLike``, without the rest of an ``os.stat_result``."""
+
+    __slots__ = ("st_atime_ns", "st_ctime_ns", "st_dev", "st_gid", "st_ino", "st_mode",
+                 "st_mtime_ns", "st_nlink", "st_rdev", "st_size", "st_uid")
+
+    def __init__(self, mode: int, ino: int, dev: int, nlink: int, uid: int, gid: int,
+                 size: int, rdev: int, atime_ns: int, mtime_ns: int, ctime_ns: int) -> None:
+        self.st_mode = mode
+        self.st_ino = ino
+        self.st_dev = dev
+        self.st_nlink = nlink
+        self.st_uid = uid
+        self.st_gid = gid
+        self.st_size = size
+        self.st_rdev = rdev
+        self.st_atime_ns = atime_ns
+        self.st_mtime_ns = mtime_ns
+        self.st_ctime_ns = ctime_ns
+
 
 # The lstat fields of SlimStat, packed: 76 bytes an entry instead of about 400 as objects.
 _FIELDS = struct.Struct("<IQQQIIqQqqq")

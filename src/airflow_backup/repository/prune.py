@@ -248,7 +248,7 @@ def plan_prune(repo: Repository, options: PruneOptions | None = None, *,
                 else:
                     st.unused_blobs += 1
                     st.unused_size += b.length
-            if b.type is BlobType.TREE and not b.compressed and repo.version >= 2:
+            if _compress_on_repack(repo, b):
                 u.uncompressed_tree = True
         usage[pack_id] = u
 
@@ -315,6 +315,12 @@ def plan_prune(repo: Repository, options: PruneOptions | None = None, *,
     return plan
 
 
+def _compress_on_repack(repo: Repository, blob: PackedBlob) -> bool:
+    """Return whether a kept blob must be stored again compressed: a tree a version-2
+    repository holds uncompressed (restic repacks those); other blobs move as they are."""
+    return blob.type is BlobType.TREE and not blob.compressed and repo.version >= 2
+
+
 def execute_prune(repo: Repository, plan: PrunePlan,
                   progress: Progress | None = None) -> PruneResult:
     """Carry out ``plan`` in the crash-safe order of the module docstring; return counts.
@@ -340,8 +346,8 @@ def execute_prune(repo: Repository, plan: PrunePlan,
             if (b.type, b.id) in remaining:
                 sealed = data[b.offset : b.offset + b.length]
                 plain = repo.decode_blob(name, b, sealed)  # verified: MAC, then SHA-256
-                if b.type is BlobType.TREE and not b.compressed and repo.version >= 2:
-                    writers[b.type].add(b.id, plain)  # compressed now, as restic does
+                if _compress_on_repack(repo, b):
+                    writers[b.type].add(b.id, plain)
                 else:
                     # Kept as it was stored: a blob's sealed bytes do not depend on its pack,
                     # so they move without a second compression and encryption.

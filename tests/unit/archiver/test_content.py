@@ -9,6 +9,7 @@ import random
 import pytest
 
 import airflow_backup.archiver.content as content_mod
+import airflow_backup.archiver.reading as reading_mod
 from airflow_backup.archiver.chunker import MAX_SIZE, Chunker
 from airflow_backup.archiver.content import ContentSaver
 from airflow_backup.repository.repo import Repository
@@ -147,7 +148,7 @@ def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
     repo = Repository.init(MemoryStorage(), "pw")
     chunker = Chunker(repo.config.chunker_polynomial)
     opened = 0
-    real_open = content_mod.open_ahead
+    real_open = reading_mod.open_ahead
 
     def flaky_open(path: bytes) -> int | OSError:
         nonlocal opened
@@ -156,7 +157,7 @@ def test_an_interrupted_batch_leaves_no_file_waiting(tmp_path: object,
             raise RuntimeError("boom")
         return real_open(path)
 
-    monkeypatch.setattr(content_mod, "open_ahead", flaky_open)
+    monkeypatch.setattr(reading_mod, "open_ahead", flaky_open)
     fds_before = len(os.listdir("/proc/self/fd"))
     with ContentSaver(repo, chunker, workers=1) as saver:
         items = []
@@ -244,3 +245,35 @@ def test_a_lost_sealer_process_leaves_its_work_to_the_thread(tmp_path: object) -
     contents, forked = _save_small(repo, files, kill_worker=True)
     assert forked == content_mod._SEALERS
     assert contents == [[hashlib.sha256(d).digest()] if d else [] for _, d in files]
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_a_small_file_that_grew_past_a_chunk_is_chunked_whole(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch, forked: bool) -> None:
+    """Queued as small (its lstat said so) but larger when read: the whole file is saved,
+    in chunks, whether a thread or the forked worker read the batch."""
+    import hashlib
+    from pathlib import Path
+
+    from airflow_backup.storage.local import LocalStorage
+
+    if forked and not content_mod.forking_allowed():
+        pytest.skip("needs fork and two cores")
+    if not forked:
+        monkeypatch.setenv("AIRFLOW_BACKUP_NO_FORK", "1")
+    root = Path(str(tmp_path))
+    data = random.Random(3).randbytes(3 * MAX_SIZE // 2)
+    (root / "grown").write_bytes(data)
+    (root / "small").write_bytes(b"tiny")
+    repo = Repository.init(LocalStorage(root / "repo"), "pw")
+    chunker = Chunker(repo.config.chunker_polynomial)
+    with ContentSaver(repo, chunker, workers=2) as saver:
+        assert len(saver._forked) == (content_mod._SEALERS if forked else 0)
+        grown = saver.submit_small(os.fsencode(root / "grown"), 100)
+        small = saver.submit_small(os.fsencode(root / "small"), 4)
+        saver.flush()
+        result = grown.result()
+        assert small.result().size == 4
+    assert result.size == len(data)
+    assert result.content == [hashlib.sha256(data[o : o + n]).digest()
+                              for o, n in chunker.cut(data)]
