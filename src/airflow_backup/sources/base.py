@@ -182,6 +182,17 @@ class SourceRestoreOptions:
     on_existing: str = "fail"
     database: str = ""
 
+    def source_database(self, stored: StoredExport) -> str:
+        """Given a stored export of one or more databases, return the one to restore: the
+        one named by ``database``, else the only one. Raise ConfigError if that is not
+        one of them (or the export holds several and none was named)."""
+        databases = [str(d) for d in stored.source.get("databases", [])]
+        chosen = self.database or (databases[0] if len(databases) == 1 else "")
+        if chosen not in databases:
+            raise ConfigError(f"snapshot holds database(s) {', '.join(databases)}: choose "
+                              "one with --database")
+        return chosen
+
 
 class ExportSink(Protocol):
     """Where a source writes its export: files of the snapshot being built."""

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pymysql
 
-from airflow_backup.errors import ConfigError, RestoreError, RestoreTargetExists, ValidationFailed
+from airflow_backup.errors import ConfigError, RestoreTargetExists, ValidationFailed
 from airflow_backup.sources.base import (
     ExportSink,
     RestoreReport,
@@ -151,11 +151,7 @@ class MySQLSource:
                 options: SourceRestoreOptions) -> RestoreReport:
         """Replay the dump through the ``mariadb`` client into the target, then compare."""
         client = find_tool("mariadb") if _has("mariadb") else find_tool("mysql")
-        databases = [str(d) for d in stored.source.get("databases", [])]
-        source_db = options.database or (databases[0] if len(databases) == 1 else "")
-        if source_db not in databases:
-            raise ConfigError(f"snapshot holds database(s) {', '.join(databases)}: choose "
-                              "one with --database")
+        source_db = options.source_database(stored)
         target_db = self.url.database or source_db
         admin = self.connect()
         with admin.cursor() as cur:
@@ -172,15 +168,9 @@ class MySQLSource:
                 cur.execute(f"CREATE DATABASE {_quote(target_db)}")
         created = not exists or options.clean
         try:
-            child = self.res.start([client, *self._client_args(), "--", target_db],
-                                   f"mariadb client into {target_db}", env=self._env(),
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-            try:
-                stored.reader.copy_to(f"mysql/{source_db}.sql", child.stdin)
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # the client stopped early; its exit status says why
-            child.check(RestoreError)
+            self.res.feed([client, *self._client_args(), "--", target_db],
+                          f"mariadb client into {target_db}", stored.reader,
+                          f"mysql/{source_db}.sql", env=self._env())
         except BaseException:
             if not exists:
                 with contextlib.suppress(pymysql.MySQLError), admin.cursor() as cur:

@@ -240,24 +240,17 @@ class PostgresSource:
         listing = os.path.join(tmp, "toc.txt")
         with open(listing, "wb") as out:
             if self.format == "custom":
-                child = self.res.start([self._tools["pg_restore"], "--list"],
-                                       f"pg_restore --list of {db}", stdin=subprocess.PIPE,
-                                       stdout=out)
-                try:
-                    reader.copy_to(f"postgresql/{db}.pgdump", child.stdin)
-                except BrokenPipeError:
-                    pass  # pg_restore stops reading once it has the table of contents
-                finally:
-                    with contextlib.suppress(BrokenPipeError):
-                        child.stdin.close()
+                # pg_restore stops reading once it has the table of contents.
+                self.res.feed([self._tools["pg_restore"], "--list"],
+                              f"pg_restore --list of {db}", reader,
+                              f"postgresql/{db}.pgdump", stdout=out, error=ValidationFailed)
             else:
                 os.makedirs(os.path.join(tmp, "d"))
                 with open(os.path.join(tmp, "d", "toc.dat"), "wb") as toc:
                     reader.copy_to(f"postgresql/{db}.dir/toc.dat", toc)
-                child = self.res.start([self._tools["pg_restore"], "--list",
-                                        os.path.join(tmp, "d")], f"pg_restore --list of {db}",
-                                       stdout=out)
-            child.check(ValidationFailed)
+                self.res.start([self._tools["pg_restore"], "--list", os.path.join(tmp, "d")],
+                               f"pg_restore --list of {db}", stdout=out
+                               ).check(ValidationFailed)
         with open(listing, encoding="utf-8", errors="replace") as f:
             return f.read()
 
@@ -267,11 +260,7 @@ class PostgresSource:
                 options: SourceRestoreOptions) -> RestoreReport:
         """pg_restore into the target database (created if missing), then compare."""
         self._tools = {n: find_tool(n) for n in ("pg_restore", "psql")}
-        databases = [str(d) for d in stored.source.get("databases", [])]
-        source_db = options.database or (databases[0] if len(databases) == 1 else "")
-        if source_db not in databases:
-            raise ConfigError(f"snapshot holds database(s) {', '.join(databases)}: choose "
-                              "one with --database")
+        source_db = options.source_database(stored)
         target_db = self.url.database or source_db
         admin = self.connect("postgres")
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
@@ -333,15 +322,8 @@ class PostgresSource:
             argv += ["--no-owner", "--no-privileges"]
         what = f"pg_restore into {target_db}"
         if f"postgresql/{source_db}.pgdump" in reader.files(f"postgresql/{source_db}.pgdump"):
-            child = self.res.start([*argv, "--single-transaction"], what,
-                                   stdin=subprocess.PIPE, env=self.env(target_db),
-                                   stdout=subprocess.DEVNULL)
-            try:
-                reader.copy_to(f"postgresql/{source_db}.pgdump", child.stdin)
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # pg_restore stopped early; its exit status says why
-            child.check(RestoreError)
+            self.res.feed([*argv, "--single-transaction"], what, reader,
+                          f"postgresql/{source_db}.pgdump", env=self.env(target_db))
             return
         tmp = self.res.temp_dir("pgrestore")
         reader.extract(f"postgresql/{source_db}.dir", tmp)
@@ -351,27 +333,15 @@ class PostgresSource:
         child.check(RestoreError)
 
     def _psql(self, reader: SnapshotReader, path: str, target_db: str) -> None:
-        child = self.res.start([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                                "--single-transaction", "-f", "-"], f"psql into {target_db}",
-                               stdin=subprocess.PIPE, env=self.env(target_db),
-                               stdout=subprocess.DEVNULL)
-        try:
-            reader.copy_to(path, child.stdin)
-            child.stdin.close()
-        except BrokenPipeError:
-            pass  # psql stopped early; its exit status says why
-        child.check(RestoreError)
+        self.res.feed([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                       "--single-transaction", "-f", "-"], f"psql into {target_db}", reader,
+                      path, env=self.env(target_db))
 
     def _psql_globals(self, reader: SnapshotReader) -> None:
-        child = self.res.start([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=0",
-                                "-f", "-"], "psql (globals)", stdin=subprocess.PIPE,
-                               env=self.env("postgres"), stdout=subprocess.DEVNULL)
-        try:
-            reader.copy_to("postgresql/globals.sql", child.stdin)
-            child.stdin.close()
-        except BrokenPipeError:
-            pass
-        child.check(RestoreError)
+        # Roles that exist already make their CREATE fail; the rest must still run.
+        self.res.feed([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"],
+                      "psql (globals)", reader, "postgresql/globals.sql",
+                      env=self.env("postgres"))
 
     def _drop(self, admin: psycopg.Connection[Any], name: str) -> None:
         with contextlib.suppress(psycopg.Error):  # the original error matters more

@@ -15,15 +15,19 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from typing import IO, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from airflow_backup.errors import (
     BackupError,
     DumpFailed,
+    RestoreError,
     SourceAuthFailed,
     SourceUnavailable,
     ToolMissing,
 )
+
+if TYPE_CHECKING:
+    from airflow_backup.sources.base import SnapshotReader
 
 __all__ = ["Child", "Resources", "classify_failure", "find_tool"]
 
@@ -168,6 +172,29 @@ class Resources:
         child = Child(argv, what, **kwargs)  # type: ignore[arg-type]
         self._children.append(child)
         return child
+
+    def feed(self, argv: Sequence[str], what: str, reader: SnapshotReader, path: str, *,
+             env: Mapping[str, str] | None = None,
+             stdout: int | IO[bytes] | None = subprocess.DEVNULL,
+             error: type[BackupError] = RestoreError) -> None:
+        """Run ``argv`` with the stored file ``path`` streamed into its standard input, and
+        wait for it. Raise ``error`` (or a classified source error) if it exits non-zero.
+
+        A child that stops reading early is judged by its exit status alone. If reading the
+        stored file fails, the child is killed before it sees the end of its input: a
+        client such as ``psql --single-transaction`` would otherwise commit a cut-off dump.
+        """
+        child = self.start(argv, what, env=env, stdin=subprocess.PIPE, stdout=stdout)
+        try:
+            reader.copy_to(path, child.stdin)
+            child.stdin.close()
+        except BrokenPipeError:
+            with contextlib.suppress(BrokenPipeError):
+                child.stdin.close()
+        except BaseException:
+            child.kill()
+            raise
+        child.check(error)
 
     def temp_dir(self, label: str) -> str:
         """Make a private temp directory (mode 0700) and remember it."""
