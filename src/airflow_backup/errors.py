@@ -185,8 +185,8 @@ class NotFound(StorageError):
 
 
 class InjectedFault(StorageError):
-    """A fault hook (:class:`~airflow_backup.storage.crash.CrashInjectingStorage`) failed
-    this storage operation on purpose; only tests arm such hooks."""
+    """The fault injector (:class:`~airflow_backup.storage.faults.FaultInjectingStorage`,
+    ``crash_mode=raise``) failed this write on purpose; only tests and drills arm it."""
 
 
 class RepositoryError(BackupError):

@@ -152,7 +152,7 @@ def test_unlock_removes_the_lock_of_a_killed_process(tmp_path: Path) -> None:
     _ok(run_cli(repo, "init"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_BACKUP_")}
     env.update(AIRFLOW_BACKUP_PASSWORD=PW, AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF,
-               AIRFLOW_BACKUP_FAULT_AT="1")  # dies right after writing its lock
+               AIRFLOW_BACKUP_FAULTS="crash_at=1")  # dies right after writing its lock
     proc = subprocess.run([sys.executable, "-m", "airflow_backup.cli", "-r", str(repo),
                            "prune"], env=env, capture_output=True, check=False)
     assert proc.returncode == -signal.SIGKILL

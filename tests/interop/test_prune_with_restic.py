@@ -102,7 +102,7 @@ def test_prune_killed_after_each_storage_write(tmp_path: Path, restic_bin: str) 
     full = tmp_path / "full"
     shutil.copytree(base, full)
     journal = tmp_path / "full.log"
-    _ok(run_cli(full, "prune", env={"AIRFLOW_BACKUP_FAULT_JOURNAL": str(journal)}))
+    _ok(run_cli(full, "prune", env={"AIRFLOW_BACKUP_FAULTS": f"journal={journal}"}))
     ops = journal.read_text().splitlines()
     kinds = [op.split()[0] + " " + op.split()[1].split("/")[0] for op in ops]
     assert kinds[0] == "save locks" and kinds[-1] == "remove locks"
@@ -117,8 +117,8 @@ def test_prune_killed_after_each_storage_write(tmp_path: Path, restic_bin: str) 
         repo = work / "repo"
         shutil.copytree(base, repo)
         log = work / "ops.log"
-        proc = run_cli(repo, "prune", env={"AIRFLOW_BACKUP_FAULT_AT": str(k),
-                                           "AIRFLOW_BACKUP_FAULT_JOURNAL": str(log)})
+        proc = run_cli(repo, "prune",
+                       env={"AIRFLOW_BACKUP_FAULTS": f"crash_at={k},journal={log}"})
         if proc.returncode != -9 or len(log.read_text().splitlines()) != k:
             return f"k={k}: expected SIGKILL after write {k}, got {proc.returncode}"
         run_restic(repo, "unlock", password=PW, restic_bin=restic_bin)  # the dead PID's lock

@@ -14,7 +14,6 @@ from airflow_backup.repository.opener import open_repository as open_with_cache
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.compose import faults_from_env, is_remote_url, open_repository_storage
-from airflow_backup.storage.crash import wrap_from_env
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
@@ -121,11 +120,9 @@ def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
 def open_storage_for(url: str, gopts: GlobalOptions, *, primary: bool = True) -> Storage:
     """Open a repository's storage with retries (and, for the primary only, the fault
     injection of AIRFLOW_BACKUP_FAULTS, for drills)."""
-    storage = open_repository_storage(url, policy=retry_policy(gopts),
-                                      faults=faults_from_env() if primary else None,
-                                      read_ahead=is_remote_url(url))
-    # The crash hook of the crash-safety tests; inert unless AIRFLOW_BACKUP_FAULT_* is set.
-    return wrap_from_env(storage) if primary else storage
+    return open_repository_storage(url, policy=retry_policy(gopts),
+                                   faults=faults_from_env() if primary else None,
+                                   read_ahead=is_remote_url(url))
 
 
 def open_repository(gopts: GlobalOptions, url: str | None = None,

@@ -1,7 +1,8 @@
 """A storage wrapper that injects faults: for tests, and for users' own failure drills.
 
 :class:`FaultInjectingStorage` wraps any Storage and, per call, may add latency and raise an
-injected error instead of (or after) doing the work. Capabilities, all keyword-only:
+injected error instead of (or after) doing the work, or kill the process right after a given
+write. Capabilities, all keyword-only:
 
 - ``latency``: seconds slept before *every* call;
 - ``failure_rate``: probability that a call fails;
@@ -14,29 +15,62 @@ injected error instead of (or after) doing the work. Capabilities, all keyword-o
   was lost, the write happened);
 - ``permanent``: raise PermanentStorageError instead of TransientStorageError;
 - ``operations``: restrict faults (not latency) to these operation names;
-- ``seed``: make the random choices reproducible.
+- ``seed``: make the random choices reproducible;
+- ``crash_at``: the k-th write (save or remove, 1-based) completes, then the process dies
+  with SIGKILL (a power cut between two writes); with ``crash_mode="raise"`` that write is
+  not done and InjectedFault is raised instead (not retried);
+- ``journal``: a file (or a callable) that gets one line per completed write,
+  ``save data/ab/…`` or ``remove locks/…``, written before a crash fires.
 
-Counters ``calls``, ``writes`` and ``injected`` tell a test what happened. Thread-safe.
-:func:`parse_fault_spec` reads the ``AIRFLOW_BACKUP_FAULTS`` drill syntax
-(``failure_rate=0.2,latency=0.05,seed=1``).
+Counters ``calls``, ``writes`` (saves), ``mutations`` (saves and removes) and ``injected``
+tell a test what happened. Thread-safe. :func:`parse_fault_spec` reads the
+``AIRFLOW_BACKUP_FAULTS`` syntax (``failure_rate=0.2,latency=0.05,seed=1`` or
+``crash_at=7,journal=/tmp/writes.log``).
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
-from airflow_backup.errors import ConfigError, PermanentStorageError, TransientStorageError
+from airflow_backup.errors import (
+    ConfigError,
+    InjectedFault,
+    PermanentStorageError,
+    TransientStorageError,
+)
 from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
 
-__all__ = ["OPERATIONS", "FaultInjectingStorage", "parse_fault_spec"]
+__all__ = ["CRASH_MODES", "OPERATIONS", "FaultInjectingStorage", "file_journal", "parse_fault_spec"]
 
 T = TypeVar("T")
 
 OPERATIONS = frozenset({"save", "load", "stat", "exists", "list", "remove", "create_layout"})
+CRASH_MODES = ("kill", "raise")
+
+Journal = Callable[[str, Handle], None]
+
+
+def _sigkill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def file_journal(path: str | os.PathLike[str]) -> Journal:
+    """Return a journal that appends ``"<operation> <object path>"`` lines to ``path``."""
+    def write(op: str, handle: Handle) -> None:
+        # One O_APPEND write per line: the line is in the file even if SIGKILL follows.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{op} {object_path(handle)}\n".encode())
+        finally:
+            os.close(fd)
+
+    return write
 
 
 class FaultInjectingStorage:
@@ -46,7 +80,10 @@ class FaultInjectingStorage:
                  fail_on_calls: Collection[int] = (), fail_after_writes: int | None = None,
                  truncate_writes: float = 0.0, lost_replies: float = 0.0,
                  permanent: bool = False, operations: Collection[str] | None = None,
-                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 seed: int | None = None, crash_at: int = 0, crash_mode: str = "kill",
+                 journal: str | os.PathLike[str] | Journal | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_kill: Callable[[], None] = _sigkill_self) -> None:
         for name, p in (("failure_rate", failure_rate), ("truncate_writes", truncate_writes),
                         ("lost_replies", lost_replies)):
             if not 0.0 <= p <= 1.0:
@@ -56,6 +93,10 @@ class FaultInjectingStorage:
         unknown = set(operations or ()) - OPERATIONS
         if unknown:
             raise ConfigError(f"unknown storage operation(s): {', '.join(sorted(unknown))}")
+        if crash_at < 0 or crash_mode not in CRASH_MODES:
+            raise ConfigError("crash_at must be >= 0 and crash_mode 'kill' or 'raise'")
+        if isinstance(journal, (str, os.PathLike)) and not os.fspath(journal):
+            raise ConfigError("journal must name a file")
         self.inner = inner
         self.failure_rate = failure_rate
         self.latency = latency
@@ -66,10 +107,16 @@ class FaultInjectingStorage:
         self.permanent = permanent
         self.operations = frozenset(operations) if operations is not None else OPERATIONS
         self._rng = random.Random(seed)
+        self.crash_at = crash_at
+        self.crash_mode = crash_mode
+        self._journal = (file_journal(journal) if isinstance(journal, (str, os.PathLike))
+                         else journal)
         self._sleep = sleep
+        self._on_kill = on_kill
         self._lock = threading.Lock()
         self.calls = 0
         self.writes = 0
+        self.mutations = 0
         self.injected = 0
 
     @property
@@ -108,8 +155,25 @@ class FaultInjectingStorage:
 
     # ---- the Storage protocol ------------------------------------------------------------
 
+    def _mutate(self, op: str, handle: Handle, action: Callable[[], None]) -> None:
+        """Do a write, journal it, and fire the crash hook if this is the ``crash_at``-th."""
+        with self._lock:
+            self.mutations += 1
+            k = self.mutations
+        fire = k == self.crash_at
+        if fire and self.crash_mode == "raise":
+            raise InjectedFault(f"injected fault at write {k}: {op} {object_path(handle)}")
+        action()
+        if self._journal is not None:
+            self._journal(op, handle)
+        if fire:
+            self._on_kill()
+
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save, unless a fault is injected (which may leave a truncated or whole file)."""
+        self._mutate("save", handle, lambda: self._save(handle, data))
+
+    def _save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         if self.latency > 0:
             self._sleep(self.latency)
         fail, draw = self._decide("save")
@@ -142,7 +206,8 @@ class FaultInjectingStorage:
 
     def remove(self, handle: Handle) -> None:
         """Remove, unless a fault is injected."""
-        self._run("remove", object_path(handle), lambda: self.inner.remove(handle))
+        self._mutate("remove", handle, lambda: self._run("remove", object_path(handle),
+                                                         lambda: self.inner.remove(handle)))
 
     def create_layout(self) -> None:
         """Create the layout, unless a fault is injected."""
@@ -150,14 +215,16 @@ class FaultInjectingStorage:
 
 
 _FLOATS = {"failure_rate", "latency", "truncate_writes", "lost_replies"}
-_INTS = {"fail_after_writes", "seed"}
+_INTS = {"fail_after_writes", "seed", "crash_at"}
+_STRINGS = {"crash_mode", "journal"}
 
 
 def parse_fault_spec(spec: str) -> dict[str, Any]:
     """Parse ``key=value,…`` into FaultInjectingStorage keyword arguments.
 
     Keys: failure_rate, latency, truncate_writes, lost_replies (numbers), fail_after_writes,
-    seed (integers), fail_on_calls (``3+7+9``), operations (``save+load``), permanent
+    seed, crash_at (integers), crash_mode (``kill``/``raise``), journal (a file path, which
+    cannot hold a comma), fail_on_calls (``3+7+9``), operations (``save+load``), permanent
     (``1``/``true``). Raise ConfigError for anything else.
     """
     out: dict[str, Any] = {}
@@ -171,6 +238,8 @@ def parse_fault_spec(spec: str) -> dict[str, Any]:
                 out[key] = float(value)
             elif key in _INTS:
                 out[key] = int(value)
+            elif key in _STRINGS:
+                out[key] = value.strip()
             elif key == "fail_on_calls":
                 out[key] = [int(v) for v in value.split("+") if v]
             elif key == "operations":

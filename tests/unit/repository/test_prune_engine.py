@@ -28,7 +28,7 @@ from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.unpacked import save_json
 from airflow_backup.restorer.walk import walk_tree
 from airflow_backup.storage.base import FileType, Handle, Storage
-from airflow_backup.storage.crash import CrashInjectingStorage, Fault
+from airflow_backup.storage.faults import FaultInjectingStorage
 from airflow_backup.storage.memory import MemoryStorage
 
 FAST = KdfParams(1024, 8, 1)
@@ -105,7 +105,7 @@ def test_write_order_is_packs_index_old_index_old_packs(mem_repo: Repository,
                                                         backup: Backup) -> None:
     history(mem_repo, backup)
     journal: list[str] = []
-    wrapped = CrashInjectingStorage(mem_repo.storage, fail_at=0,
+    wrapped = FaultInjectingStorage(mem_repo.storage,
                                     journal=lambda op, h: journal.append(f"{op} {h.type.value}"))
     repo = Repository.open(wrapped, "pw")
     execute_prune(repo, plan_prune(repo))
@@ -119,14 +119,14 @@ def test_interrupted_at_every_operation_the_repository_stays_valid(
 ) -> None:
     kept = history(mem_repo, backup)
     expected = {sn.id: contents(mem_repo, sn) for sn in kept}
-    counter = CrashInjectingStorage(clone(mem_repo.storage), fail_at=0)
+    counter = FaultInjectingStorage(clone(mem_repo.storage))
     repo = Repository.open(counter, "pw")
     execute_prune(repo, plan_prune(repo))
-    total = counter.count
+    total = counter.mutations
     assert total >= 8
     for k in range(1, total + 1):
         inner = clone(mem_repo.storage)
-        repo = Repository.open(CrashInjectingStorage(inner, fail_at=k, fault=Fault(mode)), "pw")
+        repo = Repository.open(FaultInjectingStorage(inner, crash_at=k, crash_mode=mode), "pw")
         with pytest.raises(InjectedFault):
             execute_prune(repo, plan_prune(repo))
         after = Repository.open(inner, "pw")

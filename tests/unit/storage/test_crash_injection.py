@@ -1,4 +1,4 @@
-"""FaultInjectingStorage: fires exactly at the k-th counted operation."""
+"""FaultInjectingStorage's crash hook: fires exactly at the k-th write (save or remove)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from airflow_backup.errors import ConfigError, InjectedFault
 from airflow_backup.storage.base import FileType, Handle
-from airflow_backup.storage.crash import CrashInjectingStorage, Fault, wrap_from_env
+from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
 from airflow_backup.storage.memory import MemoryStorage
 
 
@@ -16,23 +16,23 @@ def _h(i: int) -> Handle:
     return Handle(FileType.SNAPSHOT, f"{i:064x}")
 
 
-def test_raise_fails_the_kth_operation_without_doing_it() -> None:
+def test_raise_fails_the_kth_write_without_doing_it() -> None:
     inner = MemoryStorage()
-    fs = CrashInjectingStorage(inner, fail_at=3, fault=Fault.RAISE)
+    fs = FaultInjectingStorage(inner, crash_at=3, crash_mode="raise")
     fs.save(_h(1), b"1")
     fs.save(_h(2), b"2")
-    with pytest.raises(InjectedFault, match="operation 3: save"):
+    with pytest.raises(InjectedFault, match="write 3: save"):
         fs.save(_h(3), b"3")
     assert not inner.exists(_h(3))
-    fs.remove(_h(1))  # later operations go through again
-    assert not inner.exists(_h(1)) and fs.count == 4
+    fs.remove(_h(1))  # later writes go through again
+    assert not inner.exists(_h(1)) and fs.mutations == 4
 
 
-def test_kill_completes_the_operation_then_kills() -> None:
+def test_kill_completes_the_write_then_kills() -> None:
     inner = MemoryStorage()
     killed: list[int] = []
     journal: list[str] = []
-    fs = CrashInjectingStorage(inner, fail_at=2, fault=Fault.KILL,
+    fs = FaultInjectingStorage(inner, crash_at=2,
                                journal=lambda op, h: journal.append(f"{op} {h}"),
                                on_kill=lambda: killed.append(len(journal)))
     fs.save(_h(1), b"1")
@@ -42,28 +42,40 @@ def test_kill_completes_the_operation_then_kills() -> None:
     assert journal == [f"save snapshots/{1:064x}", f"remove snapshots/{1:064x}"]
 
 
-def test_only_counted_operations_count_and_reads_pass_through() -> None:
+def test_reads_pass_through_and_are_not_counted() -> None:
     inner = MemoryStorage()
-    fs = CrashInjectingStorage(inner, fail_at=1, operations=["remove"])
+    fs = FaultInjectingStorage(inner, crash_at=2, crash_mode="raise")
     fs.save(_h(1), b"abc")
     assert fs.load(_h(1), 1, 1) == b"b" and fs.stat(_h(1)).size == 3
     assert [i.name for i in fs.list(FileType.SNAPSHOT)] == [f"{1:064x}"]
+    assert fs.exists(_h(1)) and fs.mutations == 1
     with pytest.raises(InjectedFault):
         fs.remove(_h(1))
-    with pytest.raises(ConfigError):
-        CrashInjectingStorage(inner, fail_at=1, operations=["load"])
+    assert inner.exists(_h(1))
 
 
-def test_wrap_from_env(tmp_path: Path) -> None:
+def test_a_failing_save_is_still_a_counted_write() -> None:
+    # Random faults and the crash hook are independent: a save that the failure rate fails
+    # still counts as a write, so crash_at numbers the same writes with or without them.
+    fs = FaultInjectingStorage(MemoryStorage(), failure_rate=1.0, crash_at=2,
+                               crash_mode="raise")
+    with pytest.raises(Exception, match="injected fault \\(call 1\\)"):
+        fs.save(_h(1), b"1")
+    with pytest.raises(InjectedFault, match="write 2"):
+        fs.save(_h(2), b"2")
+
+
+def test_spec_arms_the_crash_hook_and_file_journal(tmp_path: Path) -> None:
     inner = MemoryStorage()
-    assert wrap_from_env(inner, {}) is inner
     journal = tmp_path / "ops.log"
-    fs = wrap_from_env(inner, {"AIRFLOW_BACKUP_FAULT_AT": "2",
-                               "AIRFLOW_BACKUP_FAULT_MODE": "raise",
-                               "AIRFLOW_BACKUP_FAULT_JOURNAL": str(journal)})
+    fs = FaultInjectingStorage(inner, **parse_fault_spec(
+        f"crash_at=2, crash_mode=raise, journal={journal}"))
     fs.save(_h(1), b"1")
     with pytest.raises(InjectedFault):
         fs.save(_h(2), b"2")
     assert journal.read_text() == f"save snapshots/{1:064x}\n"
-    with pytest.raises(ConfigError):
-        wrap_from_env(inner, {"AIRFLOW_BACKUP_FAULT_AT": "x"})
+    with pytest.raises(ConfigError, match="invalid fault option"):
+        parse_fault_spec("crash_at=x")
+    for bad in ("crash_mode=explode", "crash_at=-1", "journal="):
+        with pytest.raises(ConfigError):
+            FaultInjectingStorage(inner, **parse_fault_spec(bad))
