@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from airflow_backup.cli.keyhint import remember_key
 from airflow_backup.cli.password import from_command, from_file, password_source
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.config import CONFIG_HANDLE
@@ -137,6 +138,10 @@ def open_repository(gopts: GlobalOptions, url: str | None = None,
         Repository.open(storage, "")
     if password is None:
         password = read_password(gopts)
-    return open_with_cache(storage, password, gopts.key_hint or None,
-                           cache=is_remote_url(url) and not gopts.no_cache,
+    cache = is_remote_url(url) and not gopts.no_cache
+    repo = open_with_cache(storage, password, gopts.key_hint or None, cache=cache,
                            cache_root=gopts.cache_dir or None)
+    if cache:
+        # Lets the next command start this key's derivation early (cli/start.py).
+        remember_key(url, storage, repo.key_id, gopts.cache_dir)
+    return repo

@@ -12,6 +12,7 @@ from airflow_backup.cli.password import password_source
 from airflow_backup.cli.start import _option, unlock_ahead
 from airflow_backup.repository.keys import KdfParams, add_key, derive, derive_ahead
 from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.base import FileType, Handle
 from airflow_backup.storage.local import LocalStorage
 
 
@@ -101,3 +102,39 @@ def test_unlock_ahead_starts_only_for_a_local_repository_with_a_quiet_password(
     keys_mod._AHEAD.clear()
     add_key(LocalStorage(repo_dir), repo.key, "second")
     assert not unlock_ahead(argv)  # two key files: which one is unknown
+
+
+def test_remote_repository_starts_from_the_key_that_opened_it_last(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow_backup.cli.keyhint import read_key_hint, remember_key
+    from airflow_backup.storage.memory import MemoryStorage
+
+    remote = MemoryStorage()  # stands in for the bucket: only its key file is read
+    repo = Repository.init(remote, "pw", kdf=KdfParams(1024, 8, 1))
+    url, cache = "s3://bucket/prefix?region=eu-west-1", str(tmp_path / "cache")
+    argv = ["-r", url, "--cache-dir", cache, "backup", "/data"]
+    monkeypatch.setenv("AIRFLOW_BACKUP_PASSWORD", "pw")
+    assert not unlock_ahead(argv)  # never opened here: nothing known yet
+
+    remember_key(url, remote, repo.key_id, cache)
+    hint = read_key_hint("s3://bucket/prefix", cache)  # options do not change the repository
+    assert hint is not None and hint[0] == repo.key_id
+    hint_file = next((tmp_path / "cache" / "key-hints").iterdir())
+    assert oct(hint_file.stat().st_mode & 0o777) == "0o600"
+    assert "pw" not in hint_file.read_text()
+    assert not unlock_ahead([*argv, "--no-cache"])
+    assert unlock_ahead(argv) and len(keys_mod._AHEAD) == 1
+    assert Repository.open(remote, "pw").config.id == repo.config.id
+    assert not keys_mod._AHEAD  # the early result was the one used
+
+    # A new key replaces the old: the stale hint only cost an unused derivation.
+    new_id = add_key(remote, repo.key, "pw", params=KdfParams(2048, 8, 1))
+    remote.remove(Handle(FileType.KEY, repo.key_id))
+    assert unlock_ahead(argv)
+    reopened = Repository.open(remote, "pw")
+    assert reopened.key_id == new_id
+    remember_key(url, remote, new_id, cache)
+    hint = read_key_hint(url, cache)
+    assert hint is not None and hint[0] == new_id and hint[2] == KdfParams(2048, 8, 1)
+    hint_file.write_text("{not json")
+    assert read_key_hint(url, cache) is None and not unlock_ahead(argv)
