@@ -1,9 +1,7 @@
-"""The jobs config file: repositories and backup jobs in one YAML document.
+"""The jobs config file's schema: repositories and backup jobs in one YAML document.
 
-:func:`load_config` reads a file, interpolates ``${ENV}`` / ``${ENV:-default}`` in string values
-(:mod:`airflow_backup.jobs.interpolate`), validates it with the pydantic models below (unknown
-keys are rejected everywhere) and cross-checks names. Every problem becomes one line
-``dotted.path: message``; if there is any, InvalidConfigFile (exit 2) is raised and nothing runs.
+These pydantic models reject unknown keys everywhere; :mod:`airflow_backup.jobs.load` reads a
+file into them (``${ENV}`` interpolation, one line per problem, exit 2).
 
 Secrets are only referenced (``password_file``, ``password_env``, ``password_command``), never
 written inline; the models hold no secret values, so dumping a config is safe.
@@ -11,18 +9,13 @@ written inline; the models hold no secret values, so dumping a config is safe.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from airflow_backup.errors import InvalidConfigFile
-from airflow_backup.jobs.interpolate import interpolate
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Config",
@@ -36,15 +29,13 @@ __all__ = [
     "ScheduleConfig",
     "SqlAssertion",
     "VerificationConfig",
-    "load_config",
-    "parse_config",
     "parse_seconds",
 ]
 
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _RESTIC_DURATION_RE = re.compile(r"^(\d+[ymdh])+$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # repository and job names
 
 
 def parse_seconds(value: str | float | int) -> float:
@@ -337,127 +328,3 @@ class Config(_Model):
                                                        "written after each run/status/drill")
     runbook: str = Field("", description="where the runbook is published (URL or path); shown "
                                          "in alerts")
-
-
-_MESSAGES = {
-    "extra_forbidden": "unknown key",
-    "missing": "required",
-    "int_parsing": "must be an integer",
-    "int_type": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-}
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind = str(err.get("type", ""))
-    ctx = err.get("ctx") or {}
-    loc = tuple(err.get("loc") or ())
-    if kind == "extra_forbidden" and loc and str(loc[-1]).lower() in ("password", "secret",
-                                                                      "token"):
-        return ("secrets are not allowed inline: use password_file, password_env or "
-                "password_command")
-    if kind in _MESSAGES:
-        return _MESSAGES[kind]
-    if kind == "greater_than_equal":
-        return f"must be ≥ {ctx.get('ge')}"
-    if kind == "greater_than":
-        return f"must be > {ctx.get('gt')}"
-    if kind == "less_than_equal":
-        return f"must be ≤ {ctx.get('le')}"
-    if kind == "too_short":
-        return "must not be empty" if ctx.get("min_length", 1) == 1 \
-            else f"needs at least {ctx.get('min_length')} item(s)"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')}"
-    if kind == "value_error":
-        return str(err.get("msg", "")).removeprefix("Value error, ")
-    return str(err.get("msg", kind))
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "<root>"
-
-
-def _cross_check(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    for name, repo in cfg.repositories.items():
-        if not _NAME_RE.match(name):
-            problems.append(f"repositories.{name}: invalid name (letters, digits, _ . -)")
-        for i, fb in enumerate(repo.fallbacks):
-            if fb not in cfg.repositories:
-                problems.append(f"repositories.{name}.fallbacks.{i}: unknown repository {fb!r}")
-            elif fb == name:
-                problems.append(f"repositories.{name}.fallbacks.{i}: a repository cannot be "
-                                "its own fallback")
-    for name, job in cfg.jobs.items():
-        if not _NAME_RE.match(name):
-            problems.append(f"jobs.{name}: invalid name (letters, digits, _ . -)")
-        if job.repository not in cfg.repositories:
-            known = ", ".join(sorted(cfg.repositories))
-            problems.append(f"jobs.{name}.repository: unknown repository {job.repository!r} "
-                            f"(known: {known})")
-    return problems
-
-
-def parse_config(data: Any, source: str = "<config>",
-                 env: Mapping[str, str] | None = None) -> Config:
-    """Given parsed YAML, return the validated Config. Raise InvalidConfigFile listing every
-    problem as ``dotted.path: message``."""
-    if not isinstance(data, dict):
-        raise InvalidConfigFile(source, ["<root>: must be a mapping with 'repositories' "
-                                         "and 'jobs'"])
-    problems: list[str] = []
-    data = interpolate(data, os.environ if env is None else env, problems)
-    if problems:  # an unset variable would only cause follow-on errors
-        raise InvalidConfigFile(source, problems)
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        problems += [f"{_dotted(tuple(e['loc']))}: {_message(e)}" for e in exc.errors()]
-        raise InvalidConfigFile(source, problems) from None
-    problems += _cross_check(cfg)
-    if problems:
-        raise InvalidConfigFile(source, problems)
-    return cfg
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false (so ``on:``, ``yes`` and ``no`` stay strings)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
-                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
-
-
-def load_config(path: str | os.PathLike[str],
-                env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate the config file at ``path``. Raise InvalidConfigFile."""
-    name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_Loader)  # a SafeLoader subclass
-    except OSError as exc:
-        raise InvalidConfigFile(name, [f"<file>: cannot read: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidConfigFile(name, [f"{where}: invalid YAML: {problem}"]) from None
-    return parse_config(data, name, env)

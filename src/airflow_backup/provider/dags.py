@@ -43,7 +43,8 @@ from airflow.sdk import (  # type: ignore[attr-defined]
     DeadlineReference,
 )
 
-from airflow_backup.jobs.config import Config, Job, ScheduleConfig, load_config
+from airflow_backup.jobs.config import Config, Job, ScheduleConfig
+from airflow_backup.jobs.load import load_config
 from airflow_backup.provider.notifications.job import JobNotifier
 from airflow_backup.provider.operators.backup import backup_asset
 from airflow_backup.provider.operators.jobs import (

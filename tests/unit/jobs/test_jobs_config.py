@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from airflow_backup.errors import EXIT_CONFIG, InvalidConfigFile
-from airflow_backup.jobs.config import load_config, parse_config
+from airflow_backup.jobs.load import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

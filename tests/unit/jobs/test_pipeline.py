@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_backup.errors import RepositoryLocked
-from airflow_backup.jobs.config import parse_config
+from airflow_backup.jobs.load import parse_config
 from airflow_backup.jobs.pipeline import run_job
 from airflow_backup.jobs.steps import retention_step
 from airflow_backup.repository.repo import Repository

@@ -29,7 +29,8 @@ def sample_text() -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Validate (exit 2 with one line per problem), or print schema / sample."""
-    from airflow_backup.jobs.config import Config, load_config
+    from airflow_backup.jobs.config import Config
+    from airflow_backup.jobs.load import load_config
 
     if args.action == "schema":
         out.json(Config.model_json_schema()) if out.json_mode else \

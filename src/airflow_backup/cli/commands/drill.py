@@ -28,8 +28,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Drill; exit 1 if any drill failed or exceeded its RTO."""
-    from airflow_backup.jobs.config import load_config
     from airflow_backup.jobs.drill import drill_job
+    from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.status import write_metrics
 
     cfg = load_config(args.config)

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Run the jobs; exit 0 if every job stored a snapshot (degraded included), else the
     first failed job's error code (1 for most)."""
-    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.pipeline import run_job
     from airflow_backup.jobs.status import write_metrics
 

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Render the runbook."""
-    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.runbook import render_runbook
 
     cfg = load_config(args.config)

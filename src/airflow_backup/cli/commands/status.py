@@ -42,7 +42,7 @@ def _when(ts: float | None) -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
-    from airflow_backup.jobs.config import load_config
+    from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.status import statuses, write_metrics
 
     cfg = load_config(args.config)

@@ -15,7 +15,8 @@ from typing import Any
 from airflow.sdk import BaseNotifier, Context
 
 from airflow_backup.errors import BackupError, first_line
-from airflow_backup.jobs.config import Config, load_config
+from airflow_backup.jobs.config import Config
+from airflow_backup.jobs.load import load_config
 from airflow_backup.jobs.notify import Notice, deliver, send
 from airflow_backup.jobs.pipeline import failure_notice
 

@@ -19,8 +19,9 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.jobs.config import Config, load_config
+from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.drill import drill_job
+from airflow_backup.jobs.load import load_config
 from airflow_backup.jobs.notify import send
 from airflow_backup.jobs.pipeline import success_notice
 from airflow_backup.jobs.repos import open_named
