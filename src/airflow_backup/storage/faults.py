@@ -153,8 +153,6 @@ class FaultInjectingStorage:
             raise self._error(op, target)
         return fn()
 
-    # ---- the Storage protocol ------------------------------------------------------------
-
     def _mutate(self, op: str, handle: Handle, action: Callable[[], None]) -> None:
         """Do a write, journal it, and fire the crash hook if this is the ``crash_at``-th."""
         with self._lock:
@@ -168,6 +166,8 @@ class FaultInjectingStorage:
             self._journal(op, handle)
         if fire:
             self._on_kill()
+
+    # ---- the Storage protocol ------------------------------------------------------------
 
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save, unless a fault is injected (which may leave a truncated or whole file)."""

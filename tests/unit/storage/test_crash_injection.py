@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_backup.errors import ConfigError, InjectedFault
+from airflow_backup.errors import ConfigError, InjectedFault, TransientStorageError
 from airflow_backup.storage.base import FileType, Handle
 from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
 from airflow_backup.storage.memory import MemoryStorage
@@ -59,7 +59,7 @@ def test_a_failing_save_is_still_a_counted_write() -> None:
     # still counts as a write, so crash_at numbers the same writes with or without them.
     fs = FaultInjectingStorage(MemoryStorage(), failure_rate=1.0, crash_at=2,
                                crash_mode="raise")
-    with pytest.raises(Exception, match="injected fault \\(call 1\\)"):
+    with pytest.raises(TransientStorageError, match="injected fault \\(call 1\\)"):
         fs.save(_h(1), b"1")
     with pytest.raises(InjectedFault, match="write 2"):
         fs.save(_h(2), b"2")
