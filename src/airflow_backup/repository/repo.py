@@ -114,9 +114,7 @@ class Repository:
             return
         for info in self.storage.list(FileType.INDEX):
             obj = load_json(self.storage, self.key, Handle(FileType.INDEX, info.name))
-            packs, _ = decode_index(obj, f"index/{info.name}")
-            for pack_id, blobs in packs.items():
-                self.index.add_pack(pack_id, blobs)
+            self.index.add_index_file(obj, f"index/{info.name}")
         self._index_loaded = True
 
     def list_index_ids(self) -> list[str]:

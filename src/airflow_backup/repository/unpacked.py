@@ -8,7 +8,6 @@ storage id of every unpacked file except config is the SHA-256 of its sealed byt
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from typing import Any
 
@@ -93,6 +92,6 @@ def load_json(storage: Storage, key: Key, handle: Handle, verify_id: bool = True
         raise IntegrityError(f"{what}: content does not match its id")
     raw = decode_unpacked(key, sealed, what)
     try:
-        return json.loads(raw)
+        return gojson.loads(raw)
     except ValueError as exc:
         raise IntegrityError(f"{what}: invalid JSON") from exc

@@ -38,6 +38,31 @@ def test_index_round_trip_through_storage(packs: dict[bytes, list[PackedBlob]]) 
     assert decode_index(obj, "index") == (packs, [])
 
 
+@settings(max_examples=60, deadline=None)
+@given(packs=index_contents, earlier=index_contents)
+def test_index_file_loads_into_the_index_as_decoded_packs_would(
+        packs: dict[bytes, list[PackedBlob]], earlier: dict[bytes, list[PackedBlob]]) -> None:
+    """The fast path of loading an index file records what decode_index + add_pack would:
+    every blob, at one of the places the files give for it."""
+    fast, slow = Index(), Index()
+    for idx in (fast, slow):
+        for pack_id, pack_blobs in earlier.items():
+            idx.add_pack(pack_id, pack_blobs)
+    obj = json.loads(json.dumps(encode_index(packs)))
+    assert fast.add_index_file(obj, "index/x") == []
+    for pack_id, pack_blobs in decode_index(obj, "index/x")[0].items():
+        slow.add_pack(pack_id, pack_blobs)
+    places: dict[tuple[BlobType, bytes], set[tuple[bytes, PackedBlob]]] = {}
+    for contents in (earlier, packs):
+        for pack_id, pack_blobs in contents.items():
+            for b in pack_blobs:
+                places.setdefault((b.type, b.id), set()).add((pack_id, b))
+    assert len(fast) == len(slow) == len(places)
+    for (blob_type, blob_id), where in places.items():
+        entry = fast.lookup(blob_type, blob_id)
+        assert entry is not None and (entry.pack_id, entry.blob) in where
+
+
 def test_index_json_shape() -> None:
     pack, a, b = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
     obj = encode_index({pack: [PackedBlob(BlobType.DATA, a, 0, 38),
@@ -82,6 +107,10 @@ def test_restic_written_index_with_nulls_parses() -> None:
 def test_malformed_index_is_rejected_with_its_name(obj: object) -> None:
     with pytest.raises(IntegrityError, match="index/9f8e: malformed"):
         decode_index(obj, "index/9f8e")
+    idx = Index()
+    with pytest.raises(IntegrityError, match="index/9f8e: malformed"):
+        idx.add_index_file(obj, "index/9f8e")
+    assert len(idx) == 0
 
 
 def test_in_memory_index_keeps_the_first_location() -> None:

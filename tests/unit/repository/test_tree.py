@@ -136,6 +136,27 @@ def test_gojson_dumps_round_trips_any_string(s: str) -> None:
     assert json.loads(gojson.dumps(s)) == s
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"name":"\\ud800x"}',          # a lone surrogate escape: orjson refuses it
+    b'{"inode":18446744073709551615,"uid":-9223372036854775808}',  # Go's extremes
+    b'{"x":NaN,"y":-Infinity}',
+    b'{"a":1,"a":2}',
+    '{"name":"caf\u00e9"}',
+    b'[{"id":"ab","blobs":null}]',
+])
+def test_gojson_loads_accepts_what_the_standard_parser_does(raw: bytes | str) -> None:
+    got, want = gojson.loads(raw), json.loads(raw)
+    assert json.dumps(got) == json.dumps(want)  # NaN != NaN, so compare the text
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"a":1}x', b"\xff", b'{"a":\x01}'])
+def test_gojson_loads_rejects_what_the_standard_parser_does(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):
+        gojson.loads(raw)
+
+
 def test_empty_tree() -> None:
     assert encode_tree([]) == b'{"nodes":[]}\n'
     assert decode_tree(b'{"nodes":null}\n', "t") == []
