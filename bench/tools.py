@@ -75,7 +75,10 @@ class Ours(Tool):
         return _first_line([self.binary, "--version"])
 
     def env(self, home: Path) -> dict[str, str]:
-        return {**_clean_env(), "AIRFLOW_BACKUP_PASSWORD": PASSWORD}
+        # A cache of its own per attempt, as restic's: the known directories of the first
+        # backup (archiver.known) serve the unchanged re-backup, as they would for a user.
+        return {**_clean_env(), "AIRFLOW_BACKUP_PASSWORD": PASSWORD,
+                "AIRFLOW_BACKUP_CACHE_DIR": str(home / "cache")}
 
     def init(self, repo: Path) -> list[str]:
         return [self.binary, "-r", str(repo), "init"]

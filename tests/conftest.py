@@ -7,6 +7,7 @@ Helpers live in ``tests/support`` and are imported as ``support.trees`` /
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ from support.trees import TreeSpec, make_tricky_tree
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
+
+# Backups remember their directories in the cache directory (archiver.known), and restic
+# keeps its cache there too: keep the suite's out of the developer's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="airflow-backup-tests-cache-")
 
 #: Sizes of the small variant: the same edge cases, much less data.
 SMALL_BIG_FILE_SIZE = 3 * 1024 * 1024

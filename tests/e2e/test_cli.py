@@ -279,3 +279,27 @@ def test_second_backup_is_incremental(repo: Path, data: Path) -> None:
     snaps = json.loads(_ok(run_cli(repo, "--json", "snapshots")).stdout)
     assert snaps[1]["parent"] == snaps[0]["id"]
     assert "parent" not in snaps[2]
+
+
+def test_backup_remembers_known_directories_in_the_cache_unless_no_cache(
+        repo: Path, data: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "xdg"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    _ok(run_cli(repo, "backup", data, "--no-cache", env=env))
+    assert not cache.exists()
+    _ok(run_cli(repo, "backup", data, env=env))
+    (known,) = cache.glob("airflow-backup/*/dirs/*")
+    assert known.stat().st_mode & 0o777 == 0o600
+    assert PW.encode() not in known.read_bytes() and b"sub" not in known.read_bytes()
+    before = known.read_bytes()
+    summary = json.loads(_ok(run_cli(repo, "--json", "backup", data, env=env))
+                         .stdout.splitlines()[-1])
+    assert summary["files_unmodified"] == 3 and summary["files_new"] == 0
+    assert known.read_bytes() != before  # sealed afresh (new nonce), same directories
+    (data / "sub" / "b.log").write_text("another line\n")
+    summary = json.loads(_ok(run_cli(repo, "--json", "backup", data, env=env))
+                         .stdout.splitlines()[-1])
+    assert summary["files_changed"] == 1 and summary["files_unmodified"] == 2
+    restored = tmp_path / "restored"
+    _ok(run_cli(repo, "restore", "latest", "--target", restored))
+    assert restored_path(restored, data / "sub" / "b.log").read_text() == "another line\n"

@@ -29,10 +29,11 @@ from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
 from airflow_backup.archiver.content import ContentResult, ContentSaver, SmallFile
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
+from airflow_backup.archiver.known import DirCache, KnownDirs, Walked, dir_cache_path
 from airflow_backup.archiver.nodes import StatLike, node_from_stat, same_file_node
 from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.archiver.warm import MetadataWarmer
+from airflow_backup.archiver.warm import MetadataWarmer, read_listing
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import find_snapshot
@@ -52,6 +53,9 @@ class BackupOptions:
     ``parent`` names the parent snapshot (id prefix); by default it is the latest snapshot of
     the same host and paths. ``force`` re-reads every file. ``with_atime`` stores real access
     times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
+    ``dir_cache`` is a cache root where the backup remembers its directories, so that the
+    next one can reuse the trees of those unchanged without loading them
+    (:mod:`airflow_backup.archiver.known`); None leaves it off.
     """
 
     paths: list[str] = field(default_factory=list)
@@ -64,6 +68,7 @@ class BackupOptions:
     force: bool = False
     with_atime: bool = False
     workers: int | None = None
+    dir_cache: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,7 +111,7 @@ def _settle(entries: list[Entry], index: int, node: Node, fut: Future[ContentRes
 class _PendingDir:
     """A directory whose tree blob is not written yet."""
 
-    __slots__ = ("checked", "entries", "parent", "path", "tree_id")
+    __slots__ = ("checked", "entries", "parent", "path", "tree_id", "walked")
 
     def __init__(self, path: bytes, parent: ParentTree) -> None:
         self.path = path
@@ -114,6 +119,7 @@ class _PendingDir:
         self.entries: list[Entry] = []
         self.tree_id: bytes | None = None
         self.checked = 0  # entries[:checked] are known to be complete
+        self.walked: Walked | None = None  # its listing, to remember it (KnownDirs)
 
     def ready(self) -> bool:
         """Return whether every file of this directory has been saved."""
@@ -144,6 +150,8 @@ class Archiver:
         self._with_atime = False
         self._queue: deque[_PendingDir] = deque()
         self._saver: ContentSaver | None = None
+        self._known: KnownDirs | None = None
+        self._check_known = False
 
     # ---- public --------------------------------------------------------------------------
 
@@ -169,6 +177,8 @@ class Archiver:
             # (26,689 entries: about 3 MiB) through the whole backup.
             self._warmed.forget()
             self._warmed = None
+        self._known = self._known_dirs(options, paths)
+        self._check_known = parent is not None
         root = _VirtualDir(b"/")
         for t in targets:
             _place(root, t)
@@ -178,7 +188,10 @@ class Archiver:
             top = self._walk_virtual(root, parent_root)
             self._finalize(block=True)
         assert top.tree_id is not None
-        return self._finish(options, top.tree_id, paths, start, parent)
+        result = self._finish(options, top.tree_id, paths, start, parent)
+        if self._known is not None and not self.stats.errors:
+            self._known.save()
+        return result
 
     def backup_stream(self, stream: BinaryIO, filename: str, options: BackupOptions,
                       before_snapshot: Callable[[], None] | None = None) -> BackupResult:
@@ -214,6 +227,17 @@ class Archiver:
             return find_snapshot(self.repo, options.parent)
         return find_parent(self.repo, options.hostname or socket.gethostname(), paths)
 
+    def _known_dirs(self, options: BackupOptions, paths: list[str]) -> KnownDirs | None:
+        if options.dir_cache is None or options.with_atime:
+            return None
+        scope = DirCache.scope(options.hostname or socket.gethostname(), paths,
+                               options.excludes)
+        cache = DirCache.load(dir_cache_path(options.dir_cache, self.repo, scope),
+                              self.repo.key, scope)
+        warmed = self._warmed
+        return KnownDirs(self.repo, cache, self._excludes,
+                         warmed.take_listing if warmed is not None else lambda _path: None)
+
     def _walk_virtual(self, vdir: _VirtualDir, parent: ParentTree) -> _PendingDir:
         pending = _PendingDir(vdir.path, parent)
         if not vdir.children:  # backing up "/" itself
@@ -237,8 +261,15 @@ class Archiver:
 
     def _walk_entries(self, pending: _PendingDir, path: bytes) -> None:
         prefix = path.rstrip(b"/") + b"/"
-        listing = self._warmed.take_listing(path) if self._warmed is not None else None
+        known = self._known
+        listing = known.take_listing(path) if known is not None else None
+        if listing is None and self._warmed is not None:
+            listing = self._warmed.take_listing(path)
+        if listing is None and known is not None:
+            listing = read_listing(path, self._excludes)
         if listing is not None:
+            if known is not None:
+                pending.walked = Walked.of(listing)
             for name, s in listing:
                 self._add_entry(pending, name, prefix + name, s)
             return
@@ -284,6 +315,8 @@ class Archiver:
             # own Condition) would otherwise wait for their directory's turn.
             fut.add_done_callback(functools.partial(_settle, pending.entries, index, node))
         elif node.type == "dir":
+            if self._reuse_known(pending, node, path):
+                return
             sub = _PendingDir(path, pending.parent.child(self.repo, name))
             try:
                 self._walk_entries(sub, path)
@@ -296,6 +329,25 @@ class Archiver:
         else:
             pending.entries.append(node)
             self.events.item_done(os.fsdecode(path), node.type, 0, self.stats)
+
+    def _reuse_known(self, pending: _PendingDir, node: Node, path: bytes) -> bool:
+        """Add directory ``path`` with the tree remembered for it if it is unchanged (see
+        :mod:`airflow_backup.archiver.known`); return whether it was."""
+        if self._known is None or not self._check_known:
+            return False
+        known = self._known.check(path)
+        if known is None:
+            return False
+        self._known.reused(path, known)
+        sub = _PendingDir(path, NO_PARENT)
+        sub.tree_id = known.tree_id
+        pending.entries.append((node, sub))
+        s = self.stats
+        s.files_unmodified += known.files
+        s.total_files_processed += known.files
+        s.total_bytes_processed += known.size
+        s.dirs_unmodified += known.dirs
+        return True
 
     # ---- finalizing trees ----------------------------------------------------------------
 
@@ -354,6 +406,9 @@ class Archiver:
             pending.tree_id = parent.tree_id  # identical to the parent's: no re-encoding
         else:
             pending.tree_id = self._save_tree(nodes)
+        if self._known is not None and pending.walked is not None:
+            self._known.written(pending.path, pending.walked, pending.tree_id)
+            pending.walked = None
         # Only the tree id is needed from now on. The parent directory keeps this object
         # until its own tree is written, and with it (before this) every node below it:
         # memory grew by about 1.5 KiB per file for the whole backup.

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from airflow_backup.repository.timefmt import format_ns
 from airflow_backup.repository.tree import Node, go_mode
 
-__all__ = ["node_from_stat", "node_type", "same_file_node"]
+__all__ = ["group_name", "node_from_stat", "node_type", "same_file_node", "user_name"]
 
 
 class StatLike(Protocol):
@@ -46,7 +46,8 @@ class StatLike(Protocol):
 
 
 @lru_cache(maxsize=1024)
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """Return the name of user ``uid`` ("" if it has none), as restic records it."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -54,7 +55,8 @@ def _user_name(uid: int) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _group_name(gid: int) -> str:
+def group_name(gid: int) -> str:
+    """Return the name of group ``gid`` ("" if it has none)."""
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
@@ -113,8 +115,8 @@ def node_from_stat(name: bytes, path: bytes, s: StatLike, with_atime: bool = Fal
         ctime=format_ns(s.st_ctime_ns),
         uid=s.st_uid,
         gid=s.st_gid,
-        user=_user_name(s.st_uid),
-        group=_group_name(s.st_gid),
+        user=user_name(s.st_uid),
+        group=group_name(s.st_gid),
         inode=s.st_ino,
     )
     if ntype != "dir":
@@ -159,6 +161,6 @@ def same_file_node(old: Mapping[str, Any] | None, s: StatLike) -> bool:
         and st.S_ISREG(s.st_mode)
         and get("mtime") == get("atime") == format_ns(s.st_mtime_ns)
         and get("ctime") == format_ns(s.st_ctime_ns)
-        and (get("user") or "") == _user_name(s.st_uid)
-        and (get("group") or "") == _group_name(s.st_gid)
+        and (get("user") or "") == user_name(s.st_uid)
+        and (get("group") or "") == group_name(s.st_gid)
     )

@@ -20,7 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from airflow_backup.repository.keys import KdfParams, load_key_file
+from airflow_backup.repository.kdf import KdfParams
+from airflow_backup.repository.keys import load_key_file
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import default_cache_root
 

@@ -62,7 +62,8 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
                         help="storage option, e.g. retry_attempts=5, retry_max_time=60, "
                              "retry_base_delay=0.5, retry_max_delay=30 (repeatable)")
     parser.add_argument("--no-cache", action="store_true", default=d(False),
-                        help="do not use the local metadata cache")
+                        help="do not use the local cache (metadata of remote "
+                             "repositories, directories known from the last backup)")
     parser.add_argument("--cache-dir", default=d(""), metavar="DIR",
                         help="metadata cache directory (env AIRFLOW_BACKUP_CACHE_DIR; "
                              "default ~/.cache/airflow-backup)")

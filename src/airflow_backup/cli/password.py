@@ -9,8 +9,6 @@ Both follow :func:`password_source`, so they cannot disagree on the order.
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 
 from airflow_backup.errors import ConfigError
 
@@ -28,6 +26,9 @@ def from_file(path: str) -> str:
 
 def from_command(command: str) -> str:
     """Run ``command`` (no shell); return its output. Raise ConfigError if it fails."""
+    import shlex
+    import subprocess  # here: the entry point reads passwords before anything else loads
+
     try:
         proc = subprocess.run(shlex.split(command), capture_output=True, check=False,
                               timeout=60)

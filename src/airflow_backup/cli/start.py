@@ -55,7 +55,7 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
         if remote and "--no-cache" in argv:
             return False
         from airflow_backup.cli.password import password_source
-        from airflow_backup.repository.keys import derive_ahead
+        from airflow_backup.repository.kdf import derive_ahead, key_file_kdf
 
         kind, password = password_source(_option(argv, ("--password-file",)))
         if kind != "password":
@@ -68,16 +68,19 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
                 return False
             _, salt, params = hint
         else:
-            from airflow_backup.repository.keys import load_key_file
-            from airflow_backup.storage.base import FileType
-            from airflow_backup.storage.local import LocalStorage
+            # Read the one key file with the standard library alone (as LocalStorage would:
+            # names starting with "." are interrupted writes): loading the storage layer
+            # and cryptography first would hold the derivation back by 0.1 s, cold.
+            import json
 
-            storage = LocalStorage(url)
-            names = [info.name for info in storage.list(FileType.KEY)]
+            keys = os.path.join(url, "keys")
+            with os.scandir(keys) as it:
+                names = [e.name for e in it
+                         if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
             if len(names) != 1:
                 return False
-            key_file = load_key_file(storage, names[0])
-            salt, params = key_file.salt, key_file.params
+            with open(os.path.join(keys, names[0]), "rb") as f:
+                salt, params = key_file_kdf(json.loads(f.read()), names[0][:8])
         derive_ahead(password, salt, params)
         return True
     except Exception:

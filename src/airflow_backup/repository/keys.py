@@ -13,15 +13,15 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from airflow_backup.errors import ConfigError, IntegrityError, WrongPassword
+from airflow_backup.repository import kdf
 from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.kdf import KdfError, KdfParams, derive_ahead, key_file_kdf
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.storage.base import FileType, Handle, Storage
 
@@ -30,16 +30,6 @@ __all__ = ["KdfParams", "KeyFile", "add_key", "calibrate", "derive_ahead", "find
 
 SALT_SIZE = 64
 _TARGET_SECONDS = 0.5
-_MAX_MEM = (1 << 31) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class KdfParams:
-    """scrypt cost parameters."""
-
-    n: int
-    r: int
-    p: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,49 +45,11 @@ class KeyFile:
     data: bytes
 
 
-def _scrypt(password: str, salt: bytes, params: KdfParams) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
-        dklen=64, maxmem=_MAX_MEM,
-    )
-
-
-# Derivations started ahead of need (derive_ahead), by exact inputs; derive() takes its own.
-_AHEAD: dict[tuple[str, bytes, KdfParams], Future[bytes]] = {}
-_AHEAD_LOCK = threading.Lock()
-
-
-def derive_ahead(password: str, salt: bytes, params: KdfParams) -> None:
-    """Start deriving the user key of ``password`` in a background thread (scrypt runs
-    without the GIL), so that the process can go on starting up meanwhile. A later
-    :func:`derive` with the same inputs waits for this result instead of starting over;
-    other inputs are not affected. Errors are kept for that call, which then derives anew."""
-    slot: Future[bytes] = Future()
-    with _AHEAD_LOCK:
-        if (password, salt, params) in _AHEAD:
-            return
-        _AHEAD[(password, salt, params)] = slot
-
-    def run() -> None:
-        try:
-            slot.set_result(_scrypt(password, salt, params))
-        except BaseException as exc:  # kept for derive(), which derives again
-            slot.set_exception(exc)
-
-    threading.Thread(target=run, name="derive-ahead", daemon=True).start()
-
-
 def derive(password: str, salt: bytes, params: KdfParams) -> Key:
     """Return the user key scrypt derives from ``password`` (taking the result of a matching
-    :func:`derive_ahead` if one was started)."""
-    with _AHEAD_LOCK:
-        slot = _AHEAD.pop((password, salt, params), None)
-    if slot is not None:
-        try:
-            return Key.from_kdf(slot.result())
-        except Exception:  # derive again below, and raise from there
-            pass
-    return Key.from_kdf(_scrypt(password, salt, params))
+    :func:`derive_ahead` if one was started and succeeded)."""
+    early = kdf.take_ahead(password, salt, params)
+    return Key.from_kdf(early if early is not None else kdf.scrypt(password, salt, params))
 
 
 def _params_from_env() -> KdfParams | None:
@@ -117,8 +69,7 @@ def _params_from_env() -> KdfParams | None:
 def _calibrated() -> KdfParams:
     n, r = 32768, 8
     start = time.perf_counter()
-    hashlib.scrypt(b"calibrate", salt=b"\0" * SALT_SIZE, n=n, r=r, p=1, dklen=64,
-                   maxmem=_MAX_MEM)
+    kdf.scrypt("calibrate", b"\0" * SALT_SIZE, KdfParams(n, r, 1))
     one = max(time.perf_counter() - start, 1e-6)
     return KdfParams(n, r, max(1, round(_TARGET_SECONDS / one)))
 
@@ -134,29 +85,28 @@ def calibrate() -> KdfParams:
 
 
 def load_key_file(storage: Storage, name: str) -> KeyFile:
-    """Load and parse ``keys/<name>``. Raise IntegrityError if the JSON is malformed."""
+    """Load and parse ``keys/<name>``. Raise IntegrityError if the JSON is malformed or its
+    scrypt parameters are out of range."""
     raw = storage.load(Handle(FileType.KEY, name))
+    what = f"key {name[:8]}"
     try:
         obj = json.loads(raw)
-        if not isinstance(obj, dict):
-            raise IntegrityError(f"key {name[:8]}: malformed key file")
-        if obj.get("kdf") != "scrypt":
-            raise IntegrityError(f"key {name[:8]}: unsupported KDF {obj.get('kdf')!r}")
-        kf = KeyFile(
+        salt, params = key_file_kdf(obj, what)
+    except ValueError as exc:
+        raise IntegrityError(str(exc) if isinstance(exc, KdfError)
+                             else f"{what}: malformed key file") from None
+    try:
+        return KeyFile(
             id=name,
             created=str(obj.get("created", "")),
             username=str(obj.get("username", "")),
             hostname=str(obj.get("hostname", "")),
-            params=KdfParams(int(obj["N"]), int(obj["r"]), int(obj["p"])),
-            salt=base64.b64decode(obj["salt"]),
+            params=params,
+            salt=salt,
             data=base64.b64decode(obj["data"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"key {name[:8]}: malformed key file") from exc
-    n, r, p = kf.params.n, kf.params.r, kf.params.p
-    if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * r * n > _MAX_MEM or r * p >= 1 << 30:
-        raise IntegrityError(f"key {name[:8]}: invalid scrypt parameters N={n} r={r} p={p}")
-    return kf
+        raise IntegrityError(f"{what}: malformed key file") from exc
 
 
 def open_key_file(key_file: KeyFile, password: str) -> Key | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import airflow_backup.repository.keys as keys_mod
+import airflow_backup.repository.kdf as kdf_mod
 from airflow_backup.cli.password import password_source
 from airflow_backup.cli.start import _option, unlock_ahead
 from airflow_backup.repository.keys import KdfParams, add_key, derive, derive_ahead
@@ -21,7 +21,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("AIRFLOW_BACKUP_PASSWORD", "AIRFLOW_BACKUP_REPOSITORY", "RESTIC_")):
             monkeypatch.delenv(name)
-    keys_mod._AHEAD.clear()
+    kdf_mod._AHEAD.clear()
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -57,13 +57,13 @@ def test_derive_takes_a_matching_early_derivation_only(monkeypatch: pytest.Monke
     salt = b"s" * 64
     expected = derive("pw", salt, params)
     calls = []
-    real = keys_mod._scrypt
+    real = kdf_mod.scrypt
 
     def counting(password: str, salt: bytes, params: KdfParams) -> bytes:
         calls.append(password)
         return real(password, salt, params)
 
-    monkeypatch.setattr(keys_mod, "_scrypt", counting)
+    monkeypatch.setattr(kdf_mod, "scrypt", counting)
     derive_ahead("pw", salt, params)
     derive_ahead("pw", salt, params)  # already under way: not started twice
     assert derive("pw", salt, params) == expected
@@ -93,13 +93,13 @@ def test_unlock_ahead_starts_only_for_a_local_repository_with_a_quiet_password(
     assert not unlock_ahead(["-r", "s3:bucket/x", "snapshots"])
     assert not unlock_ahead(["-r", str(tmp_path / "missing"), "snapshots"])
     assert unlock_ahead(argv)
-    assert len(keys_mod._AHEAD) == 1
+    assert len(kdf_mod._AHEAD) == 1
     # the early result opens the repository, and is used up by it
     repo = Repository.open(LocalStorage(repo_dir), "pw")
-    assert repo.config.id and not keys_mod._AHEAD
+    assert repo.config.id and not kdf_mod._AHEAD
     monkeypatch.setenv("AIRFLOW_BACKUP_REPOSITORY", str(repo_dir))
     assert unlock_ahead(["snapshots"])
-    keys_mod._AHEAD.clear()
+    kdf_mod._AHEAD.clear()
     add_key(LocalStorage(repo_dir), repo.key, "second")
     assert not unlock_ahead(argv)  # two key files: which one is unknown
 
@@ -123,9 +123,9 @@ def test_remote_repository_starts_from_the_key_that_opened_it_last(
     assert oct(hint_file.stat().st_mode & 0o777) == "0o600"
     assert "pw" not in hint_file.read_text()
     assert not unlock_ahead([*argv, "--no-cache"])
-    assert unlock_ahead(argv) and len(keys_mod._AHEAD) == 1
+    assert unlock_ahead(argv) and len(kdf_mod._AHEAD) == 1
     assert Repository.open(remote, "pw").config.id == repo.config.id
-    assert not keys_mod._AHEAD  # the early result was the one used
+    assert not kdf_mod._AHEAD  # the early result was the one used
 
     # A new key replaces the old: the stale hint only cost an unused derivation.
     new_id = add_key(remote, repo.key, "pw", params=KdfParams(2048, 8, 1))
@@ -138,3 +138,25 @@ def test_remote_repository_starts_from_the_key_that_opened_it_last(
     assert hint is not None and hint[0] == new_id and hint[2] == KdfParams(2048, 8, 1)
     hint_file.write_text("{not json")
     assert read_key_hint(url, cache) is None and not unlock_ahead(argv)
+
+
+def test_a_local_repository_starts_scrypt_before_cryptography_or_storage_load(
+        tmp_path: Path) -> None:
+    """The point of starting early: nothing heavy is loaded before scrypt runs."""
+    import subprocess
+    import sys
+
+    repo_dir = tmp_path / "repo"
+    Repository.init(LocalStorage(repo_dir), "pw", kdf=KdfParams(1024, 8, 1))
+    probe = ("import sys\n"
+             "from airflow_backup.cli.start import unlock_ahead\n"
+             f"started = unlock_ahead(['-r', {str(repo_dir)!r}, 'snapshots'])\n"
+             "heavy = sorted(m for m in sys.modules if m.startswith(('cryptography', "
+             "'airflow_backup.storage', 'airflow_backup.repository.keys', 'zstandard')))\n"
+             "print(started, heavy)\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    env["AIRFLOW_BACKUP_PASSWORD"] = "pw"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "True []"
