@@ -40,6 +40,7 @@ from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.repository.tree import Node
+from airflow_backup.storage.base import FileType, Handle
 
 __all__ = ["Archiver", "BackupOptions", "BackupResult"]
 
@@ -190,7 +191,7 @@ class Archiver:
         assert top.tree_id is not None
         result = self._finish(options, top.tree_id, paths, start, parent)
         if self._known is not None and not self.stats.errors:
-            self._known.save()
+            self._known.save(result.snapshot.id)
         return result
 
     def backup_stream(self, stream: BinaryIO, filename: str, options: BackupOptions,
@@ -232,8 +233,10 @@ class Archiver:
             return None
         scope = DirCache.scope(options.hostname or socket.gethostname(), paths,
                                options.excludes)
+        storage = self.repo.storage
         cache = DirCache.load(dir_cache_path(options.dir_cache, self.repo, scope),
-                              self.repo.key, scope)
+                              self.repo.key, scope,
+                              lambda sid: storage.exists(Handle(FileType.SNAPSHOT, sid)))
         warmed = self._warmed
         return KnownDirs(self.repo, cache, self._excludes,
                          warmed.take_listing if warmed is not None else lambda _path: None)

@@ -19,8 +19,11 @@ directory's tree id without loading any tree below it, if the index still holds 
 The file lives in the cache directory, ``<cache root>/<repository id>/dirs/<scope>``, one per
 host, paths and options, sealed with the master key (AES-256-CTR and Poly1305, as every
 repository file): it holds tree ids and counts, and nothing in it can be read or changed
-without the key. It is best effort: a missing, stale, damaged or unreadable file only means
-every directory is compared the usual way, and ``--no-cache`` or ``--force`` skip it.
+without the key. It names the snapshot that holds every tree it lists, and is used only
+while that snapshot exists: a snapshot keeps its trees and their data from being pruned,
+whereas a tree merely still indexed may have lost data blobs to a prune. It is best effort:
+a missing, stale, damaged or unreadable file only means every directory is compared the
+usual way, and ``--no-cache`` or ``--force`` skip it.
 """
 
 from __future__ import annotations
@@ -85,17 +88,20 @@ class DirCache:
         return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).digest()
 
     @classmethod
-    def load(cls, path: Path, key: Key, scope: bytes) -> DirCache:
+    def load(cls, path: Path, key: Key, scope: bytes,
+             snapshot_exists: Callable[[str], bool]) -> DirCache:
         """Return the directories known from ``path``; none if it is missing, damaged,
-        sealed with another key or written for another scope."""
+        sealed with another key, written for another scope, or if the snapshot holding its
+        trees is gone (``snapshot_exists(id)`` says)."""
         cache = cls(key, scope, path)
         try:
             plain = key.open(path.read_bytes(), what=str(path))
         except (OSError, IntegrityError):
             return cache
-        head = len(_MAGIC) + 32
-        if (plain[: len(_MAGIC)] != _MAGIC or plain[len(_MAGIC) : head] != scope
-                or (len(plain) - head) % _RECORD.size):
+        head = len(_MAGIC) + 64
+        if (plain[: len(_MAGIC)] != _MAGIC or plain[len(_MAGIC) : len(_MAGIC) + 32] != scope
+                or (len(plain) - head) % _RECORD.size
+                or not snapshot_exists(plain[len(_MAGIC) + 32 : head].hex())):
             return cache
         for fp, tree_id, files, size, dirs in _RECORD.iter_unpack(memoryview(plain)[head:]):
             cache._known[fp] = Subtree(tree_id, files, size, dirs)
@@ -128,9 +134,10 @@ class DirCache:
         """Record a directory of the running backup."""
         self._seen[fp] = subtree
 
-    def save(self) -> None:
-        """Replace the file with the running backup's directories; best effort (a cache
-        that cannot be written is only a slower next backup)."""
+    def save(self, snapshot_id: str) -> None:
+        """Replace the file with the running backup's directories, all in the trees of
+        snapshot ``snapshot_id``; best effort (a cache that cannot be written is only a
+        slower next backup)."""
         if self._path is None or not self._seen:
             return
         body = b"".join(_RECORD.pack(fp, s.tree_id, s.files, s.size, s.dirs)
@@ -140,7 +147,8 @@ class DirCache:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(self._key.seal(_MAGIC + self._scope + body))
+                f.write(self._key.seal(_MAGIC + self._scope + bytes.fromhex(snapshot_id)
+                                       + body))
             os.replace(tmp, self._path)
         except OSError:
             with contextlib.suppress(OSError):
@@ -235,6 +243,7 @@ class KnownDirs:
         self._cache.remember(fp, subtree)
         self._done[path] = subtree
 
-    def save(self) -> None:
-        """Store the directories of this backup for the next one (best effort)."""
-        self._cache.save()
+    def save(self, snapshot_id: str) -> None:
+        """Store the directories of this backup, whose snapshot is ``snapshot_id``, for the
+        next one (best effort)."""
+        self._cache.save(snapshot_id)

@@ -162,26 +162,44 @@ def test_damaged_foreign_or_unindexed_memories_are_not_used(
     good = path.read_bytes()
     scope = DirCache.scope("h", [str(tree)], [])
     assert path == dir_cache_path(cache, repo, scope)
-    assert len(DirCache.load(path, repo.key, scope)) == 11
+    def exists(sid: str) -> bool:
+        return sid == first.snapshot.id
+
+    assert len(DirCache.load(path, repo.key, scope, exists)) == 11
 
     path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # MAC no longer matches
-    assert len(DirCache.load(path, repo.key, scope)) == 0
-    assert len(DirCache.load(path, Key.random(), scope)) == 0  # another repository's key
+    assert len(DirCache.load(path, repo.key, scope, exists)) == 0
+    assert len(DirCache.load(path, Key.random(), scope, exists)) == 0  # another repository's
     path.write_bytes(good)
-    assert len(DirCache.load(path, repo.key, DirCache.scope("h", [str(tree)], ["*.txt"]))) == 0
+    assert len(DirCache.load(path, repo.key, DirCache.scope("h", [str(tree)], ["*.txt"]),
+                             exists)) == 0
+    # The snapshot that holds the trees was forgotten: a prune may have taken their data.
+    assert len(DirCache.load(path, repo.key, scope, lambda _sid: False)) == 0
 
     loads = _count_tree_loads(monkeypatch)
     path.write_bytes(b"not sealed")
     second = _backup(repo, tree, cache)  # compared with the parent as usual, and correct
     assert len(loads) > 11
     assert _subtree(repo, second, tree) == _subtree(repo, first, tree)
-    assert len(DirCache.load(path, repo.key, scope)) == 11  # rewritten
+    assert len(DirCache.load(path, repo.key, scope, lambda _sid: True)) == 11  # rewritten
 
     # A tree the index no longer holds (pruned) is not taken.
-    cached = DirCache.load(path, repo.key, scope)
+    cached = DirCache.load(path, repo.key, scope, lambda _sid: True)
     fp = next(iter(cached._known))
     monkeypatch.setattr(repo.index, "has", lambda *_a: False)
     assert cached.lookup(fp, repo) is None
+
+
+def test_memories_of_a_forgotten_snapshot_are_not_used(
+        repo: Repository, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    first = _backup(repo, tree, cache)
+    _backup(repo, tree, None)  # a parent that stays, while the remembered snapshot goes
+    repo.remove_snapshot(first.snapshot.id)
+    loads = _count_tree_loads(monkeypatch)
+    again = _backup(repo, tree, cache)
+    assert len(loads) > 11  # compared with the parent's trees, as without the cache
+    assert _subtree(repo, again, tree) == _subtree(repo, first, tree)
 
 
 def test_owner_names_and_options_are_part_of_the_fingerprint(
