@@ -23,7 +23,8 @@ without the key. It names the snapshot that holds every tree it lists, and is us
 while that snapshot exists: a snapshot keeps its trees and their data from being pruned,
 whereas a tree merely still indexed may have lost data blobs to a prune. It is best effort:
 a missing, stale, damaged or unreadable file only means every directory is compared the
-usual way, and ``--no-cache`` or ``--force`` skip it.
+usual way. ``--force`` does not use it (and remembers what it read), ``--no-cache`` and
+``--with-atime`` leave it alone.
 """
 
 from __future__ import annotations
