@@ -34,6 +34,10 @@ SavedPack = tuple[bytes, list[PackedBlob]]
 _SLACK = 16  # the cipher API wants a block of room after the data it encrypts in place
 _ENTRY_MAX = 1 + 4 + 4 + 32  # one header entry (compressed form)
 _SPARES = 1  # pack buffers kept for reuse: one fills while the other is written
+# Pack buffers in use at once (filling, sealed into, being written, or spare). When both are
+# busy, a thread that needs a new pack waits for a write to finish rather than map a third
+# 16 MiB buffer: a 1 GiB backup's peak memory held three at times (48 MiB of 126).
+_MAX_LIVE = 2
 
 
 def _header_max(blobs: int) -> int:
@@ -100,8 +104,10 @@ class PackWriter:
         self._capacity = target_size + 9 * 1024 * 1024
         self._pack: _Pack | None = None
         self._spares: list[mmap.mmap] = []
+        self._live = 0  # buffers mapped and not yet closed, spares included
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # a buffer became free
         self._error: BaseException | None = None
         # zstd contexts cost ~4 MiB each: share a few instead of one per worker thread.
         self._zstd: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
@@ -146,23 +152,31 @@ class PackWriter:
         """Reserve ``size`` bytes for the blob in the open pack (under the lock), let ``fill``
         write them (without it), and store the packs this closes. Return ``size``, or 0 if
         the blob is already queued."""
-        full: list[_Pack] = []
-        with self._lock:
-            if self._error is not None:
-                raise self._error
-            if blob_id in self._pending:
-                return 0
-            pack = self._room_for(size, full)
-            offset = pack.used
-            pack.used += size
-            pack.blobs.append(PackedBlob(self._type, blob_id, offset, size, ulen))
-            pack.sealing += 1
-            self._pending.add(blob_id)
-            if pack.used >= self._target:
-                self._close(pack, full)
+        while True:
+            full: list[_Pack] = []
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if blob_id in self._pending:
+                    return 0
+                pack = self._room_for(size, full)
+                if pack is not None:
+                    offset = pack.used
+                    pack.used += size
+                    pack.blobs.append(PackedBlob(self._type, blob_id, offset, size, ulen))
+                    pack.sealing += 1
+                    self._pending.add(blob_id)
+                    if pack.used >= self._target:
+                        self._close(pack, full)
+            try:
+                for other in full:  # packs this call closed that nobody is sealing into
+                    self._write(other)
+            except BaseException as exc:
+                self._fail(exc)
+                raise
+            if pack is not None:
+                break
         try:
-            for other in full:  # packs this call closed that nobody is sealing into
-                self._write(other)
             with memoryview(pack.buf) as view, view[offset : offset + size + _SLACK] as out:
                 fill(out)
             with self._lock:
@@ -171,29 +185,54 @@ class PackWriter:
             if last:
                 self._write(pack)
         except BaseException as exc:  # the writer is unusable now: later calls raise it
-            with self._lock:
-                self._error = self._error or exc
+            self._fail(exc)
             raise
         return size
 
-    def _room_for(self, size: int, full: list[_Pack]) -> _Pack:
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._error = self._error or exc
+            self._room.notify_all()  # threads waiting for a buffer raise it too
+
+    def _room_for(self, size: int, full: list[_Pack]) -> _Pack | None:
         """Return the pack to place a blob of ``size`` bytes in, closing the current one if
-        the blob does not fit (under the lock)."""
-        pack = self._pack
-        if pack is not None and (
-            pack.used + size + _SLACK + _header_max(len(pack.blobs) + 1) > len(pack.buf)
-        ):
-            self._close(pack, full)
-            pack = None
-        if pack is None:
-            need = size + _SLACK + _header_max(1)
-            buf = self._spares.pop() if self._spares else None
-            if buf is None or len(buf) < need:
-                if buf is not None:
-                    self._spares.append(buf)
-                buf = mmap.mmap(-1, max(self._capacity, need))
-            pack = self._pack = _Pack(buf)
-        return pack
+        the blob does not fit, and waiting for a buffer if a new pack needs one (under the
+        lock). Return None if this closed a pack that the caller must write first: a thread
+        never waits for a buffer while it holds one that only it will write."""
+        while True:
+            pack = self._pack
+            if pack is not None and (
+                pack.used + size + _SLACK + _header_max(len(pack.blobs) + 1) > len(pack.buf)
+            ):
+                self._close(pack, full)
+                pack = None
+            if pack is not None:
+                return pack
+            if full:
+                return None
+            buf = self._take_buffer(size + _SLACK + _header_max(1))
+            if buf is not None:
+                pack = self._pack = _Pack(buf)
+                return pack
+            # Both buffers are being filled or written: wait for one, then look again
+            # (another thread may have opened a pack meanwhile).
+            self._room.wait()
+            if self._error is not None:
+                raise self._error
+
+    def _take_buffer(self, need: int) -> mmap.mmap | None:
+        """Return a buffer of at least ``need`` bytes: a spare, or a new one if fewer than
+        ``_MAX_LIVE`` are in use; None if the caller must wait. Under the lock."""
+        if self._spares:
+            buf = self._spares.pop()
+            if len(buf) >= need:
+                return buf
+            buf.close()
+            self._live -= 1
+        if self._live < _MAX_LIVE or need > self._capacity:
+            self._live += 1  # a blob larger than a pack buffer gets its own, at once
+            return mmap.mmap(-1, max(self._capacity, need))
+        return None
 
     def _close(self, pack: _Pack, full: list[_Pack]) -> None:
         """Take no more blobs into ``pack``; if none is being sealed, add it to ``full`` for
@@ -205,14 +244,21 @@ class PackWriter:
             full.append(pack)
 
     def _write(self, pack: _Pack) -> None:
-        header = self._key.seal(encode_header(pack.blobs))
-        end = pack.used + len(header) + 4
-        with memoryview(pack.buf) as view, view[:end] as data:
-            view[pack.used : end - 4] = header
-            view[end - 4 : end] = struct.pack("<I", len(header))
-            pack_id = hashlib.sha256(data).digest()
-            self._storage.save(Handle(FileType.DATA, pack_id.hex()), data)
-        self._on_saved(pack_id, pack.blobs)
+        try:
+            header = self._key.seal(encode_header(pack.blobs))
+            end = pack.used + len(header) + 4
+            with memoryview(pack.buf) as view, view[:end] as data:
+                view[pack.used : end - 4] = header
+                view[end - 4 : end] = struct.pack("<I", len(header))
+                pack_id = hashlib.sha256(data).digest()
+                self._storage.save(Handle(FileType.DATA, pack_id.hex()), data)
+            self._on_saved(pack_id, pack.blobs)
+        except BaseException:
+            with self._lock:
+                pack.buf.close()
+                self._live -= 1
+                self._room.notify_all()
+            raise
         # A pack's last blob may reach past the target size (up to a whole chunk); give those
         # pages back, so a spare keeps about one target's worth resident.
         keep = -(-self._target // mmap.PAGESIZE) * mmap.PAGESIZE
@@ -222,10 +268,12 @@ class PackWriter:
         with self._lock:
             for b in pack.blobs:
                 self._pending.discard(b.id)
+            self._room.notify_all()
             if reuse and len(self._spares) < _SPARES:
                 self._spares.append(pack.buf)
                 return
-        pack.buf.close()
+            pack.buf.close()
+            self._live -= 1
 
     def flush(self) -> None:
         """Write the unfinished pack, if it holds any blob. Raise the first error this

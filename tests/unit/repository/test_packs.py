@@ -285,3 +285,82 @@ def test_threads_sealing_into_one_pack_at_once_give_valid_packs(key: Key) -> Non
     assert seen == set(by_id)
     assert sum(added) == sum(b.length for _, blobs in saved for b in blobs)
     assert len(saved) > 10
+
+
+class _SlowStorage(MemoryStorage):
+    """Saves take a while (like a pack's fsync), and the n-th save may fail."""
+
+    def __init__(self, fail_at: int = 0) -> None:
+        super().__init__()
+        self.saves = 0
+        self.fail_at = fail_at
+
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        import time
+
+        self.saves += 1
+        if self.saves == self.fail_at:
+            raise OSError("disk full")
+        time.sleep(0.02)
+        super().save(handle, data)
+
+
+def _add_from_threads(writer: PackWriter, threads: int = 4) -> list[BaseException]:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(part: int) -> None:
+        try:
+            for i in range(part, 240, threads):
+                d = hashlib.sha256(i.to_bytes(4, "big")).digest() * 900  # 28.8 KB, incompressible
+                writer.add(hashlib.sha256(d).digest(), d)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(p,)) for p in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+        assert not t.is_alive(), "a thread waiting for a pack buffer never woke up"
+    return errors
+
+
+def test_at_most_two_pack_buffers_are_in_use_while_packs_are_slow_to_write(key: Key) -> None:
+    import mmap as mmap_mod
+
+    storage = _SlowStorage()
+    saved: list[bytes] = []
+    writer = PackWriter(storage, key, BlobType.DATA, lambda pid, bl: saved.append(pid),
+                        target_size=256 * 1024, compress_data=False)
+    mapped = [0]
+    peak = [0]
+    real = mmap_mod.mmap
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a: object, **kw: object) -> None:
+            mapped[0] += 1
+            peak[0] = max(peak[0], writer._live)
+
+    import airflow_backup.repository.packer as packer_mod
+
+    packer_mod.mmap.mmap = Counting  # type: ignore[misc]
+    try:
+        assert _add_from_threads(writer) == []
+    finally:
+        packer_mod.mmap.mmap = real  # type: ignore[misc]
+    writer.flush()
+    assert len(saved) >= 20 and storage.saves == len(saved)
+    assert writer._live <= 2 and peak[0] <= 2  # _live counts the buffer being mapped
+    assert mapped[0] >= 2, (mapped, peak)
+
+
+def test_a_failed_pack_write_wakes_every_thread_waiting_for_a_buffer(key: Key) -> None:
+    storage = _SlowStorage(fail_at=3)
+    writer = PackWriter(storage, key, BlobType.DATA, lambda pid, bl: None,
+                        target_size=256 * 1024, compress_data=False)
+    errors = _add_from_threads(writer)
+    assert errors and all(isinstance(e, OSError) for e in errors)
+    with pytest.raises(OSError, match="disk full"):
+        writer.add(b"\x01" * 32, b"more")
