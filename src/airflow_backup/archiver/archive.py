@@ -20,19 +20,19 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
-from airflow_backup.archiver.content import ContentResult, ContentSaver, SmallFile
+from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
 from airflow_backup.archiver.known import DirCache, KnownDirs, Walked, dir_cache_path
 from airflow_backup.archiver.nodes import StatLike, node_from_stat, same_file_node
+from airflow_backup.archiver.options import BackupOptions, BackupResult
 from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
 from airflow_backup.archiver.patterns import PatternSet
+from airflow_backup.archiver.pending import PendingDir, VirtualDir, place, settle
 from airflow_backup.archiver.warm import MetadataWarmer, read_listing
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
@@ -45,93 +45,6 @@ from airflow_backup.storage.base import FileType, Handle
 __all__ = ["Archiver", "BackupOptions", "BackupResult"]
 
 _MAX_RECORDED_ERRORS = 100
-
-
-@dataclass(slots=True)
-class BackupOptions:
-    """What a backup stores and how the snapshot is labelled.
-
-    ``parent`` names the parent snapshot (id prefix); by default it is the latest snapshot of
-    the same host and paths. ``force`` re-reads every file. ``with_atime`` stores real access
-    times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
-    ``dir_cache`` is a cache root where the backup remembers its directories, so that the
-    next one can reuse the trees of those unchanged without loading them
-    (:mod:`airflow_backup.archiver.known`); None leaves it off.
-    """
-
-    paths: list[str] = field(default_factory=list)
-    excludes: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    hostname: str | None = None
-    time: datetime | None = None
-    metadata: dict[str, object] = field(default_factory=dict)
-    parent: str | None = None
-    force: bool = False
-    with_atime: bool = False
-    workers: int | None = None
-    dir_cache: str | None = None
-
-
-@dataclass(slots=True)
-class BackupResult:
-    """The saved snapshot and the items that could not be read (empty if complete)."""
-
-    snapshot: Snapshot
-    stats: ArchiveStats
-
-    @property
-    def partial(self) -> bool:
-        """Return whether some items were skipped because they could not be read."""
-        return bool(self.stats.errors)
-
-
-class _VirtualDir:
-    """An intermediate directory on the way from ``/`` to a backup target."""
-
-    def __init__(self, path: bytes) -> None:
-        self.path = path
-        self.children: dict[bytes, _VirtualDir | bytes] = {}
-
-
-# A kept parent node is its JSON (dict); see ParentTree.
-Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, SmallFile]
-         | tuple[Node, "_PendingDir"] | tuple[Node, ContentResult] | tuple[Node, BaseException])
-
-
-def _settle(entries: list[Entry], index: int, node: Node, fut: Future[ContentResult]) -> None:
-    """Replace a finished future in a directory's entries by its result (or exception)."""
-    if fut.cancelled():
-        return
-    exc = fut.exception()
-    if exc is not None:
-        entries[index] = (node, exc)
-    else:
-        entries[index] = (node, fut.result())
-
-
-class _PendingDir:
-    """A directory whose tree blob is not written yet."""
-
-    __slots__ = ("checked", "entries", "parent", "path", "tree_id", "walked")
-
-    def __init__(self, path: bytes, parent: ParentTree) -> None:
-        self.path = path
-        self.parent = parent
-        self.entries: list[Entry] = []
-        self.tree_id: bytes | None = None
-        self.checked = 0  # entries[:checked] are known to be complete
-        self.walked: Walked | None = None  # its listing, to remember it (KnownDirs)
-
-    def ready(self) -> bool:
-        """Return whether every file of this directory has been saved."""
-        entries = self.entries
-        while self.checked < len(entries):
-            entry = entries[self.checked]
-            if isinstance(entry, tuple) and isinstance(entry[1], (SmallFile, Future)) \
-                    and not entry[1].done():
-                return False
-            self.checked += 1
-        return True
 
 
 class Archiver:
@@ -149,7 +62,7 @@ class Archiver:
         self.stats = ArchiveStats()
         self._excludes = PatternSet([])
         self._with_atime = False
-        self._queue: deque[_PendingDir] = deque()
+        self._queue: deque[PendingDir] = deque()
         self._saver: ContentSaver | None = None
         self._known: KnownDirs | None = None
         self._check_known = False
@@ -180,9 +93,9 @@ class Archiver:
             self._warmed = None
         self._known = self._known_dirs(options, paths)
         self._check_known = parent is not None
-        root = _VirtualDir(b"/")
+        root = VirtualDir(b"/")
         for t in targets:
-            _place(root, t)
+            place(root, t)
         with ContentSaver(self.repo, self.chunker, options.workers) as saver:
             self._saver = saver
             parent_root = ParentTree.load(self.repo, parent.tree if parent else None)
@@ -241,8 +154,8 @@ class Archiver:
         return KnownDirs(self.repo, cache, self._excludes,
                          warmed.take_listing if warmed is not None else lambda _path: None)
 
-    def _walk_virtual(self, vdir: _VirtualDir, parent: ParentTree) -> _PendingDir:
-        pending = _PendingDir(vdir.path, parent)
+    def _walk_virtual(self, vdir: VirtualDir, parent: ParentTree) -> PendingDir:
+        pending = PendingDir(vdir.path, parent)
         if not vdir.children:  # backing up "/" itself
             self._walk_entries(pending, b"/")
         for name in sorted(vdir.children):
@@ -262,7 +175,7 @@ class Archiver:
         self._finalize(block=False)
         return pending
 
-    def _walk_entries(self, pending: _PendingDir, path: bytes) -> None:
+    def _walk_entries(self, pending: PendingDir, path: bytes) -> None:
         prefix = path.rstrip(b"/") + b"/"
         known = self._known
         listing = known.take_listing(path) if known is not None else None
@@ -281,7 +194,7 @@ class Archiver:
         for name in names:
             self._add_entry(pending, name, prefix + name)
 
-    def _add_entry(self, pending: _PendingDir, name: bytes, path: bytes,
+    def _add_entry(self, pending: PendingDir, name: bytes, path: bytes,
                    s: StatLike | None = None) -> None:
         if self._excludes and self._excludes.matches(path):
             return
@@ -316,11 +229,11 @@ class Archiver:
             pending.entries.append((node, fut))
             # Once saved, keep only the result: thousands of finished futures (each with its
             # own Condition) would otherwise wait for their directory's turn.
-            fut.add_done_callback(functools.partial(_settle, pending.entries, index, node))
+            fut.add_done_callback(functools.partial(settle, pending.entries, index, node))
         elif node.type == "dir":
             if self._reuse_known(pending, node, path):
                 return
-            sub = _PendingDir(path, pending.parent.child(self.repo, name))
+            sub = PendingDir(path, pending.parent.child(self.repo, name))
             try:
                 self._walk_entries(sub, path)
             except OSError as exc:
@@ -333,7 +246,7 @@ class Archiver:
             pending.entries.append(node)
             self.events.item_done(os.fsdecode(path), node.type, 0, self.stats)
 
-    def _reuse_known(self, pending: _PendingDir, node: Node, path: bytes) -> bool:
+    def _reuse_known(self, pending: PendingDir, node: Node, path: bytes) -> bool:
         """Add directory ``path`` with the tree remembered for it if it is unchanged (see
         :mod:`airflow_backup.archiver.known`); return whether it was."""
         if self._known is None or not self._check_known:
@@ -342,7 +255,7 @@ class Archiver:
         if known is None:
             return False
         self._known.reused(path, known)
-        sub = _PendingDir(path, NO_PARENT)
+        sub = PendingDir(path, NO_PARENT)
         sub.tree_id = known.tree_id
         pending.entries.append((node, sub))
         s = self.stats
@@ -367,7 +280,7 @@ class Archiver:
             self._queue.popleft()
             self._write_dir(pending)
 
-    def _write_dir(self, pending: _PendingDir) -> None:
+    def _write_dir(self, pending: PendingDir) -> None:
         nodes: list[Node | dict[str, Any]] = []
         for entry in pending.entries:
             if isinstance(entry, (Node, dict)):
@@ -375,7 +288,7 @@ class Archiver:
                 continue
             node, work = entry
             path = pending.path.rstrip(b"/") + b"/" + node.name
-            if isinstance(work, _PendingDir):
+            if isinstance(work, PendingDir):
                 if work.tree_id is None:
                     continue
                 node.subtree = work.tree_id
@@ -481,23 +394,6 @@ class Archiver:
         )
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
-
-
-def _place(root: _VirtualDir, target: bytes) -> None:
-    parts = [p for p in target.split(b"/") if p]
-    cur = root
-    for i, part in enumerate(parts[:-1]):
-        nxt = cur.children.get(part)
-        if isinstance(nxt, bytes):
-            return  # a parent directory is itself a target and includes this one
-        if nxt is None:
-            nxt = _VirtualDir(b"/" + b"/".join(parts[: i + 1]))
-            cur.children[part] = nxt
-        cur = nxt
-    if parts:
-        cur.children[parts[-1]] = target
-    else:
-        root.children = {}
 
 
 def _current_user() -> str:

@@ -1,0 +1,50 @@
+"""What a backup of paths is asked to do (:class:`BackupOptions`) and what it gives
+(:class:`BackupResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from airflow_backup.archiver.events import ArchiveStats
+from airflow_backup.repository.snapshot import Snapshot
+
+__all__ = ["BackupOptions", "BackupResult"]
+
+
+@dataclass(slots=True)
+class BackupOptions:
+    """What a backup stores and how the snapshot is labelled.
+
+    ``parent`` names the parent snapshot (id prefix); by default it is the latest snapshot of
+    the same host and paths. ``force`` re-reads every file. ``with_atime`` stores real access
+    times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
+    ``dir_cache`` is a cache root where the backup remembers its directories, so that the
+    next one can reuse the trees of those unchanged without loading them
+    (:mod:`airflow_backup.archiver.known`); None leaves it off.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    time: datetime | None = None
+    metadata: dict[str, object] = field(default_factory=dict)
+    parent: str | None = None
+    force: bool = False
+    with_atime: bool = False
+    workers: int | None = None
+    dir_cache: str | None = None
+
+
+@dataclass(slots=True)
+class BackupResult:
+    """The saved snapshot and the items that could not be read (empty if complete)."""
+
+    snapshot: Snapshot
+    stats: ArchiveStats
+
+    @property
+    def partial(self) -> bool:
+        """Return whether some items were skipped because they could not be read."""
+        return bool(self.stats.errors)

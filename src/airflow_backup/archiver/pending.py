@@ -1,0 +1,83 @@
+"""The walk's bookkeeping: directories on the way to the targets, and directories whose
+tree is not written yet with the entries they wait for."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from airflow_backup.archiver.content import ContentResult, SmallFile
+from airflow_backup.archiver.known import Walked
+from airflow_backup.archiver.parent import ParentTree
+from airflow_backup.repository.tree import Node
+
+__all__ = ["Entry", "PendingDir", "VirtualDir", "place", "settle"]
+
+
+class VirtualDir:
+    """An intermediate directory on the way from ``/`` to a backup target."""
+
+    def __init__(self, path: bytes) -> None:
+        self.path = path
+        self.children: dict[bytes, VirtualDir | bytes] = {}
+
+
+# A kept parent node is its JSON (dict); see ParentTree.
+Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, SmallFile]
+         | tuple[Node, "PendingDir"] | tuple[Node, ContentResult] | tuple[Node, BaseException])
+
+
+def settle(entries: list[Entry], index: int, node: Node, fut: Future[ContentResult]) -> None:
+    """Replace a finished future in a directory's entries by its result (or exception)."""
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if exc is not None:
+        entries[index] = (node, exc)
+    else:
+        entries[index] = (node, fut.result())
+
+
+class PendingDir:
+    """A directory whose tree blob is not written yet."""
+
+    __slots__ = ("checked", "entries", "parent", "path", "tree_id", "walked")
+
+    def __init__(self, path: bytes, parent: ParentTree) -> None:
+        self.path = path
+        self.parent = parent
+        self.entries: list[Entry] = []
+        self.tree_id: bytes | None = None
+        self.checked = 0  # entries[:checked] are known to be complete
+        self.walked: Walked | None = None  # its listing, to remember it (KnownDirs)
+
+    def ready(self) -> bool:
+        """Return whether every file of this directory has been saved."""
+        entries = self.entries
+        while self.checked < len(entries):
+            entry = entries[self.checked]
+            if isinstance(entry, tuple) and isinstance(entry[1], (SmallFile, Future)) \
+                    and not entry[1].done():
+                return False
+            self.checked += 1
+        return True
+
+
+def place(root: VirtualDir, target: bytes) -> None:
+    """Add backup target ``target`` (an absolute path) below ``root``, with the virtual
+    directories on the way; a target inside another target adds nothing, and ``/`` makes
+    ``root`` itself the target."""
+    parts = [p for p in target.split(b"/") if p]
+    cur = root
+    for i, part in enumerate(parts[:-1]):
+        nxt = cur.children.get(part)
+        if isinstance(nxt, bytes):
+            return  # a parent directory is itself a target and includes this one
+        if nxt is None:
+            nxt = VirtualDir(b"/" + b"/".join(parts[: i + 1]))
+            cur.children[part] = nxt
+        cur = nxt
+    if parts:
+        cur.children[parts[-1]] = target
+    else:
+        root.children = {}
