@@ -7,7 +7,9 @@ The walk runs in the calling thread: it lists directories in name order, stats e
 hands regular files to a :class:`ContentSaver` pool. Directories wait in post-order (children
 before parents) until their files are saved; they are then encoded as tree blobs, so trees are
 built deterministically while reading overlaps. Files unchanged since the parent snapshot are
-not read at all, and a directory whose nodes equal the parent's reuses its tree id.
+not read at all, and a directory whose nodes equal the parent's reuses its tree id; a whole
+subtree unchanged since the last backup (:mod:`airflow_backup.archiver.known`) is not even
+compared with the parent.
 Unreadable items are reported through the events and skipped; the snapshot records that it is
 partial.
 """
