@@ -78,13 +78,22 @@ def test_exhausted_attempts_raise_transient_naming_the_cause() -> None:
 
 
 def test_total_time_bounds_the_retries() -> None:
+    """``max_elapsed`` stops the retries long before ``max_attempts``: no retry starts that
+    its wait would take past the budget. (Counted through the waits, not with a stopwatch,
+    so that a busy machine cannot fail it.)"""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
     inner = Flaky(10_000, TransientStorageError("timeout"))
     store = RetryingStorage(inner, RetryPolicy(max_attempts=10_000, base_delay=0.05,
-                                               max_delay=0.1, max_elapsed=0.5))
-    started = time.monotonic()
+                                               max_delay=0.1, max_elapsed=0.5), sleep=sleep)
     with pytest.raises(TransientStorageError, match="gave up"):
         store.stat(_h(b"x"))
-    assert time.monotonic() - started < 0.6
+    assert waits and sum(waits) <= 0.5
+    assert inner.calls == len(waits) + 1 < 20
 
 
 def test_every_retry_is_logged_with_attempt_delay_and_cause(
