@@ -160,6 +160,8 @@ class PackWriter:
                 if blob_id in self._pending:
                     return 0
                 pack = self._room_for(size, full)
+                if pack is not None and blob_id in self._pending:
+                    return 0  # queued by another thread while this one waited for a buffer
                 if pack is not None:
                     offset = pack.used
                     pack.used += size
