@@ -228,3 +228,32 @@ def test_no_cache_force_and_atime_leave_it_alone(repo: Repository, tree: Path,
     assert not cache.exists()
     _backup(repo, tree, cache, force=True)  # re-reads everything, and remembers the result
     assert len(list((cache / repo.config.id / "dirs").iterdir())) == 1
+
+
+def test_several_targets_a_file_target_and_hard_links(repo: Repository, tree: Path,
+                                                      tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "a.txt").write_text("a")
+    os.link(other / "x" / "a.txt", other / "x" / "hard.txt")
+    single = tmp_path / "single.txt"
+    single.write_text("single")
+    cache = tmp_path / "cache"
+
+    def backup(cached: bool, **kw: object) -> BackupResult:
+        opts = BackupOptions(paths=[str(tree), str(other), str(single)], hostname="h",
+                             dir_cache=str(cache) if cached else None, **kw)  # type: ignore[arg-type]
+        return Archiver(repo).backup(opts)
+
+    def trees(result: BackupResult) -> list[bytes]:
+        return [_subtree(repo, result, p) for p in (tree, other)]
+
+    first = backup(True)
+    assert trees(backup(True)) == trees(first)
+    os.link(other / "x" / "a.txt", other / "x" / "third.txt")  # a.txt's link count changes
+    single.write_text("changed")
+    with_cache, without = backup(True), backup(False, force=True)
+    assert trees(with_cache) == trees(without)
+    assert trees(with_cache)[0] == trees(first)[0] and trees(with_cache)[1] != trees(first)[1]
+    node, _ = find_node(repo, with_cache.snapshot.tree, str(single))
+    assert node is not None and node.size == len("changed")
