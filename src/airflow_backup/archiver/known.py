@@ -35,6 +35,7 @@ import hmac
 import os
 import struct
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from airflow_backup.errors import IntegrityError
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.atomic import replace_file
 
 __all__ = ["DirCache", "KnownDirs", "Subtree", "Walked", "dir_cache_path"]
 
@@ -111,10 +113,10 @@ class DirCache:
     def __len__(self) -> int:
         return len(self._known)
 
-    def fingerprint(self, digest: bytes, owners: set[tuple[int, int]] | frozenset[tuple[int, int]],
+    def fingerprint(self, digest: bytes, owners: AbstractSet[tuple[int, int]],
                     child_trees: Sequence[bytes]) -> bytes:
         """Return the fingerprint of a directory: ``digest``, the SHA-256 of its entries
-        (:meth:`Listing.material`), its entries' owners (names included: a renamed user
+        (:meth:`Listing.digest`), its entries' owners (names included: a renamed user
         changes the nodes) and its sub-directories' tree ids in name order."""
         names = "\n".join(f"{u}:{user_name(u)}:{g}:{group_name(g)}" for u, g in sorted(owners))
         mac = hmac.new(self._mac_key, self._scope, "sha256")
@@ -143,17 +145,10 @@ class DirCache:
             return
         body = b"".join(_RECORD.pack(fp, s.tree_id, s.files, s.size, s.dirs)
                         for fp, s in self._seen.items())
-        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        try:
+        sealed = self._key.seal(_MAGIC + self._scope + bytes.fromhex(snapshot_id) + body)
+        with contextlib.suppress(OSError):
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._key.seal(_MAGIC + self._scope + bytes.fromhex(snapshot_id)
-                                       + body))
-            os.replace(tmp, self._path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            replace_file(self._path, sealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +165,8 @@ class Walked:
     @classmethod
     def of(cls, listing: Listing) -> Walked:
         """Return the summary of ``listing``."""
-        return cls(hashlib.sha256(listing.material()).digest(), frozenset(listing.owners),
-                   listing.files, listing.bytes, tuple(listing.subdirs))
+        return cls(listing.digest(), frozenset(listing.owners), listing.files, listing.size,
+                   tuple(listing.subdirs))
 
 
 class KnownDirs:
@@ -207,8 +202,7 @@ class KnownDirs:
         children = [self.check(prefix + name) for name in listing.subdirs]
         found: Subtree | None = None
         if all(c is not None for c in children):
-            fp = self._cache.fingerprint(hashlib.sha256(listing.material()).digest(),
-                                         listing.owners,
+            fp = self._cache.fingerprint(listing.digest(), listing.owners,
                                          [c.tree_id for c in children if c is not None])
             found = self._cache.lookup(fp, self._repo)
         if found is None:

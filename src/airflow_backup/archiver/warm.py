@@ -12,6 +12,7 @@ anything failed is not kept, so the walk meets (and reports) every error itself.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import struct
@@ -55,17 +56,19 @@ _FIELDS = struct.Struct("<IQQQIIqQqq")
 
 class Listing:
     """A directory's entries in name order with their lstat results, packed, and what the
-    known-directory check needs of them: the regular files' count and bytes, the
-    sub-directories' names and the owners (uid, gid) met."""
+    known-directory check needs of them: the regular files' count and ``size`` in bytes,
+    the sub-directories' names and the owners (uid, gid) met."""
 
-    __slots__ = ("_atimes", "_names", "_stats", "bytes", "files", "owners", "subdirs")
+    __slots__ = ("_atimes", "_digest", "_names", "_stats", "files", "owners", "size",
+                 "subdirs")
 
     def __init__(self) -> None:
         self._names: list[bytes] = []
         self._stats = bytearray()
         self._atimes = array("q")
+        self._digest: bytes | None = None
         self.files = 0
-        self.bytes = 0
+        self.size = 0
         self.subdirs: list[bytes] = []
         self.owners: set[tuple[int, int]] = set()
 
@@ -79,7 +82,7 @@ class Listing:
         self.owners.add((s.st_uid, s.st_gid))
         if stat.S_ISREG(s.st_mode):
             self.files += 1
-            self.bytes += s.st_size
+            self.size += s.st_size
         elif stat.S_ISDIR(s.st_mode):
             self.subdirs.append(name)
 
@@ -93,10 +96,14 @@ class Listing:
             yield name, SlimStat(mode, ino, dev, nlink, uid, gid, size, rdev, atime, mtime,
                                  ctime)
 
-    def material(self) -> bytes:
-        """Return the bytes that describe the entries but for their access times: the
-        names (which hold no NUL) and every lstat field, in order."""
-        return b"%d\0%s\0%s" % (len(self._names), b"\0".join(self._names), bytes(self._stats))
+    def digest(self) -> bytes:
+        """Return the SHA-256 of the entries but for their access times: the names (which
+        hold no NUL) and every lstat field, in order. Call once the listing is complete."""
+        if self._digest is None:
+            material = b"%d\0%s\0%s" % (len(self._names), b"\0".join(self._names),
+                                          bytes(self._stats))
+            self._digest = hashlib.sha256(material).digest()
+        return self._digest
 
 
 def read_listing(top: bytes, excludes: PatternSet,

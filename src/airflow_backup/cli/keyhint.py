@@ -17,13 +17,13 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from airflow_backup.repository.kdf import KdfParams
 from airflow_backup.repository.keys import load_key_file
+from airflow_backup.storage.atomic import replace_file
 from airflow_backup.storage.base import Storage
-from airflow_backup.storage.cache import default_cache_root
+from airflow_backup.storage.cache import resolve_cache_root
 
 __all__ = ["KeyHint", "read_key_hint", "remember_key"]
 
@@ -31,7 +31,7 @@ KeyHint = tuple[str, bytes, KdfParams]
 
 
 def _hint_path(url: str, cache_dir: str = "") -> Path:
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
+    root = resolve_cache_root(cache_dir)
     # The query string holds options (retries, region) that do not change the repository.
     name = hashlib.sha256(url.partition("?")[0].encode()).hexdigest()[:32]
     return root / "key-hints" / f"{name}.json"
@@ -64,12 +64,5 @@ def remember_key(url: str, storage: Storage, key_id: str, cache_dir: str = "") -
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except Exception:  # a hint is an optimisation, never a failure
         return
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        replace_file(path, text.encode())

@@ -9,7 +9,6 @@ writes the Prometheus textfile-collector format atomically (temp file, rename).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from airflow_backup.jobs.repos import display_location, open_named
 from airflow_backup.jobs.steps.common import DRILL_TAG, is_job_snapshot, job_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.storage.atomic import replace_file
 
 __all__ = ["JobStatus", "job_status", "render_metrics", "statuses", "write_metrics"]
 
@@ -181,15 +181,5 @@ def write_metrics(config: Config, path: str, sts: list[JobStatus] | None = None)
     """Write the metrics of every job (or ``sts``) to ``path`` atomically."""
     sts = statuses(config) if sts is None else sts
     text = render_metrics(config, sts)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    replace_file(path, text.encode("utf-8"), mode=0o644)  # read by the node exporter

@@ -42,16 +42,14 @@ def scrypt(password: str, salt: bytes, params: KdfParams) -> bytes:
 def key_file_kdf(obj: Any, what: str) -> tuple[bytes, KdfParams]:
     """Given a key file's parsed JSON, return its salt and scrypt parameters. Raise
     KdfError naming ``what`` if they are missing, malformed or out of range."""
+    if not isinstance(obj, dict):
+        raise KdfError(f"{what}: malformed key file")
+    if obj.get("kdf") != "scrypt":
+        raise KdfError(f"{what}: unsupported KDF {obj.get('kdf')!r}")
     try:
-        if not isinstance(obj, dict):
-            raise KdfError(f"{what}: malformed key file")
-        if obj.get("kdf") != "scrypt":
-            raise KdfError(f"{what}: unsupported KDF {obj.get('kdf')!r}")
         params = KdfParams(int(obj["N"]), int(obj["r"]), int(obj["p"]))
         salt = base64.b64decode(obj["salt"])
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, KdfError):
-            raise
+    except (KeyError, TypeError, ValueError):
         raise KdfError(f"{what}: malformed key file") from None
     n, r, p = params
     if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * r * n > MAX_MEM or r * p >= 1 << 30:
@@ -60,14 +58,13 @@ def key_file_kdf(obj: Any, what: str) -> tuple[bytes, KdfParams]:
 
 
 class _Ahead:
-    """One derivation running in a background thread, and its outcome."""
+    """One derivation running in a background thread, and its result (None if it failed)."""
 
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("done", "result")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: bytes | None = None
-        self.error: BaseException | None = None
 
 
 # Derivations started ahead of need, by exact inputs; take_ahead() takes its own.
@@ -89,8 +86,8 @@ def derive_ahead(password: str, salt: bytes, params: KdfParams) -> None:
     def run() -> None:
         try:
             slot.result = scrypt(password, salt, params)
-        except BaseException as exc:  # kept for take_ahead()'s caller, which derives again
-            slot.error = exc
+        except BaseException:  # take_ahead()'s caller derives again, and raises from there
+            pass
         finally:
             slot.done.set()
 

@@ -19,15 +19,15 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.storage.atomic import replace_file
 from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
 
-__all__ = ["CachingStorage", "default_cache_root"]
+__all__ = ["CachingStorage", "resolve_cache_root"]
 
 log = logging.getLogger("airflow_backup.storage.cache")
 
@@ -35,8 +35,11 @@ _TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
         "# This file is a cache directory tag created by airflow-backup.\n")
 
 
-def default_cache_root() -> Path:
-    """Return the cache root from AIRFLOW_BACKUP_CACHE_DIR, XDG_CACHE_HOME or ~/.cache."""
+def resolve_cache_root(given: str | os.PathLike[str] | None = None) -> Path:
+    """Return the cache root: ``given`` (``--cache-dir``; ``~`` expanded) if set, else from
+    AIRFLOW_BACKUP_CACHE_DIR, XDG_CACHE_HOME or ~/.cache."""
+    if given:
+        return Path(given).expanduser()
     env = os.environ
     if env.get("AIRFLOW_BACKUP_CACHE_DIR"):
         return Path(env["AIRFLOW_BACKUP_CACHE_DIR"]).expanduser()
@@ -111,17 +114,14 @@ class CachingStorage:
         if hashlib.sha256(data).hexdigest() != handle.name:
             return  # never cache what does not match its name; the repository will complain
         path = self._path(handle)
-        tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
         try:
             self._prepare()
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            replace_file(path, data)
             with self._lock:
                 self._verified.add(handle.name)
         except (OSError, ConfigError) as exc:
             log.debug("cache: cannot store %s: %s", object_path(handle), exc)
-            tmp.unlink(missing_ok=True)
 
     # ---- the Storage protocol ------------------------------------------------------------
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.storage.base import Storage
-from airflow_backup.storage.cache import CachingStorage, default_cache_root
+from airflow_backup.storage.cache import CachingStorage, resolve_cache_root
 from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
 from airflow_backup.storage.readahead import ReadAheadStorage
 from airflow_backup.storage.registry import open_storage
@@ -115,7 +114,7 @@ def with_cache(storage: Storage, repository_id: str, *,
     """Wrap ``storage`` in the metadata cache of the repository ``repository_id``."""
     if not repository_id or any(c not in "0123456789abcdef" for c in repository_id):
         raise ConfigError("the cache needs the repository's hex id")
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    root = resolve_cache_root(cache_root)
     return CachingStorage(storage, root / repository_id, is_tree_pack=is_tree_pack)
 
 

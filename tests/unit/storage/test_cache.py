@@ -14,7 +14,7 @@ from airflow_backup.repository.opener import open_repository
 from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from airflow_backup.storage.base import FileType, Handle
-from airflow_backup.storage.cache import CachingStorage, default_cache_root
+from airflow_backup.storage.cache import CachingStorage, resolve_cache_root
 from airflow_backup.storage.memory import MemoryStorage
 
 PW = "pw"
@@ -101,9 +101,31 @@ def test_files_gone_from_the_store_leave_the_cache(repo_with_snapshot: tuple[Cou
     assert not (cache_root / repo.config.id / "snapshots" / snap_id).exists()
 
 
-def test_default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_resolve_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("AIRFLOW_BACKUP_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_root() == tmp_path / "xdg" / "airflow-backup"
+    assert resolve_cache_root() == tmp_path / "xdg" / "airflow-backup"
     monkeypatch.setenv("AIRFLOW_BACKUP_CACHE_DIR", str(tmp_path / "explicit"))
-    assert default_cache_root() == tmp_path / "explicit"
+    assert resolve_cache_root() == tmp_path / "explicit"
+    assert resolve_cache_root("~/given") == Path.home() / "given"  # --cache-dir wins
+
+
+def test_replace_file_sets_its_mode_whatever_the_umask_and_leaves_no_temp_file(
+        tmp_path: Path) -> None:
+    from airflow_backup.storage.atomic import replace_file
+
+    target = tmp_path / "f"
+    old = os.umask(0o077)
+    try:
+        replace_file(target, b"one", mode=0o644)
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"one" and target.stat().st_mode & 0o777 == 0o644
+    replace_file(target, b"two")
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(OSError):
+        replace_file(tmp_path / "no-such-dir" / "f", b"x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError):
+        replace_file(tmp_path / "d", b"x")  # a directory is in the way of the rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]

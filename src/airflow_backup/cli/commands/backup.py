@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
@@ -26,7 +25,7 @@ from airflow_backup.cli.progress import BackupBar
 from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
 from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.cache import default_cache_root
+from airflow_backup.storage.cache import resolve_cache_root
 from airflow_backup.storage.compose import display_location
 
 
@@ -183,8 +182,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         return source_backup.run(args, gopts, out)
     opts = _options(args)
     if not gopts.no_cache:
-        opts.dir_cache = str(Path(gopts.cache_dir).expanduser() if gopts.cache_dir
-                             else default_cache_root())
+        opts.dir_cache = str(resolve_cache_root(gopts.cache_dir))
     if not (args.stdin or args.stdin_from_command) and not opts.paths:
         raise ConfigError("nothing to back up: give at least one path, --stdin or "
                           "--stdin-from-command")

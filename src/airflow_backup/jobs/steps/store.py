@@ -20,7 +20,7 @@ from airflow_backup.jobs.repos import targets_for
 from airflow_backup.jobs.steps.common import JobSession, StepResult, job_tag
 from airflow_backup.jobs.steps.export import ExportResult
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.cache import default_cache_root
+from airflow_backup.storage.cache import resolve_cache_root
 
 __all__ = ["DEGRADED_TAG", "StoreResult", "store_step"]
 
@@ -58,7 +58,7 @@ def _store_all(repo: Repository, config: Config, export: ExportResult, attempt: 
                                 "reasons": [f"{loc}: {why}" for loc, why in attempt.failures]}
         result = Archiver(repo, events).backup(BackupOptions(
             paths=list(export.paths), excludes=list(spec.excludes), tags=tags, metadata=meta,
-            dir_cache=str(default_cache_root())))
+            dir_cache=str(resolve_cache_root())))
         s = result.stats
         out.append({"id": result.snapshot.id, "source": "files", "paths": export.paths,
                     "files": s.total_files_processed, "bytes": s.total_bytes_processed,

@@ -17,7 +17,7 @@ from airflow_backup.provider.hooks.repository import BackupRepositoryHook
 from airflow_backup.provider.operators.base import RepositoryOperator, job_tag
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.sources.actions import backup_source
-from airflow_backup.storage.cache import default_cache_root
+from airflow_backup.storage.cache import resolve_cache_root
 
 __all__ = ["BackupOperator", "backup_asset"]
 
@@ -96,7 +96,7 @@ class BackupOperator(RepositoryOperator):
                 else:
                     result = Archiver(repo, warmed=warmer).backup(BackupOptions(
                         paths=self.paths, excludes=self.excludes, tags=tags,
-                        hostname=self.host, dir_cache=str(default_cache_root())))
+                        hostname=self.host, dir_cache=str(resolve_cache_root())))
                     snapshot, stats = result.snapshot, result.stats
                     if result.partial:
                         raise PartialBackup(
