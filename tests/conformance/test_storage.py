@@ -31,6 +31,7 @@ from airflow_backup.storage import (
     Storage,
     object_path,
 )
+from airflow_backup.storage.base import load_into
 from airflow_backup.storage.compose import open_repository_storage
 from airflow_backup.storage.fsspec_store import FsspecStorage
 from airflow_backup.storage.retry import RetryPolicy
@@ -125,6 +126,57 @@ def test_load_range(storage: Storage, offset: int, length: int | None, expected:
     h = Handle(FileType.DATA, fid("range"))
     storage.save(h, b"0123456789")
     assert storage.load(h, offset, length) == expected
+
+
+@pytest.mark.parametrize(("offset", "size", "expected"), [
+    (0, 10, b"0123456789"),
+    (3, 4, b"3456"),
+    (0, 0, b""),
+    (8, 10, b"89"),       # fewer bytes only at the end of the file
+    (10, 5, b""),
+    (20, 5, b""),
+])
+def test_load_into_a_buffer(storage: Storage, offset: int, size: int, expected: bytes) -> None:
+    """``load_into`` (restore reads packs into a buffer it reuses) returns what ``load``
+    returns, natively or through ``load``; bytes past the count are left alone."""
+    h = Handle(FileType.DATA, fid("into"))
+    storage.save(h, b"0123456789")
+    buf = bytearray(b"#" * (size + 3))
+    n = load_into(storage, h, offset, memoryview(buf)[:size])
+    assert bytes(buf[:n]) == expected
+    assert buf[n:] == b"#" * (size + 3 - n)
+    with pytest.raises(NotFound):
+        load_into(storage, Handle(FileType.DATA, fid("missing")), 0, memoryview(buf))
+
+
+def test_local_wrappers_read_into_the_buffer_natively(tmp_path: Path) -> None:
+    """Retries, fault injection and the metadata cache pass ``load_into`` through to the
+    local backend, so restore reads straight into its buffer; injected faults are retried."""
+    from airflow_backup.storage.compose import with_cache
+
+    stack = open_repository_storage(
+        url=str(tmp_path / "repo"), policy=RetryPolicy(max_attempts=30, base_delay=0.0),
+        faults={"failure_rate": 0.5, "operations": ["load"], "seed": 3})
+    stack.create_layout()
+    cached = with_cache(stack, "ab" * 32, cache_root=tmp_path / "cache")
+    h = Handle(FileType.DATA, fid("native"))
+    data = os.urandom(100_000)
+    cached.save(h, data)
+    calls: list[int] = []
+    real = LocalStorage.load_into
+
+    def counting(self: LocalStorage, handle: Handle, offset: int, buf: memoryview) -> int:
+        calls.append(len(buf))
+        return real(self, handle, offset, buf)
+
+    buf = memoryview(bytearray(50_000))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LocalStorage, "load_into", counting)
+        mp.setattr(LocalStorage, "load", None)  # must not be used for this
+        for _ in range(10):
+            assert load_into(cached, h, 30_000, buf) == 50_000
+            assert bytes(buf) == data[30_000:80_000]
+    assert calls == [50_000] * 10
 
 
 def test_stored_bytes_are_a_copy(storage: Storage) -> None:

@@ -32,7 +32,6 @@ from airflow_backup.repository.packfiles import (
 from airflow_backup.repository.packs import BlobType, PackedBlob, read_pack_header
 from airflow_backup.repository.prune import parse_size
 from airflow_backup.repository.repo import Repository
-from airflow_backup.repository.scratch import scratch
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node
 from airflow_backup.storage.base import FileType, Handle
@@ -267,8 +266,7 @@ class _Checker:
         view = memoryview(data)
         for b in blobs:
             try:
-                self.repo.decode_blob_into(name, b, view[b.offset : b.offset + b.length],
-                                           scratch(b.length))
+                self.repo.decode_blob_into(name, b, view[b.offset : b.offset + b.length])
             except IntegrityError as exc:
                 self.error(f"pack {name}: {b.type.value} blob {b.id.hex()} is damaged: {exc}")
                 self.damage_pack(pack_id, "damaged", [b])

@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, overload
+from typing import Any
 
 from airflow_backup.errors import (
     ConfigError,
@@ -27,9 +27,15 @@ from airflow_backup.repository.index import Index, decode_index, encode_index
 from airflow_backup.repository.locks import RepoLock
 from airflow_backup.repository.packer import DEFAULT_PACK_SIZE, PackWriter
 from airflow_backup.repository.packs import BlobType, PackedBlob
+from airflow_backup.repository.scratch import PLAIN, scratch
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node, decode_tree, encode_tree
-from airflow_backup.repository.unpacked import decompress, load_json, save_json
+from airflow_backup.repository.unpacked import (
+    decompress,
+    decompress_sized,
+    load_json,
+    save_json,
+)
 from airflow_backup.storage.base import FileType, Handle, Storage
 
 __all__ = ["Repository"]
@@ -228,14 +234,19 @@ class Repository:
         what = self._blob_what(pack, blob, sealed)
         return self._verify_blob(what, blob, self.key.open(sealed, what=what))
 
-    def decode_blob_into(self, pack: str, blob: PackedBlob, sealed: bytes | memoryview,
-                         scratch: memoryview) -> bytes | memoryview:
-        """Like :meth:`decode_blob`, but decrypt into ``scratch`` (at least ``blob.length``
-        bytes, which leaves the cipher's block of slack past the plaintext): an uncompressed
-        blob comes back as a view of it, valid until ``scratch`` is reused. Restore and check
-        read every blob; this spares a fresh buffer per blob."""
+    def decode_blob_into(self, pack: str, blob: PackedBlob,
+                         sealed: bytes | memoryview) -> bytes | memoryview:
+        """Like :meth:`decode_blob`, but decrypt (and decompress a large blob) into this
+        thread's scratch buffers: the plaintext may come back as a view of one, valid until
+        the thread's next call. Restore and check read every blob; this spares fresh buffers
+        per blob."""
         what = self._blob_what(pack, blob, sealed)
-        return self._verify_blob(what, blob, self.key.open_into(sealed, scratch, what=what))
+        plain: bytes | memoryview = self.key.open_into(sealed, scratch(blob.length, PLAIN),
+                                                       what=what)
+        if blob.compressed:
+            plain = decompress_sized(plain, blob.uncompressed_length, what)
+        self._check_id(what, blob, plain)
+        return plain
 
     @staticmethod
     def _blob_what(pack: str, blob: PackedBlob, sealed: bytes | memoryview) -> str:
@@ -244,23 +255,19 @@ class Repository:
             raise IntegrityError(f"{what}: truncated (read {len(sealed)} of {blob.length} bytes)")
         return what
 
-    @overload
-    def _verify_blob(self, what: str, blob: PackedBlob, plain: bytes) -> bytes: ...
-
-    @overload
-    def _verify_blob(self, what: str, blob: PackedBlob,
-                     plain: memoryview) -> bytes | memoryview: ...
-
-    def _verify_blob(self, what: str, blob: PackedBlob,
-                     plain: bytes | memoryview) -> bytes | memoryview:
+    def _verify_blob(self, what: str, blob: PackedBlob, plain: bytes) -> bytes:
         """Decompress if the blob is compressed, and check its SHA-256 against its id."""
         if blob.compressed:
             plain = decompress(plain, what)
             if len(plain) != blob.uncompressed_length:
                 raise IntegrityError(f"{what}: wrong uncompressed length")
+        self._check_id(what, blob, plain)
+        return plain
+
+    @staticmethod
+    def _check_id(what: str, blob: PackedBlob, plain: bytes | memoryview) -> None:
         if hashlib.sha256(plain).digest() != blob.id:
             raise IntegrityError(f"{what}: content does not match its id")
-        return plain
 
     def flush(self) -> None:
         """Write unfinished packs, then an index for every pack not yet indexed on disk."""

@@ -16,12 +16,14 @@ import zstandard
 from airflow_backup.errors import IntegrityError
 from airflow_backup.repository import gojson
 from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.scratch import UNPACKED, scratch
 from airflow_backup.storage.base import FileType, Handle, Storage
 
 __all__ = [
     "compress",
     "decode_unpacked",
     "decompress",
+    "decompress_sized",
     "encode_unpacked",
     "load_json",
     "save_json",
@@ -53,6 +55,37 @@ def decompress(data: bytes | memoryview, what: str) -> bytes:
         return _decompressor().decompress(data, max_output_size=_MAX_DECOMPRESSED)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{what}: invalid zstd data: {exc}") from exc
+
+
+# Below this, one-shot decompression into a new buffer is cheaper than a stream reader
+# (8 KB: 5.5 against 8.2 µs); above it the new buffer's page faults cost more.
+_INTO_MIN = 128 << 10
+
+
+def decompress_sized(data: bytes | memoryview, size: int, what: str) -> bytes | memoryview:
+    """Decompress a zstd frame that must hold exactly ``size`` bytes. A large one goes into
+    this thread's scratch buffer and comes back as a view of it, valid until the thread's
+    next call. Raise IntegrityError naming ``what`` if the frame is invalid or its size is
+    not ``size``."""
+    if size < _INTO_MIN or size > _MAX_DECOMPRESSED:
+        plain = decompress(data, what)
+        if len(plain) != size:
+            raise IntegrityError(f"{what}: wrong uncompressed length")
+        return plain
+    out = scratch(size + 1, UNPACKED)  # one byte more, to see a frame that holds more
+    n = 0
+    try:
+        with _decompressor().stream_reader(data, read_across_frames=False) as reader:
+            while n <= size:
+                k = reader.readinto(out[n : size + 1])
+                if not k:
+                    break
+                n += k
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"{what}: invalid zstd data: {exc}") from exc
+    if n != size:
+        raise IntegrityError(f"{what}: wrong uncompressed length")
+    return out[:size]
 
 
 def encode_unpacked(key: Key, payload: bytes, version: int, compress_it: bool = True) -> bytes:

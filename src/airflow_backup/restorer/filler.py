@@ -5,7 +5,8 @@ first plans (blob → file offsets, grouped by pack), creates every file at its 
 (sparse), then lets worker threads read packs in parallel. Neighbouring blobs of a pack are
 fetched with one ranged read. Each blob is verified (MAC, then SHA-256) before its bytes are
 written; all-zero blobs are not written at all, which leaves holes in sparse files. Memory is
-bounded by one read range (at most a pack) per worker.
+bounded by one read range (at most a pack), one decrypted and one decompressed blob per
+worker, in buffers each worker reuses.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from dataclasses import dataclass, field
 from airflow_backup.errors import IntegrityError, NotFound
 from airflow_backup.repository.packs import BlobType, PackedBlob
 from airflow_backup.repository.repo import Repository
-from airflow_backup.repository.scratch import scratch
-from airflow_backup.storage.base import FileType, Handle, io_workers, small_files_apart
+from airflow_backup.repository.scratch import READ, scratch
+from airflow_backup.storage.base import (
+    FileType,
+    Handle,
+    io_workers,
+    load_into,
+    small_files_apart,
+)
 
 __all__ = ["FileJob", "PackFiller"]
 
@@ -203,15 +210,15 @@ class PackFiller:
                 end += 1
             first, last = blobs[start][0], blobs[end - 1][0]
             length = last.offset + last.length - first.offset
+            view = scratch(length, READ)[:length]
             try:
-                data = self.repo.storage.load(Handle(FileType.DATA, pack), first.offset, length)
+                n = load_into(self.repo.storage, Handle(FileType.DATA, pack), first.offset, view)
             except NotFound:
                 raise IntegrityError(f"pack {pack} is missing") from None
-            view = memoryview(data)
+            view = view[:n]  # a short pack: decode_blob_into names the truncated blob
             for blob, targets in blobs[start:end]:
                 rel = blob.offset - first.offset
-                plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length],
-                                                   scratch(blob.length))
+                plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length])
                 self._write(plain, targets, on_file_done)
             start = end
 

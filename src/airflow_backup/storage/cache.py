@@ -25,7 +25,14 @@ from pathlib import Path
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.storage.atomic import replace_file
-from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
+from airflow_backup.storage.base import (
+    FileInfo,
+    FileType,
+    Handle,
+    Storage,
+    load_into,
+    object_path,
+)
 
 __all__ = ["CachingStorage", "resolve_cache_root"]
 
@@ -139,6 +146,15 @@ class CachingStorage:
         self._store(handle, whole)
         end = len(whole) if length is None else offset + length
         return whole[offset:end]
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read a range into ``buf``: from the store for what is never cached (data packs),
+        else through :meth:`load`."""
+        if not self._cached(handle):
+            return load_into(self.inner, handle, offset, buf)
+        data = self.load(handle, offset, len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save to the store; index and snapshot files are also written to the cache."""

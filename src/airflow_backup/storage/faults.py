@@ -44,7 +44,14 @@ from airflow_backup.errors import (
     PermanentStorageError,
     TransientStorageError,
 )
-from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
+from airflow_backup.storage.base import (
+    FileInfo,
+    FileType,
+    Handle,
+    Storage,
+    load_into,
+    object_path,
+)
 
 __all__ = ["CRASH_MODES", "OPERATIONS", "FaultInjectingStorage", "file_journal", "parse_fault_spec"]
 
@@ -190,6 +197,11 @@ class FaultInjectingStorage:
         """Load a range, unless a fault is injected."""
         return self._run("load", object_path(handle),
                          lambda: self.inner.load(handle, offset, length))
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read a range into ``buf``, unless a fault is injected."""
+        return self._run("load", object_path(handle),
+                         lambda: load_into(self.inner, handle, offset, buf))
 
     def stat(self, handle: Handle) -> FileInfo:
         """Stat, unless a fault is injected."""

@@ -132,6 +132,24 @@ class LocalStorage:
         except OSError as exc:
             raise _map_os_error(exc, f"load {object_path(handle)}") from exc
 
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read up to ``len(buf)`` bytes from ``offset`` straight into ``buf``; return how many
+        (fewer only at the end of the file). Raise NotFound if the file is missing."""
+        try:
+            fd = os.open(self._path(handle), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                n = 0
+                while n < len(buf):
+                    k = os.preadv(fd, [buf[n:]], offset + n)
+                    if k == 0:
+                        break
+                    n += k
+                return n
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _map_os_error(exc, f"load {object_path(handle)}") from exc
+
     def stat(self, handle: Handle) -> FileInfo:
         """Return the file's name and size. Raise NotFound if it is missing."""
         try:

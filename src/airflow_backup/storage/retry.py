@@ -23,7 +23,14 @@ from typing import TypeVar
 import tenacity
 
 from airflow_backup.errors import ConfigError, NotFound, TransientStorageError
-from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage, object_path
+from airflow_backup.storage.base import (
+    FileInfo,
+    FileType,
+    Handle,
+    Storage,
+    load_into,
+    object_path,
+)
 
 __all__ = ["RetryPolicy", "RetryingStorage"]
 
@@ -179,6 +186,12 @@ class RetryingStorage:
         """Load a range, retrying transient failures."""
         return self._call("load", object_path(handle),
                           lambda: self.inner.load(handle, offset, length))
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read a range into ``buf`` (see :func:`~airflow_backup.storage.base.load_into`),
+        retrying transient failures."""
+        return self._call("load", object_path(handle),
+                          lambda: load_into(self.inner, handle, offset, buf))
 
     def stat(self, handle: Handle) -> FileInfo:
         """Stat, retrying transient failures."""

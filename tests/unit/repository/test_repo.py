@@ -284,13 +284,15 @@ def test_resolve_id_by_prefix(storage: MemoryStorage) -> None:
 def test_decoding_into_scratch_gives_the_same_plaintext_and_the_same_checks(
     storage: MemoryStorage,
 ) -> None:
-    """Restore and check decrypt into a reused per-thread buffer: same bytes as decoding
-    afresh, for compressed and stored blobs, and damage is still caught."""
+    """Restore and check decrypt (and decompress large blobs) into reused per-thread
+    buffers: same bytes as decoding afresh, for small and large, compressed and stored
+    blobs, and damage is still caught."""
     from airflow_backup.errors import IntegrityError
     from airflow_backup.repository.scratch import scratch
 
     repo = Repository.init(storage, "pw")
-    blobs = [b"text " * 5000, os.urandom(70_000), b""]
+    blobs = [b"text " * 5000, b"large text " * 60_000, os.urandom(70_000),
+             os.urandom(300_000), b""]
     for b in blobs:
         repo.save_blob(BlobType.DATA, b)
     repo.flush()
@@ -299,11 +301,11 @@ def test_decoding_into_scratch_gives_the_same_plaintext_and_the_same_checks(
         assert entry is not None
         pack = entry.pack_id.hex()
         sealed = storage.load(Handle(FileType.DATA, pack), entry.blob.offset, entry.blob.length)
-        got = repo.decode_blob_into(pack, entry.blob, sealed, scratch(entry.blob.length))
+        got = repo.decode_blob_into(pack, entry.blob, sealed)
         assert bytes(got) == plain == repo.decode_blob(pack, entry.blob, sealed)
         if plain:
             bad = bytearray(sealed)
             bad[len(bad) // 2] ^= 1
             with pytest.raises(IntegrityError):
-                repo.decode_blob_into(pack, entry.blob, bytes(bad), scratch(len(bad)))
+                repo.decode_blob_into(pack, entry.blob, bytes(bad))
     assert len(scratch(3 << 20)) >= 3 << 20  # grows on demand

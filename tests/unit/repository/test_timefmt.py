@@ -63,6 +63,8 @@ def test_known_values(ns: int, offset: int, text: str) -> None:
     ("2024-01-02T03:04:05+00:00", 1_704_164_645 * NS, 0),
     ("2024-01-02t03:04:05z", 1_704_164_645 * NS, 0),
     ("2024-01-02T05:04:05.5+02:00", 1_704_164_645 * NS + 500_000_000, 7200),
+    (" 2024-01-02T03:04:05Z\n", 1_704_164_645 * NS, 0),
+    ("2024-02-29T00:00:00-00:30", 1_709_166_600 * NS, -1800),
 ])
 def test_parse_accepts_equivalent_spellings(text: str, ns: int, offset: int) -> None:
     assert parse_ns(text) == (ns, offset)
@@ -70,7 +72,11 @@ def test_parse_accepts_equivalent_spellings(text: str, ns: int, offset: int) -> 
 
 @pytest.mark.parametrize("text", ["", "2024-01-02", "2024-01-02T03:04:05",
                                   "2024-01-02T03:04:05.Z", "2024-01-02T03:04:05.1234567890Z",
-                                  "2024-01-02T03:04:05+0200", "yesterday"])
+                                  "2024-01-02T03:04:05+0200", "yesterday",
+                                  "2024-02-30T03:04:05Z", "2023-02-29T03:04:05Z",
+                                  "2024-13-02T03:04:05Z", "0000-01-02T03:04:05Z",
+                                  "2024-01-02T24:00:00Z", "2024-01-02T03:60:05Z",
+                                  "2024-01-02T03:04:60Z"])
 def test_parse_rejects_non_rfc3339(text: str) -> None:
     with pytest.raises(ValueError):
         parse_ns(text)

@@ -17,6 +17,7 @@ from airflow_backup.repository.unpacked import (
     compress,
     decode_unpacked,
     decompress,
+    decompress_sized,
     encode_unpacked,
     load_json,
     save_json,
@@ -146,3 +147,37 @@ def test_json_is_go_encoded(key: Key, storage: MemoryStorage) -> None:
     file_id = save_json(storage, key, FileType.SNAPSHOT, {"b": "<&>", "a": [1]}, 1)
     plain = key.open(storage.load(Handle(FileType.SNAPSHOT, file_id)))
     assert plain == b'{"b":"\\u003c\\u0026\\u003e","a":[1]}'
+
+
+@pytest.mark.parametrize("size", [0, 1, 5_000, 128 << 10, 3 << 20])
+def test_decompress_sized_checks_the_size_on_both_paths(size: int) -> None:
+    """Small frames are decompressed afresh, large ones into a reused buffer; either way the
+    bytes are the frame's and a frame of any other size is refused."""
+    plain = (b"some text, then more of it " * (size // 27 + 1))[:size]
+    frame = zstandard.ZstdCompressor(level=3).compress(plain)
+    assert bytes(decompress_sized(frame, size, "blob x")) == plain
+    with pytest.raises(IntegrityError, match="blob x: wrong uncompressed length"):
+        decompress_sized(frame, size + 1, "blob x")
+    if size:
+        with pytest.raises(IntegrityError, match="blob x: wrong uncompressed length"):
+            decompress_sized(frame, size - 1, "blob x")
+
+
+def test_decompress_sized_refuses_damaged_frames() -> None:
+    plain = b"abc" * 100_000
+    frame = bytearray(zstandard.ZstdCompressor(level=3).compress(plain))
+    with pytest.raises(IntegrityError, match="blob y"):
+        decompress_sized(bytes(frame[: len(frame) // 2]), len(plain), "blob y")
+    with pytest.raises(IntegrityError, match="blob y: invalid zstd data"):
+        decompress_sized(b"not a zstd frame at all" * 10_000, len(plain), "blob y")
+
+
+def test_decompress_sized_refuses_a_second_frame() -> None:
+    """restic writes each blob as one frame; a frame followed by another does not pass as
+    the first one's bytes, whichever size is claimed."""
+    plain = b"0123456789" * 20_000
+    c = zstandard.ZstdCompressor(level=3)
+    two = c.compress(plain) + c.compress(plain)
+    for size in (len(plain), 2 * len(plain) - 1):
+        with pytest.raises(IntegrityError, match="wrong uncompressed length"):
+            decompress_sized(two, size, "blob z")
