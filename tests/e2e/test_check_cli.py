@@ -166,3 +166,26 @@ def test_read_data_subsets_cover_every_pack_once(repo: Path) -> None:
     assert json.loads(proc.stdout)["packs_read"] >= 1  # type: ignore[attr-defined]
     bad = run_cli(repo, "check", "--read-data-subset", "4/3")
     assert bad.returncode == 1 and b"n <= t" in bad.stderr
+
+
+def test_several_damaged_packs_are_reported_in_pack_order(repo: Path) -> None:
+    """Packs are read by parallel workers; the findings still come in pack order, the same
+    from run to run, whatever the damage (a flipped byte, a cut or a grown file)."""
+    packs = sorted((repo / "data").glob("*/*"))
+    assert len(packs) >= 2
+    for i, path in enumerate(packs):
+        os.chmod(path, 0o644)
+        data = path.read_bytes()
+        if i % 3 == 0:
+            _flip(path, len(data) // 2)
+        elif i % 3 == 1:
+            path.write_bytes(data[:-10])
+        else:
+            path.write_bytes(data + b"\0")
+    code, first = _check(repo, "--read-data")
+    assert code == 1
+    named = [line.split("pack ", 1)[1].split(":")[0] for line in first.splitlines()
+             if line.endswith("content does not match its id (the file is damaged)")]
+    assert named == sorted(p.name for p in packs)
+    code, second = _check(repo, "--read-data")
+    assert code == 1 and second == first

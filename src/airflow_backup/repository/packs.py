@@ -117,7 +117,7 @@ def open_header(sealed: bytes | memoryview, key: Key, size: int, what: str) -> l
     return blobs
 
 
-def read_pack_header(pack: bytes, key: Key, what: str) -> list[PackedBlob]:
+def read_pack_header(pack: bytes | memoryview, key: Key, what: str) -> list[PackedBlob]:
     """Given a whole pack file, return its blob entries. Raise IntegrityError if the header
     is damaged or inconsistent."""
     hlen = header_length(pack, len(pack), what)
