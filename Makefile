@@ -114,11 +114,11 @@ lint: venv airflow-venv
 
 test: venv tools airflow-venv lint
 	$(BIN)/pytest -q
-	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -p no:cacheprovider -o addopts="-ra --strict-markers --durations=10"
 
 test-fast: venv tools airflow-venv
 	$(BIN)/pytest -q -m "not slow"
-	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -m "not slow" -o addopts="-ra --strict-markers"
+	$(AIRFLOW_VENV)/bin/pytest tests/airflow -q -m "not slow" -o addopts="-ra --strict-markers --durations=10"
 
 demo: venv airflow-venv
 	bash scripts/demo.sh
