@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.sources.base import DataSource, SourceURL
+
+if TYPE_CHECKING:  # the CLI asks is_source_url of every path; sources load on use
+    from airflow_backup.sources.base import DataSource, SourceURL
 
 __all__ = [
     "is_source_url",
@@ -24,7 +26,7 @@ __all__ = [
     "source_for_kind",
 ]
 
-SourceFactory = Callable[[SourceURL], DataSource]
+SourceFactory = Callable[["SourceURL"], "DataSource"]
 
 # scheme -> (kind, "module:Class")
 _BUILTIN: dict[str, tuple[str, str]] = {
@@ -92,6 +94,8 @@ def open_parsed(url: SourceURL) -> DataSource:
 
 def open_source(url: str, *, allow_password: bool = False) -> DataSource:
     """Return the source for ``url``. Raise ConfigError for an unknown scheme or bad URL."""
+    from airflow_backup.sources.base import SourceURL
+
     parsed = SourceURL.parse(url, allow_password=allow_password)
     _, factory = _factory(parsed.scheme)
     return factory(parsed)
@@ -102,6 +106,8 @@ def source_for_kind(kind: str, target: str, *, allow_password: bool = False) -> 
 
     Raise ConfigError if the target's scheme belongs to another kind.
     """
+    from airflow_backup.sources.base import SourceURL
+
     parsed = SourceURL.parse(target, allow_password=allow_password)
     target_kind, factory = _factory(parsed.scheme)
     if target_kind != kind and not (kind == "airflow" and target_kind in (

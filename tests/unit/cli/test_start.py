@@ -165,14 +165,14 @@ def test_a_local_repository_starts_scrypt_before_cryptography_or_storage_load(
 def test_the_cli_loads_only_what_every_command_needs() -> None:
     """What only some runs need loads on first use: the chunker (no unchanged re-backup or
     restore cuts anything), the retry library (only after a transient failure), the
-    data-source machinery and the jobs' sample file reader (36 modules, 50 ms warm)."""
+    data-source machinery and the jobs' sample file reader (37 modules, 50 ms warm)."""
     import subprocess
     import sys
 
     probe = ("import sys, airflow_backup.cli.main\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyfastcdc', "
              "'tenacity', 'typing_extensions') or m in ('airflow_backup.sources.actions', "
-             "'importlib.resources')))\n")
+             "'importlib.resources', 'airflow_backup.sources.base')))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
