@@ -33,6 +33,8 @@ __all__ = [
     "source_metadata",
 ]
 
+# Static tools read __all__ and the TYPE_CHECKING imports; __getattr__ reads _HOMES.
+# tests/unit/sources/test_urls_and_registry.py keeps the three in step.
 _HOMES = {
     "backup_source": "actions", "restore_source": "actions", "source_metadata": "actions",
     "DataSource": "base", "RestoreReport": "base", "SourceRestoreOptions": "base",

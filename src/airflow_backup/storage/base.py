@@ -127,6 +127,11 @@ def load_into(storage: Storage, handle: Handle, offset: int, buf: memoryview) ->
     if method is not None:
         n: int = method(handle, offset, buf)
         return n
+    return load_by_copy(storage, handle, offset, buf)
+
+
+def load_by_copy(storage: Storage, handle: Handle, offset: int, buf: memoryview) -> int:
+    """Serve :func:`load_into` through ``storage.load`` and one copy into ``buf``."""
     data = storage.load(handle, offset, len(buf))
     buf[: len(data)] = data
     return len(data)

@@ -30,6 +30,7 @@ from airflow_backup.storage.base import (
     FileType,
     Handle,
     Storage,
+    load_by_copy,
     load_into,
     object_path,
 )
@@ -152,9 +153,7 @@ class CachingStorage:
         else through :meth:`load`."""
         if not self._cached(handle):
             return load_into(self.inner, handle, offset, buf)
-        data = self.load(handle, offset, len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        return load_by_copy(self, handle, offset, buf)
 
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save to the store; index and snapshot files are also written to the cache."""

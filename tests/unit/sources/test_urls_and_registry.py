@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from airflow_backup.errors import (
@@ -101,3 +103,14 @@ def test_find_tool_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolMissing, match="postgresql-client"):
         find_tool("pg_dump")
+
+
+def test_package_exports_load_lazily_from_their_modules() -> None:
+    import airflow_backup.sources as pkg
+
+    assert sorted(pkg.__all__) == sorted(pkg._HOMES)
+    for name, home in pkg._HOMES.items():
+        module = importlib.import_module(f"airflow_backup.sources.{home}")
+        assert getattr(pkg, name) is getattr(module, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = pkg.no_such_name
