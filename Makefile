@@ -24,7 +24,8 @@ APT_PACKAGE.mariadb-dump := mariadb-client
 APT_PACKAGE.mariadb := mariadb-client
 
 # Test processes (pytest-xdist): the suite mostly waits for subprocesses and servers, so two
-# workers on two cores take it from 8 to 4.5 minutes. Each worker gets whole test files.
+# workers on two cores take the main suite from 8 to about 5 minutes. Each worker gets whole
+# test files.
 TEST_WORKERS ?= auto
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 

@@ -92,13 +92,15 @@ def open_parsed(url: SourceURL) -> DataSource:
     return factory(url)
 
 
+def _parse(text: str, allow_password: bool) -> SourceURL:
+    from airflow_backup.sources.base import SourceURL  # loaded on use, see TYPE_CHECKING
+
+    return SourceURL.parse(text, allow_password=allow_password)
+
+
 def open_source(url: str, *, allow_password: bool = False) -> DataSource:
     """Return the source for ``url``. Raise ConfigError for an unknown scheme or bad URL."""
-    from airflow_backup.sources.base import SourceURL
-
-    parsed = SourceURL.parse(url, allow_password=allow_password)
-    _, factory = _factory(parsed.scheme)
-    return factory(parsed)
+    return open_parsed(_parse(url, allow_password))
 
 
 def source_for_kind(kind: str, target: str, *, allow_password: bool = False) -> DataSource:
@@ -106,9 +108,7 @@ def source_for_kind(kind: str, target: str, *, allow_password: bool = False) -> 
 
     Raise ConfigError if the target's scheme belongs to another kind.
     """
-    from airflow_backup.sources.base import SourceURL
-
-    parsed = SourceURL.parse(target, allow_password=allow_password)
+    parsed = _parse(target, allow_password)
     target_kind, factory = _factory(parsed.scheme)
     if target_kind != kind and not (kind == "airflow" and target_kind in (
             "postgresql", "mysql", "sqlite")):
