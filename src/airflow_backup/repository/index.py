@@ -180,16 +180,22 @@ class Index:
             yield IndexEntry(pack_ids[pack], PackedBlob(
                 _TYPES[code], ids[i * 32 : i * 32 + 32], offset, length, ulen))
 
-    def packs(self) -> set[bytes]:
-        """Return the ids of every pack the index references."""
+    def packs(self, blob_type: BlobType | None = None) -> set[bytes]:
+        """Return the ids of every pack the index references, or with ``blob_type`` of the
+        packs holding blobs of that type. Makes no object per blob and merges nothing, so a
+        small index never loads numpy: the metadata cache asks which packs hold trees at
+        the start of every remote command (1,000,000 blobs through :meth:`entries`: seconds)."""
+        code = None if blob_type is None else (0 if blob_type is _DATA else 1)
         with self._lock:
-            self._merge()
+            numbers = {v[0] for k, v in self._recent.items() if code is None or k[0] == code}
             meta = self._sorted[2]
-            if not len(meta):
-                return set()
+            pack_ids = list(self._pack_ids)
+        if len(meta):
             import numpy as np  # already loaded: meta is a numpy array
 
-            return {self._pack_ids[int(i)] for i in np.unique(meta[:, 0])}
+            rows = meta if code is None else meta[meta[:, 4] == code]
+            numbers.update(np.unique(rows[:, 0]).tolist())
+        return {pack_ids[n] for n in numbers}
 
 
 def encode_index(packs: dict[bytes, list[PackedBlob]]) -> dict[str, Any]:

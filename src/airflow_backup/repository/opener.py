@@ -29,8 +29,7 @@ class TreePacks:
     def __call__(self, name: str) -> bool:
         if name not in self._packs and len(self._index) != self._size:
             self._size = len(self._index)
-            self._packs = {e.pack_id.hex() for e in self._index.entries()
-                           if e.blob.type is BlobType.TREE}
+            self._packs = {p.hex() for p in self._index.packs(BlobType.TREE)}
         return name in self._packs
 
 

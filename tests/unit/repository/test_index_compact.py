@@ -81,14 +81,18 @@ def test_a_small_index_answers_alike_before_and_after_its_first_merge() -> None:
         size = len(idx)
         entries = sorted((e.pack_id, e.blob.id, e.blob.type.value, e.blob.offset)
                          for e in idx.entries())
-        return size, idx.packs(), found, entries, missing
+        by_type = (idx.packs(BlobType.DATA), idx.packs(BlobType.TREE))
+        return size, idx.packs(), found, entries, missing, by_type
 
     assert idx._recent  # not merged yet
+    assert idx.packs(BlobType.TREE) and idx._recent  # asking for packs merges nothing
     before = answers()
     assert not idx._recent
     assert answers() == before
     assert idx.nbytes > 0
     assert before[1] == set(packs)
+    assert before[5] == tuple({p for p, bs in packs.items() if any(b.type is t for b in bs)}
+                              for t in (BlobType.DATA, BlobType.TREE))
     assert all(e is not None for e in before[2].values())  # type: ignore[attr-defined]
 
 
@@ -100,3 +104,20 @@ def test_the_cli_starts_without_numpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_packs_by_type_cover_merged_and_recent_blobs() -> None:
+    """Which packs hold trees is asked of an index that is partly merged arrays and partly
+    recent additions (a backup adds packs after loading the index): both count."""
+    idx = Index()
+    data_pack, tree_pack, late_tree_pack, mixed = (bytes([i]) * 32 for i in range(1, 5))
+    idx.add_pack(data_pack, [PackedBlob(BlobType.DATA, os.urandom(32), 0, 10)])
+    idx.add_pack(tree_pack, [PackedBlob(BlobType.TREE, os.urandom(32), 0, 10)])
+    idx.finalize()
+    idx.add_pack(late_tree_pack, [PackedBlob(BlobType.TREE, os.urandom(32), 0, 10)])
+    idx.add_pack(mixed, [PackedBlob(BlobType.DATA, os.urandom(32), 0, 10),
+                         PackedBlob(BlobType.TREE, os.urandom(32), 10, 10)])
+    assert idx._recent and len(idx._keys) == 2
+    assert idx.packs(BlobType.TREE) == {tree_pack, late_tree_pack, mixed}
+    assert idx.packs(BlobType.DATA) == {data_pack, mixed}
+    assert idx.packs() == {data_pack, tree_pack, late_tree_pack, mixed}

@@ -10,7 +10,8 @@ import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
 from airflow_backup.repository.keys import KdfParams
-from airflow_backup.repository.opener import open_repository
+from airflow_backup.repository.opener import TreePacks, open_repository
+from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from airflow_backup.storage.base import FileType, Handle
@@ -69,6 +70,26 @@ def test_second_open_downloads_no_metadata(repo_with_snapshot: tuple[Counting, P
     tree_packs = [n for n in data_packs if (cache_root / first.config.id / "data" / n[:2]
                                             / n).exists()]
     assert len(tree_packs) == 1
+
+
+def test_tree_packs_follow_the_index_as_it_grows(repo_with_snapshot: tuple[Counting, Path],
+                                                 tmp_path: Path) -> None:
+    """The cache keeps the packs holding trees, and only those, including packs that a
+    later backup through the same repository object adds to its index."""
+    store, src = repo_with_snapshot
+    repo = open_repository(store, PW, cache=True, cache_root=tmp_path / "cache")
+    repo.load_index()
+    is_tree_pack = TreePacks(repo.index)
+    before = {i.name for i in store.list(FileType.DATA)}
+    trees_before = {p.hex() for p in repo.index.packs(BlobType.TREE)}
+    assert len(before) == 2 and len(trees_before) == 1
+    assert [n for n in sorted(before) if is_tree_pack(n)] == sorted(trees_before)
+    (src / "new.txt").write_bytes(b"more\n")
+    Archiver(repo).backup(BackupOptions(paths=[str(src)]))
+    added = {i.name for i in store.list(FileType.DATA)} - before
+    new_trees = {n for n in added if is_tree_pack(n)}
+    assert len(new_trees) == 1 and new_trees < {p.hex() for p in repo.index.packs(BlobType.TREE)}
+    assert not any(is_tree_pack(n) for n in added - new_trees)
 
 
 def test_a_tampered_cache_file_is_detected_and_refetched(
