@@ -35,7 +35,7 @@ from airflow_backup.repository.prune import parse_size
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.scratch import READ, scratch
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.repository.tree import Node
+from airflow_backup.repository.tree import Node, decode_tree
 from airflow_backup.storage.base import FileType, Handle, io_workers, load_into
 
 __all__ = [
@@ -326,20 +326,45 @@ class _Checker:
             self.progress("trees", i + 1, len(snaps))
 
     def load(self, tree_id: bytes) -> list[Node] | str:
+        """Return a tree's nodes, or why no copy of it loads (an error is then recorded).
+        Every stored copy not known to be bad is tried, as in restic: while another copy is
+        intact, a damaged one is its pack's error, not a lost directory."""
         if tree_id not in self.trees:
-            lost = self.lost((BlobType.TREE, tree_id))
-            loaded: list[Node] | str
-            if lost is not None:
-                loaded = f"tree blob {lost[0]}"
-            else:
+            key: BlobKey = (BlobType.TREE, tree_id)
+            loaded: list[Node] | str = ""
+            for pack_id in self.locations.get(key, []):
+                if (pack_id, key) in self.bad_copies:
+                    continue
                 try:
-                    loaded = self.repo.load_tree(tree_id)
+                    loaded = self.load_copy(pack_id, key)
+                    break
                 except (IntegrityError, NotFound) as exc:
-                    loaded = str(exc)
-            if isinstance(loaded, str):
+                    # Damage --read-data did not look for: name the pack (it is the one to
+                    # blame if no copy loads) rather than let the next copy hide it.
+                    reason = "missing" if isinstance(exc, NotFound) else "damaged"
+                    self.error(f"pack {pack_id.hex()}: tree blob {tree_id.hex()} is "
+                               f"{reason}: {exc}")
+                    self.report.damaged_packs.setdefault(pack_id.hex(), reason)
+                    self.bad_copies[(pack_id, key)] = reason
+            if not isinstance(loaded, list):
+                lost = self.lost(key)
+                loaded = f"tree blob {lost[0] if lost else 'damaged'}"
                 self.error(f"tree {tree_id.hex()}: cannot be loaded: {loaded}")
             self.trees[tree_id] = loaded
         return self.trees[tree_id]
+
+    def load_copy(self, pack_id: bytes, key: BlobKey) -> list[Node]:
+        """Load the copy of a tree blob stored in ``pack_id``. Raise IntegrityError if it is
+        damaged, NotFound if the pack is gone."""
+        # Most trees have one copy, so a pack's entries are searched only when needed.
+        entry = self.repo.index.lookup(*key)
+        if entry is not None and entry.pack_id == pack_id:
+            blob = entry.blob
+        else:
+            blob = next(b for b in self.packs[pack_id] if (b.type, b.id) == key)
+        name = pack_id.hex()
+        sealed = self.repo.storage.load(Handle(FileType.DATA, name), blob.offset, blob.length)
+        return decode_tree(self.repo.decode_blob(name, blob, sealed), f"tree {key[1].hex()}")
 
     def walk(self, tree_id: bytes, prefix: str, out: list[Affected]) -> bool:
         """Append the damaged paths below ``tree_id``; return whether there was any."""

@@ -6,10 +6,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_backup.repository.check import check_repository, select_packs
+from airflow_backup.repository.check import CheckOptions, check_repository, select_packs
 from airflow_backup.repository.diff import diff_snapshots
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repair import repair_snapshots
@@ -17,6 +18,7 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.stats import compute_stats
 from airflow_backup.repository.tree import MODE_DIR, Node
+from airflow_backup.storage.base import FileType, Handle
 
 Backup = Callable[..., Snapshot]
 T = "2024-01-01T00:00:00Z"
@@ -123,3 +125,39 @@ def test_read_data_buckets_partition_the_packs(packs: set[bytes], t: int) -> Non
     assert sum(len(p) for p in parts) == len(packs)
     sample = select_packs(sizes, "25%", seed=1)
     assert sample <= packs and len(sample) == (max(1, len(packs) // 4) if packs else 0)
+
+
+@pytest.mark.parametrize("read_data", [True, False])
+@pytest.mark.parametrize("victim", [0, 1])
+def test_check_loads_a_tree_from_its_intact_copy(mem_repo: Repository, victim: int,
+                                                 read_data: bool) -> None:
+    """A tree blob stored in two packs, one copy damaged: the damaged pack is an error, but
+    the directory is not lost (restic tries every copy too)."""
+    kids = [Node(name=b"f", type="file", mode=0o644, mtime=T, atime=T, ctime=T, size=0,
+                 content=[])]
+    subtree, _ = mem_repo.save_tree(kids)
+    _snapshot(mem_repo, [Node(name=b"d", type="dir", mode=MODE_DIR | 0o755, mtime=T, atime=T,
+                              ctime=T, subtree=subtree)])
+    # A writer that has not loaded the index stores the tree again, in a pack of its own.
+    again = Repository.open(mem_repo.storage, "pw")
+    again.save_tree(kids)
+    again.flush()
+    fresh = Repository.open(mem_repo.storage, "pw")
+    copies = [(pack, b.offset) for _, packs in fresh.load_index_files()
+              for pack, blobs in packs.items() for b in blobs if b.id == subtree]
+    assert len(copies) == 2
+    pack, offset = copies[victim]
+    handle = Handle(FileType.DATA, pack.hex())
+    raw = bytearray(mem_repo.storage.load(handle))
+    raw[offset + 20] ^= 0xFF
+    mem_repo.storage.corrupt(handle, bytes(raw))  # type: ignore[attr-defined]
+
+    report = check_repository(fresh, CheckOptions(read_data=read_data))
+    assert report.affected == {}
+    assert not any(e.startswith("tree ") for e in report.errors)
+    assert all(pack.hex() in e for e in report.errors)
+    # Without --read-data copies are read only until one loads: the damaged one is named
+    # if it was read before the intact one.
+    assert bool(report.errors) == bool(report.damaged_packs)
+    if read_data or report.errors:
+        assert list(report.damaged_packs) == [pack.hex()]
