@@ -117,6 +117,9 @@ class PackFiller:
                 os.ftruncate(fd, job.size)
         except OSError:
             os.close(fd)
+            # O_EXCL made the file ours: an empty or short file must not stay behind.
+            with contextlib.suppress(OSError):
+                os.unlink(job.dest)
             raise
         job.created = True
         return fd
@@ -135,8 +138,10 @@ class PackFiller:
         """Read every planned pack and write its blobs. ``on_file_done`` is called (from a
         worker thread) for each file whose last blob was written.
 
-        Raise IntegrityError naming the first damaged or missing pack; files that could not
-        be completed are then deleted, so no file with wrong content is left behind.
+        A file whose write fails (an OSError: disk full, file too large…) is marked
+        ``failed`` and removed before ``on_file_done`` is called for it. Raise IntegrityError
+        naming the first damaged or missing pack; files that could not be completed are then
+        deleted, so no file with wrong content is left behind.
         """
         packs = list(self._packs.items())
         errors: list[BaseException] = []
@@ -184,15 +189,23 @@ class PackFiller:
             self._remove_incomplete()
             raise errors[0]
 
+    @staticmethod
+    def _discard(job: FileJob) -> None:
+        """Remove ``job``'s file if this restore created it; never raise. Anything else at
+        that path (a directory in the way, a file O_EXCL refused to replace) is not ours."""
+        if job.created:
+            job.created = False
+            with contextlib.suppress(OSError):
+                os.unlink(job.dest)
+
     def _remove_incomplete(self) -> None:
-        seen: set[int] = set()
+        # Runs while the pack's error is on its way out: a failure here must neither
+        # replace that error nor stop the cleanup of the other files.
         for work in self._packs.values():
             for _, targets in work.blobs.values():
                 for t in targets:
-                    if (t.job.remaining > 0 or t.job.failed) and id(t.job) not in seen:
-                        seen.add(id(t.job))
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(t.job.dest)
+                    if t.job.remaining > 0 or t.job.failed:
+                        self._discard(t.job)
 
     def _fill_pack(self, pack_id: bytes, work: _PackWork,
                    on_file_done: Callable[[FileJob, int | None], None]) -> None:
@@ -249,6 +262,8 @@ class PackFiller:
                     if not zero:
                         self.bytes_written += len(plain)
                 if done:
+                    if job.failed:  # a partly written file must not look restored
+                        self._discard(job)
                     # Metadata goes through the open descriptor when there is one.
                     on_file_done(job, fd)
             finally:

@@ -26,6 +26,8 @@ from airflow_backup.restorer.walk import check_name, find_node
 
 __all__ = ["RestoreOptions", "RestoreStats", "Restorer"]
 
+_PENDING, _FRESH, _EXISTING, _FAILED = range(4)
+
 
 @dataclass(slots=True)
 class RestoreOptions:
@@ -35,6 +37,20 @@ class RestoreOptions:
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     subpath: str = "/"
+
+
+@dataclass(slots=True)
+class _Dir:
+    """A target directory the walk is in. One that is only descended into (an include
+    pattern may match below it) is made when its first selected descendant is restored:
+    ``state`` is _PENDING until then, _FRESH if this restore created it (nothing can be in
+    the way of its entries), _EXISTING if a real directory was there, _FAILED if it could
+    not be made (its error is recorded once; nothing below it is restored)."""
+
+    dest: bytes
+    snap_path: bytes
+    parent: _Dir | None = None
+    state: int = _PENDING
 
 
 @dataclass(slots=True)
@@ -62,6 +78,7 @@ class Restorer:
         self._is_root = os.geteuid() == 0
         self._hardlinks: dict[tuple[int, int], bytes] = {}
         self._links: list[tuple[bytes, bytes, str]] = []
+        self._failed: set[bytes] = set()  # files not written: nothing may be linked to them
         self._dirs: list[tuple[Node, bytes, bytes]] = []
         self._jobs: dict[int, tuple[Node, bytes]] = {}
         self._includes = PatternSet([])
@@ -72,21 +89,33 @@ class Restorer:
 
     def restore(self, snapshot: Snapshot, options: RestoreOptions) -> RestoreStats:
         """Restore ``snapshot`` into ``options.target``. Raise RestoreError (after restoring
-        everything else) if some items could not be written, IntegrityError if data is
-        damaged (files that could not be completed are removed)."""
+        everything else) if some items could not be written -- a file whose write failed is
+        removed, and nothing in the target's way (a file or symlink where the snapshot has a
+        directory) is followed or replaced; IntegrityError if data is damaged (files that
+        could not be completed are removed); UnsafePath if a tree names an unsafe path.
+
+        Include and exclude patterns match the full snapshot path (as ``ls`` prints it), also
+        when restoring ``options.subpath``. A directory only descended into (an include may
+        match below it) is created only if something below it is restored."""
         self.repo.load_index()
         self._includes = PatternSet(options.includes)
         self._excludes = PatternSet(options.excludes)
         target = os.fsencode(os.path.abspath(options.target))
         os.makedirs(target, exist_ok=True)
         node, tree = find_node(self.repo, snapshot.tree, options.subpath)
+        root = _Dir(target, b"/", state=_EXISTING)
         if node is None:
-            self._restore_tree(tree, target, b"", fresh=False)
+            self._restore_tree(tree, root, b"")
         else:
-            self._restore_node(node, target, b"/" + node.name, fresh=False)
+            # find_node matched these components exactly: this is the node's snapshot path.
+            parts = options.subpath.encode("utf-8", "surrogateescape").split(b"/")
+            self._restore_node(node, root, b"/" + b"/".join(p for p in parts if p))
         self._filler.run(self._file_done)
         self.stats.bytes = self._filler.bytes_written
         for first, dest, shown in self._links:
+            if first in self._failed:
+                self.stats.errors.append((shown, "its hard-linked file could not be written"))
+                continue
             try:
                 self._clear(dest)
                 os.link(first, dest, follow_symlinks=False)
@@ -115,29 +144,56 @@ class Restorer:
             return True, True
         return False, is_dir and self._includes.may_match_below(snap_path)
 
-    def _restore_tree(self, tree_id: bytes, dest_dir: bytes, snap_dir: bytes,
-                      fresh: bool) -> None:
-        """Restore a tree's nodes into ``dest_dir``; ``fresh`` says this restore created the
-        directory, so nothing can be in the way of its entries."""
+    def _restore_tree(self, tree_id: bytes, parent: _Dir, snap_dir: bytes) -> None:
+        """Restore a tree's nodes into the directory ``parent``."""
         for node in self.repo.load_tree(tree_id):
-            self._restore_node(node, dest_dir, snap_dir + b"/" + node.name, fresh)
+            if parent.state == _FAILED:
+                return
+            self._restore_node(node, parent, snap_dir + b"/" + node.name)
 
-    def _restore_node(self, node: Node, dest_dir: bytes, snap_path: bytes, fresh: bool) -> None:
+    def _ensure(self, d: _Dir) -> bool:
+        """Make ``d`` and its pending parents; return whether it exists. A directory that
+        cannot be made has its error recorded once, and everything below it is skipped."""
+        if d.state == _PENDING:
+            if d.parent is not None and not self._ensure(d.parent):
+                d.state = _FAILED
+                return False
+            try:
+                d.state = _FRESH if self._make_dir(d.dest) else _EXISTING
+            except (OSError, UnsafePath) as exc:
+                d.state = _FAILED
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.stats.errors.append((os.fsdecode(d.snap_path), reason))
+        return d.state != _FAILED
+
+    def _restore_node(self, node: Node, parent: _Dir, snap_path: bytes) -> None:
+        """Restore ``node`` (at ``snap_path`` in the snapshot) into ``parent``, if selected;
+        what cannot be written is recorded in ``stats.errors``. Raise UnsafePath if a name
+        in the tree could escape the target."""
         check_name(node.name)
         wanted, descend = self._selected(snap_path, node.type == "dir")
         if not wanted and not descend:
             return
-        dest = dest_dir + b"/" + node.name
-        try:
-            if node.type == "dir":
-                created = self._make_dir(dest)
-                if node.subtree is not None:
-                    self._restore_tree(node.subtree, dest, snap_path, created)
+        dest = parent.dest + b"/" + node.name
+        if node.type == "dir":
+            d = _Dir(dest, snap_path, parent)
+            if wanted and not self._ensure(d):
+                return
+            if node.subtree is not None:
+                self._restore_tree(node.subtree, d, snap_path)
+            if d.state in (_FRESH, _EXISTING):
                 self.stats.dirs += 1
                 self._dirs.append((node, dest, snap_path))
-                return
+            return
+        # Sockets and irregular files cannot be recreated, as in restic; devices need root.
+        if node.type not in ("file", "symlink", "fifo", "dev", "chardev") or (
+                node.type in ("dev", "chardev") and not self._is_root):
+            return
+        if not self._ensure(parent):
+            return
+        try:
             if node.type == "file":
-                self._plan_file(node, dest, snap_path, fresh)
+                self._plan_file(node, dest, snap_path, parent.state == _FRESH)
                 return
             if node.type == "symlink":
                 self._clear(dest)
@@ -145,14 +201,10 @@ class Restorer:
             elif node.type == "fifo":
                 self._clear(dest)
                 os.mkfifo(dest, 0o600)
-            elif node.type in ("dev", "chardev"):
-                if not self._is_root:
-                    return
+            else:
                 self._clear(dest)
                 kind = st.S_IFBLK if node.type == "dev" else st.S_IFCHR
                 os.mknod(dest, kind | 0o600, node.device)
-            else:
-                return  # sockets and irregular files cannot be recreated, as in restic
             self.stats.others += 1
             self._set_metadata(node, dest)
         except OSError as exc:
@@ -190,7 +242,11 @@ class Restorer:
         self._jobs[id(job)] = (node, snap_path)
         self._filler.add_file(job, node.content or [])
         if job.remaining == 0:  # an empty file: nothing will write it, create it now
-            fd = PackFiller.create(job)
+            try:
+                fd = PackFiller.create(job)
+            except OSError:
+                self._failed.add(dest)
+                raise
             try:
                 self._file_done(job, fd)
             finally:
@@ -199,8 +255,9 @@ class Restorer:
     def _file_done(self, job: FileJob, fd: int | None = None) -> None:
         node, snap_path = self._jobs[id(job)]
         shown = os.fsdecode(snap_path)
-        if job.failed:
+        if job.failed:  # the filler has removed what it wrote
             with self._lock:
+                self._failed.add(job.dest)
                 self.stats.errors.append((shown, "could not write the file's content"))
             return
         try:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import resource
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.errors import IntegrityError, RestoreError
+from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
-from airflow_backup.storage.base import FileType
+from airflow_backup.restorer.walk import find_node
+from airflow_backup.storage.base import FileType, Handle
 from airflow_backup.storage.memory import MemoryStorage
 
 
@@ -118,3 +125,71 @@ def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(
     assert stats.files == 303
     assert seen == {"restore-small": {True}, "restore": {False}}
     assert most <= 2
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Make writes past ``limit`` bytes fail with EFBIG (as a full disk fails them), for
+    this process only; SIGXFSZ would otherwise kill it."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_a_file_whose_write_fails_is_removed_and_nothing_is_linked_to_it(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(300_000))  # one blob: fails part-way through
+    os.link(src / "big", src / "big_link")
+    (src / "multi").write_bytes(os.urandom(3 << 20))  # several blobs: sizing it fails
+    (src / "small").write_bytes(b"ok")
+    repo = Repository.init(MemoryStorage(), "pw")
+    result = Archiver(repo).backup(BackupOptions(paths=[str(src)]))
+    target = tmp_path / "restore"
+    target.mkdir()
+    restorer = Restorer(repo, workers=2)
+    with file_size_limit(100_000), pytest.raises(RestoreError):
+        restorer.restore(result.snapshot, RestoreOptions(target=str(target)))
+    out = target / src.relative_to("/")
+    assert sorted(os.listdir(out)) == ["small"]
+    assert (out / "small").read_bytes() == b"ok"
+    failed = sorted(path.rsplit("/", 1)[1] for path, _ in restorer.stats.errors)
+    assert failed == ["big", "big_link", "multi"]
+    assert restorer.stats.files == 1
+
+
+def test_cleanup_after_a_damaged_pack_keeps_its_error_and_what_is_not_ours(
+        tmp_path: Path) -> None:
+    """A directory in the way of a file is not the restore's to remove: the cleanup leaves
+    it, still removes the incomplete files, and the damaged pack's error is the one raised."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"file a")
+    (src / "c").write_bytes(os.urandom(3 << 20))
+    storage = MemoryStorage()
+    repo = Repository.init(storage, "pw")
+    repo.pack_size = 1 << 20  # c's blobs span packs: some are written before the bad one
+    result = Archiver(repo).backup(BackupOptions(paths=[str(src)], workers=1))
+    node, _ = find_node(repo, result.snapshot.tree, str(src / "c"))
+    assert node is not None and node.content is not None
+    last = repo.index.lookup(BlobType.DATA, node.content[-1])
+    first = repo.index.lookup(BlobType.DATA, node.content[0])
+    assert last is not None and first is not None and last.pack_id != first.pack_id
+    bad = Handle(FileType.DATA, last.pack_id.hex())
+    raw = bytearray(storage.load(bad))
+    raw[last.blob.offset + 10] ^= 0xFF
+    storage.corrupt(bad, bytes(raw))
+    target = tmp_path / "restore"
+    out = target / src.relative_to("/")
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "keep").write_bytes(b"mine")
+    with pytest.raises(IntegrityError, match=last.pack_id.hex()):
+        Restorer(repo, workers=1).restore(result.snapshot, RestoreOptions(target=str(target)))
+    assert (out / "a" / "keep").read_bytes() == b"mine"
+    assert not (out / "c").exists()

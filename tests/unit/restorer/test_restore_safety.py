@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_backup.errors import UnsafePath
+from airflow_backup.errors import RestoreError, UnsafePath
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
@@ -61,9 +61,12 @@ def test_existing_symlink_in_target_is_not_followed(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.mkdir()
     (target / "d").symlink_to(outside)
-    with pytest.raises(UnsafePath):
-        Restorer(repo).restore(sn, RestoreOptions(target=str(target)))
+    restorer = Restorer(repo)
+    with pytest.raises(RestoreError):
+        restorer.restore(sn, RestoreOptions(target=str(target)))
     assert list(outside.iterdir()) == []
+    assert (target / "d").is_symlink()
+    assert [path for path, _ in restorer.stats.errors] == ["/d"]
 
 
 def test_restored_symlink_is_not_followed_by_a_later_file(tmp_path: Path) -> None:
@@ -79,9 +82,30 @@ def test_restored_symlink_is_not_followed_by_a_later_file(tmp_path: Path) -> Non
     target = tmp_path / "target"
     Restorer(repo).restore(first, RestoreOptions(target=str(target)))
     assert (target / "link").is_symlink()
-    with pytest.raises(UnsafePath):
-        Restorer(repo).restore(second, RestoreOptions(target=str(target)))
+    restorer = Restorer(repo)
+    with pytest.raises(RestoreError):
+        restorer.restore(second, RestoreOptions(target=str(target)))
     assert list(outside.iterdir()) == []
+    assert [path for path, _ in restorer.stats.errors] == ["/link"]
+
+
+def test_a_file_in_the_way_of_a_directory_is_reported_and_the_rest_restored(
+        tmp_path: Path) -> None:
+    repo = _repo()
+    sn = _snapshot(repo, [_file(repo, b"a_file", b"A" * 10),
+                          _dir(repo, b"b_dir", [_file(repo, b"x", b"X")]),
+                          _file(repo, b"c_file", b"C" * 10)])
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "b_dir").write_text("old regular file\n")
+    restorer = Restorer(repo)
+    with pytest.raises(RestoreError, match="1 item"):
+        restorer.restore(sn, RestoreOptions(target=str(target)))
+    assert [path for path, _ in restorer.stats.errors] == ["/b_dir"]
+    assert (target / "b_dir").read_text() == "old regular file\n"
+    assert (target / "a_file").read_bytes() == b"A" * 10
+    assert (target / "c_file").read_bytes() == b"C" * 10
+    assert restorer.stats.files == 2
 
 
 def test_file_written_over_existing_symlink_replaces_the_link(tmp_path: Path) -> None:
