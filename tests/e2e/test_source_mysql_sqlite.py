@@ -110,6 +110,30 @@ def test_mariadb_wrong_password_and_unreachable_server(shop: str, repo: Path,
     assert json.loads(_ok(run_cli(repo, "snapshots", "--json"))) == []
 
 
+def test_mariadb_password_beyond_latin_1(maria: Any, repo: Path,
+                                         db_tools: dict[str, str]) -> None:
+    """pymysql encodes a str password as latin-1: a password with '€' used to fail the
+    backup with an error quoting that character and its position."""
+    user, secret, db = unique("abk_utf8")[:30], "Pässwörd-€-7", unique("e2e_utf8")
+    with maria.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (secret,))
+        cur.execute(f"GRANT ALL ON `{db}`.* TO '{user}'@'%'")
+        cur.execute(f"CREATE DATABASE `{db}`")
+        cur.execute(f"CREATE TABLE `{db}`.t (id INT PRIMARY KEY)")
+        cur.execute(f"INSERT INTO `{db}`.t VALUES (1), (2)")
+    try:
+        result = run_cli(repo, "backup", f"mysql://{user}@127.0.0.1:3306/{db}",
+                         env={"AIRFLOW_BACKUP_SOURCE_PASSWORD": secret})
+        out = (result.stdout + result.stderr).decode("utf-8", "replace")
+        assert result.returncode == 0, out
+        assert "€" not in out
+        assert len(json.loads(_ok(run_cli(repo, "snapshots", "--json")))) == 1
+    finally:
+        with maria.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
 _WRITER = textwrap.dedent("""
     import sqlite3, sys, time
     conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)

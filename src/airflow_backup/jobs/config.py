@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_backup.errors import ConfigError
+from airflow_backup.redact import is_secret_option
+
 __all__ = [
     "Config",
     "DrillConfig",
@@ -253,6 +256,28 @@ class SqlAssertion(_Model):
     expect: str | int | float = Field(description="expected value")
 
 
+def _check_source_url(text: str) -> None:
+    """Raise ValueError if ``text`` is a source URL that cannot be read, holds a password or
+    has a query option that may hold a credential. The messages name options, never values:
+    they are printed, and a password in a malformed URL is what the parser trips on."""
+    if "://" not in text or text.startswith("file://"):
+        return
+    from airflow_backup.sources.base import SourceURL  # the engine, only for URL sources
+
+    try:
+        url = SourceURL.parse(text)
+    except ConfigError as exc:
+        if "contains a password" in str(exc):
+            raise ValueError("a source URL must not contain a password: use the "
+                             "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE) environment or a "
+                             "passfile") from None
+        raise ValueError(str(exc)) from None
+    secret = sorted({k for k, _ in url.query if is_secret_option(k)})
+    if secret:
+        raise ValueError(f"a source URL must not carry credentials (query option(s) "
+                         f"{', '.join(secret)}): use the environment or a passfile")
+
+
 class DrillConfig(_Model):
     """A restore drill: restore into a sandbox, validate, measure the RTO."""
 
@@ -274,6 +299,13 @@ class DrillConfig(_Model):
     @classmethod
     def _rto(cls, v: Any) -> float:
         return parse_seconds(v)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if v:
+            _check_source_url(v)
+        return v
 
 
 class Job(_Model):
@@ -310,10 +342,7 @@ class Job(_Model):
         for s in v:
             if not s.strip():
                 raise ValueError("a source must not be empty")
-            if "://" in s and "@" in s.split("://", 1)[1].split("/", 1)[0] \
-                    and ":" in s.split("://", 1)[1].split("@", 1)[0]:
-                raise ValueError("a source URL must not contain a password: use the "
-                                 "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE) environment or a passfile")
+            _check_source_url(s)
         return v
 
 

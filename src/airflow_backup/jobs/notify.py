@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_backup.jobs.config import Config
 
-__all__ = ["Notice", "deliver", "format_notice", "send"]
+__all__ = ["Notice", "deliver", "format_notice", "quiet_apprise", "send"]
 
 log = logging.getLogger("airflow_backup.jobs.notify")
 
@@ -79,12 +79,23 @@ def send(config: Config, notice: Notice) -> int:
                    label=f"job {notice.job}")
 
 
+def quiet_apprise() -> None:
+    """Keep Apprise's logger and that of the HTTP pool it posts through at INFO or above:
+    at DEBUG they log the URLs posted to, webhook tokens included, which a worker running at
+    DEBUG would then keep."""
+    for name in ("apprise", "urllib3.connectionpool"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def deliver(urls: list[str], title: str, body: str, notify_type: str = "info", *,
             label: str = "notification") -> int:
     """Send one message to each Apprise URL of ``urls``; return how many accepted it. A URL
     that is invalid or refuses is logged by position (URLs hold tokens) and skipped."""
     import apprise
 
+    quiet_apprise()
     delivered = 0
     for i, url in enumerate(urls):
         app = apprise.Apprise()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 
+from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config, RepositoryConfig
 from airflow_backup.jobs.status import JobStatus, statuses
 from airflow_backup.jobs.steps.common import is_source_url, job_tag
@@ -34,6 +35,19 @@ def _restic_url(url: str) -> str:
     return url.removeprefix("file://")
 
 
+def _shown(source: str) -> str:
+    """A job source as the runbook may print it: a URL without password, user information
+    or secret options (the config refuses them, but a runbook must not depend on that)."""
+    if not is_source_url(source):
+        return source
+    from airflow_backup.sources.base import SourceURL
+
+    try:
+        return SourceURL.parse(source, allow_password=True).redacted()
+    except ConfigError:
+        return "<a source URL that cannot be read; see the config file>"
+
+
 def _when(ts: float | None) -> str:
     return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -49,8 +63,8 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     if job.description:
         out += [job.description, ""]
     out += ["**What is backed up**", ""]
-    out += [f"- `{s}`" + (" (database export)" if is_source_url(s) else "")
-            for s in job.sources]
+    sources = [(_shown(s), is_source_url(s)) for s in job.sources]
+    out += [f"- `{s}`" + (" (database export)" if is_url else "") for s, is_url in sources]
     out += ["", "**Where**", "",
             f"- repository `{job.repository}`: `{url}`"]
     for fb in rc.fallbacks:
@@ -89,8 +103,8 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
             f"airflow-backup -r {repo} snapshots --tag {tag}",
             f"airflow-backup status {shlex.quote(config_path)} {name}", "```", "",
             "**Restore** (newest, or the state at a point in time)", "", "```sh"]
-    for s in job.sources:
-        if is_source_url(s):
+    for s, is_url in sources:
+        if is_url:
             out += [f"airflow-backup -r {repo} restore latest --tag {tag} "
                     f"--target {shlex.quote(s)}   # into the original server; or a new URL",
                     f"airflow-backup -r {repo} restore --tag {tag} --as-of 'YYYY-MM-DD HH:MM' "

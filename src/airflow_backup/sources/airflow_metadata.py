@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from airflow_backup.errors import (
     ConfigError,
@@ -51,6 +53,9 @@ _EXPORT_ARGS = {"variables": ["variables", "export"],
                 "pools": ["pools", "export"]}
 
 
+_USERINFO = re.compile(r"(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@")
+
+
 def sqlalchemy_to_source_url(text: str) -> SourceURL:
     """Turn a SQLAlchemy URL (``postgresql+psycopg2://…``, ``sqlite:////abs.db``) into a
     source URL (password kept, for internal use only)."""
@@ -62,9 +67,16 @@ def sqlalchemy_to_source_url(text: str) -> SourceURL:
         path = "/" + rest.lstrip("/") if rest.startswith("/") else rest
         return SourceURL("sqlite", path=path.split("?", 1)[0])
     if dialect in ("postgresql", "postgres", "mysql", "mariadb"):
-        parsed = SourceURL.parse(f"{dialect}://{rest}", allow_password=True)
-        return SourceURL(parsed.scheme, parsed.username, parsed.password, parsed.host,
-                         parsed.port, parsed.path, ())
+        # SQLAlchemy's rule, not RFC 3986's: the password runs to the first '@' and may hold
+        # a raw '/', '#' or '?' (Airflow accepts such a URL; so must we, without echoing it).
+        user, password, host_part = "", "", rest
+        m = _USERINFO.match(rest)
+        if m:
+            user, password = unquote(m["user"]), unquote(m["password"] or "")
+            host_part = rest[m.end():]
+        parsed = SourceURL.parse(f"{dialect}://{host_part}")
+        return SourceURL(parsed.scheme, user, password, parsed.host, parsed.port,
+                         parsed.path, ())
     raise ConfigError(f"unsupported metadata database dialect {dialect!r}")
 
 

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, ClassVar, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.redact import is_secret_option, safe_url
 from airflow_backup.repository.tree import Node
 
 __all__ = [
@@ -34,8 +35,10 @@ __all__ = [
     "source_password",
 ]
 
-#: Query parameters that may carry secrets; never stored, never shown.
-_SECRET_PARAMS = frozenset({"password", "passwd", "secret", "token", "key", "sslpassword"})
+#: Database schemes: their paths name a database, so an ``@`` there is a password's.
+_DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb"})
+_MALFORMED = ("invalid source URL: its user, password, host or port cannot be read "
+              "(%-encode '/', '#', '?', '@' and ':' in a user name or password)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +57,17 @@ class SourceURL:
     def parse(cls, url: str, *, allow_password: bool = False) -> SourceURL:
         """Parse ``url``. Raise ConfigError if it is malformed or carries a password while
         ``allow_password`` is false (passwords belong in the environment, not argv)."""
+        # Never the parser's own message: it quotes the part of the URL it could not read,
+        # which is where a password with a raw '/', '#' or '?' ends up.
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"invalid source URL: {exc}") from None
+        except ValueError:
+            raise ConfigError(_MALFORMED) from None
         if not parts.scheme:
             raise ConfigError("invalid source URL: no scheme")
+        if parts.scheme.lower() in _DATABASE_SCHEMES and "@" in parts.path:
+            raise ConfigError(_MALFORMED)  # user:1234/rest-of-password@host: not a port
         if parts.password is not None and not allow_password:
             raise ConfigError(
                 f"{parts.scheme} URL contains a password: put it in "
@@ -98,7 +105,8 @@ class SourceURL:
         netloc += f"[{self.host}]" if ":" in self.host else self.host
         if self.port is not None:
             netloc += f":{self.port}"
-        query = [(k, v) for k, v in self.query if k.lower() not in _SECRET_PARAMS]
+        query = [(k, safe_url(v) if "://" in v else v) for k, v in self.query
+                 if not is_secret_option(k)]
         text = f"{self.scheme}://{netloc}{quote(self.path)}"
         return text + ("?" + urlencode(query) if query else "")
 

@@ -68,7 +68,10 @@ class MySQLSource:
         password = source_password(self.url, "MYSQL_PWD")
         try:
             conn = pymysql.connect(host=self.url.host or "127.0.0.1", port=self.url.port or 3306,
-                                   user=self.url.username or "root", password=password or "",
+                                   user=self.url.username or "root",
+                                   # bytes: pymysql encodes a str as latin-1, which fails
+                                   # (quoting the character) on any other character.
+                                   password=(password or "").encode("utf-8"),
                                    database=database, connect_timeout=10, autocommit=True)
         except pymysql.MySQLError as exc:
             raise classify_failure(f"MySQL at {self.url.redacted()}", str(exc)) from None

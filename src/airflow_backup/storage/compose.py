@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.redact import strip_authority_userinfo
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import CachingStorage, resolve_cache_root
 from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
@@ -120,9 +121,4 @@ def with_cache(storage: Storage, repository_id: str, *,
 
 def display_location(url: str) -> str:
     """Return ``url`` without query string or user information (safe for messages)."""
-    base = url.partition("?")[0]
-    if "://" in base and "@" in base.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = base.split("://", 1)
-        host, _, path = rest.partition("/")
-        base = f"{scheme}://{host.rsplit('@', 1)[1]}/{path}"
-    return base
+    return strip_authority_userinfo(url.partition("?")[0])

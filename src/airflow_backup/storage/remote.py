@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.redact import is_secret_option, safe_url
 from airflow_backup.storage.fsspec_store import FsspecStorage
 
 __all__ = [
@@ -42,14 +43,9 @@ def _query(url: str) -> tuple[str, dict[str, str]]:
 
 
 def strip_userinfo(url: str) -> str:
-    """Return ``url`` without user name or password (query string kept): safe to print."""
-    parsed = urlparse(url)
-    if parsed.username is None and parsed.password is None:
-        return url
-    host = parsed.hostname or ""
-    if parsed.port:
-        host += f":{parsed.port}"
-    return parsed._replace(netloc=host).geturl()
+    """Return ``url`` without user name, password or secret query options (the other query
+    options kept): safe to print. See :func:`airflow_backup.redact.safe_url`."""
+    return safe_url(url)
 
 
 def parse_s3_url(url: str) -> tuple[str | None, str, str, dict[str, str]]:
@@ -117,15 +113,11 @@ def open_s3(url: str) -> FsspecStorage:
     return FsspecStorage(fs, root, location=location, atomic_writes=True)
 
 
-# Query options that carry credentials; URLs end up in argv, configs and logs.
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "account_key", "private_key",
-                 "credential", "sas")
-
-
 def open_fsspec(url: str) -> FsspecStorage:
     """Open a gs://, az://, sftp:// (or any other fsspec) repository URL."""
     base, opts = _query(url)
-    secret = sorted(k for k in opts if any(w in k.lower() for w in _SECRET_WORDS))
+    # URLs end up in argv, configs and logs: credentials come from the environment.
+    secret = sorted(k for k in opts if is_secret_option(k))
     if secret:
         raise ConfigError(f"put no credentials in a repository URL (query option(s) "
                           f"{', '.join(secret)}): use the environment or the provider's own "

@@ -120,3 +120,30 @@ def test_the_example_in_docs_jobs_md_validates(tmp_path: Path) -> None:
     assert set(cfg.jobs) == {"metadata-db", "dags"}
     assert cfg.jobs["dags"].sources[1] == "/opt/airflow/plugins"
     assert cfg.repositories["primary"].fallbacks == ["nfs"]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    ("jobs.nightly.sources", ["postgresql://app:S3cr3t-XYZZY@db/app"], "must not contain a "
+                                                                       "password"),
+    ("jobs.nightly.sources", ["postgresql://app:S3cr3t/XYZZY@db/app"], "%-encode"),
+    ("jobs.nightly.sources", ["mysql://root:S3cr3t#XYZZY@db/shop"], "%-encode"),
+    ("jobs.nightly.sources", ["postgresql://app@db/app?sslpassword=S3cr3t-XYZZY"],
+     "query option(s) sslpassword"),
+    ("jobs.nightly.drill", {"target": "postgresql://postgres:S3cr3t/XYZZY@db/"}, "%-encode"),
+])
+def test_source_urls_with_credentials_are_refused_without_echoing_them(
+        path: str, value: object, expected: str) -> None:
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config(_with(path, value), "c.yaml", env={})
+    text = "\n".join(info.value.problems) + str(info.value)
+    assert expected in text and "XYZZY" not in text and "S3cr3t" not in text
+
+
+def test_the_runbook_shows_sources_without_credentials() -> None:
+    """The config refuses such URLs, but the runbook must not depend on that."""
+    from airflow_backup.jobs.runbook import _shown
+
+    assert _shown("postgresql://app:S3cr3t%2FXYZZY@db:5432/app?token=XYZZY&sslmode=require") \
+        == "postgresql://app@db:5432/app?sslmode=require"
+    assert "XYZZY" not in _shown("postgresql://app:S3cr3t/XYZZY@db/app")
+    assert _shown("/srv/data") == "/srv/data"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from urllib.parse import unquote
 
 import pytest
 
@@ -114,3 +115,43 @@ def test_package_exports_load_lazily_from_their_modules() -> None:
         assert getattr(pkg, name) is getattr(module, name)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = pkg.no_such_name
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:S3cr3t/XYZZY@127.0.0.1:5432/appdb",
+    "mysql://root:S3cr3t#XYZZY@127.0.0.1/mysql",
+    "mysql://root:S3cr3t?XYZZY@127.0.0.1/mysql",
+    "postgresql://postgres:S3cr3t\uff0fXYZZY@127.0.0.1:5432/appdb",
+    "postgresql://postgres:1234/XYZZY@127.0.0.1:5432/appdb",
+])
+def test_a_password_the_parser_trips_on_is_never_echoed(url: str) -> None:
+    """Python's URL parser quotes the part it cannot read; with a raw '/', '#' or '?' in a
+    password that part is the password."""
+    for allow in (False, True):
+        with pytest.raises(ConfigError) as info:
+            SourceURL.parse(url, allow_password=allow)
+        assert "S3cr3t" not in str(info.value) and "XYZZY" not in str(info.value)
+        assert "%-encode" in str(info.value)
+
+
+def test_redaction_drops_every_credential_option_and_nested_user_information() -> None:
+    url = SourceURL.parse("postgresql://u@h/db?sslpassword=a-XYZZY&sslkeypassword=b-XYZZY"
+                          "&sslmode=require")
+    assert url.redacted() == "postgresql://u@h/db?sslmode=require"
+    store = SourceURL.parse("s3://bucket/prefix?aws_secret_access_key=c-XYZZY"
+                            "&endpoint_url=http://key:d-XYZZY@127.0.0.1:9000&sas_token=e")
+    assert "XYZZY" not in store.redacted()
+    assert "endpoint_url=http://127.0.0.1:9000" in unquote(store.redacted())
+
+
+def test_sqlalchemy_url_password_follows_sqlalchemy_rules() -> None:
+    """Airflow (SQLAlchemy) accepts a raw '/', '#' or '?' in a password: the password runs
+    to the first '@'. It must be read, not echoed in an error."""
+    url = sqlalchemy_to_source_url(
+        "postgresql+psycopg2://afrs:S3cr3t/X#Y?Z@127.0.0.1:5433/afdb?sslmode=disable")
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "afrs", "S3cr3t/X#Y?Z", "127.0.0.1", 5433, "afdb")
+    assert "S3cr3t" not in url.redacted()
+    assert sqlalchemy_to_source_url("mysql+pymysql://root:p%40ss@db/airflow").password == "p@ss"
+    plain = sqlalchemy_to_source_url("postgresql://airflow@db:5432/airflow")
+    assert (plain.username, plain.password, plain.host) == ("airflow", "", "db")

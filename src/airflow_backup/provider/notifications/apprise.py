@@ -8,6 +8,8 @@ from typing import Any
 import apprise
 from airflow.sdk import BaseNotifier, Context
 
+from airflow_backup.jobs.notify import quiet_apprise
+
 __all__ = ["BackupNotifier", "send_backup_notification"]
 
 _STATE = "{{ ti.state.value | default(ti.state) }}"
@@ -57,6 +59,7 @@ class BackupNotifier(BaseNotifier):
             conn = BaseHook.get_connection(self.apprise_conn_id)
             extra = conn.extra_dejson.get("urls") or conn.host or ""
             targets += [extra] if isinstance(extra, str) else list(extra)
+        quiet_apprise()
         apobj = apprise.Apprise()
         for url in targets:
             if not apobj.add(url):
