@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.redact import is_secret_option
+from airflow_backup.redact import is_secret_option, strip_authority_userinfo
 
 __all__ = [
     "Config",
@@ -141,6 +142,25 @@ class RepositoryConfig(_Model):
     @classmethod
     def _lock_wait(cls, v: Any) -> float:
         return parse_seconds(v)
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        # The URL is shown in runbooks, alerts and status: credentials belong in the
+        # environment or the provider's own configuration. A user name alone (sftp) is fine.
+        base, _, query = v.partition("?")
+        options = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
+        secret = sorted({k for k in options if is_secret_option(k)})
+        if secret:
+            raise ValueError(f"a repository URL must not carry credentials (query option(s) "
+                             f"{', '.join(secret)}): use the environment or the provider's "
+                             "configuration")
+        for part in [base, *(u for _, u in parse_qsl(query) if "://" in u)]:
+            if strip_authority_userinfo(part) != part and ":" in part.split("://", 1)[1] \
+                    .split("@", 1)[0]:
+                raise ValueError("a repository URL must not contain a password: use the "
+                                 "environment (AWS_*, …) or the provider's configuration")
+        return v
 
     @model_validator(mode="after")
     def _one_password_source(self) -> RepositoryConfig:

@@ -147,3 +147,23 @@ def test_the_runbook_shows_sources_without_credentials() -> None:
         == "postgresql://app@db:5432/app?sslmode=require"
     assert "XYZZY" not in _shown("postgresql://app:S3cr3t/XYZZY@db/app")
     assert _shown("/srv/data") == "/srv/data"
+
+
+@pytest.mark.parametrize("url", [
+    "s3:http://AKIAXYZ:S3cr3t-XYZZY@127.0.0.1:9/bucket/prefix",
+    "s3://bucket/prefix?endpoint=http://AKIAXYZ:S3cr3t-XYZZY@127.0.0.1:9",
+    "sftp://backup:S3cr3t/XYZZY@host/srv/repo",
+    "gs://bucket/prefix?token=S3cr3t-XYZZY",
+])
+def test_repository_urls_with_credentials_are_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config(_with("repositories.main.url", url), "c.yaml", env={})
+    text = "\n".join(info.value.problems)
+    assert text.startswith("repositories.main.url: ") and "XYZZY" not in text
+
+
+@pytest.mark.parametrize("url", ["sftp://backup@host/srv/repo", "s3:http://minio:9000/b/v@1",
+                                 "s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=eu"])
+def test_repository_urls_without_credentials_load(url: str) -> None:
+    config = parse_config(_with("repositories.main.url", url), "c.yaml", env={})
+    assert config.repositories["main"].url == url
