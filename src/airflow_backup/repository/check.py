@@ -37,6 +37,7 @@ from airflow_backup.repository.scratch import READ, scratch
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node, decode_tree
 from airflow_backup.storage.base import FileType, Handle, io_workers, load_into
+from airflow_backup.storage.cache import CachingStorage
 
 __all__ = [
     "Affected",
@@ -426,10 +427,23 @@ def check_repository(repo: Repository, options: CheckOptions | None = None,
                      progress: Progress | None = None) -> CheckReport:
     """Given a repository (the caller holds a lock), return a report of everything wrong
     with it and what the damage breaks. Never raises for damage it finds; raise ConfigError
-    for an invalid ``read_data_subset``."""
+    for an invalid ``read_data_subset``.
+
+    Every file is read from the store itself, never from the metadata cache: a cached copy
+    only proves that a file was intact when it was fetched (restic, too, checks with a fresh
+    cache). The check installs the index it builds in ``repo``, unless ``repo`` reads
+    through a cache (then the check works on an uncached view and ``repo`` is unchanged)."""
     options = options or CheckOptions()
     if options.read_data and options.read_data_subset:
         raise ConfigError("--read-data and --read-data-subset cannot be used together")
     if options.read_data_subset:
         parse_subset(options.read_data_subset)
-    return _Checker(repo, options, progress).run()
+    return _Checker(_without_cache(repo), options, progress).run()
+
+
+def _without_cache(repo: Repository) -> Repository:
+    """Return ``repo`` if it reads the store directly, else the same repository (key and
+    config) over the store behind its metadata cache."""
+    if not isinstance(repo.storage, CachingStorage):
+        return repo
+    return Repository(repo.storage.inner, repo.key, repo.key_id, repo.config)
