@@ -12,6 +12,7 @@ not fault in and zero 16 MiB of fresh memory per pack.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import queue
@@ -257,7 +258,11 @@ class PackWriter:
             self._on_saved(pack_id, pack.blobs)
         except BaseException:
             with self._lock:
-                pack.buf.close()
+                # The error's traceback may still hold views of the buffer (a backend's frame
+                # that was writing it); close() then raises BufferError, which must not hide
+                # the error itself. The buffer is freed when those views are.
+                with contextlib.suppress(BufferError):
+                    pack.buf.close()
                 self._live -= 1
                 self._room.notify_all()
             raise

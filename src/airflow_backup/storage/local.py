@@ -98,10 +98,13 @@ class LocalStorage:
                 raise PermanentStorageError(f"{object_path(handle)}: already exists")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                # Views are released on the way out, errors too: an export left on the
+                # caller's buffer keeps it from being closed (the packer's mmap).
+                with memoryview(data) as whole:
+                    pos = 0
+                    while pos < len(whole):
+                        with whole[pos:] as rest:
+                            pos += os.write(fd, rest)
                 os.fsync(fd)
             finally:
                 os.close(fd)

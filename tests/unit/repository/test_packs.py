@@ -15,7 +15,7 @@ import zstandard
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from airflow_backup.errors import IntegrityError
+from airflow_backup.errors import IntegrityError, PermanentStorageError
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.packer import PackWriter
 from airflow_backup.repository.packs import (
@@ -364,3 +364,25 @@ def test_a_failed_pack_write_wakes_every_thread_waiting_for_a_buffer(key: Key) -
     assert errors and all(isinstance(e, OSError) for e in errors)
     with pytest.raises(OSError, match="disk full"):
         writer.add(b"\x01" * 32, b"more")
+
+
+class _FullWhileViewing(MemoryStorage):
+    """Fails like a full disk while a view of the pack is alive in its frame (as
+    LocalStorage.save once kept one): the error's traceback keeps the view, and so the
+    pack buffer exported."""
+
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        raise PermanentStorageError(f"save {handle.name}: No space left on device ({len(view)})")
+
+
+def test_a_storage_error_is_not_masked_by_the_buffer_still_being_viewed(key: Key) -> None:
+    writer = PackWriter(_FullWhileViewing(), key, BlobType.DATA, lambda pid, bl: None,
+                        target_size=256 * 1024, compress_data=False)
+    with pytest.raises(PermanentStorageError, match="No space left on device"):
+        for i in range(40):
+            d = hashlib.sha256(i.to_bytes(4, "big")).digest() * 900
+            writer.add(hashlib.sha256(d).digest(), d)
+        writer.flush()
+    with pytest.raises(PermanentStorageError):  # the writer keeps reporting it
+        writer.add(b"\x02" * 32, b"more")
