@@ -7,6 +7,7 @@ restic does, so an accidental overwrite fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -122,7 +123,10 @@ class LocalStorage:
                     os.replace(tmp, final)  # a file system without hard links
             _fsync_dir(final.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            # The cleanup can fail for the same reason as the save (a read-only file system
+            # refuses even to unlink a missing file); the save's error is the one to report.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise _map_os_error(exc, f"save {object_path(handle)}") from exc
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
