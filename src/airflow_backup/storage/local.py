@@ -166,15 +166,28 @@ class LocalStorage:
         return FileInfo(handle.name, st.st_size)
 
     def exists(self, handle: Handle) -> bool:
-        """Return whether the file exists."""
-        return self._path(handle).exists()
+        """Return whether the file exists. Raise a storage error if that cannot be told
+        (permission denied, I/O error)."""
+        try:
+            self._path(handle).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise _map_os_error(exc, f"stat {object_path(handle)}") from exc
+        return True
 
     def list(self, file_type: FileType) -> Iterator[FileInfo]:
-        """Yield every file of the type; temp files of interrupted writes are skipped."""
+        """Yield every file of the type; temp files of interrupted writes are skipped.
+        Raise a storage error for what cannot be read (permission denied, I/O error)."""
         if file_type is FileType.CONFIG:
             path = self._root / "config"
-            if path.exists():
-                yield FileInfo("config", path.stat().st_size)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise _map_os_error(exc, "list config") from exc
+            yield FileInfo("config", size)
             return
         base = self._root / file_type.value
         dirs = [base]
@@ -183,6 +196,8 @@ class LocalStorage:
                 dirs = sorted(p for p in base.iterdir() if p.is_dir())
             except FileNotFoundError:
                 return
+            except OSError as exc:
+                raise _map_os_error(exc, f"list {base}") from exc
         for d in dirs:
             try:
                 entries = list(os.scandir(d))
@@ -197,6 +212,8 @@ class LocalStorage:
                     size = entry.stat(follow_symlinks=False).st_size
                 except FileNotFoundError:
                     continue  # removed meanwhile (a lock refreshed or released)
+                except OSError as exc:
+                    raise _map_os_error(exc, f"list {d}") from exc
                 yield FileInfo(entry.name, size)
 
     def remove(self, handle: Handle) -> None:

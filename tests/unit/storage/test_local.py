@@ -59,6 +59,7 @@ except StorageError as exc:
     print(type(exc).__name__, exc)
 """
 _PACKAGE_PARENT = str(Path(airflow_backup.__file__).parent.parent)
+_NO_DAC = "--drop=cap_dac_override,cap_dac_read_search"
 
 
 def _probe(prefix: list[str], root: Path, op: str) -> subprocess.CompletedProcess[str]:
@@ -74,6 +75,32 @@ def _repo_with_files(tmp_path: Path) -> Path:
     storage.save(Handle(FileType.CONFIG, "config"), b"config")
     storage.save(Handle(FileType.SNAPSHOT, "cd" * 32), b"snapshot")
     return root
+
+
+@pytest.mark.parametrize(("where", "mode", "op"), [
+    ("", 0o600, "exists"),            # the repository directory is not searchable
+    ("", 0o600, "CONFIG"),
+    ("data", 0o300, "DATA"),          # data/ cannot be read
+    ("snapshots", 0o400, "SNAPSHOT"),  # readable, but its files cannot be stat'ed
+])
+def test_permission_denied_is_a_storage_error(tmp_path: Path, where: str, mode: int,
+                                              op: str) -> None:
+    if os.geteuid() == 0:
+        if shutil.which("capsh") is None:
+            pytest.skip("root needs capsh to drop CAP_DAC_OVERRIDE")
+        prefix = ["capsh", _NO_DAC, "--", "-c", 'exec "$0" "$@"']
+    else:
+        prefix = []
+    root = _repo_with_files(tmp_path)
+    target = root / where
+    target.chmod(mode)
+    try:
+        done = _probe(prefix, root, op)
+    finally:
+        target.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("PermanentStorageError "), done.stdout
+    assert "Permission denied" in done.stdout
 
 
 def test_a_read_only_file_system_is_a_storage_error(tmp_path: Path) -> None:
