@@ -26,6 +26,9 @@ __all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks"]
 
 STALE_AFTER_S = 30 * 60
 REFRESH_EVERY_S = 5 * 60
+# A lock not refreshed for this many refresh intervals short of the stale age may be removed
+# by another process before the next write lands (restic's refreshability margin).
+_FRESH_MARGIN_REFRESHES = 1.5
 _RECHECK_WAIT_S = 0.2
 
 
@@ -92,6 +95,8 @@ class RepoLock:
         self._refresh_lock = threading.Lock()
         #: The last refresh failure, if the latest attempt failed (None once one succeeds).
         self.refresh_error: BackupError | None = None
+        # (time.monotonic(), time.time()) when the lock file now in place began to be written.
+        self._written_at = (0.0, 0.0)
 
     def _write(self) -> str:
         try:
@@ -122,6 +127,7 @@ class RepoLock:
         while True:
             conflicts = self._conflicts()
             if not conflicts:
+                self._written_at = (time.monotonic(), time.time())
                 self._id = self._write()
                 if not is_strongly_consistent(self._storage):
                     # Give a competing lock written at the same moment time to show up.
@@ -149,14 +155,37 @@ class RepoLock:
                 if self._stop.is_set():
                     return
                 old = self._id
+                started = (time.monotonic(), time.time())
                 try:
                     self._id = self._write()
                 except BackupError as exc:
-                    # Keep trying: a lock left un-refreshed goes stale after 30 minutes.
+                    # Keep trying: a lock left un-refreshed goes stale after 30 minutes;
+                    # writers learn of it through check_fresh().
                     self.refresh_error = exc
                     continue
+                self._written_at = started
                 self.refresh_error = None
                 self._remove(old)
+
+    def check_fresh(self) -> None:
+        """Raise RepositoryLocked if the held lock may have gone stale: its last successful
+        write began more than the stale age less 1.5 refresh intervals ago (refreshes failed,
+        or the machine slept), so another process may count it as stale and, e.g., prune
+        what this one wrote. Call before writing anything that refers to earlier writes (index,
+        snapshot). A lock not held passes."""
+        if not self._id:
+            return
+        # The monotonic clock stops while the machine sleeps; other hosts judge by the
+        # wall clock. The older of the two ages counts.
+        age = max(time.monotonic() - self._written_at[0], time.time() - self._written_at[1])
+        limit = STALE_AFTER_S - _FRESH_MARGIN_REFRESHES * REFRESH_EVERY_S
+        if age > limit:
+            cause = (f" (last refresh error: {self.refresh_error})"
+                     if self.refresh_error is not None else "")
+            raise RepositoryLocked(
+                f"lock {self._id[:8]} was last refreshed {age:.0f}s ago and may be taken for "
+                f"stale by other processes (stale after {STALE_AFTER_S}s); stopping before "
+                f"writing more to the repository{cause}")
 
     def _remove(self, lock_id: str | None = None) -> None:
         lock_id = lock_id or self._id

@@ -60,6 +60,7 @@ class Repository:
         self.compress_data = True
         self.pack_size = DEFAULT_PACK_SIZE
         self._writers: dict[BlobType, PackWriter] = {}
+        self._locks: list[RepoLock] = []
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -104,13 +105,23 @@ class Repository:
 
     @contextmanager
     def lock(self, exclusive: bool = False, retry_seconds: float = 0.0) -> Iterator[RepoLock]:
-        """Hold a repository lock for the duration of the ``with`` block."""
+        """Hold a repository lock for the duration of the ``with`` block. While it is held,
+        writing an index or snapshot raises RepositoryLocked if the lock may have gone stale
+        (see :meth:`RepoLock.check_fresh`)."""
         lk = RepoLock(self.storage, self.key, self.version, exclusive)
         lk.acquire(retry_seconds)
+        self._locks.append(lk)
         try:
             yield lk
         finally:
+            self._locks.remove(lk)
             lk.release()
+
+    def _check_locks(self) -> None:
+        # An index or snapshot makes earlier writes (packs) reachable: it must not be
+        # written once another process may have removed them under a stale lock.
+        for lk in list(self._locks):
+            lk.check_fresh()
 
     # ---- index ---------------------------------------------------------------------------
 
@@ -169,6 +180,8 @@ class Repository:
             self._write_index()
 
     def _write_index(self) -> None:
+        if self._unsaved:
+            self._check_locks()
         with self._index_lock:
             packs, self._unsaved, self._unsaved_count = self._unsaved, {}, 0
         if packs:
@@ -291,6 +304,7 @@ class Repository:
     def save_snapshot(self, snapshot: Snapshot) -> str:
         """Flush pending data, then store ``snapshot``; set and return its id."""
         self.flush()
+        self._check_locks()
         snapshot.id = save_json(self.storage, self.key, FileType.SNAPSHOT, snapshot.to_json(),
                                 self.version)
         return snapshot.id

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from airflow_backup.errors import RepositoryLocked
+from airflow_backup.errors import RepositoryLocked, TransientStorageError
+from airflow_backup.repository import locks
 from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.keys import KdfParams
 from airflow_backup.repository.locks import LockInfo, RepoLock, is_stale, list_locks
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import format_ns, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
 from airflow_backup.storage import FileType, Handle, MemoryStorage
@@ -208,3 +211,46 @@ def test_two_racing_exclusive_lockers_never_both_win(tmp_path: Path, key: Key, k
     for lk in locks:
         lk.release()
     assert {i.name for i in storage.list(FileType.LOCK)} == set()
+
+
+class _LockWritesFail(MemoryStorage):
+    """A store that refuses lock writes once ``fail`` is set (an outage of locks/)."""
+
+    fail = False
+
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        if self.fail and handle.type is FileType.LOCK:
+            raise TransientStorageError(f"save {handle}: connection refused")
+        super().save(handle, data)
+
+
+def _snapshot(tree: bytes) -> Snapshot:
+    return Snapshot(time="2024-01-01T00:00:00Z", tree=tree, paths=["/f"], hostname="h",
+                    username="u")
+
+
+@pytest.mark.parametrize("refresh_fails", [False, True])
+def test_no_index_or_snapshot_is_written_once_the_lock_may_be_stale(
+        monkeypatch: pytest.MonkeyPatch, refresh_fails: bool) -> None:
+    """While refreshes fail, the lock ages; before it could count as stale elsewhere (where a
+    prune may then delete this writer's packs) index and snapshot writes stop with
+    RepositoryLocked. A lock that keeps being refreshed never stops them."""
+    monkeypatch.setattr(locks, "STALE_AFTER_S", 1.5)
+    monkeypatch.setattr(locks, "REFRESH_EVERY_S", 0.2)  # limit: 1.5 - 1.5 * 0.2 = 1.2 s
+    store = _LockWritesFail()
+    repo = Repository.init(store, "pw", kdf=KdfParams(1024, 8, 1))
+    with repo.lock():
+        tree, _ = repo.save_tree([])
+        store.fail = refresh_fails
+        time.sleep(1.6)
+        if refresh_fails:
+            with pytest.raises(RepositoryLocked, match="connection refused"):
+                repo.flush()
+            with pytest.raises(RepositoryLocked, match="last refreshed"):
+                repo.save_snapshot(_snapshot(tree))
+        else:
+            repo.save_snapshot(_snapshot(tree))
+        store.fail = False
+    written = {t: len(list(store.list(t))) for t in (FileType.INDEX, FileType.SNAPSHOT)}
+    expected = 0 if refresh_fails else 1
+    assert written == {FileType.INDEX: expected, FileType.SNAPSHOT: expected}
