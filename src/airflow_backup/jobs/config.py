@@ -10,7 +10,7 @@ written inline; the models hold no secret values, so dumping a config is safe.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +19,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.redact import is_secret_option, strip_authority_userinfo
+from airflow_backup.redact import is_secret_option, split_userinfo
 
 __all__ = [
     "Config",
@@ -149,15 +149,11 @@ class RepositoryConfig(_Model):
         # The URL is shown in runbooks, alerts and status: credentials belong in the
         # environment or the provider's own configuration. A user name alone (sftp) is fine.
         base, _, query = v.partition("?")
-        options = [k for k, _ in parse_qsl(query, keep_blank_values=True)]
-        secret = sorted({k for k in options if is_secret_option(k)})
-        if secret:
-            raise ValueError(f"a repository URL must not carry credentials (query option(s) "
-                             f"{', '.join(secret)}): use the environment or the provider's "
-                             "configuration")
-        for part in [base, *(u for _, u in parse_qsl(query) if "://" in u)]:
-            if strip_authority_userinfo(part) != part and ":" in part.split("://", 1)[1] \
-                    .split("@", 1)[0]:
+        options = parse_qsl(query, keep_blank_values=True)
+        _refuse_secret_options("repository", (k for k, _ in options),
+                               "use the environment or the provider's configuration")
+        for part in [base, *(u for _, u in options if "://" in u)]:
+            if ":" in split_userinfo(part)[0]:
                 raise ValueError("a repository URL must not contain a password: use the "
                                  "environment (AWS_*, …) or the provider's configuration")
         return v
@@ -276,6 +272,15 @@ class SqlAssertion(_Model):
     expect: str | int | float = Field(description="expected value")
 
 
+def _refuse_secret_options(what: str, names: Iterable[str], remedy: str) -> None:
+    """Raise ValueError naming the query options among ``names`` that may carry a
+    credential (their names only: the message is printed)."""
+    secret = sorted({k for k in names if is_secret_option(k)})
+    if secret:
+        raise ValueError(f"a {what} URL must not carry credentials (query option(s) "
+                         f"{', '.join(secret)}): {remedy}")
+
+
 def _check_source_url(text: str) -> None:
     """Raise ValueError if ``text`` is a source URL that cannot be read, holds a password or
     has a query option that may hold a credential. The messages name options, never values:
@@ -285,17 +290,14 @@ def _check_source_url(text: str) -> None:
     from airflow_backup.sources.base import SourceURL  # the engine, only for URL sources
 
     try:
-        url = SourceURL.parse(text)
+        url = SourceURL.parse(text, allow_password=True)
     except ConfigError as exc:
-        if "contains a password" in str(exc):
-            raise ValueError("a source URL must not contain a password: use the "
-                             "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE) environment or a "
-                             "passfile") from None
         raise ValueError(str(exc)) from None
-    secret = sorted({k for k, _ in url.query if is_secret_option(k)})
-    if secret:
-        raise ValueError(f"a source URL must not carry credentials (query option(s) "
-                         f"{', '.join(secret)}): use the environment or a passfile")
+    if url.password:
+        raise ValueError("a source URL must not contain a password: use the "
+                         "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE) environment or a passfile")
+    _refuse_secret_options("source", (k for k, _ in url.query),
+                           "use the environment or a passfile")
 
 
 class DrillConfig(_Model):

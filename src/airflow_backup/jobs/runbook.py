@@ -15,7 +15,7 @@ from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config, RepositoryConfig
 from airflow_backup.jobs.status import JobStatus, statuses
 from airflow_backup.jobs.steps.common import is_source_url, job_tag
-from airflow_backup.storage.remote import strip_userinfo
+from airflow_backup.redact import safe_url
 
 __all__ = ["render_runbook"]
 
@@ -56,7 +56,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     job = config.jobs[name]
     rc = config.repositories[job.repository]
     # Credentials never go into the runbook: the commands take them from the environment.
-    url = strip_userinfo(rc.url)
+    url = safe_url(rc.url)
     repo = shlex.quote(url)
     tag = job_tag(name)
     out = [f"## Job `{name}`", ""]
@@ -68,7 +68,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += ["", "**Where**", "",
             f"- repository `{job.repository}`: `{url}`"]
     for fb in rc.fallbacks:
-        out.append(f"- fallback `{fb}`: `{strip_userinfo(config.repositories[fb].url)}` "
+        out.append(f"- fallback `{fb}`: `{safe_url(config.repositories[fb].url)}` "
                    "(snapshots there are "
                    "tagged `degraded`)")
     sched = f"`{job.schedule.cron}` ({job.schedule.timezone})" if job.schedule else "not set"

@@ -33,6 +33,7 @@ from airflow_backup.errors import (
     ValidationFailed,
 )
 from airflow_backup.sources.base import (
+    DATABASE_SCHEMES,
     DataSource,
     ExportSink,
     RestoreReport,
@@ -66,7 +67,7 @@ def sqlalchemy_to_source_url(text: str) -> SourceURL:
     if dialect == "sqlite":
         path = "/" + rest.lstrip("/") if rest.startswith("/") else rest
         return SourceURL("sqlite", path=path.split("?", 1)[0])
-    if dialect in ("postgresql", "postgres", "mysql", "mariadb"):
+    if dialect in DATABASE_SCHEMES:
         # SQLAlchemy's rule, not RFC 3986's: the password runs to the first '@' and may hold
         # a raw '/', '#' or '?' (Airflow accepts such a URL; so must we, without echoing it).
         user, password, host_part = "", "", rest

@@ -20,10 +20,11 @@ from typing import Any, BinaryIO, ClassVar, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.redact import is_secret_option, safe_url
+from airflow_backup.redact import safe_query
 from airflow_backup.repository.tree import Node
 
 __all__ = [
+    "DATABASE_SCHEMES",
     "DataSource",
     "ExportSink",
     "RestoreReport",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 #: Database schemes: their paths name a database, so an ``@`` there is a password's.
-_DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb"})
+DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb"})
 _MALFORMED = ("invalid source URL: its user, password, host or port cannot be read "
               "(%-encode '/', '#', '?', '@' and ':' in a user name or password)")
 
@@ -66,7 +67,7 @@ class SourceURL:
             raise ConfigError(_MALFORMED) from None
         if not parts.scheme:
             raise ConfigError("invalid source URL: no scheme")
-        if parts.scheme.lower() in _DATABASE_SCHEMES and "@" in parts.path:
+        if parts.scheme.lower() in DATABASE_SCHEMES and "@" in parts.path:
             raise ConfigError(_MALFORMED)  # user:1234/rest-of-password@host: not a port
         if parts.password is not None and not allow_password:
             raise ConfigError(
@@ -105,8 +106,7 @@ class SourceURL:
         netloc += f"[{self.host}]" if ":" in self.host else self.host
         if self.port is not None:
             netloc += f":{self.port}"
-        query = [(k, safe_url(v) if "://" in v else v) for k, v in self.query
-                 if not is_secret_option(k)]
+        query = safe_query(self.query)
         text = f"{self.scheme}://{netloc}{quote(self.path)}"
         return text + ("?" + urlencode(query) if query else "")
 

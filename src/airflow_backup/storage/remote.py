@@ -27,7 +27,6 @@ from airflow_backup.storage.fsspec_store import FsspecStorage
 
 __all__ = [
     "ATOMIC_PROTOCOLS", "open_fsspec", "open_s3", "parse_s3_url", "storage_for_fs",
-    "strip_userinfo",
 ]
 
 #: fsspec protocols whose whole-object writes are atomic (no temp file + move needed).
@@ -40,12 +39,6 @@ _EXTRAS = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"
 def _query(url: str) -> tuple[str, dict[str, str]]:
     base, _, query = url.partition("?")
     return base, dict(parse_qsl(query, keep_blank_values=True))
-
-
-def strip_userinfo(url: str) -> str:
-    """Return ``url`` without user name, password or secret query options (the other query
-    options kept): safe to print. See :func:`airflow_backup.redact.safe_url`."""
-    return safe_url(url)
 
 
 def parse_s3_url(url: str) -> tuple[str | None, str, str, dict[str, str]]:
@@ -65,7 +58,7 @@ def parse_s3_url(url: str) -> tuple[str | None, str, str, dict[str, str]]:
         endpoint = f"{parsed.scheme}://{parsed.netloc}"
         rest = parsed.path.lstrip("/")
     else:
-        raise ConfigError(f"not an S3 repository URL: {strip_userinfo(base)}")
+        raise ConfigError(f"not an S3 repository URL: {safe_url(base)}")
     bucket, _, prefix = rest.strip("/").partition("/")
     if not bucket:
         raise ConfigError("S3 repository URL names no bucket: use s3://BUCKET/PREFIX")
@@ -109,7 +102,7 @@ def open_s3(url: str) -> FsspecStorage:
     fs = s3fs.S3FileSystem(**kwargs)
     fs.retries = 1
     root = f"{bucket}/{prefix}" if prefix else bucket
-    location = (f"s3:{strip_userinfo(endpoint)}/{root}" if endpoint else f"s3://{root}")
+    location = (f"s3:{safe_url(endpoint)}/{root}" if endpoint else f"s3://{root}")
     return FsspecStorage(fs, root, location=location, atomic_writes=True)
 
 
@@ -149,7 +142,7 @@ def open_fsspec(url: str) -> FsspecStorage:
         fs = fsspec.filesystem(scheme, skip_instance_cache=True, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"cannot open {scheme}:// repository: {type(exc).__name__}") from None
-    return FsspecStorage(fs, root, location=strip_userinfo(base),
+    return FsspecStorage(fs, root, location=safe_url(base),
                          atomic_writes=scheme in ATOMIC_PROTOCOLS)
 
 
