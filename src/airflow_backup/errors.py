@@ -18,6 +18,7 @@ caller reacts, not by where the error happened::
     │   ├── TransientStorageError   worth retrying: timeouts, throttling, resets
     │   ├── PermanentStorageError   retrying will not help: permissions, no space
     │   ├── NotFound                the named file does not exist
+    │   ├── NoRepositoryAvailable   neither a repository nor its fallbacks took the data
     │   └── InjectedFault           a test fault hook failed the operation on purpose
     ├── RepositoryError             the repository refuses to be used
     │   ├── RepositoryNotFound      no repository at that location
@@ -57,6 +58,7 @@ __all__ = [
     "IntegrityError",
     "Interrupted",
     "InvalidConfigFile",
+    "NoRepositoryAvailable",
     "NotFound",
     "PartialBackup",
     "PermanentStorageError",
@@ -182,6 +184,20 @@ class PermanentStorageError(StorageError):
 
 class NotFound(StorageError):
     """The requested file does not exist in the store."""
+
+
+class NoRepositoryAvailable(StorageError):
+    """Neither the repository nor any of its fallbacks could take the data. It wraps the
+    primary's error and keeps what the error tree says of it: retryable when any of the
+    repositories failed in a way a retry may fix, and the primary's exit code."""
+
+    def __init__(self, message: str, causes: list[BaseException]) -> None:
+        super().__init__(message)
+        self.causes = causes
+        self.retryable = any(isinstance(c, BackupError) and c.retryable for c in causes)
+        primary = causes[0] if causes else None
+        if isinstance(primary, BackupError):
+            self.exit_code = primary.exit_code
 
 
 class InjectedFault(StorageError):

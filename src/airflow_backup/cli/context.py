@@ -8,13 +8,19 @@ import sys
 from dataclasses import dataclass, field
 
 from airflow_backup.cli.keyhint import remember_key
-from airflow_backup.cli.password import from_command, from_file, password_source
+from airflow_backup.cli.password import password_source
 from airflow_backup.errors import ConfigError
-from airflow_backup.repository.config import CONFIG_HANDLE
-from airflow_backup.repository.opener import open_repository as open_with_cache
+from airflow_backup.operations.spec import (
+    CacheSpec,
+    PasswordKind,
+    PasswordSource,
+    RepositorySpec,
+)
+from airflow_backup.operations.spec import open_repository as open_spec
+from airflow_backup.passwords import from_command, from_file
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
-from airflow_backup.storage.compose import faults_from_env, is_remote_url, open_repository_storage
+from airflow_backup.storage.compose import is_remote_url
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "open_repository",
     "open_storage_for",
     "read_password",
+    "repository_spec",
     "repository_url",
 ]
 
@@ -96,12 +103,38 @@ def repository_url(gopts: GlobalOptions) -> str:
     return url
 
 
-def fallback_password(gopts: GlobalOptions) -> str:
-    """Return the fallback repositories' password: AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE if
-    set, else the same sources as the primary's."""
-    path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
-    return from_file(path) if path else read_password(gopts)
+def cache_spec(gopts: GlobalOptions) -> CacheSpec:
+    """Return the cache settings of --no-cache and --cache-dir."""
+    return CacheSpec(enabled=False if gopts.no_cache else None, root=gopts.cache_dir)
 
+
+def _password(gopts: GlobalOptions) -> PasswordSource:
+    return PasswordSource(PasswordKind.READER, reader=lambda: read_password(gopts))
+
+
+def _fallback_password(gopts: GlobalOptions) -> PasswordSource:
+    """The fallback repositories' password: AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE if set,
+    else the same sources as the primary's (read once for all fallbacks)."""
+    path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
+    if path:
+        return PasswordSource(PasswordKind.FILE, path, label="fallback repository")
+    return _password(gopts)
+
+
+def repository_spec(gopts: GlobalOptions, url: str | None = None,
+                    fallbacks: tuple[str, ...] = ()) -> RepositorySpec:
+    """Return the spec of the repository the global options name (or ``url``), with
+    ``fallbacks`` (URLs, tried in order)."""
+    url = url or repository_url(gopts)
+    fb_password = _fallback_password(gopts) if fallbacks else None
+    policy = retry_policy(gopts)
+    cache = cache_spec(gopts)
+    chain = tuple(RepositorySpec(u, fb_password, retry=policy, cache=cache,
+                                 lock_wait=gopts.retry_lock, inject_faults=False)
+                  for u in fallbacks if fb_password is not None)
+    return RepositorySpec(url, _password(gopts), retry=policy, cache=cache,
+                          lock_wait=gopts.retry_lock, key_hint=gopts.key_hint,
+                          fallbacks=chain)
 
 
 def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
@@ -121,27 +154,28 @@ def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
 def open_storage_for(url: str, gopts: GlobalOptions, *, primary: bool = True) -> Storage:
     """Open a repository's storage with retries (and, for the primary only, the fault
     injection of AIRFLOW_BACKUP_FAULTS, for drills)."""
-    return open_repository_storage(url, policy=retry_policy(gopts),
-                                   faults=faults_from_env() if primary else None,
-                                   read_ahead=is_remote_url(url))
+    spec = RepositorySpec(url, _password(gopts), retry=retry_policy(gopts),
+                          inject_faults=primary)
+    return spec.open_storage()
 
 
 def open_repository(gopts: GlobalOptions, url: str | None = None,
-                    password: str | None = None, *, primary: bool = True) -> Repository:
+                    password: str | None = None) -> Repository:
     """Open the repository named by the global options (or ``url``). Remote repositories use
     the metadata cache unless --no-cache. Raise RepositoryNotFound, WrongPassword,
     ConfigError or a storage error."""
-    url = url or repository_url(gopts)
-    storage = open_storage_for(url, gopts, primary=primary)
-    if not storage.exists(CONFIG_HANDLE):
-        # Fail before asking for a password: there is nothing to unlock.
-        Repository.open(storage, "")
-    if password is None:
-        password = read_password(gopts)
-    cache = is_remote_url(url) and not gopts.no_cache
-    repo = open_with_cache(storage, password, gopts.key_hint or None, cache=cache,
-                           cache_root=gopts.cache_dir or None)
-    if cache:
-        # Lets the next command start this key's derivation early (cli/start.py).
-        remember_key(url, storage, repo.key_id, gopts.cache_dir)
+    spec = repository_spec(gopts, url)
+    if password is not None:
+        spec = RepositorySpec(spec.url, PasswordSource(PasswordKind.VALUE, password),
+                              retry=spec.retry, cache=spec.cache, lock_wait=spec.lock_wait,
+                              key_hint=spec.key_hint)
+    repo = open_spec(spec)
+    remember(gopts, spec, repo)
     return repo
+
+
+def remember(gopts: GlobalOptions, spec: RepositorySpec, repo: Repository) -> None:
+    """Note the key that opened a cached remote repository, so that the next command can
+    start deriving it early (cli/start.py)."""
+    if spec.cache.metadata_cache(spec.url) and is_remote_url(spec.url):
+        remember_key(spec.url, repo.storage, repo.key_id, gopts.cache_dir)

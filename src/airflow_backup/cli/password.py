@@ -10,35 +10,9 @@ from __future__ import annotations
 
 import os
 
-from airflow_backup.errors import ConfigError
+from airflow_backup.passwords import from_command, from_file
 
 __all__ = ["from_command", "from_file", "password_source"]
-
-
-def from_file(path: str) -> str:
-    """Return the first line of ``path``. Raise ConfigError if it cannot be read."""
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
-
-
-def from_command(command: str) -> str:
-    """Run ``command`` (no shell); return its output. Raise ConfigError if it fails."""
-    import shlex
-    import subprocess  # here: the entry point reads passwords before anything else loads
-
-    try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, check=False,
-                              timeout=60)
-    except subprocess.TimeoutExpired:
-        raise ConfigError("password command did not finish within 60 s") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"password command failed to start: {exc}") from None
-    if proc.returncode != 0:
-        raise ConfigError(f"password command exited with status {proc.returncode}")
-    return proc.stdout.decode("utf-8").rstrip("\r\n")
 
 
 def password_source(password_file: str) -> tuple[str, str]:

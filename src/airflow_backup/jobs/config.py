@@ -241,10 +241,16 @@ class VerificationConfig(_Model):
         return _valid_subset(v)
 
 
-Event = Literal["failure", "degraded", "success", "rpo_breach", "drill_failure", "drill_success"]
+Event = Literal["failure", "degraded", "partial", "success", "rpo_breach", "drill_failure",
+                "drill_success"]
 
 
-_DEFAULT_EVENTS: tuple[Event, ...] = ("failure", "degraded", "rpo_breach", "drill_failure")
+_DEFAULT_EVENTS: tuple[Event, ...] = ("failure", "degraded", "partial", "rpo_breach",
+                                      "drill_failure")
+
+#: In Airflow, a partial or degraded backup either fails the job's last task (red, the
+#: failure alert goes out) or succeeds with a warning and that status in its XCom.
+Incomplete = Literal["fail", "warn"]
 
 
 class NotificationConfig(_Model):
@@ -352,6 +358,10 @@ class Job(_Model):
     drill: DrillConfig | None = Field(None, description="restore drill settings")
     excludes: list[str] = Field(default_factory=list, description="exclude patterns for paths")
     tags: list[str] = Field(default_factory=list, description="extra snapshot tags")
+    on_incomplete: Incomplete = Field(
+        "fail", description="Airflow: a partial (unreadable files) or degraded (fallback "
+        "repository) backup fails the DAG run's last task ('fail', default) or succeeds "
+        "with a warning and status partial/degraded in its XCom ('warn')")
 
     @field_validator("rpo", mode="before")
     @classmethod

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow_backup.jobs.config import Config
+from airflow_backup.operations.outcome import Status
 
-__all__ = ["Notice", "deliver", "format_notice", "quiet_apprise", "send"]
+if TYPE_CHECKING:
+    from airflow_backup.jobs.runner import JobOutcome
+    from airflow_backup.operations.backup import BackupOutcome
+
+__all__ = [
+    "Notice",
+    "deliver",
+    "drill_notice",
+    "failure_notice",
+    "format_notice",
+    "job_notice",
+    "quiet_apprise",
+    "send",
+    "store_notice",
+]
+
+Detail = str | int | float
 
 log = logging.getLogger("airflow_backup.jobs.notify")
 
 _TYPES = {"failure": "failure", "drill_failure": "failure", "rpo_breach": "failure",
-          "degraded": "warning", "success": "success", "drill_success": "success"}
+          "degraded": "warning", "partial": "warning", "success": "success", "drill_success": "success"}
 
 
 @dataclass(slots=True)
@@ -33,7 +50,7 @@ class Notice:
     error: str = ""
     snapshots: list[str] = field(default_factory=list)
     repository: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Detail] = field(default_factory=dict)
     duration: float | None = None
 
 
@@ -107,3 +124,55 @@ def deliver(urls: list[str], title: str, body: str, notify_type: str = "info", *
         else:
             log.warning("%s: notification #%d could not be delivered", label, i + 1)
     return delivered
+
+
+def failure_notice(job: str, step: str, error: str, attempts: int, duration: float | None,
+                   snapshots: tuple[str, ...] = (), repository: str = "") -> Notice:
+    """Return the notice of a job that failed in ``step`` with ``error`` (one line) after
+    ``attempts`` tries."""
+    return Notice(job, "failure", f"backup job {job} FAILED in step {step} after {attempts} "
+                  "attempt(s)", step, error, list(snapshots), repository,
+                  {"attempts": attempts}, duration)
+
+
+def store_notice(job: str, store: BackupOutcome, duration: float | None) -> Notice:
+    """Return the notice of a job whose snapshots were stored and verified: ``success``,
+    ``partial`` (some files unreadable) or ``degraded`` (a fallback took them)."""
+    details: dict[str, Detail] = {
+        "files": sum(s.files for s in store.snapshots),
+        "processed_bytes": store.bytes_processed, "added_bytes": store.bytes_added}
+    if store.degraded_reasons:
+        details["degraded_because"] = "; ".join(store.degraded_reasons)
+    if store.unreadable:
+        details["unreadable_items"] = len(store.unreadable)
+        details["first_unreadable"] = f"{store.unreadable[0][0]}: {store.unreadable[0][1]}"
+    summaries = {
+        Status.SUCCESS: f"backup job {job} succeeded",
+        Status.PARTIAL: f"backup job {job} stored a PARTIAL snapshot: "
+                        f"{len(store.unreadable)} item(s) could not be read",
+        Status.DEGRADED: f"backup job {job} stored its snapshot in FALLBACK repository "
+                         f"{store.location} (degraded)",
+    }
+    status = store.status if store.status in summaries else Status.SUCCESS
+    return Notice(job, status.value, summaries[status], snapshots=list(store.snapshot_ids),
+                  repository=store.location, details=details, duration=duration)
+
+
+def job_notice(outcome: JobOutcome, store: BackupOutcome | None) -> Notice:
+    """Return the one notice of a job run."""
+    if outcome.error is not None or store is None:
+        error = outcome.error
+        return failure_notice(outcome.job, outcome.failed_step,
+                              error.describe() if error else "", outcome.attempts,
+                              outcome.duration, outcome.snapshots, outcome.location)
+    return store_notice(outcome.job, store, outcome.duration)
+
+
+def drill_notice(job: str, passed: bool, rto: float, max_rto: float, error: str,
+                 snapshots: tuple[str, ...], checks: int) -> Notice:
+    """Return the notice of a restore drill of ``job``."""
+    return Notice(job, "drill_success" if passed else "drill_failure",
+                  f"restore drill of job {job} {'passed' if passed else 'FAILED'} "
+                  f"(RTO {rto:.1f}s, limit {max_rto:.0f}s)",
+                  step="" if passed else "drill", error=error, snapshots=list(snapshots),
+                  details={"checks": checks}, duration=rto)

@@ -1,82 +1,103 @@
-"""Open the repositories a config names: password by reference, storage retry policy,
-fallback chain. Passwords are read when a repository is opened and never stored or shown."""
+"""The jobs config, translated into the operations layer's terms: a repository entry becomes a
+:class:`~airflow_backup.operations.spec.RepositorySpec` (with its fallback chain), a job's
+settings become the options of the operations it runs. Nothing here opens or runs anything.
+"""
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-from collections.abc import Callable
-
-from airflow_backup.errors import ConfigError
-from airflow_backup.jobs.config import Config, RepositoryConfig
-from airflow_backup.jobs.fallback import RepositoryTarget
-from airflow_backup.repository.opener import open_repository
-from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.compose import (
-    display_location,
-    faults_from_env,
-    is_remote_url,
-    open_repository_storage,
+from airflow_backup.jobs.config import Config, Job, RetentionConfig
+from airflow_backup.operations.drill import DrillOptions, FileCheck, SqlCheck
+from airflow_backup.operations.retention import RetentionRequest
+from airflow_backup.operations.retry import StepRetry
+from airflow_backup.operations.spec import (
+    CacheSpec,
+    PasswordKind,
+    PasswordSource,
+    RepositorySpec,
 )
+from airflow_backup.operations.status import JobWatch
+from airflow_backup.operations.tags import backup_filter
+from airflow_backup.operations.verify import VerifyOptions
+from airflow_backup.repository.forget import ExpirePolicy, parse_duration
+from airflow_backup.storage.compose import display_location
 from airflow_backup.storage.retry import RetryPolicy
 
-__all__ = ["display_location", "open_named", "read_repository_password", "targets_for"]
+__all__ = [
+    "display_location",
+    "drill_options",
+    "expire_policy",
+    "job_watches",
+    "repository_spec",
+    "retention_request",
+    "step_retry",
+    "verify_options",
+]
 
 
-def read_repository_password(name: str, rc: RepositoryConfig) -> str:
-    """Return the password of repository ``name`` from its file, variable or command.
-    Raise ConfigError (naming the reference, never the value) if it cannot be read."""
-    if rc.password_file:
-        try:
-            with open(os.path.expanduser(rc.password_file), encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"repository {name}: cannot read password_file "
-                              f"{rc.password_file}: {exc.strerror}") from None
-    if rc.password_env:
-        value = os.environ.get(rc.password_env)
-        if value is None:
-            raise ConfigError(f"repository {name}: environment variable {rc.password_env} "
-                              "(password_env) is not set")
-        return value
-    assert rc.password_command
-    try:
-        proc = subprocess.run(shlex.split(rc.password_command), capture_output=True,
-                              check=False, timeout=60)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"repository {name}: password_command failed to start: "
-                          f"{type(exc).__name__}") from None
-    if proc.returncode != 0:
-        raise ConfigError(f"repository {name}: password_command exited with status "
-                          f"{proc.returncode}")
-    return proc.stdout.decode("utf-8").rstrip("\r\n")
-
-
-def open_named(config: Config, name: str, *, primary: bool = True) -> Repository:
-    """Open repository ``name`` of ``config`` (storage retries per its policy; the primary
-    also honours AIRFLOW_BACKUP_FAULTS, for drills). Raise RepositoryNotFound, WrongPassword,
-    ConfigError or a storage error."""
+def repository_spec(config: Config, name: str, cache: CacheSpec | None = None, *,
+                    with_fallbacks: bool = True, primary: bool = True) -> RepositorySpec:
+    """Return the spec of repository ``name`` (and, with ``with_fallbacks``, its fallback
+    chain). ``primary``: whether AIRFLOW_BACKUP_FAULTS applies (drills and tests)."""
     rc = config.repositories[name]
+    if rc.password_file:
+        password = PasswordSource(PasswordKind.FILE, rc.password_file, label=f"repository {name}")
+    elif rc.password_env:
+        password = PasswordSource(PasswordKind.ENV, rc.password_env, label=f"repository {name}")
+    else:
+        assert rc.password_command
+        password = PasswordSource(PasswordKind.COMMAND, rc.password_command,
+                                  label=f"repository {name}")
     r = rc.retry
-    policy = RetryPolicy(r.attempts, r.base_delay, r.max_delay, r.max_time)
-    storage = open_repository_storage(rc.url, policy=policy,
-                                      faults=faults_from_env() if primary else None,
-                                      read_ahead=is_remote_url(rc.url))
-    from airflow_backup.repository.config import CONFIG_HANDLE
-    if not storage.exists(CONFIG_HANDLE):
-        Repository.open(storage, "")  # raises RepositoryNotFound before reading a password
-    password = read_repository_password(name, rc)
-    return open_repository(storage, password, cache=is_remote_url(rc.url))
+    fallbacks = tuple(repository_spec(config, f, cache, with_fallbacks=False, primary=False)
+                      for f in rc.fallbacks) if with_fallbacks else ()
+    return RepositorySpec(rc.url, password, name=name,
+                          retry=RetryPolicy(r.attempts, r.base_delay, r.max_delay, r.max_time),
+                          cache=cache or CacheSpec(), lock_wait=rc.lock_wait,
+                          inject_faults=primary, fallbacks=fallbacks)
 
 
-def targets_for(config: Config, name: str) -> list[tuple[str, RepositoryTarget]]:
-    """Return ``(repository name, target)`` for ``name`` and then each of its fallbacks."""
-    names = [name, *config.repositories[name].fallbacks]
+def step_retry(job: Job) -> StepRetry:
+    """Return the per-step retry policy of ``job``."""
+    r = job.retry
+    return StepRetry(r.attempts, r.initial_delay, r.multiplier, r.max_delay, r.jitter)
 
-    def opener(n: str, primary: bool) -> Callable[[], Repository]:
-        return lambda: open_named(config, n, primary=primary)
 
-    return [(n, RepositoryTarget(display_location(config.repositories[n].url),
-                                 opener(n, i == 0)))
-            for i, n in enumerate(names)]
+def expire_policy(r: RetentionConfig) -> ExpirePolicy:
+    """Return the engine's policy for a job's retention settings."""
+    return ExpirePolicy(last=r.keep_last, hourly=r.keep_hourly, daily=r.keep_daily,
+                        weekly=r.keep_weekly, monthly=r.keep_monthly, yearly=r.keep_yearly,
+                        within=parse_duration(r.keep_within) if r.keep_within
+                        else ExpirePolicy().within,
+                        tags=tuple((t,) for t in r.keep_tag))
+
+
+def retention_request(name: str, job: Job) -> RetentionRequest:
+    """Return the retention of job ``name``: its policy over its own backups (never drill
+    records), grouped by host and paths, pruning if configured."""
+    return RetentionRequest(policy=expire_policy(job.retention),
+                            filter=backup_filter(job=name), prune=job.retention.prune)
+
+
+def verify_options(job: Job) -> VerifyOptions:
+    """Return the after-store verification of ``job``."""
+    v = job.verification
+    return VerifyOptions(read_back=v.read_back, check_subset=v.check_subset)
+
+
+def drill_options(job: Job) -> DrillOptions:
+    """Return the drill settings of ``job`` (the defaults if it has no drill section)."""
+    d = job.drill
+    if d is None:
+        return DrillOptions()
+    return DrillOptions(target=d.target, max_rto=d.max_rto, compare_recorded=d.compare_recorded,
+                        sql=tuple(SqlCheck(a.query, str(a.expect)) for a in d.sql),
+                        files=tuple(FileCheck(f.path, f.sha256) for f in d.files))
+
+
+def job_watches(config: Config, jobs: list[str] | None = None,
+                cache: CacheSpec | None = None) -> list[JobWatch]:
+    """Return what ``status`` and the metrics watch for ``jobs`` (default: all)."""
+    return [JobWatch(n, repository_spec(config, config.jobs[n].repository, cache),
+                     config.jobs[n].rpo,
+                     config.jobs[n].drill.max_rto if config.jobs[n].drill else None)
+            for n in (jobs or list(config.jobs))]

@@ -6,27 +6,23 @@ import argparse
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, BinaryIO, cast
 
-from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
-from airflow_backup.archiver.warm import MetadataWarmer
-from airflow_backup.cli.commands import source_backup
-from airflow_backup.cli.context import (
-    GlobalOptions,
-    fallback_password,
-    open_repository,
-    repository_url,
-)
+from airflow_backup.cli.context import GlobalOptions, remember, repository_spec
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import BackupBar
-from airflow_backup.errors import EXIT_PARTIAL, ConfigError, SourceError
-from airflow_backup.jobs.fallback import FallbackResult, RepositoryTarget, backup_with_fallback
-from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.cache import resolve_cache_root
-from airflow_backup.storage.compose import display_location
+from airflow_backup.errors import ConfigError, SourceError
+from airflow_backup.operations.backup import (
+    BackupOutcome,
+    BackupRequest,
+    StoredSnapshot,
+    StreamInput,
+    backup,
+)
+from airflow_backup.repository.select import parse_as_of
+from airflow_backup.sources.registry import is_source_url
 
 
 def register(sub: Any) -> None:
@@ -63,13 +59,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def parse_time(text: str) -> datetime:
-    """Parse a --time value (restic's '2006-01-02 15:04:05' in local time, or ISO 8601)."""
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"invalid --time {text!r}: use 'YYYY-MM-DD HH:MM:SS'") from None
-    return dt if dt.tzinfo else dt.astimezone()
+def snapshot_time(text: str) -> datetime:
+    """Return a --time value ('YYYY-MM-DD HH:MM:SS' local, or RFC 3339) as a datetime."""
+    return datetime.fromtimestamp(parse_as_of(text) / 1e9).astimezone()
 
 
 class _Progress(ArchiveEvents):
@@ -101,7 +93,7 @@ class _Progress(ArchiveEvents):
             self.out.warn(f"error: {path}: {message}")
 
 
-def _options(args: argparse.Namespace) -> BackupOptions:
+def _excludes(args: argparse.Namespace) -> list[str]:
     excludes = list(args.exclude)
     for path in args.exclude_file:
         try:
@@ -109,137 +101,123 @@ def _options(args: argparse.Namespace) -> BackupOptions:
                 excludes += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
         except OSError as exc:
             raise ConfigError(f"cannot read exclude file {path}: {exc.strerror}") from None
-    tags = [t for group in args.tag for t in group.split(",") if t]
-    return BackupOptions(paths=list(args.paths), excludes=excludes, tags=tags,
-                         hostname=args.host or None,
-                         time=parse_time(args.time) if args.time else None,
-                         parent=args.parent or None, force=args.force,
-                         with_atime=args.with_atime)
+    return excludes
 
 
-def _run_command(archiver: Archiver, args: argparse.Namespace,
-                 opts: BackupOptions) -> BackupResult:
-    if not args.paths:
+def _command_stream(argv: list[str], filename: str) -> StreamInput:
+    """The standard output of ``argv`` as a stream; no snapshot if it exits non-zero."""
+    if not argv:
         raise ConfigError("--stdin-from-command needs a command after --")
-    opts = BackupOptions(tags=opts.tags, hostname=opts.hostname, time=opts.time)
-    try:
-        proc = subprocess.Popen(args.paths, stdout=subprocess.PIPE)
-    except OSError as exc:
-        raise SourceError(f"cannot start {args.paths[0]}: {exc.strerror}") from None
-    assert proc.stdout is not None
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> BinaryIO:
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise SourceError(f"cannot start {argv[0]}: {exc.strerror}") from None
+        procs.append(proc)
+        assert proc.stdout is not None
+        return cast(BinaryIO, proc.stdout)
 
     def check_exit() -> None:
-        code = proc.wait()
+        code = procs[0].wait()
         if code != 0:
-            raise SourceError(f"command {args.paths[0]} exited with status {code}; "
+            raise SourceError(f"command {argv[0]} exited with status {code}; "
                               "no snapshot saved")
 
-    try:
-        return archiver.backup_stream(cast(BinaryIO, proc.stdout), args.stdin_filename, opts,
-                                      before_snapshot=check_exit)
-    finally:
-        proc.stdout.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    def close() -> None:
+        for proc in procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    return StreamInput(filename, start, close, check_exit)
 
 
-def _open_warming(gopts: GlobalOptions, url: str, warmer: MetadataWarmer) -> Repository:
-    """Open the repository at ``url`` while ``warmer`` walks the backup's paths, so that the
-    walk's ``lstat`` calls overlap the key derivation instead of following it (cold 1 GiB
-    unchanged re-backup: 1.55–1.85 → 1.19–1.34 s)."""
-    with warmer:
-        return open_repository(gopts, url)
+def _request(args: argparse.Namespace) -> BackupRequest:
+    urls = [p for p in args.paths if is_source_url(p)]
+    streamed = args.stdin or args.stdin_from_command
+    if urls and (len(urls) != len(args.paths) or streamed):
+        raise ConfigError("back up a data source URL on its own, without paths or --stdin")
+    if not (streamed or args.paths):
+        raise ConfigError("nothing to back up: give at least one path, --stdin or "
+                          "--stdin-from-command")
+    if streamed and args.fallback_repo:
+        raise ConfigError("--fallback-repo needs paths: a stream cannot be read twice")
+    stream = None
+    if args.stdin_from_command:
+        stream = _command_stream(list(args.paths), args.stdin_filename)
+    elif args.stdin:
+        stream = StreamInput(args.stdin_filename, lambda: sys.stdin.buffer)
+    tags = tuple(t for group in args.tag for t in group.split(",") if t)
+    return BackupRequest(
+        paths=() if streamed or urls else tuple(args.paths), sources=tuple(urls),
+        stream=stream, excludes=tuple(_excludes(args)), tags=tags,
+        hostname=args.host or None, time=snapshot_time(args.time) if args.time else None,
+        parent=args.parent or None, force=args.force, with_atime=args.with_atime)
 
 
-def _backup_with_fallback(args: argparse.Namespace, gopts: GlobalOptions, out: Printer,
-                          opts: BackupOptions) -> FallbackResult[BackupResult]:
-    primary = repository_url(gopts)
-    targets = [RepositoryTarget(display_location(primary),
-                                lambda: _open_warming(gopts, primary,
-                                                             MetadataWarmer(opts.paths,
-                                                                            opts.excludes)))]
-    fb_password: list[str] = []
+def _render(out: Printer, outcome: BackupOutcome, fallback: bool) -> None:
+    for sn in outcome.snapshots:
+        _render_snapshot(out, sn, outcome, fallback)
+    for warning in outcome.warnings:
+        out.warn(f"Warning: {warning}")
 
-    def opener(url: str) -> Callable[[], Repository]:
-        def open_fallback() -> Repository:
-            if not fb_password:
-                fb_password.append(fallback_password(gopts))
-            return open_repository(gopts, url, fb_password[0], primary=False)
-        return open_fallback
 
-    targets += [RepositoryTarget(display_location(u), opener(u)) for u in args.fallback_repo]
-    progress = _Progress(out)
-    try:
-        return backup_with_fallback(targets, opts, events=progress, lock_retry=gopts.retry_lock)
-    finally:
-        progress.close()
+def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
+                     fallback: bool) -> None:
+    if out.json_mode:
+        body: dict[str, object] = {
+            "message_type": "summary", "files_new": sn.files_new,
+            "files_changed": sn.files_changed, "files_unmodified": sn.files_unmodified,
+            "dirs_new": sn.dirs_new, "dirs_changed": sn.dirs_changed,
+            "dirs_unmodified": sn.dirs_unmodified, "data_blobs": sn.data_blobs,
+            "tree_blobs": sn.tree_blobs, "data_added": sn.added,
+            "data_added_packed": sn.stored, "total_files_processed": sn.files,
+            "total_bytes_processed": sn.bytes, "total_duration": outcome.duration,
+            "snapshot_id": sn.id, "errors": sn.errors, "status": outcome.status.value}
+        if sn.kind not in ("files", "stream"):
+            body.update(source=sn.source, kind=sn.kind, tables=sn.tables)
+        if fallback:
+            body.update(repository=outcome.location, degraded=bool(outcome.degraded_reasons),
+                        degraded_reason="; ".join(outcome.degraded_reasons))
+        out.json(body)
+        return
+    if sn.kind not in ("files", "stream"):
+        out.line(f"source: {sn.source} ({sn.kind})")
+        facts = sn.export
+        if "rows" in facts:
+            counted = f"{facts['rows']} new row(s) past the last watermark"
+        elif "downloaded" in facts:
+            counted = (f"{facts['downloaded']} object(s) downloaded, {facts.get('reused')} "
+                       "unchanged since the last backup")
+        else:
+            counted = f"{sn.tables} table(s) counted"
+        out.line(f"exported {sn.files} file(s), {human_size(sn.bytes)}; {counted}")
+    else:
+        out.line(f"Files:       {sn.files_new} new, {sn.files_changed} changed, "
+                 f"{sn.files_unmodified} unmodified")
+        out.line(f"Dirs:        {sn.dirs_new} new, {sn.dirs_changed} changed, "
+                 f"{sn.dirs_unmodified} unmodified")
+    out.line(f"Added to the repository: {human_size(sn.added)} "
+             f"({human_size(sn.stored)} stored)")
+    out.line(f"processed {sn.files} files, {human_size(sn.bytes)} in "
+             f"{outcome.duration:.2f}s")
+    out.result(f"snapshot {sn.short_id} saved" + (f" to {outcome.location}" if fallback else ""))
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    """Back up, print a summary; exit 3 if some files could not be read."""
-    if source_backup.wants(args):  # data-source URLs (postgresql://, s3://, …)
-        return source_backup.run(args, gopts, out)
-    opts = _options(args)
-    if not gopts.no_cache:
-        opts.dir_cache = str(resolve_cache_root(gopts.cache_dir))
-    if not (args.stdin or args.stdin_from_command) and not opts.paths:
-        raise ConfigError("nothing to back up: give at least one path, --stdin or "
-                          "--stdin-from-command")
-    started = time.monotonic()
-    fallback: FallbackResult[BackupResult] | None = None
-    if args.fallback_repo:
-        if args.stdin or args.stdin_from_command:
-            raise ConfigError("--fallback-repo needs paths: a stream cannot be read twice")
-        fallback = _backup_with_fallback(args, gopts, out, opts)
-        result = fallback.value
-    else:
-        streamed = args.stdin or args.stdin_from_command
-        warmer = MetadataWarmer([] if streamed else opts.paths, opts.excludes)
-        repo = _open_warming(gopts, repository_url(gopts), warmer)
-        with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-            progress = _Progress(out)
-            archiver = Archiver(repo, progress, warmed=warmer)
-            try:
-                if args.stdin_from_command:
-                    result = _run_command(archiver, args, opts)
-                elif args.stdin:
-                    result = archiver.backup_stream(sys.stdin.buffer, args.stdin_filename, opts)
-                else:
-                    result = archiver.backup(opts)
-            finally:
-                progress.close()
-    s = result.stats
-    sn = result.snapshot
-    if out.json_mode:
-        out.json({"message_type": "summary", "files_new": s.files_new,
-                  "files_changed": s.files_changed, "files_unmodified": s.files_unmodified,
-                  "dirs_new": s.dirs_new, "dirs_changed": s.dirs_changed,
-                  "dirs_unmodified": s.dirs_unmodified, "data_blobs": s.data_blobs,
-                  "tree_blobs": s.tree_blobs, "data_added": s.data_added,
-                  "data_added_packed": s.data_added_packed,
-                  "total_files_processed": s.total_files_processed,
-                  "total_bytes_processed": s.total_bytes_processed,
-                  "total_duration": time.monotonic() - started, "snapshot_id": sn.id,
-                  "errors": len(s.errors),
-                  **({"repository": fallback.location, "degraded": fallback.degraded,
-                      "degraded_reason": fallback.reason} if fallback else {})})
-    else:
-        out.line(f"Files:       {s.files_new} new, {s.files_changed} changed, "
-                 f"{s.files_unmodified} unmodified")
-        out.line(f"Dirs:        {s.dirs_new} new, {s.dirs_changed} changed, "
-                 f"{s.dirs_unmodified} unmodified")
-        out.line(f"Added to the repository: {human_size(s.data_added)} "
-                 f"({human_size(s.data_added_packed)} stored)")
-        out.line(f"processed {s.total_files_processed} files, "
-                 f"{human_size(s.total_bytes_processed)} in {time.monotonic() - started:.2f}s")
-        out.result(f"snapshot {sn.short_id} saved"
-                   + (f" to {fallback.location}" if fallback else ""))
-    if fallback and fallback.degraded:
-        out.warn(f"Warning: DEGRADED: the snapshot went to fallback repository "
-                 f"{fallback.location} because: {fallback.reason}")
-    if result.partial:
-        out.warn(f"Warning: {len(s.errors)} source file(s) could not be read; "
-                 "the snapshot is partial")
-        return EXIT_PARTIAL
-    return 0
+    """Back up (the backup operation), print a summary per snapshot; exit 3 if some files
+    could not be read (partial)."""
+    request = _request(args)
+    spec = repository_spec(gopts, fallbacks=tuple(args.fallback_repo))
+    progress = _Progress(out)
+    try:
+        outcome = backup(spec, request, events=progress,
+                         on_open=lambda target, repo: remember(gopts, target, repo))
+    finally:
+        progress.close()
+    _render(out, outcome, bool(args.fallback_repo))
+    return outcome.exit_code()

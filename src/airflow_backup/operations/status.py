@@ -1,9 +1,10 @@
 """Freshness and health of jobs, read from the repositories alone, and Prometheus metrics.
 
 :func:`job_status` finds a job's newest snapshot in its repository and fallbacks, its age
-against the RPO, and the newest drill record (:mod:`airflow_backup.jobs.drill`). Everything
-comes from the repositories, so every host sees the same answer. :func:`write_metrics`
-writes the Prometheus textfile-collector format atomically (temp file, rename).
+against the RPO, and the newest drill record (:mod:`airflow_backup.operations.drill`).
+Everything comes from the repositories, so every host sees the same answer; ``airflow-backup
+status``, ``run``, ``drill`` and the generated DAGs all write the same metrics file through
+:func:`write_metrics` (Prometheus textfile-collector format, written atomically).
 """
 
 from __future__ import annotations
@@ -11,17 +12,26 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from airflow_backup.errors import BackupError, describe
-from airflow_backup.jobs.config import Config
-from airflow_backup.jobs.repos import display_location, open_named
-from airflow_backup.jobs.steps.common import DRILL_TAG, is_job_snapshot, job_tag
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.spec import RepositorySpec, open_repository
+from airflow_backup.operations.tags import DRILL_TAG, is_backup_of, job_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.atomic import replace_file
 
-__all__ = ["JobStatus", "job_status", "render_metrics", "statuses", "write_metrics"]
+__all__ = ["JobStatus", "JobWatch", "job_status", "render_metrics", "statuses", "write_metrics"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobWatch:
+    """What to watch for one job: its repository (with fallbacks), RPO and RTO limit."""
+
+    job: str
+    spec: RepositorySpec
+    rpo: float | None = None
+    max_rto: float | None = None
 
 
 @dataclass(slots=True)
@@ -45,10 +55,11 @@ class JobStatus:
     drill_rto: float | None = None
     drill_max_rto: float | None = None
     drill_error: str = ""
+    location: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        """Return the status as a JSON-able dict."""
-        return asdict(self)
+    def to_json(self) -> JSONObject:
+        """Return the status as a JSON object."""
+        return dict(asdict(self))
 
 
 def _seconds(sn: Snapshot) -> float:
@@ -63,35 +74,36 @@ def _duration(sn: Snapshot) -> float | None:
     return (parse_ns(s.backup_end)[0] - parse_ns(s.backup_start)[0]) / 1e9
 
 
-def _drill_record(sn: Snapshot) -> dict[str, Any]:
+def _drill_record(sn: Snapshot) -> JSONObject:
     meta = sn.extra.get("airflow_backup")
     drill = meta.get("drill") if isinstance(meta, dict) else None
     return drill if isinstance(drill, dict) else {}
 
 
-def job_status(config: Config, job: str, now: float | None = None,
+def job_status(watch: JobWatch, now: float | None = None,
                repos: dict[str, Repository] | None = None) -> JobStatus:
-    """Return ``job``'s status. A repository that cannot be opened makes ``healthy`` false
-    (and, if no snapshot is found elsewhere, the RPO counts as breached)."""
+    """Return the status of ``watch.job``. A repository that cannot be opened makes
+    ``healthy`` false (and, if no snapshot is found elsewhere, the RPO counts as breached).
+    ``repos`` caches opened repositories by label across calls."""
     now = time.time() if now is None else now
     repos = {} if repos is None else repos
-    spec = config.jobs[job]
-    names = [spec.repository, *config.repositories[spec.repository].fallbacks]
-    st = JobStatus(job, spec.repository, True, "ok", rpo=spec.rpo,
-                   drill_max_rto=spec.drill.max_rto if spec.drill else None)
+    job = watch.job
+    st = JobStatus(job, watch.spec.label, True, "ok", rpo=watch.rpo,
+                   drill_max_rto=watch.max_rto, location=watch.spec.location)
     problems: list[str] = []
     newest: tuple[Snapshot, str] | None = None
     drill: Snapshot | None = None
-    for name in names:
+    for target in watch.spec.chain():
+        name = target.label
         try:
-            repo = repos.get(name) or open_named(config, name, primary=name == spec.repository)
+            repo = repos.get(name) or open_repository(target)
             repos[name] = repo
             snaps = repo.list_snapshots()
         except BackupError as exc:
             problems.append(f"{name}: {describe(exc)}")
             continue
         for sn in snaps:
-            if is_job_snapshot(sn, job) and (newest is None
+            if is_backup_of(sn, job) and (newest is None
                                              or sn.time_ns > newest[0].time_ns):
                 newest = (sn, name)
             if DRILL_TAG in sn.tags and job_tag(job) in sn.tags and (
@@ -107,8 +119,8 @@ def job_status(config: Config, job: str, now: float | None = None,
         st.age = max(0.0, now - st.last_snapshot_time)
         st.last_duration = _duration(sn)
         st.last_bytes_added = sn.summary.data_added_packed if sn.summary else None
-    if spec.rpo is not None:
-        st.rpo_breach = st.age is None or st.age > spec.rpo
+    if watch.rpo is not None:
+        st.rpo_breach = st.age is None or st.age > watch.rpo
     if drill is not None:
         record = _drill_record(drill)
         st.drill_time = _seconds(drill)
@@ -119,18 +131,17 @@ def job_status(config: Config, job: str, now: float | None = None,
     return st
 
 
-def statuses(config: Config, jobs: list[str] | None = None,
-             now: float | None = None) -> list[JobStatus]:
-    """Return the status of ``jobs`` (default: all), opening each repository once."""
+def statuses(watches: list[JobWatch], now: float | None = None) -> list[JobStatus]:
+    """Return the status of every watched job, opening each repository once."""
     repos: dict[str, Repository] = {}
-    return [job_status(config, j, now, repos) for j in (jobs or list(config.jobs))]
+    return [job_status(w, now, repos) for w in watches]
 
 
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_metrics(config: Config, sts: list[JobStatus]) -> str:
+def render_metrics(sts: list[JobStatus]) -> str:
     """Return the Prometheus text exposition of ``sts``."""
     families: list[tuple[str, str, list[tuple[dict[str, str], float]]]] = [
         ("airflow_backup_last_success_timestamp_seconds",
@@ -147,8 +158,7 @@ def render_metrics(config: Config, sts: list[JobStatus]) -> str:
     ]
     by_name = {name: samples for name, _, samples in families}
     for st in sts:
-        lab = {"job": st.job, "repository": st.repository,
-               "location": display_location(config.repositories[st.repository].url)}
+        lab = {"job": st.job, "repository": st.repository, "location": st.location}
         if st.last_snapshot_time is not None:
             by_name["airflow_backup_last_success_timestamp_seconds"].append(
                 (lab, st.last_snapshot_time))
@@ -177,9 +187,8 @@ def render_metrics(config: Config, sts: list[JobStatus]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(config: Config, path: str, sts: list[JobStatus] | None = None) -> None:
-    """Write the metrics of every job (or ``sts``) to ``path`` atomically."""
-    sts = statuses(config) if sts is None else sts
-    text = render_metrics(config, sts)
+def write_metrics(path: str, sts: list[JobStatus]) -> None:
+    """Write the metrics of ``sts`` to ``path`` atomically."""
+    text = render_metrics(sts)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     replace_file(path, text.encode("utf-8"), mode=0o644)  # read by the node exporter

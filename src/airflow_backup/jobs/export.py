@@ -1,0 +1,122 @@
+"""The export and validate steps of a job: find out what will be backed up, and refuse bad
+input before anything is stored.
+
+Paths are checked for existence and readability; SQLite files among them pass SQLite's
+``PRAGMA quick_check`` (a corrupt database would otherwise be backed up silently). Source URLs
+are opened through the sources registry and described (server reachable, tables with row
+counts); a database export itself streams straight into the repository in the store step and
+is read back and validated by its source before its snapshot is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from airflow_backup.errors import SourceError, SourceUnavailable
+from airflow_backup.jobs.config import Config
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.filechecks import is_sqlite, sqlite_problem
+from airflow_backup.operations.outcome import Outcome
+
+__all__ = ["DescribedSource", "ExportOutcome", "ValidateOutcome", "export_step",
+           "is_source_url", "validate_step"]
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_source_url(source: str) -> bool:
+    """Return whether a job source is a URL (a data source) rather than a path."""
+    return bool(_URL_RE.match(source)) and not source.startswith("file://")
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedSource:
+    """A data source of the job as its source described it (no credentials): its position
+    in the job's ``sources``, redacted URL, kind and how many tables it listed."""
+
+    position: int
+    url: str
+    kind: str
+    tables: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportOutcome(Outcome):
+    """What the job will store: its paths, and its described data sources."""
+
+    job: str
+    paths: tuple[str, ...] = ()
+    sources: tuple[DescribedSource, ...] = ()
+
+    @classmethod
+    def from_json(cls, doc: JSONObject) -> ExportOutcome:
+        """Return the outcome from its :meth:`to_json` document (passed through XCom)."""
+        sources = doc.get("sources") or []
+        paths = doc.get("paths") or []
+        assert isinstance(sources, list) and isinstance(paths, list)
+        return cls(job=str(doc["job"]), paths=tuple(str(p) for p in paths),
+                   sources=tuple(DescribedSource(int(str(s["position"])), str(s["url"]),
+                                                 str(s["kind"]), int(str(s.get("tables", 0))))
+                                 for s in sources if isinstance(s, dict)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidateOutcome(Outcome):
+    """The checks that passed (one line each)."""
+
+    job: str
+    checks: tuple[str, ...] = ()
+
+
+def _describe(url: str, position: int) -> DescribedSource:
+    from airflow_backup.sources.registry import open_source
+
+    source = open_source(url)
+    try:
+        described = source.describe()
+        tables = described.get("tables") or {}
+        return DescribedSource(position, source.url.redacted(), source.kind,
+                               len(tables) if isinstance(tables, dict | list) else 0)
+    finally:
+        source.cleanup()
+
+
+def export_step(config: Config, job: str) -> ExportOutcome:
+    """Resolve the job's sources. Raise SourceUnavailable if a path is missing or a source
+    cannot be reached, ConfigError for an unknown source scheme."""
+    spec = config.jobs[job]
+    paths: list[str] = []
+    sources: list[DescribedSource] = []
+    for position, src in enumerate(spec.sources):
+        if is_source_url(src):
+            sources.append(_describe(src, position))
+            continue
+        path = os.path.abspath(os.path.expanduser(src.removeprefix("file://")))
+        if not os.path.lexists(path):
+            raise SourceUnavailable(f"source {path}: no such file or directory")
+        paths.append(path)
+    return ExportOutcome(job=job, paths=tuple(paths), sources=tuple(sources))
+
+
+def validate_step(export: ExportOutcome) -> ValidateOutcome:
+    """Check the export before it is stored. Raise SourceError naming the first problem."""
+    checks: list[str] = []
+    for path in export.paths:
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"source {path}: not readable")
+        candidates = [path] if os.path.isfile(path) else [
+            os.path.join(d, f) for d, _, files in os.walk(path) for f in files
+            if f.endswith((".sqlite", ".sqlite3", ".db"))]
+        for c in candidates:
+            if os.path.isfile(c) and is_sqlite(c):
+                problem = sqlite_problem(c)
+                if problem:
+                    raise SourceError(f"source {c}: SQLite database is damaged: {problem}")
+                checks.append(f"{c}: SQLite quick_check ok")
+        checks.append(f"{path}: readable")
+    for described in export.sources:
+        checks.append(f"{described.url}: {described.kind} reachable"
+                      + (f", {described.tables} table(s) described" if described.tables else ""))
+    return ValidateOutcome(job=export.job, checks=tuple(checks))

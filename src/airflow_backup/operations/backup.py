@@ -1,0 +1,275 @@
+"""The backup operation: paths, a stream and data-source URLs into snapshots of one
+repository, or of its first healthy fallback.
+
+Used by ``airflow-backup backup``, the job runner's store step, the generated DAGs' store task
+and BackupOperator alike. Paths go into one snapshot (the Archiver, with the parent snapshot's
+unchanged files not re-read); each source URL into its own snapshot (exported, read back and
+validated by the source, then committed); a stream into one snapshot. Returns a
+:class:`BackupOutcome`: ``success``; ``partial`` when some files could not be read (the
+snapshot is saved and lists what it has); ``degraded`` when a fallback took it. Raises from
+the error tree when nothing could be stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import BinaryIO
+
+from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
+from airflow_backup.archiver.events import ArchiveEvents
+from airflow_backup.archiver.warm import MetadataWarmer
+from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.fallback import Attempt, run_with_fallback
+from airflow_backup.operations.outcome import Outcome, Status
+from airflow_backup.operations.spec import RepositorySpec, open_repository
+from airflow_backup.repository.repo import Repository
+
+__all__ = [
+    "DEGRADED_TAG",
+    "BackupOutcome",
+    "BackupRequest",
+    "StoredSnapshot",
+    "StreamInput",
+    "backup",
+    "outcome_from_json",
+]
+
+#: Extra tag of snapshots stored in a fallback repository.
+DEGRADED_TAG = "degraded"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInput:
+    """A byte stream to store as one file: ``open`` returns it, ``close(ok)`` is called after
+    (ok: whether the data was stored), and ``before_snapshot`` may veto the snapshot (e.g. a
+    producer that exited non-zero)."""
+
+    filename: str
+    open: Callable[[], BinaryIO]
+    close: Callable[[], None] = lambda: None
+    before_snapshot: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRequest:
+    """What to back up and how to label it. Exactly one of ``paths``, ``sources`` (data-source
+    URLs) or ``stream`` may be combined as the front end allows; paths and sources together
+    give one snapshot for the paths and one per source."""
+
+    paths: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    stream: StreamInput | None = None
+    excludes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    hostname: str | None = None
+    time: datetime | None = None
+    parent: str | None = None
+    force: bool = False
+    with_atime: bool = False
+    job: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.paths or self.sources or self.stream):
+            raise ConfigError("nothing to back up: give at least one path, source URL or "
+                              "stream")
+        if self.stream is not None and (self.paths or self.sources):
+            raise ConfigError("a stream is backed up on its own, without paths or sources")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """One snapshot a backup saved. ``source`` is ``files``, ``stream`` or the redacted
+    source URL; ``kind`` the source kind; sizes in bytes (``added`` before compression,
+    ``stored`` after); ``export`` the source's recorded export facts (tables, rows, …)."""
+
+    id: str
+    source: str
+    kind: str
+    paths: tuple[str, ...] = ()
+    files: int = 0
+    bytes: int = 0
+    added: int = 0
+    stored: int = 0
+    errors: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs_new: int = 0
+    dirs_changed: int = 0
+    dirs_unmodified: int = 0
+    data_blobs: int = 0
+    tree_blobs: int = 0
+    tables: int = 0
+    export: JSONObject = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        """Return the first 8 hex digits of the id."""
+        return self.id[:8]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupOutcome(Outcome):
+    """Where the snapshots went (``repository``: the spec's name or location) and what they
+    hold; ``unreadable`` lists (path, reason) of items left out of a partial backup;
+    ``degraded_reasons`` why the primary was skipped."""
+
+    repository: str = ""
+    location: str = ""
+    snapshots: tuple[StoredSnapshot, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()
+    degraded_reasons: tuple[str, ...] = ()
+
+    @property
+    def bytes_added(self) -> int:
+        """Return the bytes of new data stored (after compression)."""
+        return sum(s.stored for s in self.snapshots)
+
+    @property
+    def bytes_processed(self) -> int:
+        """Return the bytes read from the sources."""
+        return sum(s.bytes for s in self.snapshots)
+
+    @property
+    def snapshot_ids(self) -> tuple[str, ...]:
+        """Return the ids of the saved snapshots."""
+        return tuple(s.id for s in self.snapshots)
+
+
+def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSnapshot:
+    s = result.stats
+    return StoredSnapshot(
+        result.snapshot.id, source, source, tuple(paths), s.total_files_processed,
+        s.total_bytes_processed, s.data_added, s.data_added_packed, len(s.errors),
+        s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
+        s.dirs_unmodified, s.data_blobs, s.tree_blobs)
+
+
+def _store_source(repo: Repository, url: str, request: BackupRequest,
+                  tags: list[str]) -> StoredSnapshot:
+    from airflow_backup.sources.actions import backup_source  # loads the source machinery
+
+    result = backup_source(repo, url, tags=tags, hostname=request.hostname, time=request.time)
+    s = result.stats
+    source = result.metadata.get("source") or {}
+    export = result.metadata.get("export") or {}
+    return StoredSnapshot(
+        result.snapshot.id, str(source.get("url", "")), str(source.get("kind", "")), (),
+        s.total_files_processed, s.total_bytes_processed, s.data_added, s.data_added_packed,
+        0, s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
+        s.dirs_unmodified, s.data_blobs, s.tree_blobs, len(source.get("tables") or {}),
+        dict(export) if isinstance(export, dict) else {})
+
+
+def backup(spec: RepositorySpec, request: BackupRequest, *,
+           events: ArchiveEvents | None = None,
+           on_open: Callable[[RepositorySpec, Repository], None] | None = None
+           ) -> BackupOutcome:
+    """Back up ``request`` into ``spec``'s repository or a fallback (module doc).
+    ``on_open`` is told of each repository opened (the CLI remembers its key)."""
+    import time
+
+    if request.stream is not None and spec.fallbacks:
+        raise ConfigError("a fallback repository needs paths or sources: a stream cannot be "
+                          "read twice")
+    started = time.monotonic()
+    unreadable: list[tuple[str, str]] = []
+    warmer = MetadataWarmer(list(request.paths), list(request.excludes))
+
+    def opener(target: RepositorySpec) -> Repository:
+        if target is spec:
+            # The paths' metadata is read into the kernel's cache while the key is derived.
+            with warmer:
+                repo = open_repository(target)
+        else:
+            repo = open_repository(target)
+        if on_open is not None:
+            on_open(target, repo)
+        return repo
+
+    def work(repo: Repository, attempt: Attempt) -> list[StoredSnapshot]:
+        tags = list(request.tags) + ([DEGRADED_TAG] if attempt.degraded else [])
+        meta: dict[str, object] = {"job": request.job} if request.job else {}
+        if attempt.degraded:
+            meta["degraded"] = {"primary": attempt.primary.location,
+                                "reasons": list(attempt.failures)}
+        options = BackupOptions(
+            paths=list(request.paths), excludes=list(request.excludes), tags=tags,
+            hostname=request.hostname, time=request.time, metadata=meta,
+            # A parent names a snapshot of the primary; a fallback picks its own.
+            parent=None if attempt.degraded else request.parent, force=request.force,
+            with_atime=request.with_atime, dir_cache=attempt.spec.cache.directory_cache())
+        archiver = Archiver(repo, events, warmed=None if attempt.degraded else warmer)
+        out: list[StoredSnapshot] = []
+        unreadable.clear()
+        if request.stream is not None:
+            stream = request.stream
+            try:
+                result = archiver.backup_stream(
+                    stream.open(), stream.filename, replace(options, paths=[]),
+                    before_snapshot=stream.before_snapshot)
+            finally:
+                stream.close()
+            out.append(_stored(result, "stream", [stream.filename]))
+        if request.paths:
+            result = archiver.backup(options)
+            unreadable.extend(result.stats.errors)
+            out.append(_stored(result, "files", request.paths))
+        for url in request.sources:
+            out.append(_store_source(repo, url, request, tags))
+        return out
+
+    landed = run_with_fallback(spec, work, opener=opener)
+    attempt = landed.attempt
+    status = Status.SUCCESS
+    warnings: list[str] = []
+    if attempt.degraded:
+        status = Status.DEGRADED
+        warnings.append(f"DEGRADED: stored in fallback repository {attempt.spec.location} "
+                        f"because: {'; '.join(attempt.failures)}")
+    if unreadable:
+        status = status.worst(Status.PARTIAL)
+        warnings.append(f"{len(unreadable)} item(s) could not be read; the snapshot is "
+                        f"partial (first: {unreadable[0][0]}: {unreadable[0][1]})")
+    return BackupOutcome(status=status, duration=time.monotonic() - started,
+                         warnings=tuple(warnings), repository=attempt.spec.label,
+                         location=attempt.spec.location, snapshots=tuple(landed.value),
+                         unreadable=tuple(unreadable), degraded_reasons=attempt.failures)
+
+
+def _ints(doc: JSONObject, names: Sequence[str]) -> list[int]:
+    return [int(str(doc.get(n, 0) or 0)) for n in names]
+
+
+def outcome_from_json(doc: JSONObject) -> BackupOutcome:
+    """Return a BackupOutcome from its :meth:`~Outcome.to_json` document (as passed between
+    Airflow tasks through XCom)."""
+    counters = ("files", "bytes", "added", "stored", "errors", "files_new", "files_changed",
+                "files_unmodified", "dirs_new", "dirs_changed", "dirs_unmodified", "data_blobs",
+                "tree_blobs", "tables")
+    snaps: list[StoredSnapshot] = []
+    for s in doc.get("snapshots") or []:
+        if not isinstance(s, dict):
+            continue
+        paths = s.get("paths") or []
+        export = s.get("export") or {}
+        snaps.append(StoredSnapshot(str(s["id"]), str(s["source"]), str(s["kind"]),
+                                    tuple(str(p) for p in paths) if isinstance(paths, list)
+                                    else (), *_ints(s, counters),
+                                    export=export if isinstance(export, dict) else {}))
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = doc.get(key) or []
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    pairs = doc.get("unreadable") or []
+    unreadable = tuple((str(p[0]), str(p[1])) for p in pairs
+                       if isinstance(p, list) and len(p) == 2) if isinstance(pairs, list) else ()
+    return BackupOutcome(status=Status(str(doc.get("status", "success"))),
+                         duration=float(str(doc.get("duration", 0.0))),
+                         warnings=strings("warnings"), repository=str(doc.get("repository", "")),
+                         location=str(doc.get("location", "")), snapshots=tuple(snaps),
+                         unreadable=unreadable, degraded_reasons=strings("degraded_reasons"))

@@ -1,0 +1,130 @@
+"""The restore operation: one snapshot into a directory, or a data-source snapshot into a
+database, table, bucket prefix or Airflow home — for ``airflow-backup restore``, RestoreOperator
+and the restore drill alike.
+
+Snapshot selection is restic's (``latest``, an id prefix, host/tag/path filters, ``--as-of``).
+A source restore compares row counts and checksums with those recorded at backup time.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.outcome import Outcome, Status
+from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.select import SnapshotFilter, resolve_snapshot
+from airflow_backup.restorer.restore import RestoreOptions, Restorer
+
+__all__ = ["OnExisting", "RestoreOutcome", "RestoreRequest", "TableCheck", "restore"]
+
+
+class OnExisting(enum.StrEnum):
+    """What a source restore does with what already exists in the target.
+
+    FAIL: refuse (the default). SKIP: keep existing keys (Airflow variables, connections,
+    pools), restore the rest. OVERWRITE: replace existing keys. REPLACE: OVERWRITE, and
+    restore into an existing database/table/prefix (``--force``).
+    """
+
+    FAIL = "fail"
+    SKIP = "skip"
+    OVERWRITE = "overwrite"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    """Which snapshot (``snapshot``: ``latest`` or an id prefix, optionally ``ID:SUBPATH``
+    for a file restore; ``as_of``: the newest at or before a time, after ``filter``) and where
+    to (``target``: a directory, or a source URL)."""
+
+    target: str
+    snapshot: str = "latest"
+    filter: SnapshotFilter = field(default_factory=SnapshotFilter)
+    as_of: str = ""
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    clean: bool = False
+    force: bool = False
+    on_existing: OnExisting = OnExisting.FAIL
+    database: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            raise ConfigError("the restore target must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class TableCheck:
+    """A source restore's comparison of one table (or object set) with the backup."""
+
+    table: str
+    rows: int
+    restored_rows: int
+    checksum_compared: bool
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreOutcome(Outcome):
+    """What was restored from which snapshot; ``partial`` when some items failed
+    (``errors``: (path, reason))."""
+
+    snapshot_id: str
+    snapshot_time: str
+    target: str
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    bytes: int = 0
+    errors: tuple[tuple[str, str], ...] = ()
+    tables: tuple[TableCheck, ...] = ()
+    details: JSONObject = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        """Return the first 8 hex digits of the snapshot id."""
+        return self.snapshot_id[:8]
+
+
+def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0) -> RestoreOutcome:
+    """Restore per ``request`` under a shared lock. Raise SnapshotNotFound, ConfigError,
+    RestoreError (RestoreTargetExists, RestoreMismatch, …) or a storage error."""
+    from airflow_backup.sources.registry import is_source_url
+
+    started = time.monotonic()
+    selector, _, subpath = request.snapshot.partition(":")
+    to_source = is_source_url(request.target)
+    if to_source and subpath:
+        raise ConfigError("a data-source restore takes a whole snapshot, not ID:SUBPATH")
+    with repo.lock(exclusive=False, retry_seconds=lock_wait):
+        sn = resolve_snapshot(repo, selector or None, request.filter, request.as_of or None)
+        if to_source:
+            from airflow_backup.sources.actions import restore_source
+            from airflow_backup.sources.base import SourceRestoreOptions
+
+            on_existing = request.on_existing
+            report = restore_source(repo, sn, request.target, SourceRestoreOptions(
+                clean=request.clean, force=request.force or on_existing is OnExisting.REPLACE,
+                on_existing=("overwrite" if on_existing is OnExisting.REPLACE
+                             else on_existing.value), database=request.database))
+            return RestoreOutcome(
+                snapshot_id=sn.id, snapshot_time=sn.time, target=report.target,
+                tables=tuple(TableCheck(c.table, c.rows, c.restored_rows, bool(c.checksum),
+                                        c.ok) for c in report.checks),
+                details=dict(report.details), duration=time.monotonic() - started)
+        stats = Restorer(repo).restore(sn, RestoreOptions(
+            target=request.target, includes=list(request.includes),
+            excludes=list(request.excludes), subpath=subpath or "/"))
+    return RestoreOutcome(
+        snapshot_id=sn.id, snapshot_time=sn.time, target=request.target, files=stats.files,
+        dirs=stats.dirs, others=stats.others, bytes=stats.bytes, errors=tuple(stats.errors),
+        status=Status.PARTIAL if stats.errors else Status.SUCCESS,
+        warnings=tuple(f"{p}: {why}" for p, why in stats.errors[:10]),
+        duration=time.monotonic() - started)
+
+

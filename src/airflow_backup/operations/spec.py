@@ -1,0 +1,152 @@
+"""Where a repository is and how to open it: the one :class:`RepositorySpec` and the one
+:func:`open_repository`, used by the CLI, the job runner and the Airflow provider alike.
+
+A front end translates its inputs (global flags, a jobs config entry, an Airflow connection)
+into a spec; everything after that is the same code. Passwords are read when the repository
+is opened, after its ``config`` file is found, and never stored in the spec's repr.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from airflow_backup.errors import ConfigError
+from airflow_backup.passwords import from_command, from_file
+from airflow_backup.repository.config import CONFIG_HANDLE
+from airflow_backup.repository.opener import open_repository as open_with_cache
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.base import Storage
+from airflow_backup.storage.cache import resolve_cache_root
+from airflow_backup.storage.compose import (
+    display_location,
+    faults_from_env,
+    is_remote_url,
+    open_repository_storage,
+)
+from airflow_backup.storage.retry import RetryPolicy
+
+__all__ = [
+    "CacheSpec",
+    "PasswordKind",
+    "PasswordSource",
+    "RepositorySpec",
+    "open_repository",
+]
+
+
+class PasswordKind(enum.StrEnum):
+    """Where a password comes from."""
+
+    FILE = "file"          # a file's first line
+    ENV = "env"            # an environment variable
+    COMMAND = "command"    # a command's output (run without a shell)
+    VALUE = "value"        # given directly (an Airflow connection's password field)
+    READER = "reader"      # asked for by the front end (the CLI's prompt)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordSource:
+    """A reference to a password. ``reference`` is the file, variable or command (for
+    VALUE the password itself, hidden from repr); ``reader`` asks for it (READER)."""
+
+    kind: PasswordKind
+    reference: str = field(default="", repr=False)
+    reader: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    label: str = "repository"
+
+    def read(self) -> str:
+        """Return the password. Raise ConfigError naming the reference (never the value)."""
+        match self.kind:
+            case PasswordKind.FILE:
+                return from_file(self.reference, f"{self.label} password file")
+            case PasswordKind.ENV:
+                value = os.environ.get(self.reference)
+                if value is None:
+                    raise ConfigError(f"{self.label}: environment variable {self.reference} "
+                                      "is not set")
+                return value
+            case PasswordKind.COMMAND:
+                return from_command(self.reference, f"{self.label}: password command")
+            case PasswordKind.VALUE:
+                return self.reference
+            case PasswordKind.READER:
+                if self.reader is None:
+                    raise ConfigError(f"{self.label}: no password given")
+                return self.reader()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSpec:
+    """The local cache: ``enabled`` None means "for remote repositories"; ``root`` is the
+    cache directory (default: AIRFLOW_BACKUP_CACHE_DIR, XDG_CACHE_HOME or ~/.cache)."""
+
+    enabled: bool | None = None
+    root: str = ""
+
+    def metadata_cache(self, url: str) -> bool:
+        """Return whether repository metadata is cached for ``url``."""
+        return is_remote_url(url) if self.enabled is None else self.enabled and \
+            is_remote_url(url)
+
+    def directory_cache(self) -> str | None:
+        """Return where a backup keeps what it knows of the last backup's directories, or
+        None when the cache is switched off."""
+        return None if self.enabled is False else str(resolve_cache_root(self.root or None))
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySpec:
+    """Everything needed to open one repository and its fallbacks.
+
+    ``name`` is how the front end calls it (config name, connection id, or the location);
+    ``storage`` replaces opening ``url`` (an Airflow connection's own S3 client);
+    ``inject_faults`` applies AIRFLOW_BACKUP_FAULTS (drills and tests; primary only).
+    """
+
+    url: str
+    password: PasswordSource
+    name: str = ""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    cache: CacheSpec = field(default_factory=CacheSpec)
+    lock_wait: float = 0.0
+    key_hint: str = ""
+    inject_faults: bool = True
+    fallbacks: tuple[RepositorySpec, ...] = ()
+    storage: Callable[[], Storage] | None = field(default=None, compare=False)
+
+    @property
+    def location(self) -> str:
+        """Return the location without credentials or query (safe to show)."""
+        return display_location(self.url)
+
+    @property
+    def label(self) -> str:
+        """Return the name if it has one, else the location."""
+        return self.name or self.location
+
+    def chain(self) -> tuple[RepositorySpec, ...]:
+        """Return this repository and then its fallbacks, in the order they are tried."""
+        return (self, *self.fallbacks)
+
+    def open_storage(self) -> Storage:
+        """Return the repository's storage with its wrappers (retries, faults, read-ahead)."""
+        faults = faults_from_env() if self.inject_faults else None
+        if self.storage is not None:
+            return self.storage()
+        return open_repository_storage(self.url, policy=self.retry, faults=faults,
+                                       read_ahead=is_remote_url(self.url))
+
+
+def open_repository(spec: RepositorySpec) -> Repository:
+    """Open the repository ``spec`` names (not its fallbacks). A missing repository is
+    reported before the password is read. Raise RepositoryNotFound, WrongPassword,
+    ConfigError or a storage error."""
+    storage = spec.open_storage()
+    if not storage.exists(CONFIG_HANDLE):
+        Repository.open(storage, "")  # raises RepositoryNotFound: nothing to unlock
+    cache = spec.cache.metadata_cache(spec.url)
+    return open_with_cache(storage, spec.password.read(), spec.key_hint or None, cache=cache,
+                           cache_root=spec.cache.root or None)
