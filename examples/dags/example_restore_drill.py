@@ -8,8 +8,8 @@ import datetime
 
 from airflow.sdk import DAG
 
+from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.notifications.apprise import BackupNotifier
-from airflow_backup.provider.operators.backup import backup_asset
 from airflow_backup.provider.operators.restore import RestoreDrillOperator
 
 with DAG(

@@ -189,15 +189,12 @@ class NotFound(StorageError):
 class NoRepositoryAvailable(StorageError):
     """Neither the repository nor any of its fallbacks could take the data. It wraps the
     primary's error and keeps what the error tree says of it: retryable when any of the
-    repositories failed in a way a retry may fix, and the primary's exit code."""
+    repositories failed in a way a retry may fix."""
 
     def __init__(self, message: str, causes: list[BaseException]) -> None:
         super().__init__(message)
         self.causes = causes
         self.retryable = any(isinstance(c, BackupError) and c.retryable for c in causes)
-        primary = causes[0] if causes else None
-        if isinstance(primary, BackupError):
-            self.exit_code = primary.exit_code
 
 
 class InjectedFault(StorageError):

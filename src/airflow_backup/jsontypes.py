@@ -12,5 +12,5 @@ from typing import TypeAlias
 
 __all__ = ["JSONObject", "JSONValue"]
 
-JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
-JSONObject: TypeAlias = "dict[str, JSONValue]"
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
+JSONObject: TypeAlias = dict[str, "JSONValue"]

@@ -246,7 +246,7 @@ def test_notifier_raises_when_delivery_fails() -> None:
 
 def test_job_filter_uses_the_jobs_tag_and_skips_drill_records(
         repo_conn: tuple[str, Path], data_tree: Path) -> None:
-    from airflow_backup.jobs.steps.common import DRILL_TAG
+    from airflow_backup.operations.tags import DRILL_TAG
     from airflow_backup.provider.operators.base import snapshot_filter
     from airflow_backup.repository.select import select_snapshots
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_backup.jobs.steps.common import DRILL_TAG
+from airflow_backup.operations.tags import DRILL_TAG
 from conftest import AIRFLOW_BIN, DAGS, KDF, PASSWORD, open_repo
 from support.receiver import receiver
 

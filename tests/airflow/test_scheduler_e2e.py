@@ -33,7 +33,7 @@ from scheduler import (
 )
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
-from airflow_backup.jobs.steps.common import DRILL_TAG
+from airflow_backup.operations.tags import DRILL_TAG
 from airflow_backup.provider.operators.base import job_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot

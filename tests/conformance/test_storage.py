@@ -31,7 +31,7 @@ from airflow_backup.storage import (
     Storage,
     object_path,
 )
-from airflow_backup.storage.base import load_into
+from airflow_backup.storage.base import Capabilities, is_strongly_consistent, load_into
 from airflow_backup.storage.compose import open_repository_storage
 from airflow_backup.storage.fsspec_store import FsspecStorage
 from airflow_backup.storage.retry import RetryPolicy
@@ -48,6 +48,8 @@ def fid(seed: str) -> str:
 BACKENDS = ["memory", "local", "s3", "fsspec-nonatomic", "retry+faults"]
 #: Backends whose create-if-absent is a check followed by a write (not atomic).
 NON_ATOMIC_CREATE = {"fsspec-nonatomic"}
+#: Backends that declare a saved file visible to every reader at once.
+STRONGLY_CONSISTENT = {"memory", "local", "retry+faults"}
 
 
 def _fsspec_memory_storage() -> FsspecStorage:
@@ -87,6 +89,17 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def test_implements_the_protocol(storage: Storage) -> None:
     assert isinstance(storage, Storage)
     assert storage.location
+
+
+def test_declares_its_capabilities(storage: Storage, request: pytest.FixtureRequest) -> None:
+    """Every backend and wrapper stack declares what it can do; the helpers answer from it."""
+    caps = storage.capabilities
+    assert isinstance(caps, Capabilities)
+    assert caps.io_workers >= 1
+    kind = request.node.callspec.params["storage"]
+    assert caps.strongly_consistent is (kind in STRONGLY_CONSISTENT)
+    assert is_strongly_consistent(storage) is caps.strongly_consistent
+    assert caps.load_into is (kind == "local")
 
 
 @pytest.mark.parametrize("file_type", TYPES_WITH_IDS)

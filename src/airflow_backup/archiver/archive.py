@@ -23,7 +23,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
@@ -37,6 +37,7 @@ from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.archiver.pending import PendingDir, VirtualDir, place, settle
 from airflow_backup.archiver.warm import MetadataWarmer, read_listing
 from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
@@ -90,7 +91,7 @@ class Archiver:
         parent = self._parent(options, paths)
         if parent is None and self._warmed is not None:
             # Every file is read anyway: the listings would save little time and hold memory
-            # (26,689 entries: about 3 MiB) through the whole backup.
+            # through the whole backup.
             self._warmed.forget()
             self._warmed = None
         self._known = self._known_dirs(options, paths)
@@ -283,7 +284,7 @@ class Archiver:
             self._write_dir(pending)
 
     def _write_dir(self, pending: PendingDir) -> None:
-        nodes: list[Node | dict[str, Any]] = []
+        nodes: list[Node | JSONObject] = []
         for entry in pending.entries:
             if isinstance(entry, (Node, dict)):
                 nodes.append(entry)
@@ -329,7 +330,7 @@ class Archiver:
             pending.walked = None
         # Only the tree id is needed from now on. The parent directory keeps this object
         # until its own tree is written, and with it (before this) every node below it:
-        # memory grew by about 1.5 KiB per file for the whole backup.
+        # memory grew with every file for the whole backup.
         pending.entries = []
         pending.parent = NO_PARENT
 
@@ -353,7 +354,7 @@ class Archiver:
         s.total_files_processed += 1
         s.total_bytes_processed += size
 
-    def _save_tree(self, nodes: list[Node | dict[str, Any]]) -> bytes:
+    def _save_tree(self, nodes: list[Node | JSONObject]) -> bytes:
         tree_id, added = self.repo.save_tree(nodes)
         if added:
             self.stats.tree_blobs += 1

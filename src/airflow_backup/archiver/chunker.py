@@ -33,7 +33,7 @@ class Chunker:
         cdc = self._cdc
         if cdc is None:
             # Loaded when the first large file is cut, not at start-up: pyfastcdc and the
-            # typing_extensions it loads cost 32 ms of every command, and an unchanged
+            # typing_extensions it loads would slow every command's start, and an unchanged
             # re-backup or a restore never cuts anything.
             from pyfastcdc import FastCDC
 

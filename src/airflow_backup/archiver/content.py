@@ -64,8 +64,8 @@ class SmallFile:
     set its ``outcome``: the ContentResult, or the exception that stopped it.
 
     Much lighter than a Future (no Condition, no lock per file): a worker sets the outcomes
-    of a whole batch, then sets the batch's one Event. ``py-spy --gil`` put the Futures of
-    the 26,443 small files of the 1 GiB benchmark at a fifth of the GIL-held time.
+    of a whole batch, then sets the batch's one Event. With a Future per small file, the
+    Futures were a large share of the time the GIL was held.
     """
 
     __slots__ = ("_batch", "outcome", "path", "size")
@@ -103,11 +103,10 @@ class ContentSaver:
         # The workers read the files and upload the packs they fill.
         self.workers = workers or io_workers(repo.storage)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="content")
-        # Small files in a thread of their own (see small_files_apart): 26,443 small files,
-        # warm, 4.05–4.41 → 3.88–4.08 s. With a cold cache their disk waits overlap the
-        # large files' work (cold 1 GiB backup 7.84–9.20 → 7.54–7.69 s against letting only
-        # ``workers`` files or batches be in flight), for a peak RSS of 106–120 instead of
-        # 98 MiB.
+        # Small files in a thread of their own (see small_files_apart): faster with a warm
+        # cache; with a cold one their disk waits overlap the large files' work (rather than
+        # letting only ``workers`` files or batches be in flight), for a somewhat higher
+        # peak RSS.
         self._small_pool = (ThreadPoolExecutor(1, thread_name_prefix="content-small")
                             if small_files_apart(repo.storage, self.workers) else self._pool)
         self._sealers: queue.SimpleQueue[ForkedWorker] = queue.SimpleQueue()
@@ -115,9 +114,8 @@ class ContentSaver:
         if self._small_pool is not self._pool and forking_allowed():
             # Better still: seal small files in a forked process, where the GIL does not
             # serialise them with everything else; the small-file thread hands it batches and
-            # packs what comes back. Cold 1 GiB backup: 6.5–6.6 s with the thread alone,
-            # 5.9–6.3 s with one process (peak memory of all processes 109–123 MiB PSS),
-            # 5.4–5.8 s with two (132–141 MiB: more than restic's 125–136 MiB).
+            # packs what comes back. A second process (see _SEALERS) is faster still, but
+            # takes the peak memory of all processes above restic's.
             self._forked = fork_workers(_SEALERS, small_file_sealer(
                 repo.key, repo.version >= 2 and repo.compress_data))
             if self._forked:

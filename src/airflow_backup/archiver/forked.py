@@ -58,7 +58,7 @@ class ForkedWorker:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
-        # Imported here, not at start-up: 8 ms of every command's import time otherwise.
+        # Imported here, not at start-up, where every command would pay for it.
         from multiprocessing.connection import Pipe
 
         here, there = Pipe()

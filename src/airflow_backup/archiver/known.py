@@ -1,12 +1,12 @@
 """Known directories: skip the parent's trees where a whole directory is unchanged.
 
 An unchanged re-backup still compares every file with its node in the parent snapshot, and
-to do so decrypts and parses every tree of the parent (1 GiB, 26,689 files in 562
-directories: about 0.2 s, a quarter of the whole command). Yet a directory whose entries
-all have the same ``lstat`` fields as at the last backup, and whose sub-directories are all
-known, gives the same tree as then: restic's rule for unchanged files (same inode, size,
-mtime and ctime means same content), applied to a whole directory at once, and ctime moves
-on every change of mode, owner, links or extended attributes.
+to do so decrypts and parses every tree of the parent, a large part of the whole command.
+Yet a directory whose entries all have the same ``lstat`` fields as at the last backup, and
+whose sub-directories are all known, gives the same tree as then: restic's rule for
+unchanged files (same inode, size, mtime and ctime means same content), applied to a whole
+directory at once, and ctime moves on every change of mode, owner, links or extended
+attributes.
 
 So after a successful backup the client remembers, per directory, a *fingerprint* and the
 tree id it produced. The fingerprint is an HMAC, under a key derived from the repository's

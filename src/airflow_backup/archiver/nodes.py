@@ -9,8 +9,9 @@ import pwd
 import stat as st
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Protocol
 
+from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository.timefmt import format_ns
 from airflow_backup.repository.tree import Node, go_mode
 
@@ -77,7 +78,7 @@ def node_type(st_mode: int) -> str:
     }.get(fmt, "irregular")
 
 
-def read_xattrs(path: bytes) -> list[dict[str, str]] | None:
+def read_xattrs(path: bytes) -> list[JSONObject] | None:
     """Return a node's extended attributes in restic's shape (value base64), or None.
 
     Attributes that vanish or cannot be read are skipped, as restic does.
@@ -86,7 +87,7 @@ def read_xattrs(path: bytes) -> list[dict[str, str]] | None:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return None
-    out = []
+    out: list[JSONObject] = []
     for name in sorted(names):
         try:
             value = os.getxattr(path, name, follow_symlinks=False)
@@ -135,7 +136,7 @@ def node_from_stat(name: bytes, path: bytes, s: StatLike, with_atime: bool = Fal
     return node
 
 
-def same_file_node(old: Mapping[str, Any] | None, s: StatLike) -> bool:
+def same_file_node(old: Mapping[str, JSONValue] | None, s: StatLike) -> bool:
     """Return whether ``old``, a file node of the parent snapshot as parsed JSON, is exactly
     the node that :func:`node_from_stat` would build for a regular file with ``lstat``
     result ``s`` (access time recorded as mtime).

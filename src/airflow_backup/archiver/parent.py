@@ -7,9 +7,9 @@ with the same size, mtime, ctime and inode. Its content ids are then reused as t
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from airflow_backup.errors import BackupError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository import gojson
 from airflow_backup.repository.gojson import go_unquote_name
 from airflow_backup.repository.packs import BlobType
@@ -29,9 +29,15 @@ class ParentTree:
 
     __slots__ = ("_nodes", "raw", "tree_id")
 
-    def __init__(self, tree_id: bytes | None, raw: list[dict[str, Any]]) -> None:
+    def __init__(self, tree_id: bytes | None, raw: list[JSONObject]) -> None:
+        """Raise TypeError if a node's name is not a string (KeyError if it has none)."""
         self.tree_id = tree_id
-        self.raw = {go_unquote_name(obj["name"]): obj for obj in raw}
+        self.raw: dict[bytes, JSONObject] = {}
+        for obj in raw:
+            name = obj["name"]
+            if not isinstance(name, str):
+                raise TypeError("tree node name is not a string")
+            self.raw[go_unquote_name(name)] = obj
         self._nodes: dict[bytes, Node | None] = {}
 
     @classmethod

@@ -4,11 +4,11 @@ tree is not written yet with the entries they wait for."""
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any
 
 from airflow_backup.archiver.content import ContentResult, SmallFile
 from airflow_backup.archiver.known import Walked
 from airflow_backup.archiver.parent import ParentTree
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.tree import Node
 
 __all__ = ["Entry", "PendingDir", "VirtualDir", "place", "settle"]
@@ -22,8 +22,8 @@ class VirtualDir:
         self.children: dict[bytes, VirtualDir | bytes] = {}
 
 
-# A kept parent node is its JSON (dict); see ParentTree.
-Entry = (Node | dict[str, Any] | tuple[Node, "Future[ContentResult]"] | tuple[Node, SmallFile]
+# A kept parent node is its JSON object; see ParentTree.
+Entry = (Node | JSONObject | tuple[Node, "Future[ContentResult]"] | tuple[Node, SmallFile]
          | tuple[Node, "PendingDir"] | tuple[Node, ContentResult] | tuple[Node, BaseException])
 
 

@@ -1,6 +1,6 @@
 """Warm the kernel's inode and dentry caches for a backup's paths while the key is derived.
 
-Opening a repository spends most of its time in scrypt (about 0.3–0.5 s, by design), which
+Opening a repository spends most of its time in scrypt (slow by design), which
 releases the interpreter lock and uses one core. With a cold page cache, the walk that follows
 waits for the disk at every ``lstat``, one at a time. :class:`MetadataWarmer` walks the same
 paths in a background thread during the key derivation, so that those waits are paid while the
@@ -48,8 +48,8 @@ class SlimStat:
         self.st_ctime_ns = ctime_ns
 
 
-# The lstat fields of SlimStat but the access time, packed: 68 bytes an entry instead of
-# about 400 as objects. Access times are kept apart: reading a file may change its access
+# The lstat fields of SlimStat but the access time, packed: 68 bytes an entry, a fraction
+# of what objects take. Access times are kept apart: reading a file may change its access
 # time, and a directory's fingerprint (archiver.known) must not change with it.
 _FIELDS = struct.Struct("<IQQQIIqQqq")
 

@@ -25,7 +25,6 @@ from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
     "GlobalOptions",
-    "fallback_password",
     "new_password",
     "open_repository",
     "open_storage_for",
@@ -114,7 +113,7 @@ def _password(gopts: GlobalOptions) -> PasswordSource:
 
 def _fallback_password(gopts: GlobalOptions) -> PasswordSource:
     """The fallback repositories' password: AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE if set,
-    else the same sources as the primary's (read once for all fallbacks)."""
+    else the same sources as the primary's ."""
     path = os.environ.get("AIRFLOW_BACKUP_FALLBACK_PASSWORD_FILE")
     if path:
         return PasswordSource(PasswordKind.FILE, path, label="fallback repository")

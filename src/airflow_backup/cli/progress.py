@@ -17,6 +17,7 @@ from typing import Any
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.cli.output import human_size
 from airflow_backup.jobs.events import JobEvents
+from airflow_backup.jsontypes import JSONObject
 
 __all__ = ["BackupBar", "JobProgress", "make_progress"]
 
@@ -45,7 +46,7 @@ class JobProgress(JobEvents):
         self._emit({"message_type": "status", "job": job, "step": step, "attempt": attempt,
                     "state": "started"}, f"[{job}] {step} (attempt {attempt}) …")
 
-    def step_finished(self, job: str, step: str, result: dict[str, Any]) -> None:
+    def step_finished(self, job: str, step: str, result: JSONObject) -> None:
         self._emit({"message_type": "status", "job": job, "step": step, "state": "done"},
                    f"[{job}] {step} done")
 
@@ -98,7 +99,7 @@ class RichJobProgress(JobProgress):
             self.progress.update(self._task, completed=1, total=1)
         self._task = self.progress.add_task(f"{job}: {step}", total=None, files=0)
 
-    def step_finished(self, job: str, step: str, result: dict[str, Any]) -> None:
+    def step_finished(self, job: str, step: str, result: JSONObject) -> None:
         if self._task is not None:
             self.progress.update(self._task, completed=1, total=1)
         if step == "notify":

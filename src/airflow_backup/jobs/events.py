@@ -3,9 +3,8 @@ subclass them without loading the config models)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow_backup.archiver.events import ArchiveEvents
+from airflow_backup.jsontypes import JSONObject
 
 __all__ = ["JobEvents"]
 
@@ -16,7 +15,7 @@ class JobEvents(ArchiveEvents):
     def step_started(self, job: str, step: str, attempt: int) -> None:
         """Called when a step begins."""
 
-    def step_finished(self, job: str, step: str, result: dict[str, Any]) -> None:
+    def step_finished(self, job: str, step: str, result: JSONObject) -> None:
         """Called with a step's JSON-able result."""
 
     def attempt_failed(self, job: str, step: str, error: str, retry_in: float | None) -> None:

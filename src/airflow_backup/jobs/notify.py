@@ -36,7 +36,8 @@ Detail = str | int | float
 log = logging.getLogger("airflow_backup.jobs.notify")
 
 _TYPES = {"failure": "failure", "drill_failure": "failure", "rpo_breach": "failure",
-          "degraded": "warning", "partial": "warning", "success": "success", "drill_success": "success"}
+          "degraded": "warning", "partial": "warning",
+          "success": "success", "drill_success": "success"}
 
 
 @dataclass(slots=True)

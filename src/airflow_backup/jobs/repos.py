@@ -97,7 +97,9 @@ def drill_options(job: Job) -> DrillOptions:
 def job_watches(config: Config, jobs: list[str] | None = None,
                 cache: CacheSpec | None = None) -> list[JobWatch]:
     """Return what ``status`` and the metrics watch for ``jobs`` (default: all)."""
-    return [JobWatch(n, repository_spec(config, config.jobs[n].repository, cache),
-                     config.jobs[n].rpo,
-                     config.jobs[n].drill.max_rto if config.jobs[n].drill else None)
-            for n in (jobs or list(config.jobs))]
+    watches = []
+    for name in jobs or list(config.jobs):
+        job = config.jobs[name]
+        watches.append(JobWatch(name, repository_spec(config, job.repository, cache), job.rpo,
+                                job.drill.max_rto if job.drill is not None else None))
+    return watches

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from airflow_backup.errors import ConfigError, first_line
@@ -58,7 +58,7 @@ __all__ = [
 
 STEPS = ("export", "validate", "store", "verify", "retention", "notify")
 
-O = TypeVar("O", bound=Outcome)
+OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
 @dataclass(slots=True)
@@ -152,12 +152,12 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
     store: BackupOutcome | None = None
     failure: Failure | None = None
 
-    def step(name: str, fn: Callable[[], O]) -> O:
+    def step(name: str, fn: Callable[[], OutcomeT]) -> OutcomeT:
         events.step_started(job, name, 1)
         t0 = time.monotonic()
         tries = [0]
 
-        def counted() -> O:
+        def counted() -> OutcomeT:
             tries[0] += 1
             return fn()
 
@@ -198,11 +198,7 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
     notice = job_notice(outcome, store)
     sent = send(config, notice)
     events.step_finished(job, "notify", {"sent": sent, "event": notice.event})
-    return JobOutcome(**{**_fields(outcome), "notified": sent})
-
-
-def _fields(outcome: JobOutcome) -> dict[str, object]:
-    return {f: getattr(outcome, f) for f in outcome.__dataclass_fields__}
+    return replace(outcome, notified=sent)
 
 
 class _StepFailed(Exception):

@@ -104,6 +104,7 @@ class StoredSnapshot:
     tree_blobs: int = 0
     tables: int = 0
     export: JSONObject = field(default_factory=dict)
+    time: str = ""
 
     @property
     def short_id(self) -> str:
@@ -145,7 +146,7 @@ def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSn
         result.snapshot.id, source, source, tuple(paths), s.total_files_processed,
         s.total_bytes_processed, s.data_added, s.data_added_packed, len(s.errors),
         s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
-        s.dirs_unmodified, s.data_blobs, s.tree_blobs)
+        s.dirs_unmodified, s.data_blobs, s.tree_blobs, time=result.snapshot.time)
 
 
 def _store_source(repo: Repository, url: str, request: BackupRequest,
@@ -161,7 +162,7 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
         s.total_files_processed, s.total_bytes_processed, s.data_added, s.data_added_packed,
         0, s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
         s.dirs_unmodified, s.data_blobs, s.tree_blobs, len(source.get("tables") or {}),
-        dict(export) if isinstance(export, dict) else {})
+        dict(export) if isinstance(export, dict) else {}, result.snapshot.time)
 
 
 def backup(spec: RepositorySpec, request: BackupRequest, *,
@@ -251,15 +252,21 @@ def outcome_from_json(doc: JSONObject) -> BackupOutcome:
                 "files_unmodified", "dirs_new", "dirs_changed", "dirs_unmodified", "data_blobs",
                 "tree_blobs", "tables")
     snaps: list[StoredSnapshot] = []
-    for s in doc.get("snapshots") or []:
+    docs = doc.get("snapshots")
+    for s in docs if isinstance(docs, list) else []:
         if not isinstance(s, dict):
             continue
-        paths = s.get("paths") or []
-        export = s.get("export") or {}
-        snaps.append(StoredSnapshot(str(s["id"]), str(s["source"]), str(s["kind"]),
-                                    tuple(str(p) for p in paths) if isinstance(paths, list)
-                                    else (), *_ints(s, counters),
-                                    export=export if isinstance(export, dict) else {}))
+        paths = s.get("paths")
+        export = s.get("export")
+        (files, size, added, stored, errors, files_new, files_changed, files_unmodified,
+         dirs_new, dirs_changed, dirs_unmodified, data_blobs, tree_blobs,
+         tables) = _ints(s, counters)
+        snaps.append(StoredSnapshot(
+            str(s["id"]), str(s["source"]), str(s["kind"]),
+            tuple(str(p) for p in paths) if isinstance(paths, list) else (), files, size,
+            added, stored, errors, files_new, files_changed, files_unmodified, dirs_new,
+            dirs_changed, dirs_unmodified, data_blobs, tree_blobs, tables,
+            export if isinstance(export, dict) else {}, str(s.get("time", ""))))
 
     def strings(key: str) -> tuple[str, ...]:
         value = doc.get(key) or []

@@ -300,7 +300,8 @@ def _newest_holder(spec: RepositorySpec, job: str, flt: SnapshotFilter
 
 
 def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str = "",
-          flt: SnapshotFilter | None = None, record: bool = True) -> DrillOutcome:
+          flt: SnapshotFilter | None = None, record: bool = True,
+          work_dir: str | None = None) -> DrillOutcome:
     """Drill the newest backups of ``job`` (or of any backup matching ``flt``) where they
     landed; record the outcome there (unless ``record`` is False); return it. Never raises
     for a failed drill: the outcome says ``failed``."""
@@ -309,7 +310,7 @@ def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str =
     checks: list[str] = []
     snapshots: list[Snapshot] = []
     files = size = 0
-    sandbox = tempfile.mkdtemp(prefix=f"abk-drill-{job or 'adhoc'}-")
+    sandbox = tempfile.mkdtemp(prefix=f"abk-drill-{job or 'adhoc'}-", dir=work_dir)
     started = time.monotonic()
     repo: Repository | None = None
     held: RepositorySpec | None = None

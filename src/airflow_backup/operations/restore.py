@@ -114,7 +114,8 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
                              else on_existing.value), database=request.database))
             return RestoreOutcome(
                 snapshot_id=sn.id, snapshot_time=sn.time, target=report.target,
-                tables=tuple(TableCheck(c.table, c.rows, c.restored_rows, bool(c.checksum),
+                tables=tuple(TableCheck(c.table, c.rows, c.restored_rows or 0,
+                                        bool(c.checksum),
                                         c.ok) for c in report.checks),
                 details=dict(report.details), duration=time.monotonic() - started)
         stats = Restorer(repo).restore(sn, RestoreOptions(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.outcome import Outcome
 from airflow_backup.repository.forget import ExpirePolicy, PolicyResult, Semantics, apply_policy
 from airflow_backup.repository.groups import GroupKey, group_snapshots, parse_group_by
@@ -97,6 +98,15 @@ class RetentionOutcome(Outcome):
     def freed_bytes(self) -> int:
         """Return the bytes the prune freed (0 without a prune)."""
         return self.pruned.freed_bytes if self.pruned else 0
+
+    def to_json(self) -> JSONObject:
+        """Return the outcome as JSON: ids and counts (the per-group decisions and the prune
+        plan are for rendering, not for documents)."""
+        return {"status": self.status.value, "duration": self.duration,
+                "warnings": list(self.warnings), "removed": list(self.removed),
+                "kept": self.kept, "policy_applied": self.policy_applied,
+                "pruned": self.pruned is not None, "freed_bytes": self.freed_bytes,
+                "dry_run": self.dry_run}
 
 
 def _decide(repo: Repository, request: RetentionRequest

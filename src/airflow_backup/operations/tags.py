@@ -4,6 +4,8 @@ job's retention, nor restored by ``latest --tag job=X`` through the job filter).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from airflow_backup.repository.select import SnapshotFilter
 from airflow_backup.repository.snapshot import Snapshot
 
@@ -31,7 +33,7 @@ class BackupFilter(SnapshotFilter):
         return DRILL_TAG not in sn.tags and SnapshotFilter.matches(self, sn)
 
 
-def backup_filter(*, job: str | None = None, tags: tuple[str, ...] | list[str] = (),
+def backup_filter(*, job: str | None = None, tags: Sequence[str] = (),
                   host: str | None = None) -> SnapshotFilter:
     """Return the filter selecting backups (not drill records) of ``job`` (if given) with all
     ``tags`` on ``host`` (if given)."""

@@ -12,9 +12,12 @@ and gets, per job ``<job>``:
   (``attempts`` - 1 retries, ``initial_delay``, exponential growth by ``multiplier``, capped
   at ``max_delay``; Airflow adds its own deterministic jitter); a task that fails for good
   sends the job's failure alert once; with ``schedule.window`` a deadline alert fires when a
-  run is still going that long after it was queued. The store task emits an event on the
-  job's Asset ``airflow-backup://<repository>/<job>``.
-* ``drill__<job>`` — a restore drill, run by that Asset (after every backup) unless
+  run is still going that long after it was queued. Only a retryable error (a storage blip,
+  a held lock) uses the retries. The notify task, which runs once ``verify`` succeeded,
+  emits an event on the job's Asset ``airflow-backup://jobs/<job>``, writes the metrics file
+  and, per the job's ``on_incomplete``, fails or warns for a partial or degraded backup.
+* ``drill__<job>`` — a restore drill of the repository the backup landed in, run by that
+  Asset (after every verified backup) unless
   ``drill.schedule`` is set (then on that cron, or both with ``drill.after_backup``);
 
 and per repository ``<name>``: ``maintenance__<name>`` — ``check --read-data-subset`` then
@@ -45,8 +48,8 @@ from airflow.sdk import (  # type: ignore[attr-defined]
 
 from airflow_backup.jobs.config import Config, Job, ScheduleConfig
 from airflow_backup.jobs.load import load_config
+from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.notifications.job import JobNotifier
-from airflow_backup.provider.operators.backup import backup_asset
 from airflow_backup.provider.operators.jobs import (
     JobDrillOperator,
     JobExportOperator,
@@ -115,8 +118,7 @@ def _backup_dag(config_path: str, name: str, job: Job, deadline_alerts: bool) ->
         common = {"config_path": config_path, "job": name}
         export = JobExportOperator(task_id="export", **common)
         validate = JobValidateOperator(task_id="validate", export=export.output, **common)
-        store = JobStoreOperator(task_id="store", export=export.output,
-                                 repository=job.repository, **common)
+        store = JobStoreOperator(task_id="store", export=export.output, **common)
         verify = JobVerifyOperator(task_id="verify", store=store.output, **common)
         notify = JobNotifyOperator(task_id="notify", store=store.output, **common)
         retention = JobRetentionOperator(task_id="retention", store=store.output, **common)
@@ -125,7 +127,7 @@ def _backup_dag(config_path: str, name: str, job: Job, deadline_alerts: bool) ->
 
 
 def _drill_schedule(name: str, job: Job) -> Any:
-    asset: Asset = backup_asset(name, job.repository)
+    asset: Asset = backup_asset(name)
     drill = job.drill
     if drill is None or drill.schedule is None:
         return [asset]

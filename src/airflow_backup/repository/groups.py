@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.snapshot import Snapshot
 
 __all__ = ["GroupKey", "group_snapshots", "parse_group_by"]
@@ -39,7 +39,7 @@ class GroupKey:
     paths: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         """Return restic's ``SnapshotGroupKey`` JSON object."""
         return {"hostname": self.hostname,
                 "paths": None if self.paths is None else list(self.paths),

@@ -1,10 +1,10 @@
 """scrypt, as key files use it, with the fewest imports possible.
 
 :mod:`airflow_backup.cli.start` starts the key derivation before the rest of the program
-loads (0.2–0.3 s with a cold page cache), so everything it needs to read a key file's cost
+loads (slow with a cold page cache), so everything it needs to read a key file's cost
 parameters and run scrypt lives here, on the standard library alone: the derivation then
-starts about 10 ms into the process instead of after cryptography and the storage layer
-have loaded. :mod:`airflow_backup.repository.keys` builds on it.
+starts almost as soon as the process does instead of after cryptography and the storage
+layer have loaded. :mod:`airflow_backup.repository.keys` builds on it.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ _ENTRY_MAX = 1 + 4 + 4 + 32  # one header entry (compressed form)
 _SPARES = 1  # pack buffers kept for reuse: one fills while the other is written
 # Pack buffers in use at once (filling, sealed into, being written, or spare). When both are
 # busy, a thread that needs a new pack waits for a write to finish rather than map a third
-# 16 MiB buffer: a 1 GiB backup's peak memory held three at times (48 MiB of 126).
+# 16 MiB buffer: three at once were a large share of a backup's peak memory.
 _MAX_LIVE = 2
 
 
@@ -110,7 +110,7 @@ class PackWriter:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # a buffer became free
         self._error: BaseException | None = None
-        # zstd contexts cost ~4 MiB each: share a few instead of one per worker thread.
+        # zstd contexts are large: share a few instead of one per worker thread.
         self._zstd: queue.SimpleQueue[zstandard.ZstdCompressor] = queue.SimpleQueue()
 
     def is_pending(self, blob_id: bytes) -> bool:

@@ -21,9 +21,9 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_backup.errors import IntegrityError, NotFound
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.packer import PackWriter
 from airflow_backup.repository.packfiles import (
     BlobKey,
@@ -218,8 +218,9 @@ def repair_snapshots(repo: Repository, snapshots: Iterable[Snapshot], *, forget:
 
 def _repaired_copy(sn: Snapshot, tree: bytes, lost: list[tuple[str, str]],
                    forget: bool) -> Snapshot:
-    extra: dict[str, Any] = {k: v for k, v in sn.extra.items()}
-    meta = dict(extra.get("airflow_backup") or {})
+    extra: JSONObject = dict(sn.extra)
+    old = extra.get("airflow_backup")
+    meta: JSONObject = dict(old) if isinstance(old, dict) else {}
     meta["repaired"] = {"from": sn.id, "lost": [{"path": p, "what": w} for p, w in lost]}
     extra["airflow_backup"] = meta
     tags = list(sn.tags)

@@ -19,6 +19,7 @@ from airflow_backup.errors import (
     NotFound,
     RepositoryNotFound,
 )
+from airflow_backup.jsontypes import JSONValue
 from airflow_backup.repository import keys as keyfiles
 from airflow_backup.repository.config import CONFIG_HANDLE, RepoConfig, load_config, save_config
 from airflow_backup.repository.config import new_config as make_config
@@ -290,7 +291,7 @@ class Repository:
 
     # ---- trees ---------------------------------------------------------------------------
 
-    def save_tree(self, nodes: Sequence[Node | Mapping[str, Any]]) -> tuple[bytes, int]:
+    def save_tree(self, nodes: Sequence[Node | Mapping[str, JSONValue]]) -> tuple[bytes, int]:
         """Store a tree blob (nodes as for :func:`encode_tree`); return (tree id, bytes
         added)."""
         return self.save_blob(BlobType.TREE, encode_tree(nodes))

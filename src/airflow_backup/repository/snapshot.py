@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository.timefmt import parse_ns
 
 __all__ = ["COUNTER_FIELDS", "BackupCounters", "Snapshot", "SnapshotSummary"]
@@ -50,14 +51,31 @@ class SnapshotSummary(BackupCounters):
     backup_start: str = ""
     backup_end: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         """Return the summary as restic writes it."""
         return {name: getattr(self, name) for name in SUMMARY_FIELDS}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> SnapshotSummary:
-        """Parse a summary, ignoring keys this version does not know."""
-        return cls(**{k: v for k, v in obj.items() if k in SUMMARY_FIELDS})
+    def from_json(cls, obj: JSONObject) -> SnapshotSummary:
+        """Parse a summary, ignoring keys this version does not know and null values (as Go
+        does). Raise TypeError if a counter is not an integer or a time not a string."""
+        out = cls()
+        for k, v in obj.items():
+            if v is None:
+                continue
+            if k in _SUMMARY_TIMES:
+                if not isinstance(v, str):
+                    raise TypeError(f"summary {k} is not a string")
+            elif k not in _SUMMARY_COUNTERS:
+                continue
+            elif not isinstance(v, int):
+                raise TypeError(f"summary {k} is not an integer")
+            setattr(out, k, v)
+        return out
+
+
+_SUMMARY_TIMES = frozenset({"backup_start", "backup_end"})
+_SUMMARY_COUNTERS = frozenset(COUNTER_FIELDS)
 
 
 @dataclass(slots=True)
@@ -77,6 +95,8 @@ class Snapshot:
     original: bytes | None = None
     program_version: str = ""
     summary: SnapshotSummary | None = None
+    # Values typed Any rather than JSONValue: callers outside the repository index into this
+    # metadata without narrowing each level.
     extra: dict[str, Any] = field(default_factory=dict)
     id: str = ""
 
@@ -90,21 +110,21 @@ class Snapshot:
         """Return the first 8 hex digits of the id, as restic shows it."""
         return self.id[:8]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         """Return the snapshot file's JSON object (without ``id``), fields in Go order."""
-        out: dict[str, Any] = {"time": self.time}
+        out: JSONObject = {"time": self.time}
         if self.parent is not None:
             out["parent"] = self.parent.hex()
         out["tree"] = self.tree.hex()
-        out["paths"] = self.paths
+        out["paths"] = list(self.paths)
         out["hostname"] = self.hostname
         out["username"] = self.username
         out["uid"] = self.uid
         out["gid"] = self.gid
         if self.excludes:
-            out["excludes"] = self.excludes
+            out["excludes"] = list(self.excludes)
         if self.tags:
-            out["tags"] = self.tags
+            out["tags"] = list(self.tags)
         if self.original is not None:
             out["original"] = self.original.hex()
         if self.program_version:
@@ -115,25 +135,62 @@ class Snapshot:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], snapshot_id: str = "") -> Snapshot:
-        """Parse a snapshot file's JSON object. Raise KeyError/ValueError if malformed."""
-        known = {"time", "parent", "tree", "paths", "hostname", "username", "uid", "gid",
-                 "excludes", "tags", "original", "program_version", "summary"}
-        summary = obj.get("summary")
+    def from_json(cls, obj: JSONObject, snapshot_id: str = "") -> Snapshot:
+        """Parse a snapshot file's JSON object. Raise KeyError/TypeError/ValueError if
+        malformed."""
+        get = obj.get
+        summary = get("summary")
         return cls(
             time=str(obj["time"]),
-            tree=bytes.fromhex(obj["tree"]),
-            paths=list(obj.get("paths") or []),
-            hostname=str(obj.get("hostname") or ""),
-            username=str(obj.get("username") or ""),
-            uid=int(obj.get("uid") or 0),
-            gid=int(obj.get("gid") or 0),
-            excludes=list(obj.get("excludes") or []),
-            tags=list(obj.get("tags") or []),
-            parent=bytes.fromhex(obj["parent"]) if obj.get("parent") else None,
-            original=bytes.fromhex(obj["original"]) if obj.get("original") else None,
-            program_version=str(obj.get("program_version") or ""),
+            tree=bytes.fromhex(_string(obj["tree"], "tree")),
+            paths=_strings(get("paths"), "paths"),
+            hostname=str(get("hostname") or ""),
+            username=str(get("username") or ""),
+            uid=_integer(get("uid"), "uid"),
+            gid=_integer(get("gid"), "gid"),
+            excludes=_strings(get("excludes"), "excludes"),
+            tags=_strings(get("tags"), "tags"),
+            parent=_optional_id(get("parent"), "parent"),
+            original=_optional_id(get("original"), "original"),
+            program_version=str(get("program_version") or ""),
             summary=SnapshotSummary.from_json(summary) if isinstance(summary, dict) else None,
-            extra={k: v for k, v in obj.items() if k not in known},
+            extra={k: v for k, v in obj.items() if k not in _KNOWN},
             id=snapshot_id,
         )
+
+
+_KNOWN = frozenset({"time", "parent", "tree", "paths", "hostname", "username", "uid", "gid",
+                    "excludes", "tags", "original", "program_version", "summary"})
+
+
+def _string(value: JSONValue, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is not a string")
+    return value
+
+
+def _strings(value: JSONValue, what: str) -> list[str]:
+    """Return a list of strings; absent (null or empty) is an empty list."""
+    if not value:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list")
+    out = []
+    for v in value:
+        if not isinstance(v, str):
+            raise TypeError(f"{what} holds a non-string")
+        out.append(v)
+    return out
+
+
+def _integer(value: JSONValue, what: str) -> int:
+    """Return ``int(value)``; absent (null or 0) is 0."""
+    if not value:
+        return 0
+    if isinstance(value, (list, dict)):
+        raise TypeError(f"{what} is not a number")
+    return int(value)
+
+
+def _optional_id(value: JSONValue, what: str) -> bytes | None:
+    return bytes.fromhex(_string(value, what)) if value else None

@@ -81,8 +81,8 @@ def parse_ns(text: str) -> tuple[int, int]:
 
     Raise ValueError if ``text`` is not RFC 3339 or names no real date and time.
     """
-    # A restore parses every file's times: this takes 5.4 µs where going through datetime
-    # objects took 9.1 µs.
+    # A restore parses every file's times: integer arithmetic on the matched fields, not
+    # datetime objects, which are slower.
     m = _RFC3339.match(text) or _RFC3339.match(text.strip())
     if not m:
         raise ValueError(f"not an RFC 3339 time: {text!r}")

@@ -11,9 +11,10 @@ import itertools
 import stat as st
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeGuard
 
 from airflow_backup.errors import IntegrityError
+from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository import gojson
 from airflow_backup.repository.gojson import go_unquote_name
 
@@ -76,7 +77,8 @@ def posix_mode(mode: int) -> int:
 
 @dataclass(slots=True)
 class Node:
-    """One entry of a tree. ``name`` and ``linktarget`` are raw bytes."""
+    """One entry of a tree. ``name`` and ``linktarget`` are raw bytes; extended and generic
+    attributes and fields restic added after this version (``extra``) are kept as read."""
 
     name: bytes
     type: str
@@ -93,17 +95,17 @@ class Node:
     size: int = 0
     links: int = 0
     linktarget: bytes = b""
-    extended_attributes: list[dict[str, str]] | None = None
-    generic_attributes: dict[str, Any] | None = None
+    extended_attributes: list[JSONObject] | None = None
+    generic_attributes: JSONObject | None = None
     device: int = 0
     content: list[bytes] | None = None
     subtree: bytes | None = None
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         """Return the node as restic's JSON object, fields in Go order, omitempty honoured."""
-        out: dict[str, Any] = {"name": gojson.go_quote_name(self.name), "type": self.type}
+        out: JSONObject = {"name": gojson.go_quote_name(self.name), "type": self.type}
         if self.mode:
             out["mode"] = self.mode
         out["mtime"] = self.mtime
@@ -132,7 +134,7 @@ class Node:
                 out["linktarget"] = self.linktarget.decode("utf-8", "surrogateescape")
                 out["linktarget_raw"] = base64.b64encode(self.linktarget).decode()
         if self.extended_attributes:
-            out["extended_attributes"] = self.extended_attributes
+            out["extended_attributes"] = list(self.extended_attributes)
         if self.generic_attributes:
             out["generic_attributes"] = self.generic_attributes
         if self.device:
@@ -146,41 +148,86 @@ class Node:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Node:
-        """Parse one node as written by restic or by us."""
+    def from_json(cls, obj: JSONObject) -> Node:
+        """Parse one node as written by restic or by us. A null or absent field is its zero
+        value, as in Go. Raise KeyError, TypeError or ValueError if the node is malformed
+        (a field of the wrong JSON type included)."""
         get = obj.get
-        raw_target = get("linktarget_raw")
-        target = (base64.b64decode(raw_target) if raw_target
-                  else (get("linktarget") or "").encode("utf-8", "surrogateescape"))
-        content = get("content")
-        subtree = get("subtree")
         name = obj["name"]
+        ntype = obj["type"]
+        mode = get("mode") or 0
+        mtime = get("mtime") or _ZERO_TIME
+        atime = get("atime") or _ZERO_TIME
+        ctime = get("ctime") or _ZERO_TIME
+        uid = get("uid") or 0
+        gid = get("gid") or 0
+        user = get("user") or ""
+        group = get("group") or ""
+        inode = get("inode") or 0
+        device_id = get("device_id") or 0
+        size = get("size") or 0
+        links = get("links") or 0
+        device = get("device") or 0
+        error = get("error") or ""
+        raw_target = get("linktarget_raw") or ""
+        target = get("linktarget") or ""
+        content = get("content")
+        subtree = get("subtree") or ""
+        # One test for every scalar field: this runs for every node read.
+        if not (isinstance(name, str) and isinstance(ntype, str) and isinstance(mode, int)
+                and isinstance(mtime, str) and isinstance(atime, str)
+                and isinstance(ctime, str) and isinstance(uid, int) and isinstance(gid, int)
+                and isinstance(user, str) and isinstance(group, str)
+                and isinstance(inode, int) and isinstance(device_id, int)
+                and isinstance(size, int) and isinstance(links, int)
+                and isinstance(device, int) and isinstance(error, str)
+                and isinstance(raw_target, str) and isinstance(target, str)
+                and isinstance(subtree, str)):
+            raise TypeError("tree node field of the wrong type")
+        ids: list[bytes] | None = None
+        if content is not None:
+            if not isinstance(content, list):
+                raise TypeError("tree node content is not a list")
+            ids = [bytes.fromhex(c) for c in content if isinstance(c, str)]
+            if len(ids) != len(content):
+                raise TypeError("tree node content holds a non-string")
+        xattrs = get("extended_attributes")
+        if xattrs is not None and not _is_object_list(xattrs):
+            raise TypeError("tree node extended_attributes is not a list of objects")
+        generic = get("generic_attributes")
+        if generic is not None and not isinstance(generic, dict):
+            raise TypeError("tree node generic_attributes is not an object")
         unknown = obj.keys() - _KNOWN
         extra = {k: v for k, v in obj.items() if k in unknown} if unknown else {}
         return cls(
             name=go_unquote_name(name) if "\\" in name else name.encode("utf-8"),
-            type=str(obj["type"]),
-            mode=get("mode") or 0,
-            mtime=get("mtime") or _ZERO_TIME,
-            atime=get("atime") or _ZERO_TIME,
-            ctime=get("ctime") or _ZERO_TIME,
-            uid=get("uid") or 0,
-            gid=get("gid") or 0,
-            user=get("user") or "",
-            group=get("group") or "",
-            inode=get("inode") or 0,
-            device_id=get("device_id") or 0,
-            size=get("size") or 0,
-            links=get("links") or 0,
-            linktarget=target,
-            extended_attributes=get("extended_attributes"),
-            generic_attributes=get("generic_attributes"),
-            device=get("device") or 0,
-            content=None if content is None else [bytes.fromhex(c) for c in content],
+            type=ntype,
+            mode=mode,
+            mtime=mtime,
+            atime=atime,
+            ctime=ctime,
+            uid=uid,
+            gid=gid,
+            user=user,
+            group=group,
+            inode=inode,
+            device_id=device_id,
+            size=size,
+            links=links,
+            linktarget=(base64.b64decode(raw_target) if raw_target
+                        else target.encode("utf-8", "surrogateescape")),
+            extended_attributes=xattrs,
+            generic_attributes=generic,
+            device=device,
+            content=ids,
             subtree=bytes.fromhex(subtree) if subtree else None,
-            error=get("error") or "",
+            error=error,
             extra=extra,
         )
+
+
+def _is_object_list(value: JSONValue) -> TypeGuard[list[JSONObject]]:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -191,19 +238,26 @@ _KNOWN = frozenset({
 })
 
 
-def encode_tree(nodes: Sequence[Node | Mapping[str, Any]]) -> bytes:
+def encode_tree(nodes: Sequence[Node | Mapping[str, JSONValue]]) -> bytes:
     """Return a tree blob's bytes. A node may also be the JSON object it was read as (an
     unchanged file node kept from a parent snapshot): it is written from that object, with
     no round trip through :class:`Node`, and gives the same bytes as its Node would.
     Raise ValueError if names are not strictly increasing.
     """
-    names = [n.name if isinstance(n, Node) else go_unquote_name(n["name"]) for n in nodes]
+    names = [n.name if isinstance(n, Node) else _json_name(n) for n in nodes]
     for a, b in itertools.pairwise(names):
         if not a < b:
             raise ValueError(f"tree nodes not in strictly increasing order: {b!r}")
     # One encoder call per tree, not per node: the per-call overhead dominated.
     return gojson.dumps({"nodes": [n.to_json() if isinstance(n, Node) else n
                                    for n in nodes]}) + b"\n"
+
+
+def _json_name(obj: Mapping[str, JSONValue]) -> bytes:
+    name = obj["name"]
+    if not isinstance(name, str):
+        raise ValueError("tree node name is not a string")
+    return go_unquote_name(name)
 
 
 def decode_tree(data: bytes, what: str) -> list[Node]:

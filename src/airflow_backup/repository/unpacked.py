@@ -57,8 +57,8 @@ def decompress(data: bytes | memoryview, what: str) -> bytes:
         raise IntegrityError(f"{what}: invalid zstd data: {exc}") from exc
 
 
-# Below this, one-shot decompression into a new buffer is cheaper than a stream reader
-# (8 KB: 5.5 against 8.2 µs); above it the new buffer's page faults cost more.
+# Below this, one-shot decompression into a new buffer is cheaper than a stream reader;
+# above it the new buffer's page faults cost more.
 _INTO_MIN = 128 << 10
 
 

@@ -272,11 +272,14 @@ class Restorer:
     def _set_xattrs(self, node: Node, dest: bytes | int) -> None:
         for attr in node.extended_attributes or []:
             try:
-                value = base64.b64decode(attr.get("value") or "")
+                name, encoded = attr["name"], attr.get("value") or ""
+                if not isinstance(name, str) or not isinstance(encoded, str):
+                    raise ValueError("name or value is not a string")
+                value = base64.b64decode(encoded)
                 if isinstance(dest, int):
-                    os.setxattr(dest, attr["name"], value)
+                    os.setxattr(dest, name, value)
                 else:
-                    os.setxattr(dest, attr["name"], value, follow_symlinks=False)
+                    os.setxattr(dest, name, value, follow_symlinks=False)
             except (OSError, KeyError, ValueError) as exc:
                 # Like restic: a file system without xattr support is not a failed restore.
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOTSUP, errno.EPERM):

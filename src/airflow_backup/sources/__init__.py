@@ -3,7 +3,7 @@ into snapshots and restored with verification. See :mod:`airflow_backup.sources.
 
 The names below load on first use (PEP 562): every CLI command imports
 :mod:`airflow_backup.sources.registry` to recognise a source URL, and loading the backup and
-restore machinery with it cost every command 13 ms."""
+restore machinery with it would slow down every command, most of which never use it."""
 
 from __future__ import annotations
 

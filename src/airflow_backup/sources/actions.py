@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.errors import ConfigError, RestoreMismatch
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.sources.base import RestoreReport, SourceRestoreOptions, StoredExport
+from airflow_backup.sources.metadata import (
+    SourceDescription,
+    SourceMetadata,
+    as_json,
+    read_metadata,
+)
 from airflow_backup.sources.registry import open_source, source_for_kind
 from airflow_backup.sources.snapshot_writer import SnapshotTreeReader, SnapshotWriter, WriterOptions
 
@@ -29,21 +34,18 @@ __all__ = [
 METADATA_FORMAT = 1
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SourceBackupResult:
     """The saved snapshot, what was stored, and the metadata recorded in it."""
 
     snapshot: Snapshot
     stats: ArchiveStats
-    metadata: dict[str, Any]
+    metadata: SourceMetadata
 
 
-def source_metadata(snapshot: Snapshot) -> dict[str, Any] | None:
+def source_metadata(snapshot: Snapshot) -> SourceMetadata | None:
     """Return the ``airflow_backup`` object of a source snapshot, or None for file backups."""
-    meta = snapshot.extra.get("airflow_backup")
-    if isinstance(meta, dict) and isinstance(meta.get("source"), dict):
-        return meta
-    return None
+    return read_metadata(snapshot.extra.get("airflow_backup"))
 
 
 def stored_exports(repo: Repository, url: str, before: Snapshot | None = None
@@ -72,16 +74,17 @@ def backup_source(repo: Repository, url: str, *, tags: list[str] | None = None,
     """
     source = open_source(url, allow_password=allow_password)
     try:
-        described = {"kind": source.kind, "url": source.url.redacted(), **source.describe()}
+        described: SourceDescription = {"kind": source.kind, "url": source.url.redacted(),
+                                        **source.describe()}
         history = stored_exports(repo, described["url"])
         writer = SnapshotWriter(repo, WriterOptions(tags=list(tags or []), hostname=hostname,
                                                     time=time))
         facts = source.export(writer, history[-1] if history else None)
         provisional = writer.prepare()
         validation = source.validate(SnapshotTreeReader(repo, provisional))
-        metadata: dict[str, Any] = {"format": METADATA_FORMAT, "source": described,
-                                    "export": facts, "validation": validation}
-        snapshot = writer.commit(metadata)
+        metadata: SourceMetadata = {"format": METADATA_FORMAT, "source": described,
+                                    "export": as_json(facts), "validation": as_json(validation)}
+        snapshot = writer.commit(as_json(metadata))
         return SourceBackupResult(snapshot, writer.stats, metadata)
     finally:
         source.cleanup()

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import sqlite3
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import unquote
 
 from airflow_backup.errors import (
@@ -32,6 +32,7 @@ from airflow_backup.errors import (
     SourceUnavailable,
     ValidationFailed,
 )
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import (
     DATABASE_SCHEMES,
     DataSource,
@@ -42,6 +43,12 @@ from airflow_backup.sources.base import (
     SourceURL,
     StoredExport,
     TableCheck,
+)
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    ValidationFacts,
+    json_object,
 )
 from airflow_backup.sources.process import Child, Resources, find_tool
 from airflow_backup.sources.registry import open_parsed
@@ -81,7 +88,7 @@ def sqlalchemy_to_source_url(text: str) -> SourceURL:
     raise ConfigError(f"unsupported metadata database dialect {dialect!r}")
 
 
-def _digest(items: dict[str, Any]) -> str:
+def _digest(items: JSONObject) -> str:
     text = json.dumps(items, sort_keys=True, default=str)
     return "jsonsum:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -96,7 +103,7 @@ class AirflowMetadataSource:
         self.res = Resources()
         self.db: DataSource | None = None
         self._tmp = ""
-        self._facts: dict[str, Any] = {}
+        self._data: dict[str, JSONObject] = {}
 
     # ---- the airflow CLI -----------------------------------------------------------------
 
@@ -132,13 +139,13 @@ class AirflowMetadataSource:
 
     def _export(self, directory: str, prefix: str, also: dict[str, list[str]] | None = None,
                 kinds: tuple[str, ...] | list[str] = _KINDS
-                ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+                ) -> tuple[dict[str, str], dict[str, JSONObject]]:
         """Export variables, connections and pools (or ``kinds``) as JSON files, running the
         commands in ``also`` alongside; return those commands' output and the exports."""
         files = {k: os.path.join(directory, f"{prefix}{k}.json") for k in kinds}
         out = self._run_all({**{k: [*_EXPORT_ARGS[k], files[k]] for k in kinds},
                              **(also or {})})
-        parsed = {}
+        parsed: dict[str, JSONObject] = {}
         for k, path in files.items():
             with open(path, encoding="utf-8") as f:
                 parsed[k] = json.load(f)
@@ -146,7 +153,7 @@ class AirflowMetadataSource:
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """Ask the CLI for version, database URL and fernet key; export the logical data."""
         self._tmp = self.res.temp_dir("airflow")
         info, self._data = self._export(self._tmp, "", {
@@ -155,7 +162,7 @@ class AirflowMetadataSource:
             "fernet": ["config", "get-value", "core", "fernet_key"]})
         db_url = sqlalchemy_to_source_url(info["conn"].splitlines()[-1])
         revision = _alembic_revision(db_url)
-        meta: dict[str, Any] = {
+        meta: SourceDescription = {
             "airflow_version": info["version"].splitlines()[-1],
             "alembic_revision": revision,
             "fernet_key_fingerprint": hashlib.sha256(
@@ -170,19 +177,19 @@ class AirflowMetadataSource:
                                 **self.db.describe()}
         return meta
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Store the three JSON exports (then delete them) and the database dump."""
         files = {}
         for k in _KINDS:
             with open(os.path.join(self._tmp, f"{k}.json"), "rb") as f:
                 files[f"airflow/{k}.json"] = sink.add_stream(f"airflow/{k}.json", f)
         self.res.remove(self._tmp)
-        facts: dict[str, Any] = {"files": files}
+        facts: ExportFacts = {"files": files}
         if self.db is not None:
             facts["database"] = self.db.export(sink, None)
         return facts
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Parse the stored JSON exports back; validate the database dump."""
         for k in _KINDS:
             try:
@@ -191,7 +198,7 @@ class AirflowMetadataSource:
                 raise ValidationFailed(f"stored {k} export is not JSON: {exc}") from None
             if back != self._data[k]:
                 raise ValidationFailed(f"stored {k} export differs from what Airflow exported")
-        facts: dict[str, Any] = {"json": list(_KINDS)}
+        facts: ValidationFacts = {"json": list(_KINDS)}
         if self.db is not None:
             facts["database"] = self.db.validate(reader)
         return facts
@@ -212,7 +219,8 @@ class AirflowMetadataSource:
             raise RestoreError(f"target schema revision {revision} differs from the backup's "
                                f"{recorded.get('alembic_revision')}: migrate the target to the "
                                "same Airflow version, or pass --force")
-        wanted = {k: json.loads(stored.reader.read_bytes(f"airflow/{k}.json")) for k in _KINDS}
+        wanted: dict[str, JSONObject] = {
+            k: json.loads(stored.reader.read_bytes(f"airflow/{k}.json")) for k in _KINDS}
         conflicts = {k: sorted(key for key, v in wanted[k].items()
                                if key in current[k] and current[k][key] != v) for k in _KINDS}
         n_conflicts = sum(len(v) for v in conflicts.values())
@@ -248,7 +256,7 @@ class AirflowMetadataSource:
             checks.append(TableCheck(k, len(expect[k]), _digest(expect[k]), len(got),
                                      _digest(got)))
         return RestoreReport(self.url.redacted(), checks, {
-            "alembic_revision": revision, "skipped": {k: v for k, v in skipped.items() if v},
+            "alembic_revision": revision, "skipped": {k: [*v] for k, v in skipped.items() if v},
             "imported": {k: len(expect[k]) for k in _KINDS}})
 
     def _restore_database(self, stored: StoredExport, options: SourceRestoreOptions
@@ -261,7 +269,8 @@ class AirflowMetadataSource:
             raise ConfigError(f"the metadata database is {recorded.get('kind')}; restore it "
                               f"into a {recorded.get('kind')} target, not {self.url.scheme}://")
         inner = StoredExport(stored.snapshot_id, stored.time,
-                             {"source": recorded, "export": stored.export.get("database", {})},
+                             {"source": recorded,
+                              "export": json_object(stored.export.get("database"))},
                              stored.reader)
         try:
             return target.restore(inner, [], options)

@@ -16,12 +16,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar, Protocol
+from typing import BinaryIO, ClassVar, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.redact import safe_query
 from airflow_backup.repository.tree import Node
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    SourceMetadata,
+    TableStats,
+    ValidationFacts,
+    json_object,
+)
 
 __all__ = [
     "DATABASE_SCHEMES",
@@ -33,6 +42,7 @@ __all__ = [
     "SourceURL",
     "StoredExport",
     "TableCheck",
+    "restored_stats",
     "source_password",
 ]
 
@@ -157,13 +167,19 @@ class TableCheck:
         return not self.checksum or self.checksum == self.restored_checksum
 
 
+def restored_stats(actual: dict[str, TableStats], table: str) -> tuple[int | None, str]:
+    """Return the row count (None: the table is missing) and checksum of a restored table."""
+    got = actual.get(table)
+    return (None, "") if got is None else (got["rows"], got.get("checksum", ""))
+
+
 @dataclass(slots=True)
 class RestoreReport:
     """What a source restore wrote and how it compared with the backup's records."""
 
     target: str
     checks: list[TableCheck] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JSONObject = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -263,27 +279,26 @@ class SnapshotReader(Protocol):
         ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class StoredExport:
     """One source snapshot as a source sees it: its id, time, recorded metadata (the
     snapshot's ``airflow_backup`` object: ``source``, ``export``, ``validation``) and files."""
 
     snapshot_id: str
     time: str
-    metadata: dict[str, Any]
+    metadata: SourceMetadata
     reader: SnapshotReader
 
     @property
-    def source(self) -> dict[str, Any]:
+    def source(self) -> SourceDescription:
         """Return what :meth:`DataSource.describe` recorded at backup time."""
         value = self.metadata.get("source")
         return value if isinstance(value, dict) else {}
 
     @property
-    def export(self) -> dict[str, Any]:
-        """Return the facts :meth:`DataSource.export` recorded."""
-        value = self.metadata.get("export")
-        return value if isinstance(value, dict) else {}
+    def export(self) -> JSONObject:
+        """Return the facts :meth:`DataSource.export` recorded (as stored: JSON to narrow)."""
+        return json_object(self.metadata.get("export"))
 
 
 class DataSource(Protocol):
@@ -292,13 +307,14 @@ class DataSource(Protocol):
     kind: ClassVar[str]
     url: SourceURL
 
-    def describe(self) -> dict[str, Any]:
-        """Return JSON-able metadata: kind, server and tool versions, databases, tables with
-        row counts and checksums. Called before :meth:`export`; raise SourceUnavailable,
-        SourceAuthFailed or ToolMissing here so that a bad source fails early."""
+    def describe(self) -> SourceDescription:
+        """Return what to record about the source: server and tool versions, databases,
+        tables with row counts and checksums (the backup puts kind and url first). Called
+        before :meth:`export`; raise SourceUnavailable, SourceAuthFailed or ToolMissing here
+        so that a bad source fails early."""
         ...
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Stream the export into ``sink``; return facts to record (sizes, watermarks).
 
         ``previous`` is the newest earlier export of the same source URL in the repository
@@ -306,7 +322,7 @@ class DataSource(Protocol):
         """
         ...
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Check that the stored export is readable; return facts to record. Raise
         ValidationFailed if it is not."""
         ...
@@ -324,9 +340,9 @@ class DataSource(Protocol):
         ...
 
 
-def iter_tables(metadata: dict[str, Any]) -> Iterator[tuple[str, int, str]]:
-    """Yield ``(table, rows, checksum)`` recorded in ``metadata['tables']``."""
-    tables = metadata.get("tables") or {}
+def iter_tables(source: SourceDescription) -> Iterator[tuple[str, int, str]]:
+    """Yield ``(table, rows, checksum)`` recorded in ``source['tables']``."""
+    tables = source.get("tables") or {}
     if isinstance(tables, dict):
         for name, info in sorted(tables.items()):
             if isinstance(info, dict):

@@ -25,7 +25,14 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
     iter_tables,
+    restored_stats,
     source_password,
+)
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    TableStats,
+    ValidationFacts,
 )
 from airflow_backup.sources.process import Resources, classify_failure, find_tool
 
@@ -78,9 +85,9 @@ class MySQLSource:
         self._conns.append(conn)
         return conn
 
-    def table_stats(self, conn: Any, database: str) -> dict[str, dict[str, Any]]:
+    def table_stats(self, conn: Any, database: str) -> dict[str, TableStats]:
         """Return ``{table: {rows, checksum}}`` for the base tables of ``database``."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, TableStats] = {}
         with conn.cursor() as cur:
             cur.execute("SELECT table_name FROM information_schema.tables WHERE "
                         "table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
@@ -97,7 +104,7 @@ class MySQLSource:
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """Check the dump tool and the server; record databases and table counts/checksums."""
         self._dump = find_tool("mariadb-dump") if _has("mariadb-dump") else find_tool("mysqldump")
         conn = self.connect()
@@ -121,7 +128,7 @@ class MySQLSource:
         return {"server_version": str(server), "tool_version": version,
                 "databases": list(self._databases), "tables": tables}
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Stream one dump per database into the sink."""
         self._sink = sink
         files: dict[str, int] = {}
@@ -135,7 +142,7 @@ class MySQLSource:
             child.check()
         return {"files": files}
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Check each stored dump starts with a dump header and ends with its trailer."""
         assert self._sink is not None
         for db in self._databases:
@@ -184,9 +191,7 @@ class MySQLSource:
         for table, rows, checksum in iter_tables(stored.source):
             db, _, name = table.partition("/")
             if db == source_db:
-                got = actual.get(name, {})
-                checks.append(TableCheck(name, rows, checksum, got.get("rows"),
-                                         str(got.get("checksum", ""))))
+                checks.append(TableCheck(name, rows, checksum, *restored_stats(actual, name)))
         return RestoreReport(self.url.with_database(target_db).redacted(), checks,
                              {"database": target_db, "source_database": source_db,
                               "created": created})

@@ -11,11 +11,14 @@ Restore writes to the same or another prefix and reads every object back to comp
 from __future__ import annotations
 
 import hashlib
-from typing import Any, BinaryIO, ClassVar, cast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import BinaryIO, ClassVar, cast
 
 import fsspec
 
 from airflow_backup.errors import ConfigError, RestoreTargetExists, SourceError, SourceUnavailable
+from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository.tree import Node
 from airflow_backup.sources.base import (
     ExportSink,
@@ -26,10 +29,40 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
 )
+from airflow_backup.sources.metadata import ExportFacts, SourceDescription, ValidationFacts
 
 __all__ = ["ObjectStoreSource"]
 
 _META = "airflow_backup_object"
+
+
+@dataclass(frozen=True, slots=True)
+class _ObjectVersion:
+    """One listed object: its size, ETag and modification time (as text)."""
+
+    size: int
+    etag: str
+    mtime: str
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, object]) -> _ObjectVersion:
+        """Read an fsspec listing entry (S3 gives ``ETag``/``LastModified``, others less)."""
+        size = info.get("size")
+        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+        mtime = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
+        return cls(int(size) if isinstance(size, int | float | str) and size else 0, etag,
+                   str(mtime.isoformat()) if hasattr(mtime, "isoformat") else str(mtime))
+
+    def same_as(self, stored: JSONValue) -> bool:
+        """Return whether ``stored`` (a node's recorded version) is this version: same size
+        and ETag, or same mtime where the store has no ETag."""
+        return isinstance(stored, dict) and stored.get("size") == self.size and (
+            stored.get("etag") == self.etag if self.etag
+            else stored.get("mtime") == self.mtime)
+
+    def recorded(self, sha256: str) -> JSONObject:
+        """Return what a stored node records about this version."""
+        return {"size": self.size, "etag": self.etag, "mtime": self.mtime, "sha256": sha256}
 
 
 class ObjectStoreSource:
@@ -42,8 +75,8 @@ class ObjectStoreSource:
         self.root = (url.host + url.path).strip("/")
         if not self.root:
             raise ConfigError(f"{url.scheme}:// URLs need a bucket: {url.scheme}://bucket/prefix")
-        options: dict[str, Any] = {"skip_instance_cache": True}
-        client: dict[str, Any] = {}
+        options: dict[str, object] = {"skip_instance_cache": True}
+        client: dict[str, str] = {}
         if url.param("endpoint_url"):
             client["endpoint_url"] = url.param("endpoint_url")
         if url.param("region"):
@@ -54,14 +87,13 @@ class ObjectStoreSource:
             self.fs = fsspec.filesystem(url.scheme, **options)
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"{url.scheme}:// needs its fsspec driver: {exc}") from None
-        self._listing: dict[str, dict[str, Any]] = {}
-        self._facts: dict[str, Any] = {}
+        self._listing: dict[str, _ObjectVersion] = {}
 
-    def _list(self, root: str) -> dict[str, dict[str, Any]]:
-        """Return ``{relative key: info}`` for the objects below ``root``."""
+    def _list(self, root: str) -> dict[str, _ObjectVersion]:
+        """Return ``{relative key: version}`` for the objects below ``root``."""
         try:
             self.fs.invalidate_cache()
-            found = cast(dict[str, dict[str, Any]], self.fs.find(root, detail=True))
+            found: Mapping[str, Mapping[str, object]] = self.fs.find(root, detail=True)
         except FileNotFoundError:
             return {}
         except Exception as exc:
@@ -74,39 +106,28 @@ class ObjectStoreSource:
                 continue
             if any(p in ("", ".", "..") for p in rel.split("/")):
                 raise SourceError(f"object key {path!r} cannot be stored as a path")
-            out[rel] = info
+            out[rel] = _ObjectVersion.from_info(info)
         return out
-
-    @staticmethod
-    def _version(info: dict[str, Any]) -> dict[str, Any]:
-        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
-        mtime = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
-        return {"size": int(info.get("size") or 0), "etag": etag,
-                "mtime": mtime.isoformat() if hasattr(mtime, "isoformat") else str(mtime)}
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """List the prefix; record how many objects and bytes it holds."""
         self._listing = self._list(self.root)
         return {"databases": [self.root], "objects": len(self._listing),
-                "bytes": sum(int(i.get("size") or 0) for i in self._listing.values()),
+                "bytes": sum(v.size for v in self._listing.values()),
                 "tool_version": f"fsspec {fsspec.__version__}"}
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Store new and changed objects; reuse unchanged ones from ``previous``."""
         old: dict[str, Node] = {}
         if previous is not None:
             old = {p[len("objects/"):]: n for p, n in previous.reader.nodes("objects")}
         downloaded = reused = 0
         for rel in sorted(self._listing):
-            version = self._version(self._listing[rel])
+            version = self._listing[rel]
             prev = old.get(rel)
-            pv = prev.extra.get(_META) if prev is not None else None
-            same = isinstance(pv, dict) and pv.get("size") == version["size"] and (
-                pv.get("etag") == version["etag"] if version["etag"]
-                else pv.get("mtime") == version["mtime"])
-            if same and prev is not None:
+            if prev is not None and version.same_as(prev.extra.get(_META)):
                 sink.add_node(f"objects/{rel}", prev)
                 reused += 1
                 continue
@@ -116,19 +137,18 @@ class ObjectStoreSource:
                     sink.add_stream(path, cast(BinaryIO, f))
             except FileNotFoundError:
                 continue  # deleted since the listing
-            version["sha256"] = sink.digest(path)
-            sink.node(path).extra[_META] = version
+            sink.node(path).extra[_META] = version.recorded(sink.digest(path))
             downloaded += 1
         if not self._listing:
             raise SourceError(f"object store {self.url.redacted()}: no objects below the prefix")
         return {"downloaded": downloaded, "reused": reused}
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Check the stored tree lists every object with its size."""
         nodes = dict(reader.nodes("objects"))
         missing = [r for r in self._listing if f"objects/{r}" not in nodes]
         wrong = [r for r in self._listing if f"objects/{r}" in nodes
-                 and nodes[f"objects/{r}"].size != int(self._listing[r].get("size") or 0)]
+                 and nodes[f"objects/{r}"].size != self._listing[r].size]
         if missing or wrong:
             raise SourceError(f"stored tree of {self.url.redacted()} is incomplete: "
                               f"{len(missing)} missing, {len(wrong)} with the wrong size")

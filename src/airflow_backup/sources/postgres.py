@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from airflow_backup.errors import ConfigError, RestoreError, RestoreTargetExists, ValidationFailed
 from airflow_backup.sources.base import (
@@ -34,7 +35,15 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
     iter_tables,
+    restored_stats,
     source_password,
+)
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    TableStats,
+    TocCounts,
+    ValidationFacts,
 )
 from airflow_backup.sources.process import Resources, classify_failure, find_tool
 
@@ -48,7 +57,7 @@ _CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))
 
 
 def pg_table_stats(conn: psycopg.Connection[Any], checksum_max_bytes: int,
-                   only: list[str] | None = None) -> dict[str, dict[str, Any]]:
+                   only: list[str] | None = None) -> dict[str, TableStats]:
     """Return ``{schema.table: {rows, checksum}}`` for the user tables visible on ``conn``.
 
     The checksum is an order-independent sum of per-row MD5 prefixes of the row's text form;
@@ -60,7 +69,7 @@ def pg_table_stats(conn: psycopg.Connection[Any], checksum_max_bytes: int,
         "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
         "ORDER BY 1, 2").fetchall()
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TableStats] = {}
     for schema, name, size in rows:
         key = f"{schema}.{name}"
         if only is not None and key not in only:
@@ -89,9 +98,9 @@ class PostgresSource:
         self._conns: list[psycopg.Connection[Any]] = []
         self._snapshots: dict[str, str] = {}
         self._databases: list[str] = []
-        self._tables: dict[str, Any] = {}
+        self._tables: dict[str, TableStats] = {}
         self._tools: dict[str, str] = {}
-        self._sink: Any = None
+        self._sink: ExportSink | None = None
         self.format = url.param("format", "plain")
         if self.format not in _SUFFIX:
             raise ConfigError(f"format must be plain, custom or directory, not {self.format!r}")
@@ -122,15 +131,13 @@ class PostgresSource:
     def connect(self, database: str, autocommit: bool = True) -> psycopg.Connection[Any]:
         """Open a connection (closed by :meth:`cleanup`). Raise a classified SourceError."""
         env = self.env(database)
-        kwargs: dict[str, Any] = {"host": env["PGHOST"], "dbname": database,
-                                  "connect_timeout": 10, "application_name": "airflow-backup",
-                                  "autocommit": autocommit}
-        for key, var in (("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
-                         ("passfile", "PGPASSFILE")):
-            if var in env:
-                kwargs[key] = env[var]
+        params = {key: env[var] for key, var in (
+            ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
+            ("passfile", "PGPASSFILE")) if var in env}
         try:
-            conn = psycopg.connect(**kwargs)
+            conninfo = make_conninfo(host=env["PGHOST"], dbname=database, connect_timeout=10,
+                                     application_name="airflow-backup", **params)
+            conn = psycopg.connect(conninfo, autocommit=autocommit)
         except psycopg.Error as exc:
             raise classify_failure(f"PostgreSQL at {self.url.redacted()}", str(exc)) from None
         self._conns.append(conn)
@@ -138,7 +145,7 @@ class PostgresSource:
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """Check tools and server, open one snapshot per database, record counts/checksums."""
         tools = {n: find_tool(n) for n in ("pg_dump", "pg_restore")}
         if self.url.flag("globals"):
@@ -152,7 +159,7 @@ class PostgresSource:
             self._databases = [r[0] for r in first.execute(
                 "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
                 "ORDER BY 1").fetchall()]
-        tables: dict[str, Any] = {}
+        tables: dict[str, TableStats] = {}
         for db in self._databases:
             conn = self.connect(db, autocommit=False)
             try:
@@ -170,7 +177,7 @@ class PostgresSource:
                 "databases": list(self._databases), "format": self.format,
                 "globals": self.url.flag("globals"), "tables": tables}
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Run pg_dump per database (and pg_dumpall for globals) into the sink."""
         files: dict[str, int] = {}
         self._sink = sink
@@ -207,11 +214,12 @@ class PostgresSource:
                                    text=True, check=False).stdout
         return "--restrict-key" in help_text
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Plain dumps: check pg_dump's header and completion trailer. Custom and directory
         dumps: read the stored table of contents back with pg_restore --list."""
-        facts: dict[str, Any] = {}
+        facts: dict[str, TocCounts] = {}
         if self.format == "plain":
+            assert self._sink is not None
             for db in self._databases:
                 path = f"postgresql/{db}.sql"
                 if _PLAIN_HEAD not in self._sink.head(path)[:4096]:
@@ -306,9 +314,11 @@ class PostgresSource:
         conn = self.connect(target_db)
         actual = pg_table_stats(conn, -1 if not any(c for _, c in recorded.values())
                                 else 1 << 62, list(recorded))
-        checks = [TableCheck(t, rows, checksum, actual.get(t, {}).get("rows"),
-                             str(actual.get(t, {}).get("checksum", "")) if checksum else "")
-                  for t, (rows, checksum) in sorted(recorded.items())]
+        checks = []
+        for t, (rows, checksum) in sorted(recorded.items()):
+            got_rows, got_checksum = restored_stats(actual, t)
+            checks.append(TableCheck(t, rows, checksum, got_rows,
+                                     got_checksum if checksum else ""))
         return RestoreReport(self.url.with_database(target_db).redacted(), checks,
                              {"database": target_db, "source_database": source_db,
                               "created": created})

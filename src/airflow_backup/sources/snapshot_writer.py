@@ -15,13 +15,14 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import Chunker
 from airflow_backup.archiver.content import ContentSaver
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.errors import ConfigError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
@@ -196,7 +197,7 @@ class SnapshotWriter:
         self.repo.flush()
         return self._snapshot({})
 
-    def commit(self, metadata: dict[str, Any]) -> Snapshot:
+    def commit(self, metadata: JSONObject) -> Snapshot:
         """Write the snapshot with ``metadata`` in its ``airflow_backup`` object."""
         if self._tree is None:
             self.prepare()
@@ -204,7 +205,7 @@ class SnapshotWriter:
         self.repo.save_snapshot(snapshot)
         return snapshot
 
-    def _snapshot(self, metadata: dict[str, Any]) -> Snapshot:
+    def _snapshot(self, metadata: JSONObject) -> Snapshot:
         assert self._tree is not None
         end = datetime.now(UTC).astimezone()
         summary = SnapshotSummary(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,7 +16,9 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_backup.errors import ConfigError, SourceUnavailable
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import SourceURL
+from airflow_backup.sources.checksum import row_checksum
 
 __all__ = ["SqlTable", "open_sql"]
 
@@ -84,7 +86,7 @@ class SqlTable:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def select_since(self, table: str, columns: list[str], watermark: str, since: Any,
+    def select_since(self, table: str, columns: list[str], watermark: str, since: object,
                      batch: int) -> Iterator[list[tuple[Any, ...]]]:
         """Yield batches of rows with ``watermark > since`` (all rows if None), in order."""
         cols = ", ".join(self.quote(c) for c in columns)
@@ -110,7 +112,7 @@ class SqlTable:
             cur.close()
             self.rollback()
 
-    def count_upto(self, table: str, watermark: str, upto: Any, deleted: str) -> int:
+    def count_upto(self, table: str, watermark: str, upto: object, deleted: str) -> int:
         """Return the rows with ``watermark <= upto`` that are not soft-deleted."""
         if upto is None:
             return 0
@@ -129,8 +131,6 @@ class SqlTable:
 
     def count_and_checksum(self, table: str, with_checksum: bool) -> tuple[int, int]:
         """Return the row count and (if asked) the order-independent checksum of ``table``."""
-        from airflow_backup.sources.table_export import row_checksum
-
         cur = self._cursor()
         total = count = 0
         try:
@@ -147,8 +147,8 @@ class SqlTable:
     # ---- watermarks ----------------------------------------------------------------------
 
     @staticmethod
-    def encode_watermark(value: Any) -> dict[str, str] | None:
-        """Return a JSON-able form of a watermark value."""
+    def encode_watermark(value: object) -> JSONObject | None:
+        """Return the stored form of a watermark value: its type and its text."""
         if value is None:
             return None
         for kind, types in (("int", (int,)), ("datetime", (datetime,)), ("date", (date,)),
@@ -159,14 +159,12 @@ class SqlTable:
         return {"type": "str", "value": str(value)}
 
     @staticmethod
-    def decode_watermark(obj: Any) -> Any:
+    def decode_watermark(obj: JSONObject) -> object:
         """Invert :meth:`encode_watermark`."""
-        if not isinstance(obj, dict):
-            raise ConfigError(f"unreadable watermark {obj!r} in the previous export")
         kind, value = obj.get("type"), str(obj.get("value"))
-        converters: dict[str, Any] = {"int": int, "datetime": datetime.fromisoformat,
-                                      "date": date.fromisoformat, "decimal": Decimal,
-                                      "float": float, "str": str}
+        converters: dict[str, Callable[[str], object]] = {
+            "int": int, "datetime": datetime.fromisoformat, "date": date.fromisoformat,
+            "decimal": Decimal, "float": float, "str": str}
         return converters.get(str(kind), str)(value)
 
     # ---- writing -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from airflow_backup.errors import (
     ConfigError,
@@ -32,6 +32,13 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
     iter_tables,
+    restored_stats,
+)
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    TableStats,
+    ValidationFacts,
 )
 from airflow_backup.sources.process import Resources
 
@@ -40,13 +47,13 @@ __all__ = ["SQLiteSource", "sqlite_table_stats"]
 _HEADER = b"SQLite format 3\x00"
 
 
-def sqlite_table_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+def sqlite_table_stats(conn: sqlite3.Connection) -> dict[str, TableStats]:
     """Return ``{table: {rows, checksum}}``; the checksum is an order-independent sum of
     SHA-256 prefixes of each row's ``repr``."""
     names = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
         "ORDER BY name")]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TableStats] = {}
     for name in names:
         quoted = '"' + name.replace('"', '""') + '"'
         rows = 0
@@ -80,7 +87,7 @@ class SQLiteSource:
         self.res = Resources()
         self._copy = ""
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """Copy the database with the online backup API; check and count the copy."""
         if not os.path.isfile(self.path):
             raise SourceUnavailable(f"SQLite database {self.path}: no such file")
@@ -102,7 +109,7 @@ class SQLiteSource:
         return {"tool_version": f"sqlite {sqlite3.sqlite_version}", "databases":
                 [os.path.basename(self.path)], "integrity_check": check, "tables": stats}
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Stream the consistent copy into the sink, then delete it."""
         path = "sqlite/" + os.path.basename(self.path)
         with open(self._copy, "rb") as f:
@@ -111,7 +118,7 @@ class SQLiteSource:
         self.res.close()
         return {"files": {path: size}}
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Check the stored file starts with the SQLite header."""
         if not self._head.startswith(_HEADER):
             raise ValidationFailed(f"stored copy of {self.path} lacks the SQLite header")
@@ -141,8 +148,7 @@ class SQLiteSource:
                 actual = sqlite_table_stats(conn)
             finally:
                 conn.close()
-            checks = [TableCheck(t, rows, checksum, actual.get(t, {}).get("rows"),
-                                 str(actual.get(t, {}).get("checksum", "")))
+            checks = [TableCheck(t, rows, checksum, *restored_stats(actual, t))
                       for t, rows, checksum in iter_tables(stored.source)]
             if check != "ok" or not all(c.ok for c in checks):
                 raise RestoreMismatch(f"restored copy of {self.path} does not match the backup "

@@ -14,10 +14,8 @@ increments up to the chosen snapshot (``--as-of``) into the target table.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
-from datetime import date, datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, cast
 
 import pyarrow as pa
@@ -31,6 +29,7 @@ from airflow_backup.errors import (
     RestoreTargetExists,
     ValidationFailed,
 )
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import (
     ExportSink,
     RestoreReport,
@@ -40,37 +39,27 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
 )
+from airflow_backup.sources.checksum import row_checksum
+from airflow_backup.sources.metadata import (
+    ExportFacts,
+    SourceDescription,
+    ValidationFacts,
+    json_int,
+)
 from airflow_backup.sources.sql import SqlTable, open_sql
 
-__all__ = ["TableExportSource", "row_checksum"]
+__all__ = ["TableExportSource"]
 
 _BATCH = 50_000
 
 
-def _norm(value: Any) -> str:
-    if isinstance(value, datetime):
-        return "t:" + (value.astimezone().isoformat() if value.tzinfo else value.isoformat())
-    if isinstance(value, date):
-        return "d:" + value.isoformat()
-    if isinstance(value, Decimal):
-        return "n:" + format(value.normalize(), "f")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "b:" + bytes(value).hex()
-    if isinstance(value, bool):
-        return "i:" + str(int(value))
-    if isinstance(value, int | float):
-        return ("i:" if isinstance(value, int) or value.is_integer() else "f:") + (
-            str(int(value)) if isinstance(value, int) or value.is_integer() else repr(value))
-    return "s:" + str(value) if value is not None else "null"
+@dataclass(slots=True)
+class _Progress:
+    """What the producer thread has exported so far."""
 
-
-def row_checksum(rows: list[tuple[Any, ...]] | list[list[Any]], start: int = 0) -> int:
-    """Return ``start`` plus an order-independent checksum of ``rows`` (mod 2**64)."""
-    total = start
-    for row in rows:
-        digest = hashlib.sha256("\x1f".join(_norm(v) for v in row).encode()).digest()
-        total = (total + int.from_bytes(digest[:8], "big")) % (1 << 64)
-    return total
+    rows: int
+    checksum: int
+    last: object = None  # the watermark of the last row read
 
 
 class TableExportSource:
@@ -87,7 +76,7 @@ class TableExportSource:
         self.key = url.param("key")
         self.deleted = url.param("deleted")
         self.db: SqlTable | None = None
-        self._facts: dict[str, Any] = {}
+        self._facts: ExportFacts = {}
 
     def _open(self, create: bool = False) -> SqlTable:
         if not self.table:
@@ -98,7 +87,7 @@ class TableExportSource:
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SourceDescription:
         """Check the table and its watermark column exist; record the server version."""
         if not self.watermark:
             raise ConfigError("table export URLs need ?watermark=COLUMN (a monotonic column)")
@@ -113,15 +102,16 @@ class TableExportSource:
                 "table": self.table, "watermark": self.watermark, "key": self.key,
                 "deleted": self.deleted, "columns": columns}
 
-    def export(self, sink: ExportSink, previous: StoredExport | None) -> dict[str, Any]:
+    def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Export rows past the previous watermark as one Parquet file."""
         db = self._open()
         since = previous.export.get("watermark_to") if previous else None
+        if since is not None and not isinstance(since, dict):
+            raise ConfigError(f"unreadable watermark {since!r} in the previous export")
         since_value = db.decode_watermark(since) if since is not None else None
-        checksum_start = int(previous.export.get("checksum_total", "0") or 0) if previous \
-            else 0
+        checksum_start = json_int(previous.export.get("checksum_total")) if previous else 0
         read_fd, write_fd = _pipe()
-        state: dict[str, Any] = {"rows": 0, "max": None, "checksum": checksum_start}
+        state = _Progress(rows=0, checksum=checksum_start)
         errors: list[BaseException] = []
 
         def produce() -> None:
@@ -130,10 +120,10 @@ class TableExportSource:
                     writer: pq.ParquetWriter | None = None
                     for batch in db.select_since(self.table, self._columns, self.watermark,
                                                  since_value, _BATCH):
-                        state["rows"] += len(batch)
-                        state["max"] = batch[-1][self._columns.index(self.watermark)]
+                        state.rows += len(batch)
+                        state.last = batch[-1][self._columns.index(self.watermark)]
                         if not self.key:
-                            state["checksum"] = row_checksum(batch, state["checksum"])
+                            state.checksum = row_checksum(batch, state.checksum)
                         rb = _record_batch(self._columns, batch, writer)
                         if writer is None:
                             writer = pq.ParquetWriter(out, rb.schema)
@@ -159,17 +149,17 @@ class TableExportSource:
             exc = errors[0]
             raise DumpFailed(f"export of table {self.table} failed: {exc}") from exc
         self._head, self._tail = sink.head(path), sink.tail(path)
-        to = state["max"] if state["max"] is not None else since_value
+        to = state.last if state.last is not None else since_value
         self._facts = {
-            "file": path, "bytes": size, "rows": state["rows"],
+            "file": path, "bytes": size, "rows": state.rows,
             "watermark_from": since, "watermark_to": db.encode_watermark(to),
             "rows_total": db.count_upto(self.table, self.watermark, to, self.deleted),
         }
         if not self.key:
-            self._facts["checksum_total"] = str(state["checksum"])
+            self._facts["checksum_total"] = str(state.checksum)
         return self._facts
 
-    def validate(self, reader: SnapshotReader) -> dict[str, Any]:
+    def validate(self, reader: SnapshotReader) -> ValidationFacts:
         """Read the stored Parquet file's footer and check its row count."""
         data = reader.read_bytes(self._facts["file"])
         try:
@@ -223,11 +213,11 @@ class TableExportSource:
         rows, checksum = db.count_and_checksum(self.table, not key)
         expected_sum = str(facts.get("checksum_total", ""))
         same_engine = recorded.get("engine", db.engine) == db.engine
-        check = TableCheck(self.table, int(facts.get("rows_total", 0)),
+        check = TableCheck(self.table, json_int(facts.get("rows_total")),
                            expected_sum if same_engine else "", rows,
                            str(checksum) if same_engine else "")
-        details: dict[str, Any] = {"increments": len(chain),
-                                   "watermark_to": facts.get("watermark_to")}
+        details: JSONObject = {"increments": len(chain),
+                               "watermark_to": facts.get("watermark_to")}
         if rows > check.rows:
             details["hint"] = ("rows deleted at the source are not captured by incremental "
                                "exports unless a soft-delete column is configured (?deleted=)")

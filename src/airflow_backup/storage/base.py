@@ -4,6 +4,11 @@ A backend stores opaque files addressed by a :class:`Handle` (a file type plus a
 restic's layout. It knows nothing about encryption or packs. Backends raise only the storage
 errors of :mod:`airflow_backup.errors`: ``NotFound`` for a missing file,
 ``TransientStorageError`` for something worth retrying, ``PermanentStorageError`` otherwise.
+
+What a store can do beyond the protocol's methods (is it strongly consistent, how many
+threads suit it, does it read straight into a buffer) it declares in its
+:class:`Capabilities`; callers decide from those, never by probing attributes. Wrappers
+(:class:`~airflow_backup.storage.wrapper.DelegatingStorage`) report their inner store's.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "Capabilities",
     "FileInfo",
     "FileType",
     "Handle",
     "Storage",
+    "io_workers",
     "is_strongly_consistent",
+    "load_by_copy",
     "load_into",
     "object_path",
+    "small_files_apart",
 ]
 
 
@@ -67,6 +76,49 @@ def object_path(handle: Handle) -> str:
     return f"{handle.type.value}/{handle.name}"
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store declares about itself.
+
+    - ``strongly_consistent``: a file saved is at once visible to every reader and lister (a
+      local file system, memory). Object stores and network file systems may show new files
+      late; the lock protocol then waits before it re-checks for competing locks.
+    - ``io_workers``: how many threads should move data to or from the store (at least 1).
+    - ``load_into``: ``Storage.load_into`` reads straight into the caller's buffer; if
+      False it is served by ``load`` and one copy (:func:`load_by_copy`).
+    - ``small_files_apart``: small files are best worked on by one thread of their own
+      beside the threads for large data (see :func:`small_files_apart`).
+
+    A wrapper reports its inner store's capabilities, changed only where it changes them.
+    """
+
+    strongly_consistent: bool
+    io_workers: int
+    load_into: bool
+    small_files_apart: bool
+
+    def __post_init__(self) -> None:
+        if self.io_workers < 1:
+            raise ValueError("io_workers must be at least 1")
+
+    @classmethod
+    def local(cls, *, load_into: bool) -> Capabilities:
+        """Return the capabilities of a local file system or of memory: strongly consistent;
+        one I/O thread per core (2 to 8), since more threads only contend for the GIL and the
+        kernel; small files on a thread of their own."""
+        return cls(strongly_consistent=True, io_workers=max(2, min(8, os.cpu_count() or 2)),
+                   load_into=load_into, small_files_apart=True)
+
+    @classmethod
+    def remote(cls) -> Capabilities:
+        """Return the capabilities of an object store (or a network file system): new files
+        may show late; 8 I/O threads, since ranged reads and uploads are latency-bound;
+        small files stay on the pool, their transfers wait on the network; no reads into a
+        buffer."""
+        return cls(strongly_consistent=False, io_workers=8, load_into=False,
+                   small_files_apart=False)
+
+
 @runtime_checkable
 class Storage(Protocol):
     """A blob store in restic's layout.
@@ -81,6 +133,11 @@ class Storage(Protocol):
         """Return a human-readable location with any credentials removed."""
         ...
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Return what the store declares about itself (a wrapper: its inner store's)."""
+        ...
+
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` under ``handle`` atomically and durably. ``data`` is not kept after
         this returns (what is kept is copied): callers may reuse the buffer."""
@@ -90,6 +147,15 @@ class Storage(Protocol):
         """Return ``length`` bytes from ``offset`` (to the end if ``length`` is None).
 
         Raise NotFound if the file does not exist.
+        """
+        ...
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read up to ``len(buf)`` bytes from ``offset`` into ``buf``; return how many were
+        read (fewer only at the end of the file). Raise NotFound if the file does not exist.
+
+        A store that cannot read straight into a buffer returns ``load_by_copy(self, …)``
+        and declares ``capabilities.load_into`` False.
         """
         ...
 
@@ -118,15 +184,13 @@ def load_into(storage: Storage, handle: Handle, offset: int, buf: memoryview) ->
     """Read up to ``len(buf)`` bytes of ``handle`` from ``offset`` into ``buf``; return how
     many were read (fewer only at the end of the file). Raise NotFound if it does not exist.
 
-    A store that can read straight into a buffer has a ``load_into`` method of this
-    signature (the local file system; wrappers pass it through). Others are served by
-    ``load`` and one copy. Restore and check read every pack this way into a buffer they
-    reuse: a fresh buffer per read faults in every page anew (262,000 faults for 1 GiB).
+    A store that declares ``capabilities.load_into`` (the local file system; wrappers report
+    their inner store's) reads straight into the buffer; others are served by ``load`` and
+    one copy. Restore and check read every pack this way into a buffer they reuse: a fresh
+    buffer per read would have the kernel fault in every page anew.
     """
-    method = getattr(storage, "load_into", None)
-    if method is not None:
-        n: int = method(handle, offset, buf)
-        return n
+    if storage.capabilities.load_into:
+        return storage.load_into(handle, offset, buf)
     return load_by_copy(storage, handle, offset, buf)
 
 
@@ -137,39 +201,39 @@ def load_by_copy(storage: Storage, handle: Handle, offset: int, buf: memoryview)
     return len(data)
 
 
+def _declared(storage: object) -> Capabilities | None:
+    # The helpers below take any object (callers hand over whatever they hold); only a
+    # Storage declares capabilities, anything else declares nothing.
+    return storage.capabilities if isinstance(storage, Storage) else None
+
+
 def io_workers(storage: object) -> int:
-    """Return how many threads should move data to or from ``storage``: one per core (2 to
-    8) on a local file system or in memory, where more threads only contend for the GIL and
-    the kernel (measured on 2 cores: 1 GiB cold backup 10.2 → 9.3 s and restore 5.8 → 5.5 s
-    going from 4 or 8 workers to 2), and 8 on object stores, whose ranged reads and uploads
-    are latency-bound."""
-    if is_strongly_consistent(storage):
-        return max(2, min(8, os.cpu_count() or 2))
-    return 8
+    """Return how many threads should move data to or from ``storage``: what it declares
+    (one per core, 2 to 8, on a local file system or in memory; 8 on object stores, see
+    :class:`Capabilities`), and 8 for anything that is not a Storage."""
+    caps = _declared(storage)
+    return caps.io_workers if caps is not None else Capabilities.remote().io_workers
 
 
 def small_files_apart(storage: object, workers: int) -> bool:
     """Return whether small files should be worked on by one thread of their own, beside
-    ``workers`` threads for large data: on local storage (strongly consistent) with more
-    than one worker. Small files are bound by the GIL (per-file Python, and the AES and
-    Poly1305 set-up that ``cryptography`` does while holding it): one thread handles them as
-    fast as two with a quarter to a third less CPU, in backup and restore alike (measured in
+    ``workers`` threads for large data: where the store declares it (local storage) and
+    there is more than one worker. Small files are bound by the GIL (per-file Python, and
+    the AES and Poly1305 set-up that ``cryptography`` does while holding it): one thread
+    of their own keeps up with two for less CPU, in backup and restore alike (figures in
     docs/performance.md). On object stores their transfers wait on the network, so they
     stay on the pool."""
-    return workers > 1 and is_strongly_consistent(storage)
+    caps = _declared(storage)
+    return workers > 1 and caps is not None and caps.small_files_apart
 
 
 def is_strongly_consistent(storage: object) -> bool:
     """Return whether a file saved to ``storage`` is at once visible to every reader and
-    lister (a local file system, memory), looking through wrappers that keep ``inner``.
+    lister (a local file system, memory), as the store declares it; wrappers report their
+    inner store's. Anything that is not a Storage is not.
 
     Object stores and network file systems may show new files late; the lock protocol then
     waits before it re-checks for competing locks.
     """
-    seen = 0
-    while storage is not None and seen < 16:
-        if getattr(storage, "strongly_consistent", False):
-            return True
-        storage = getattr(storage, "inner", None)
-        seen += 1
-    return False
+    caps = _declared(storage)
+    return caps is not None and caps.strongly_consistent

@@ -34,6 +34,7 @@ from airflow_backup.storage.base import (
     load_into,
     object_path,
 )
+from airflow_backup.storage.wrapper import DelegatingStorage
 
 __all__ = ["CachingStorage", "resolve_cache_root"]
 
@@ -55,15 +56,16 @@ def resolve_cache_root(given: str | os.PathLike[str] | None = None) -> Path:
     return Path(base) / "airflow-backup"
 
 
-class CachingStorage:
+class CachingStorage(DelegatingStorage):
     """Wraps ``inner``; serves index, snapshot and tree-pack loads from ``directory``.
+    Existence, stat and layout are the store's, and so are location and capabilities.
 
     ``hits`` and ``misses`` count cached loads served locally and fetched from the store.
     """
 
     def __init__(self, inner: Storage, directory: str | os.PathLike[str], *,
                  is_tree_pack: Callable[[str], bool] | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.directory = Path(directory)
         self._is_tree_pack = is_tree_pack or (lambda _name: False)
         self._verified: set[str] = set()
@@ -71,11 +73,6 @@ class CachingStorage:
         self.hits = 0
         self.misses = 0
         self._ready = False
-
-    @property
-    def location(self) -> str:
-        """Return the wrapped store's location."""
-        return self.inner.location
 
     def _cached(self, handle: Handle) -> bool:
         if handle.type in (FileType.INDEX, FileType.SNAPSHOT):
@@ -178,15 +175,3 @@ class CachingStorage:
                     if not entry.name.startswith(".") and entry.name not in names:
                         Path(entry.path).unlink(missing_ok=True)
         return iter(items)
-
-    def stat(self, handle: Handle) -> FileInfo:
-        """Stat in the store (the cache never answers for existence)."""
-        return self.inner.stat(handle)
-
-    def exists(self, handle: Handle) -> bool:
-        """Check existence in the store."""
-        return self.inner.exists(handle)
-
-    def create_layout(self) -> None:
-        """Create the layout in the store."""
-        self.inner.create_layout()

@@ -26,7 +26,7 @@ from airflow_backup.errors import ConfigError
 from airflow_backup.redact import strip_authority_userinfo
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import CachingStorage, resolve_cache_root
-from airflow_backup.storage.faults import FaultInjectingStorage, parse_fault_spec
+from airflow_backup.storage.faults import FaultInjectingStorage, FaultOptions, parse_fault_spec
 from airflow_backup.storage.readahead import ReadAheadStorage
 from airflow_backup.storage.registry import open_storage
 from airflow_backup.storage.remote import storage_for_fs
@@ -62,7 +62,7 @@ def split_retry_options(url: str) -> tuple[str, dict[str, str]]:
     return (f"{base}?{urlencode(rest)}" if rest else base), retry
 
 
-def faults_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def faults_from_env(environ: Mapping[str, str] | None = None) -> FaultOptions | None:
     """Return fault-injection settings from AIRFLOW_BACKUP_FAULTS, or None if unset."""
     spec = (environ if environ is not None else os.environ).get("AIRFLOW_BACKUP_FAULTS", "")
     return parse_fault_spec(spec) if spec.strip() else None
@@ -75,7 +75,7 @@ def open_repository_storage(
     root: str = "",
     backend: Storage | None = None,
     policy: RetryPolicy | None = None,
-    faults: Mapping[str, Any] | None = None,
+    faults: FaultOptions | None = None,
     sleep: Callable[[float], None] | None = None,
     read_ahead: bool = False,
 ) -> Storage:
@@ -103,7 +103,7 @@ def open_repository_storage(
         assert backend is not None
         store = backend
     if faults:
-        store = FaultInjectingStorage(store, **dict(faults))
+        store = FaultInjectingStorage(store, **faults)
     retrying = (RetryingStorage(store, policy, sleep=sleep) if sleep is not None
                 else RetryingStorage(store, policy))
     return ReadAheadStorage(retrying) if read_ahead else retrying

@@ -2,7 +2,7 @@
 
 :class:`FaultInjectingStorage` wraps any Storage and, per call, may add latency and raise an
 injected error instead of (or after) doing the work, or kill the process right after a given
-write. Capabilities, all keyword-only:
+write. Settings, all keyword-only:
 
 - ``latency``: seconds slept before *every* call;
 - ``failure_rate``: probability that a call fails;
@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 from airflow_backup.errors import (
     ConfigError,
@@ -52,8 +52,16 @@ from airflow_backup.storage.base import (
     load_into,
     object_path,
 )
+from airflow_backup.storage.wrapper import DelegatingStorage
 
-__all__ = ["CRASH_MODES", "OPERATIONS", "FaultInjectingStorage", "file_journal", "parse_fault_spec"]
+__all__ = [
+    "CRASH_MODES",
+    "OPERATIONS",
+    "FaultInjectingStorage",
+    "FaultOptions",
+    "file_journal",
+    "parse_fault_spec",
+]
 
 T = TypeVar("T")
 
@@ -80,8 +88,9 @@ def file_journal(path: str | os.PathLike[str]) -> Journal:
     return write
 
 
-class FaultInjectingStorage:
-    """Wraps ``inner``; injects latency and failures as configured (see the module doc)."""
+class FaultInjectingStorage(DelegatingStorage):
+    """Wraps ``inner``; injects latency and failures as configured (see the module doc).
+    Location and capabilities are the wrapped store's."""
 
     def __init__(self, inner: Storage, *, failure_rate: float = 0.0, latency: float = 0.0,
                  fail_on_calls: Collection[int] = (), fail_after_writes: int | None = None,
@@ -104,7 +113,7 @@ class FaultInjectingStorage:
             raise ConfigError("crash_at must be >= 0 and crash_mode 'kill' or 'raise'")
         if isinstance(journal, (str, os.PathLike)) and not os.fspath(journal):
             raise ConfigError("journal must name a file")
-        self.inner = inner
+        super().__init__(inner)
         self.failure_rate = failure_rate
         self.latency = latency
         self.fail_on_calls = frozenset(fail_on_calls)
@@ -125,11 +134,6 @@ class FaultInjectingStorage:
         self.writes = 0
         self.mutations = 0
         self.injected = 0
-
-    @property
-    def location(self) -> str:
-        """Return the wrapped store's location."""
-        return self.inner.location
 
     def _decide(self, op: str) -> tuple[bool, float]:
         """Count the call; return (fail?, a uniform draw for how a failing save fails)."""
@@ -226,12 +230,24 @@ class FaultInjectingStorage:
         self._run("create_layout", self.location, self.inner.create_layout)
 
 
-_FLOATS = {"failure_rate", "latency", "truncate_writes", "lost_replies"}
-_INTS = {"fail_after_writes", "seed", "crash_at"}
-_STRINGS = {"crash_mode", "journal"}
+class FaultOptions(TypedDict, total=False):
+    """FaultInjectingStorage keyword arguments, as :func:`parse_fault_spec` reads them."""
+
+    failure_rate: float
+    latency: float
+    truncate_writes: float
+    lost_replies: float
+    fail_after_writes: int
+    seed: int
+    crash_at: int
+    crash_mode: str
+    journal: str
+    fail_on_calls: list[int]
+    operations: list[str]
+    permanent: bool
 
 
-def parse_fault_spec(spec: str) -> dict[str, Any]:
+def parse_fault_spec(spec: str) -> FaultOptions:
     """Parse ``key=value,…`` into FaultInjectingStorage keyword arguments.
 
     Keys: failure_rate, latency, truncate_writes, lost_replies (numbers), fail_after_writes,
@@ -239,27 +255,28 @@ def parse_fault_spec(spec: str) -> dict[str, Any]:
     cannot hold a comma), fail_on_calls (``3+7+9``), operations (``save+load``), permanent
     (``1``/``true``). Raise ConfigError for anything else.
     """
-    out: dict[str, Any] = {}
+    out: FaultOptions = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
         try:
             if not sep:
                 raise ValueError
-            if key in _FLOATS:
-                out[key] = float(value)
-            elif key in _INTS:
-                out[key] = int(value)
-            elif key in _STRINGS:
-                out[key] = value.strip()
-            elif key == "fail_on_calls":
-                out[key] = [int(v) for v in value.split("+") if v]
-            elif key == "operations":
-                out[key] = [v for v in value.split("+") if v]
-            elif key == "permanent":
-                out[key] = value.strip().lower() in ("1", "true", "yes")
-            else:
-                raise ConfigError(f"unknown fault option {key!r}")
+            match key:
+                case "failure_rate" | "latency" | "truncate_writes" | "lost_replies":
+                    out[key] = float(value)
+                case "fail_after_writes" | "seed" | "crash_at":
+                    out[key] = int(value)
+                case "crash_mode" | "journal":
+                    out[key] = value.strip()
+                case "fail_on_calls":
+                    out[key] = [int(v) for v in value.split("+") if v]
+                case "operations":
+                    out[key] = [v for v in value.split("+") if v]
+                case "permanent":
+                    out[key] = value.strip().lower() in ("1", "true", "yes")
+                case _:
+                    raise ConfigError(f"unknown fault option {key!r}")
         except ValueError:
             raise ConfigError(f"invalid fault option {item!r}") from None
     return out

@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_backup.errors import NotFound, PermanentStorageError, TransientStorageError
-from airflow_backup.storage.base import FileInfo, FileType, Handle, object_path
+from airflow_backup.storage.base import (
+    Capabilities,
+    FileInfo,
+    FileType,
+    Handle,
+    load_by_copy,
+    object_path,
+)
 
 __all__ = ["FsspecStorage", "map_error"]
 
@@ -123,6 +130,9 @@ class FsspecStorage:
     says whether ``pipe_file`` replaces a file atomically (true for object stores).
     """
 
+    #: New files may show late (object stores, network file systems); reads are copies.
+    capabilities = Capabilities.remote()
+
     def __init__(self, fs: Any, root: str, *, location: str | None = None,
                  atomic_writes: bool = True) -> None:
         self._fs = fs
@@ -199,6 +209,11 @@ class FsspecStorage:
                 return b""
             raise map_error(exc, what) from exc
         return bytes(data)
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Copy a byte range into ``buf`` (through :meth:`load`); return how many bytes.
+        Raise NotFound if the file is missing."""
+        return load_by_copy(self, handle, offset, buf)
 
     def stat(self, handle: Handle) -> FileInfo:
         """Return the file's size. Raise NotFound if it is missing."""

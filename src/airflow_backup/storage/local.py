@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from airflow_backup.errors import NotFound, PermanentStorageError, TransientStorageError
-from airflow_backup.storage.base import FileInfo, FileType, Handle, object_path
+from airflow_backup.storage.base import Capabilities, FileInfo, FileType, Handle, object_path
 
 __all__ = ["LocalStorage"]
 
@@ -56,8 +56,9 @@ def _fsync_dir(path: Path) -> None:
 class LocalStorage:
     """A repository directory on a local (or mounted) filesystem."""
 
-    #: A saved file is visible to every process at once (rename is atomic and immediate).
-    strongly_consistent = True
+    #: A saved file is visible to every process at once (rename is atomic and immediate);
+    #: ``load_into`` reads straight into the buffer (``preadv``).
+    capabilities = Capabilities.local(load_into=True)
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = Path(root)

@@ -6,7 +6,14 @@ import threading
 from collections.abc import Iterator
 
 from airflow_backup.errors import NotFound, PermanentStorageError
-from airflow_backup.storage.base import FileInfo, FileType, Handle, object_path
+from airflow_backup.storage.base import (
+    Capabilities,
+    FileInfo,
+    FileType,
+    Handle,
+    load_by_copy,
+    object_path,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -14,7 +21,8 @@ __all__ = ["MemoryStorage"]
 class MemoryStorage:
     """Files kept in a dict keyed by handle. Nothing survives the process."""
 
-    strongly_consistent = True
+    #: Saved files are visible at once, like a local file system's; reads are copies.
+    capabilities = Capabilities.local(load_into=False)
 
     def __init__(self) -> None:
         self._files: dict[Handle, bytes] = {}
@@ -44,6 +52,11 @@ class MemoryStorage:
                 raise NotFound(f"load {object_path(handle)}: not found") from None
         end = len(data) if length is None else offset + length
         return data[offset:end]
+
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Copy a byte range into ``buf`` (through :meth:`load`); return how many bytes.
+        Raise NotFound if the file is missing."""
+        return load_by_copy(self, handle, offset, buf)
 
     def stat(self, handle: Handle) -> FileInfo:
         """Return the file's size. Raise NotFound if it is missing."""

@@ -11,11 +11,12 @@ larger than the window pass straight through.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 
-from airflow_backup.storage.base import FileInfo, FileType, Handle, Storage
+from airflow_backup.storage.base import Capabilities, FileType, Handle, Storage, load_by_copy
+from airflow_backup.storage.wrapper import DelegatingStorage
 
 __all__ = ["ReadAheadStorage"]
 
@@ -23,16 +24,18 @@ DEFAULT_WINDOW = 8 * 1024 * 1024
 DEFAULT_WINDOWS = 4
 
 
-class ReadAheadStorage:
+class ReadAheadStorage(DelegatingStorage):
     """Wraps ``inner``; serves small data-pack reads from windows of ``window`` bytes.
 
     At most ``windows`` windows are kept (memory: ``window * windows`` bytes). Thread-safe.
-    ``fetches`` and ``served`` count window loads and reads answered from memory.
+    ``fetches`` and ``served`` count window loads and reads answered from memory. Reads into
+    a buffer go through the windows too, so the capabilities are the wrapped store's
+    without native ``load_into``.
     """
 
     def __init__(self, inner: Storage, *, window: int = DEFAULT_WINDOW,
                  windows: int = DEFAULT_WINDOWS) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._window = window
         self._max = max(1, windows)
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -41,9 +44,9 @@ class ReadAheadStorage:
         self.served = 0
 
     @property
-    def location(self) -> str:
-        """Return the wrapped store's location."""
-        return self.inner.location
+    def capabilities(self) -> Capabilities:
+        """Return the wrapped store's capabilities, reads into a buffer not native."""
+        return dataclasses.replace(self.inner.capabilities, load_into=False)
 
     def _lookup(self, name: str, offset: int, length: int) -> bytes | None:
         with self._lock:
@@ -70,32 +73,16 @@ class ReadAheadStorage:
                 self._cache.popitem(last=False)
         return data[:length]
 
+    def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
+        """Read a range into ``buf`` through :meth:`load` (and so through the windows)."""
+        return load_by_copy(self, handle, offset, buf)
+
     def _forget(self, name: str) -> None:
         with self._lock:
             for key in [k for k in self._cache if k[0] == name]:
                 del self._cache[key]
 
-    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
-        """Save through."""
-        self.inner.save(handle, data)
-
     def remove(self, handle: Handle) -> None:
         """Remove through (and forget its windows)."""
         self._forget(handle.name)
         self.inner.remove(handle)
-
-    def stat(self, handle: Handle) -> FileInfo:
-        """Stat through."""
-        return self.inner.stat(handle)
-
-    def exists(self, handle: Handle) -> bool:
-        """Check existence through."""
-        return self.inner.exists(handle)
-
-    def list(self, file_type: FileType) -> Iterator[FileInfo]:
-        """List through."""
-        return self.inner.list(file_type)
-
-    def create_layout(self) -> None:
-        """Create the layout through."""
-        self.inner.create_layout()

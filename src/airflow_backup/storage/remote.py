@@ -18,7 +18,7 @@ SDK's defaults, SFTP the SSH agent and ``~/.ssh``. The filesystem never retries 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlparse
 
 from airflow_backup.errors import ConfigError
@@ -34,6 +34,36 @@ ATOMIC_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
 
 _EXTRAS = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
            "abfss": "azure", "sftp": "sftp"}
+
+
+class _S3ClientKwargs(TypedDict, total=False):
+    """botocore client arguments (s3fs ``client_kwargs``)."""
+
+    endpoint_url: str
+    region_name: str
+
+
+class _S3Retries(TypedDict):
+    max_attempts: int
+    mode: str
+
+
+class _S3Config(TypedDict):
+    """botocore ``Config`` arguments (s3fs ``config_kwargs``)."""
+
+    retries: _S3Retries
+    connect_timeout: float
+    read_timeout: float
+
+
+class _S3FileSystemKwargs(TypedDict, total=False):
+    """``s3fs.S3FileSystem`` arguments."""
+
+    client_kwargs: _S3ClientKwargs
+    config_kwargs: _S3Config
+    skip_instance_cache: bool
+    use_listings_cache: bool
+    profile: str
 
 
 def _query(url: str) -> tuple[str, dict[str, str]]:
@@ -80,21 +110,21 @@ def open_s3(url: str) -> FsspecStorage:
     """Open an S3 (or S3-compatible) repository URL with s3fs."""
     endpoint, bucket, prefix, opts = parse_s3_url(url)
     s3fs = _import("s3fs", "s3")
-    client_kwargs: dict[str, Any] = {}
+    client_kwargs: _S3ClientKwargs = {}
     if endpoint:
         client_kwargs["endpoint_url"] = endpoint
     region = opts.pop("region", None) or os.environ.get("AWS_REGION") or os.environ.get(
         "AWS_DEFAULT_REGION")
     if region:
         client_kwargs["region_name"] = region
-    config = {
+    config: _S3Config = {
         # One retry layer only: ours (storage/retry.py).
         "retries": {"max_attempts": 1, "mode": "standard"},
         "connect_timeout": float(opts.pop("connect_timeout", 10)),
         "read_timeout": float(opts.pop("read_timeout", 60)),
     }
-    kwargs: dict[str, Any] = {"client_kwargs": client_kwargs, "config_kwargs": config,
-                              "skip_instance_cache": True, "use_listings_cache": False}
+    kwargs: _S3FileSystemKwargs = {"client_kwargs": client_kwargs, "config_kwargs": config,
+                                   "skip_instance_cache": True, "use_listings_cache": False}
     if "profile" in opts:
         kwargs["profile"] = opts.pop("profile")
     if opts:
@@ -122,7 +152,8 @@ def open_fsspec(url: str) -> FsspecStorage:
               "abfss": "adlfs", "sftp": "sshfs"}.get(scheme)
     if module:
         _import(module, scheme)
-    kwargs: dict[str, Any] = dict(opts)
+    # The URL's query options (strings) go to the filesystem as they are, beside the host.
+    kwargs: dict[str, str | int] = dict(opts)
     if scheme == "sftp":
         if not parsed.hostname:
             raise ConfigError("sftp repository URL names no host: use sftp://HOST/PATH")

@@ -29,6 +29,7 @@ from airflow_backup.storage.base import (
     load_into,
     object_path,
 )
+from airflow_backup.storage.wrapper import DelegatingStorage
 
 if TYPE_CHECKING:
     import tenacity
@@ -83,28 +84,24 @@ class RetryPolicy:
                    float(values["max_delay"]), float(values["max_elapsed"]))
 
 
-class RetryingStorage:
-    """Wraps a Storage; retries transient failures according to ``policy``.
+class RetryingStorage(DelegatingStorage):
+    """Wraps a Storage; retries transient failures according to ``policy``. Every call is
+    retried; location and capabilities are the wrapped store's.
 
     ``sleep`` is injectable for tests. ``retries`` counts the retries made so far.
     """
 
     def __init__(self, inner: Storage, policy: RetryPolicy | None = None, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self.retries = 0
 
-    @property
-    def location(self) -> str:
-        """Return the wrapped store's location."""
-        return self.inner.location
-
     def _call(self, op: str, target: str, fn: Callable[[], T]) -> T:
         started = time.monotonic()
         # Most calls succeed at once: make the first attempt without building a Retrying
-        # (its set-up cost about as much as a small local read). A transient failure then
+        # (its set-up is costly next to a small local read). A transient failure then
         # enters the retry loop as its first attempt, replayed without calling again.
         try:
             return fn()
@@ -119,7 +116,8 @@ class RetryingStorage:
         return self._retry(op, target, attempt, started)
 
     def _retry(self, op: str, target: str, fn: Callable[[], T], started: float) -> T:
-        # Loaded on the first transient failure, not at start-up (11 ms of every command).
+        # Loaded on the first transient failure, not at start-up: importing it would slow
+        # every command's start.
         import tenacity
 
         p = self.policy

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.archiver.parent import NO_PARENT, ParentTree
+from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.walk import find_node
 from airflow_backup.storage.memory import MemoryStorage
@@ -118,3 +120,11 @@ def test_the_walk_takes_the_warm_ups_listings_and_sees_what_they_saw(tree: Path)
     node_own, _ = find_node(repo, own.snapshot.tree, str(tree))  # type: ignore[attr-defined]
     assert node_warm is not None and node_own is not None
     assert node_warm.subtree == node_own.subtree
+
+
+@pytest.mark.parametrize("nodes", [b'[{"name":5,"type":"file"}]', b'[{"type":"file"}]',
+                                   b'["x"]', b'"x"'])
+def test_a_malformed_parent_tree_is_no_parent(nodes: bytes) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    tree_id, _ = repo.save_blob(BlobType.TREE, b'{"nodes":' + nodes + b"}\n")
+    assert ParentTree.load(repo, tree_id) is NO_PARENT

@@ -237,7 +237,9 @@ def test_master_key_json_round_trip(key: Key) -> None:
 
 
 @pytest.mark.parametrize("obj", [{}, {"mac": {"k": "AA==", "r": "AA=="}, "encrypt": "AA=="},
-                                 {"mac": None, "encrypt": ""}, {"mac": {}, "encrypt": "!!"}])
+                                 {"mac": None, "encrypt": ""}, {"mac": {}, "encrypt": "!!"},
+                                 {"mac": [], "encrypt": "AA=="},
+                                 {"mac": {"k": 5, "r": "AA=="}, "encrypt": "AA=="}])
 def test_malformed_master_key_json(obj: dict[str, object]) -> None:
     with pytest.raises(IntegrityError):
         Key.from_json(obj)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_backup.errors import IntegrityError
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
 from airflow_backup.repository.timefmt import format_ns
@@ -90,6 +91,28 @@ def test_restic_snapshot_with_unknown_summary_keys_parses() -> None:
     assert snap.summary == SnapshotSummary(files_new=2)
     assert snap.time_ns == 1_704_161_045_123_456_789
     assert snap.short_id == "ffffffff"
+
+
+def test_null_summary_values_are_ignored_as_in_go() -> None:
+    obj: JSONObject = {"time": "2024-01-02T03:04:05Z", "tree": "aa" * 32,
+                       "summary": {"files_new": None, "backup_start": None, "data_blobs": 4}}
+    assert Snapshot.from_json(obj).summary == SnapshotSummary(data_blobs=4)
+
+
+@pytest.mark.parametrize("field", [
+    {"tree": 5}, {"paths": "/home"}, {"paths": [1]}, {"tags": "t"}, {"excludes": [None]},
+    {"uid": [0]}, {"gid": {"a": 1}}, {"parent": 1}, {"original": ["aa"]},
+    {"summary": {"files_new": "2"}}, {"summary": {"backup_end": 0}},
+])
+def test_fields_of_the_wrong_json_type_make_a_malformed_snapshot(field: dict[str, object]
+                                                                 ) -> None:
+    """restic's decoder refuses a field of the wrong type; so do we, rather than carry it."""
+    storage = MemoryStorage()
+    r = Repository.init(storage, "pw")
+    obj = {"time": "2024-01-02T03:04:05Z", "tree": "aa" * 32, "paths": ["/"], **field}
+    snap_id = save_json(storage, r.key, FileType.SNAPSHOT, obj, 2)
+    with pytest.raises(IntegrityError, match=f"snapshot {snap_id[:8]}: malformed"):
+        r.load_snapshot(snap_id)
 
 
 def test_snapshots_are_listed_oldest_first() -> None:

@@ -235,6 +235,28 @@ def test_malformed_trees_are_rejected(raw: bytes) -> None:
         decode_tree(raw, "tree 1234")
 
 
+@pytest.mark.parametrize("node", [
+    '{"name":5,"type":"file"}', '{"name":"x","type":1}', '{"name":"x","type":"file","size":"12"}',
+    '{"name":"x","type":"file","mtime":5}', '{"name":"x","type":"file","user":["u"]}',
+    '{"name":"x","type":"file","content":"aa"}', '{"name":"x","type":"file","content":[1]}',
+    '{"name":"x","type":"dir","subtree":7}', '{"name":"x","type":"symlink","linktarget":{"a":1}}',
+    '{"name":"x","type":"file","extended_attributes":[1]}',
+    '{"name":"x","type":"file","extended_attributes":{"name":"a"}}',
+    '{"name":"x","type":"file","generic_attributes":[]}',
+])
+def test_node_fields_of_the_wrong_json_type_are_rejected(node: str) -> None:
+    """restic's decoder refuses a field of the wrong type; so do we, rather than carry it."""
+    with pytest.raises(IntegrityError, match="tree 1234"):
+        decode_tree(b'{"nodes":[' + node.encode() + b"]}", "tree 1234")
+
+
+def test_null_node_fields_are_zero_values_as_in_go() -> None:
+    raw = (b'{"nodes":[{"name":"x","type":"file","mode":null,"mtime":null,"uid":null,'
+           b'"user":null,"size":null,"linktarget":null,"extended_attributes":null,'
+           b'"generic_attributes":null,"content":null,"subtree":null,"error":null}]}')
+    assert decode_tree(raw, "t") == [Node(name=b"x", type="file")]
+
+
 # ---- strconv.Quote --------------------------------------------------------------------
 
 

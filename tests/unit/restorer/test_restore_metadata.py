@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.errors import RestoreError
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.tree import Node
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from airflow_backup.storage.memory import MemoryStorage
 
@@ -76,3 +79,17 @@ def test_owners_come_back_even_in_a_setgid_directory(tmp_path: Path, umask: None
         got, want = (out / name).stat(), (src / name).stat()
         assert (got.st_uid, got.st_gid) == (want.st_uid, want.st_gid), name
         assert stat.S_IMODE(got.st_mode) == stat.S_IMODE(want.st_mode), name
+
+
+@pytest.mark.parametrize("attr", [{"name": 5, "value": "AA=="}, {"name": "user.a", "value": 1},
+                                  {"value": "AA=="}])
+def test_an_extended_attribute_that_is_not_a_name_and_a_value_is_a_restore_error(
+        tmp_path: Path, attr: dict[str, object]) -> None:
+    repo = Repository.init(MemoryStorage(), "pw")
+    node = Node(name=b"f", type="file", mode=0o644, content=[],
+                extended_attributes=[attr])  # type: ignore[list-item]
+    tree, _ = repo.save_tree([node])
+    snap = Snapshot(time="2024-01-01T00:00:00Z", tree=tree, paths=["/f"])
+    repo.save_snapshot(snap)
+    with pytest.raises(RestoreError, match="extended attribute"):
+        Restorer(repo).restore(snap, RestoreOptions(target=str(tmp_path / "out")))

@@ -61,7 +61,11 @@ def register(sub: Any) -> None:
 
 def snapshot_time(text: str) -> datetime:
     """Return a --time value ('YYYY-MM-DD HH:MM:SS' local, or RFC 3339) as a datetime."""
-    return datetime.fromtimestamp(parse_as_of(text) / 1e9).astimezone()
+    try:
+        return datetime.fromtimestamp(parse_as_of(text) / 1e9).astimezone()
+    except ConfigError:
+        raise ConfigError(f"invalid --time {text!r}: use 'YYYY-MM-DD HH:MM:SS' (local time) "
+                          "or RFC 3339") from None
 
 
 class _Progress(ArchiveEvents):

@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Drill; exit 1 if any drill failed or exceeded its RTO."""
-    from airflow_backup.jobs.drill import drill_job
+    from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config
-    from airflow_backup.jobs.status import write_metrics
+    from airflow_backup.jobs.runner import publish_metrics, run_drill
 
     cfg = load_config(args.config)
     names = list(args.jobs) or [n for n, j in cfg.jobs.items() if j.drill is not None]
@@ -39,21 +39,22 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         raise ConfigError(f"unknown job(s): {', '.join(unknown)}" if unknown
                           else "no job has a drill section; name the jobs to drill")
     status = 0
+    cache = cache_spec(gopts)
     for name in names:
         out.line(f"drill {name}: restoring into a sandbox …")
-        result = drill_job(cfg, name, as_of=args.as_of)
+        result, sent = run_drill(cfg, name, as_of=args.as_of, cache=cache)
+        error = result.error.describe() if result.error else ""
         if out.json_mode:
-            out.json({"message_type": "drill_result", **result.to_json()})
+            out.json({"message_type": "drill_result", **result.to_json(), "ok": result.ok,
+                      "error": error, "rto_exceeded": result.rto_exceeded, "notified": sent})
         else:
             for c in result.checks:
                 out.line(f"  ok: {c}")
-            verdict = "PASSED" if result.ok else f"FAILED: {result.error}"
+            verdict = "PASSED" if result.ok else f"FAILED: {error}"
             out.result(f"drill {name}: {verdict} (RTO {result.rto:.2f}s, limit "
-                       f"{result.max_rto:.0f}s; recorded as {result.record[:8] or '-'}; "
-                       f"{result.notified} notification(s))")
+                       f"{result.max_rto:.0f}s; in {result.repository or '-'}; recorded as "
+                       f"{result.record[:8] or '-'}; {sent} notification(s))")
         if not result.ok:
             status = 1
-    metrics = args.metrics_file or cfg.metrics_file
-    if metrics:
-        write_metrics(cfg, metrics)
+    publish_metrics(cfg, args.metrics_file, cache)
     return status

@@ -8,7 +8,7 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import make_progress
-from airflow_backup.errors import EXIT_ERROR, ConfigError
+from airflow_backup.errors import ConfigError
 
 __all__ = ["register", "run"]
 
@@ -26,11 +26,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    """Run the jobs; exit 0 if every job stored a snapshot (degraded included), else the
-    first failed job's error code (1 for most)."""
+    """Run the jobs; exit 0 if every job stored a complete snapshot (degraded included),
+    3 if a job's snapshot is partial, else the first failed job's error code (10 for a
+    missing repository, 11 locked, 12 wrong password, 1 for most others)."""
+    from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config
-    from airflow_backup.jobs.pipeline import run_job
-    from airflow_backup.jobs.status import write_metrics
+    from airflow_backup.jobs.runner import publish_metrics, run_job
 
     cfg = load_config(args.config)
     names = list(args.jobs) or list(cfg.jobs)
@@ -39,10 +40,17 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         raise ConfigError(f"unknown job(s): {', '.join(unknown)} (jobs: {', '.join(cfg.jobs)})")
     status = 0
     progress = make_progress(out.json_mode, out.quiet)
+    cache = cache_spec(gopts)
     for name in names:
-        result = run_job(cfg, name, events=progress)
+        result = run_job(cfg, name, events=progress, cache=cache)
+        error = result.error
         if out.json_mode:
-            out.json({"message_type": "job_result", **result.to_json()})
+            out.json({"message_type": "job_result", **result.to_json(),
+                      "error": error.describe() if error else "",
+                      "error_type": error.error_type if error else "",
+                      "exit_code": result.exit_code(),
+                      "steps": {r.step: {"attempts": r.attempts, "duration": r.duration,
+                                         **r.result} for r in result.steps}})
         elif result.ok:
             out.result(f"job {name}: {result.status.upper()}: snapshot(s) "
                        f"{', '.join(s[:8] for s in result.snapshots)} in {result.repository}, "
@@ -50,13 +58,12 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                        f"{result.attempts} attempt(s), {result.notified} notification(s)")
         else:
             out.result(f"job {name}: FAILED in {result.failed_step} after {result.attempts} "
-                       f"attempt(s): {result.error} ({result.notified} notification(s))")
-        if result.status == "degraded":
-            out.warn(f"Warning: DEGRADED: job {name} stored its snapshot in fallback "
-                     f"repository {result.repository}")
-        if not result.ok and not status:
-            status = result.exit_code or EXIT_ERROR
-    metrics = args.metrics_file or cfg.metrics_file
-    if metrics:
-        write_metrics(cfg, metrics)
+                       f"attempt(s): {error.describe() if error else ''} "
+                       f"({result.notified} notification(s))")
+        for warning in result.warnings:
+            out.warn(f"Warning: job {name}: {warning}")
+        # The first job that did not fully succeed decides the exit status (3 partial, …).
+        if result.exit_code() and not status:
+            status = result.exit_code()
+    publish_metrics(cfg, args.metrics_file, cache)
     return status

@@ -42,17 +42,19 @@ def _when(ts: float | None) -> str:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
+    from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config
-    from airflow_backup.jobs.status import statuses, write_metrics
+    from airflow_backup.jobs.repos import job_watches
+    from airflow_backup.operations.status import statuses, write_metrics
 
     cfg = load_config(args.config)
     unknown = [n for n in args.jobs if n not in cfg.jobs]
     if unknown:
         raise ConfigError(f"unknown job(s): {', '.join(unknown)}")
-    sts = statuses(cfg, list(args.jobs) or None, now=time.time())
+    sts = statuses(job_watches(cfg, list(args.jobs) or None, cache_spec(gopts)), now=time.time())
     metrics = args.metrics_file or cfg.metrics_file
     if metrics:
-        write_metrics(cfg, metrics, sts)
+        write_metrics(metrics, sts)
     bad = [s for s in sts if s.rpo_breach or not s.healthy]
     if out.json_mode:
         out.json({"message_type": "status", "ok": not bad, "jobs": [s.to_json() for s in sts]})

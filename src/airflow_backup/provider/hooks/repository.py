@@ -25,7 +25,12 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_backup.errors import ConfigError
-from airflow_backup.repository.opener import open_repository
+from airflow_backup.operations.spec import (
+    PasswordKind,
+    PasswordSource,
+    RepositorySpec,
+    open_repository,
+)
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.compose import (
@@ -129,11 +134,26 @@ class BackupRepositoryHook(BaseHook):
         fs.retries = 1
         return fs, (f"{bucket}/{prefix}" if prefix else bucket)
 
+    def get_spec(self) -> RepositorySpec:
+        """Return the operations layer's spec of the connection's repository: its URL, the
+        connection's password, its retry policy, the default cache (metadata of remote
+        repositories cached under AIRFLOW_BACKUP_CACHE_DIR or the worker's ~/.cache),
+        ``extra["lock_wait"]`` seconds of waiting for another process's lock."""
+        conn = self._connection()
+        extra = conn.extra_dejson
+        retry = {str(k): str(v) for k, v in dict(extra.get("retry") or {}).items()}
+        return RepositorySpec(self.repository_url(),
+                              PasswordSource(PasswordKind.VALUE, conn.password or "",
+                                             label=f"connection {conn.conn_id}"),
+                              name=self.backup_repository_conn_id,
+                              retry=RetryPolicy.from_options(retry),
+                              lock_wait=float(extra.get("lock_wait") or 0.0),
+                              storage=self.get_storage)
+
     def get_repository(self) -> Repository:
         """Open the repository with the connection's password. Raise RepositoryNotFound,
         WrongPassword, ConfigError or a storage error (map them with provider.errors)."""
-        conn = self._connection()
-        return open_repository(self.get_storage(), conn.password or "")
+        return open_repository(self.get_spec())
 
     def get_conn(self) -> Repository:
         """Airflow's generic accessor: the same as :meth:`get_repository`."""

@@ -17,8 +17,7 @@ from airflow.sdk import BaseNotifier, Context
 from airflow_backup.errors import BackupError, first_line
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.load import load_config
-from airflow_backup.jobs.notify import Notice, deliver, send
-from airflow_backup.jobs.pipeline import failure_notice
+from airflow_backup.jobs.notify import Notice, deliver, failure_notice, send
 
 __all__ = ["JobNotifier"]
 
@@ -57,6 +56,13 @@ class JobNotifier(BaseNotifier):
 
     def _send(self, context: Context) -> int:
         config = load_config(self.config_path)
+        try:
+            # A failed run changes the job's status: the metrics file says so too.
+            from airflow_backup.jobs.runner import publish_metrics
+
+            publish_metrics(config)
+        except (BackupError, OSError) as exc:
+            self.log.warning("metrics not written: %s", first_line(exc))
         if self.job:
             return send(config, self._notice(context, self.job))
         return self._send_repository(config, context)

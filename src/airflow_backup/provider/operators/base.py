@@ -1,19 +1,43 @@
-"""Shared plumbing of the repository operators: the connection id and the snapshot filter."""
+"""Shared plumbing of the repository operators: the connection, the snapshot filter and what
+a partial or degraded outcome does to the task."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_backup.jobs.steps.common import DRILL_TAG, job_tag
+from airflow_backup.operations.outcome import Outcome, Status, parse_choice
+from airflow_backup.operations.spec import RepositorySpec
+from airflow_backup.operations.tags import backup_filter, job_tag
 from airflow_backup.provider.hooks.repository import BackupRepositoryHook
 from airflow_backup.repository.repo import Repository
-from airflow_backup.repository.select import SnapshotFilter
-from airflow_backup.repository.snapshot import Snapshot
 
-__all__ = ["RepositoryOperator", "job_tag", "snapshot_filter"]
+__all__ = ["OnIncomplete", "RepositoryOperator", "finish", "job_tag", "on_incomplete_choice",
+           "snapshot_filter"]
+
+snapshot_filter = backup_filter
+
+
+class OnIncomplete(enum.StrEnum):
+    """What a partial (unreadable files) or degraded (fallback repository) outcome does to
+    the task: FAIL it (red, failure callbacks run; the snapshot stays stored), or WARN (the
+    task succeeds, logs a warning, and its XCom carries ``status`` partial/degraded)."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+def finish(outcome: Outcome, on_incomplete: OnIncomplete, what: str, log: Any) -> None:
+    """Apply ``on_incomplete`` to ``outcome``: raise AirflowFailException (no retry: the data
+    is stored) for a partial or degraded outcome under FAIL, else log its warnings."""
+    if outcome.status in (Status.PARTIAL, Status.DEGRADED):
+        detail = "; ".join(outcome.warnings)
+        if on_incomplete is OnIncomplete.FAIL:
+            raise AirflowFailException(f"{what}: {outcome.status.value.upper()}: {detail}")
+        log.warning("%s: %s: %s", what, outcome.status.value.upper(), detail)
 
 
 class RepositoryOperator(BaseOperator):
@@ -29,23 +53,15 @@ class RepositoryOperator(BaseOperator):
         """The hook for this operator's connection."""
         return BackupRepositoryHook(self.backup_repository_conn_id)
 
+    def spec(self) -> RepositorySpec:
+        """Return the connection's repository spec."""
+        return self.hook.get_spec()
+
     def open_repository(self) -> Repository:
         """Open the repository (engine errors propagate; callers map them)."""
         return self.hook.get_repository()
 
 
-class JobSnapshotFilter(SnapshotFilter):
-    """A SnapshotFilter that also leaves out the drill records backup jobs write."""
-
-    def matches(self, sn: Snapshot) -> bool:
-        """Return whether ``sn`` passes the filter and is not a drill record."""
-        return DRILL_TAG not in sn.tags and SnapshotFilter.matches(self, sn)
-
-
-def snapshot_filter(*, job: str | None, tags: Sequence[str], host: str | None
-                    ) -> SnapshotFilter:
-    """Return the filter selecting backups (not drill records) of ``job`` (if given, by the
-    jobs' tag ``job=<job>``) with all ``tags`` on ``host`` (if given)."""
-    wanted = [t for t in tags if t] + ([job_tag(job)] if job else [])
-    return JobSnapshotFilter(hosts=[host] if host else [],
-                             tags=[",".join(wanted)] if wanted else [])
+def on_incomplete_choice(value: str | OnIncomplete) -> OnIncomplete:
+    """Return the OnIncomplete for ``value``. Raise ConfigError naming the allowed values."""
+    return parse_choice(OnIncomplete, value, "on_incomplete")

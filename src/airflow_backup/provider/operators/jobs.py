@@ -1,12 +1,17 @@
 """Operators that run one step of a configured backup job (the jobs YAML, docs/jobs.md).
 
-Each is a thin shell over a step function of :mod:`airflow_backup.jobs.steps`, the same ones
-``airflow-backup run`` chains in one process: the task re-reads the config from
-``config_path`` (paths and secret *references* only), runs its step, and returns the step's
-small JSON result, which the next task receives through XCom (pass ``export=`` /
-``store=`` an upstream task's ``.output``). Engine errors are mapped once
-(:mod:`airflow_backup.provider.errors`): what retrying cannot fix fails the task at once.
-The DAG factory (:mod:`airflow_backup.provider.dags`) wires them into DAGs.
+Each is a thin shell over a step function of :mod:`airflow_backup.jobs.runner` — the same
+ones ``airflow-backup run`` chains in one process — which call the operations layer: the task
+re-reads the config from ``config_path`` (paths and secret *references* only), runs its step,
+and returns the step's outcome as JSON, which the next task receives through XCom (pass
+``export=`` / ``store=`` an upstream task's ``.output``). Engine errors are mapped once
+(:mod:`airflow_backup.provider.errors`): a retryable one (a storage blip, a held lock) is
+retried by Airflow per the job's ``retry`` policy, anything else fails the task at once.
+
+The last task of a backup DAG, :class:`JobNotifyOperator`, runs only after ``verify``
+succeeded: it emits the job's Asset event (which starts the drill), writes the metrics file,
+sends the outcome's notification, and — per the job's ``on_incomplete`` — fails (default) or
+warns when the backup was partial or degraded.
 """
 
 from __future__ import annotations
@@ -20,25 +25,28 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config
-from airflow_backup.jobs.drill import drill_job
+from airflow_backup.jobs.export import ExportOutcome, export_step, validate_step
 from airflow_backup.jobs.load import load_config
-from airflow_backup.jobs.notify import send
-from airflow_backup.jobs.pipeline import success_notice
-from airflow_backup.jobs.repos import open_named
-from airflow_backup.jobs.steps import (
-    ExportResult,
-    StoreResult,
-    export_step,
+from airflow_backup.jobs.notify import send, store_notice
+from airflow_backup.jobs.repos import repository_spec
+from airflow_backup.jobs.runner import (
+    JobContext,
+    publish_metrics,
     retention_step,
+    run_drill,
     store_step,
-    validate_step,
     verify_step,
 )
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.backup import BackupOutcome, outcome_from_json
+from airflow_backup.operations.retention import prune
+from airflow_backup.operations.spec import open_repository
+from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.errors import engine_errors
-from airflow_backup.provider.operators.backup import backup_asset
-from airflow_backup.provider.operators.maintenance import run_check
+from airflow_backup.provider.operators.base import OnIncomplete, finish
+from airflow_backup.provider.operators.maintenance import check_json, checked
 from airflow_backup.repository.check import CheckOptions
-from airflow_backup.repository.prune import PruneOptions, execute_prune, plan_prune
+from airflow_backup.repository.prune import PruneOptions
 from airflow_backup.repository.repo import Repository
 
 __all__ = [
@@ -59,7 +67,7 @@ def _load(config_path: str) -> Config:
         return load_config(config_path)
 
 
-def _result(value: Any, name: str) -> dict[str, Any]:
+def _result(value: Any, name: str) -> JSONObject:
     if not isinstance(value, dict):
         raise AirflowFailException(f"{name}: expected the upstream step's JSON result (a dict), "
                                    f"got {type(value).__name__}")
@@ -93,9 +101,9 @@ class _FromExport(JobStepOperator):
         super().__init__(**kwargs)
         self.export = export
 
-    def export_result(self) -> ExportResult:
-        """Return the export step's result."""
-        return ExportResult(**_result(self.export, "export"))
+    def export_outcome(self) -> ExportOutcome:
+        """Return the export step's outcome."""
+        return ExportOutcome.from_json(_result(self.export, "export"))
 
 
 class _FromStore(JobStepOperator):
@@ -107,16 +115,16 @@ class _FromStore(JobStepOperator):
         super().__init__(**kwargs)
         self.store = store
 
-    def store_json(self) -> dict[str, Any]:
-        """Return the store step's JSON result."""
-        return _result(self.store, "store")
+    def store_outcome(self) -> BackupOutcome:
+        """Return the store step's outcome."""
+        return outcome_from_json(_result(self.store, "store"))
 
 
 class JobExportOperator(JobStepOperator):
     """Resolve the job's sources (paths exist, data sources reachable and described)."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Return the export result (paths, described sources; no credentials)."""
+    def execute(self, context: Context) -> JSONObject:
+        """Return the export outcome (paths, described sources; no credentials)."""
         config = self.config()
         with engine_errors():
             return export_step(config, self.job).to_json()
@@ -125,78 +133,92 @@ class JobExportOperator(JobStepOperator):
 class JobValidateOperator(_FromExport):
     """Check the export before anything is stored (readable, SQLite quick_check, …)."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Return the checks that passed; fail naming the first problem."""
-        config = self.config()
+        self.config()
         with engine_errors():
-            return validate_step(config, self.export_result()).to_json()
+            return validate_step(self.export_outcome()).to_json()
 
 
 class JobStoreOperator(_FromExport):
     """Store the export as snapshots (tag ``job=<job>``) in the job's repository, or a
-    fallback; emit an event on the job's Asset with the snapshot ids and sizes."""
+    fallback (the backup operation)."""
 
-    def __init__(self, *, repository: str, **kwargs: Any) -> None:
-        self.asset = backup_asset(kwargs["job"], repository)
-        outlets = list(kwargs.pop("outlets", None) or [])
-        super().__init__(outlets=[*outlets, self.asset], **kwargs)
-
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Return where the snapshots went and what they hold."""
         config = self.config()
-        started = time.monotonic()
         with engine_errors():
-            result = store_step(config, self.export_result())
-        out = result.to_json()
-        snaps = out["snapshots"]
-        context["outlet_events"][self.asset].extra = {
-            "job": self.job, "repository": result.repository, "degraded": result.degraded,
-            "snapshot_ids": [s["id"] for s in snaps], "bytes_added": result.bytes_added,
-            "bytes_processed": sum(int(s.get("bytes", 0)) for s in snaps)}
-        self.log.info("job %s: %d snapshot(s) stored in %s (%d bytes added) in %.2fs",
-                      self.job, len(snaps), result.location, result.bytes_added,
-                      time.monotonic() - started)
-        return out
+            outcome = store_step(JobContext(config), self.export_outcome())
+        self.log.info("job %s: %d snapshot(s) stored in %s (%d bytes added) in %.2fs: %s",
+                      self.job, len(outcome.snapshots), outcome.location, outcome.bytes_added,
+                      outcome.duration, outcome.status.value)
+        for warning in outcome.warnings:
+            self.log.warning("job %s: %s", self.job, warning)
+        return outcome.to_json()
 
 
 class JobVerifyOperator(_FromStore):
-    """Read the new snapshots back (and check a data subset) per the job's verification."""
+    """Read the new snapshots back (and check a data subset) where they landed."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Return what was verified; damage fails the task without retry."""
         config = self.config()
         with engine_errors():
-            return verify_step(config, StoreResult(**self.store_json())).to_json()
+            return verify_step(JobContext(config), self.job, self.store_outcome()).to_json()
 
 
 class JobNotifyOperator(_FromStore):
-    """Send the job's success (or degraded) notification; failures are sent by the DAG's
-    failure callback (:class:`~airflow_backup.provider.notifications.job.JobNotifier`)."""
+    """The backup's report, after ``verify``: emit the job's Asset event (the drill starts on
+    it), write the metrics file, send the outcome's notification (success, partial or
+    degraded; failures are sent by the DAG's failure callback), then apply the job's
+    ``on_incomplete`` to a partial or degraded outcome."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Return the event sent and how many URLs accepted it."""
+    def __init__(self, **kwargs: Any) -> None:
+        self.asset = backup_asset(kwargs["job"])
+        outlets = list(kwargs.pop("outlets", None) or [])
+        super().__init__(outlets=[*outlets, self.asset], **kwargs)
+
+    def execute(self, context: Context) -> JSONObject:
+        """Return the status, the event sent and how many URLs accepted it."""
         config = self.config()
+        store = self.store_outcome()
         started = context["dag_run"].start_date if "dag_run" in context else None
         duration = (time.time() - started.timestamp()) if started else None
-        notice = success_notice(self.job, self.store_json(), duration)
-        return {"event": notice.event, "sent": send(config, notice)}
+        context["outlet_events"][self.asset].extra = {
+            "job": self.job, "repository": store.repository, "status": store.status.value,
+            "degraded": bool(store.degraded_reasons),
+            "snapshot_ids": list(store.snapshot_ids), "bytes_added": store.bytes_added,
+            "bytes_processed": store.bytes_processed}
+        notice = store_notice(self.job, store, duration)
+        sent = send(config, notice)
+        try:
+            publish_metrics(config)
+        except (ConfigError, OSError) as exc:
+            self.log.warning("metrics not written: %s", exc)
+        finish(store, OnIncomplete(config.jobs[self.job].on_incomplete),
+               f"backup job {self.job}", self.log)
+        return {"status": store.status.value, "event": notice.event, "sent": sent}
 
 
 class JobRetentionOperator(_FromStore):
     """Apply the job's retention (and prune, if configured) where its snapshot landed."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Return the removed snapshot ids and the bytes freed."""
+        from airflow_backup.provider.operators.maintenance import retention_json
+
         config = self.config()
-        repository = str(self.store_json()["repository"])
         with engine_errors():
-            return retention_step(config, self.job, repository).to_json()
+            outcome = retention_step(JobContext(config), self.job,
+                                     self.store_outcome().repository)
+        return retention_json(outcome)
 
 
 class JobDrillOperator(JobStepOperator):
-    """Restore the job's latest snapshots into a sandbox, validate them, measure the RTO and
-    record the drill in the repository (``airflow-backup drill``). A failed drill fails the
-    task without retry: it is a finding, and the job's drill_failure alert has gone out."""
+    """Restore the job's latest snapshots, where its last backup landed, into a sandbox,
+    validate them, measure the RTO and record the drill in the repository (``airflow-backup
+    drill``). A failed drill fails the task without retry: it is a finding, and the job's
+    drill_failure alert has gone out."""
 
     template_fields: Sequence[str] = ("config_path", "as_of")
 
@@ -204,16 +226,24 @@ class JobDrillOperator(JobStepOperator):
         super().__init__(**kwargs)
         self.as_of = as_of
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Return the drill result (RTO, checks, snapshots, record id)."""
+    def execute(self, context: Context) -> JSONObject:
+        """Return the drill outcome (RTO, checks, snapshots, record id)."""
         config = self.config()
         with engine_errors():
-            result = drill_job(config, self.job, as_of=self.as_of)
-        out = result.to_json()
-        if not result.ok:
-            raise AirflowFailException(f"restore drill of job {self.job} failed: {result.error}")
-        self.log.info("drill of job %s passed: RTO %.2fs, %d check(s)", self.job, result.rto,
-                      len(result.checks))
+            outcome, sent = run_drill(config, self.job, as_of=self.as_of)
+        try:
+            publish_metrics(config)
+        except (ConfigError, OSError) as exc:
+            self.log.warning("metrics not written: %s", exc)
+        out = outcome.to_json()
+        error = outcome.error
+        out.update(ok=outcome.ok, error=error.describe() if error else "", notified=sent,
+                   rto_exceeded=outcome.rto_exceeded)
+        if not outcome.ok:
+            raise AirflowFailException(f"restore drill of job {self.job} failed: "
+                                       f"{out['error']}")
+        self.log.info("drill of job %s passed in %s: RTO %.2fs, %d check(s)", self.job,
+                      outcome.repository, outcome.rto, len(outcome.checks))
         return out
 
 
@@ -233,8 +263,8 @@ class ConfigRepositoryOperator(BaseOperator):
         config = load_config(self.config_path)
         if self.repository not in config.repositories:
             raise ConfigError(f"no repository {self.repository!r} in {self.config_path}")
-        return (open_named(config, self.repository),
-                config.repositories[self.repository].lock_wait)
+        spec = repository_spec(config, self.repository, with_fallbacks=False)
+        return open_repository(spec), spec.lock_wait
 
 
 class RepositoryCheckOperator(ConfigRepositoryOperator):
@@ -246,13 +276,13 @@ class RepositoryCheckOperator(ConfigRepositoryOperator):
         super().__init__(**kwargs)
         self.read_data_subset = read_data_subset
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Return counts; damage fails the task without retry (IntegrityError)."""
         with engine_errors():
             repo, lock_wait = self.open()
-            result = run_check(repo, CheckOptions(read_data_subset=self.read_data_subset),
-                               lock_wait)
-        return {"repository": self.repository, **result}
+            outcome = checked(repo, CheckOptions(read_data_subset=self.read_data_subset),
+                              lock_wait)
+        return {"repository": self.repository, **check_json(outcome)}
 
 
 class RepositoryPruneOperator(ConfigRepositoryOperator):
@@ -263,13 +293,11 @@ class RepositoryPruneOperator(ConfigRepositoryOperator):
         super().__init__(**kwargs)
         self.max_unused = max_unused
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Return the packs removed and rewritten and the bytes freed."""
+    def execute(self, context: Context) -> JSONObject:
+        """Return the bytes freed and whether there was anything to do."""
         with engine_errors():
             repo, lock_wait = self.open()
             with repo.lock(exclusive=True, retry_seconds=lock_wait):
-                plan = plan_prune(repo, PruneOptions(max_unused=self.max_unused))
-                if not plan.nothing_to_do:
-                    execute_prune(repo, plan)
-        return {"repository": self.repository, "bytes_freed": plan.stats.freed_size,
-                "nothing_to_do": plan.nothing_to_do}
+                outcome = prune(repo, PruneOptions(max_unused=self.max_unused))
+        return {"repository": self.repository, "bytes_freed": outcome.freed_bytes,
+                "nothing_to_do": outcome.plan.nothing_to_do}

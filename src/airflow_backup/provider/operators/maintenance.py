@@ -1,40 +1,50 @@
-"""VerifyBackupOperator (check) and ForgetPruneOperator (retention)."""
+"""VerifyBackupOperator (the check operation) and ForgetPruneOperator (the retention
+operation: forget, then prune)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Context
 
 from airflow_backup.errors import ConfigError, IntegrityError
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.operations.retention import RetentionOutcome, RetentionRequest, retention
+from airflow_backup.operations.verify import CheckOutcome, check
 from airflow_backup.provider.errors import engine_errors
 from airflow_backup.provider.hooks.repository import BackupRepositoryHook
 from airflow_backup.provider.operators.base import RepositoryOperator, snapshot_filter
-from airflow_backup.repository.check import CheckOptions, check_repository
-from airflow_backup.repository.forget import ExpirePolicy, apply_policy, parse_duration
-from airflow_backup.repository.groups import group_snapshots, parse_group_by
-from airflow_backup.repository.prune import PruneOptions, execute_prune, plan_prune
+from airflow_backup.repository.check import CheckOptions
+from airflow_backup.repository.forget import ExpirePolicy, parse_duration
+from airflow_backup.repository.prune import PruneOptions
 from airflow_backup.repository.repo import Repository
-from airflow_backup.repository.select import select_snapshots
 
-__all__ = ["ForgetPruneOperator", "VerifyBackupOperator", "run_check"]
+__all__ = ["ForgetPruneOperator", "VerifyBackupOperator", "check_json", "checked",
+           "retention_json"]
 
 
-def run_check(repo: Repository, options: CheckOptions, lock_wait: float = 0.0
-              ) -> dict[str, Any]:
-    """Check ``repo`` under a shared lock (waiting up to ``lock_wait`` seconds for it);
-    return the counts (JSON). Raise IntegrityError naming the first problem if anything is
-    damaged."""
-    started = time.monotonic()
-    with repo.lock(exclusive=False, retry_seconds=lock_wait):
-        report = check_repository(repo, options)
-    if not report.ok:
-        raise IntegrityError(f"check found {len(report.errors)} error(s); first: "
-                             f"{report.errors[0]}")
-    return {"ok": True, "snapshots": report.snapshots, "packs": report.packs,
-            "packs_read": report.packs_read, "duration_s": round(time.monotonic() - started, 3)}
+def checked(repo: Repository, options: CheckOptions, lock_wait: float = 0.0) -> CheckOutcome:
+    """Check ``repo``; raise IntegrityError (no retry) naming the first problem if damaged."""
+    outcome = check(repo, options, lock_wait=lock_wait)
+    if not outcome.ok:
+        raise IntegrityError(f"check found {len(outcome.report.errors)} error(s); first: "
+                             f"{outcome.report.errors[0]}")
+    return outcome
+
+
+def check_json(outcome: CheckOutcome) -> JSONObject:
+    """Return the XCom of a passed check: counts and duration."""
+    r = outcome.report
+    return {"ok": True, "snapshots": r.snapshots, "packs": r.packs, "packs_read": r.packs_read,
+            "duration_s": round(outcome.duration, 3)}
+
+
+def retention_json(outcome: RetentionOutcome) -> JSONObject:
+    """Return the XCom of a retention: kept, removed, bytes freed."""
+    return {"status": outcome.status.value, "kept": outcome.kept,
+            "removed": list(outcome.removed), "bytes_freed": outcome.freed_bytes,
+            "pruned": outcome.pruned is not None, "duration_s": round(outcome.duration, 3)}
 
 
 class VerifyBackupOperator(RepositoryOperator):
@@ -51,19 +61,24 @@ class VerifyBackupOperator(RepositoryOperator):
         self.read_data_subset = read_data_subset
         self.read_data = read_data
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Run the check; raise (mapped) IntegrityError if anything is damaged."""
         with engine_errors():
-            result = run_check(self.open_repository(), CheckOptions(
-                read_data=self.read_data, read_data_subset=self.read_data_subset))
+            spec = self.spec()
+            outcome = checked(self.open_repository(), CheckOptions(
+                read_data=self.read_data, read_data_subset=self.read_data_subset),
+                spec.lock_wait)
+        result = check_json(outcome)
         self.log.info("repository check passed: %s", result)
         return result
 
 
 class ForgetPruneOperator(RepositoryOperator):
-    """Apply a retention policy (restic's ``forget --keep-*``) to the snapshots matching
-    ``job``/``tags``/``host`` (grouped by host and paths), then prune unreferenced data
-    unless ``prune=False``. Refuses an empty policy (ConfigError). Returns counts."""
+    """Apply a retention policy (restic's ``forget --keep-*``) to the backups (never drill
+    records) matching ``job``/``tags``/``host``, grouped by host and paths, then prune
+    unreferenced data unless ``prune=False``. Refuses an empty policy, and a policy that
+    would remove the last snapshot of a group (ConfigError), like ``forget`` and job
+    retention. Returns counts."""
 
     template_fields: Sequence[str] = ("tags", "host", "keep_within")
 
@@ -93,31 +108,16 @@ class ForgetPruneOperator(RepositoryOperator):
             raise ConfigError("no keep_* argument given: refusing to forget every snapshot")
         return policy
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JSONObject:
         """Forget, then prune; return what was removed and freed."""
-        started = time.monotonic()
         with engine_errors():
-            policy = self._policy()
-            flt = snapshot_filter(job=self.job, tags=self.tags, host=self.host)
-            repo = self.open_repository()
-            with repo.lock(exclusive=True):
-                remove = []
-                kept = 0
-                for _, snaps in group_snapshots(select_snapshots(repo, flt),
-                                                parse_group_by("host,paths")):
-                    decided = apply_policy(snaps, policy)
-                    remove += decided.remove
-                    kept += len(decided.keep)
-                for sn in remove:
-                    repo.remove_snapshot(sn.id)
-                freed = 0
-                if self.prune and remove:
-                    plan = plan_prune(repo, PruneOptions(max_unused=self.max_unused))
-                    if not plan.nothing_to_do:
-                        execute_prune(repo, plan)
-                    freed = plan.stats.freed_size
-        result = {"kept": kept, "removed": [sn.id for sn in remove], "bytes_freed": freed,
-                  "duration_s": round(time.monotonic() - started, 3)}
-        self.log.info("retention: kept %d, removed %d snapshot(s), freed %d bytes", kept,
-                      len(remove), freed)
+            request = RetentionRequest(
+                policy=self._policy(),
+                filter=snapshot_filter(job=self.job, tags=self.tags, host=self.host),
+                prune=self.prune, prune_options=PruneOptions(max_unused=self.max_unused))
+            spec = self.spec()
+            outcome = retention(self.open_repository(), request, lock_wait=spec.lock_wait)
+        result = retention_json(outcome)
+        self.log.info("retention: kept %d, removed %d snapshot(s), freed %d bytes",
+                      outcome.kept, len(outcome.removed), outcome.freed_bytes)
         return result

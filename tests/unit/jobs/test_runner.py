@@ -1,6 +1,7 @@
-"""The job pipeline in process: retries with exponential backoff and jitter around the whole
-attempt, non-retryable errors stop at once, step results are JSON-able, retention keeps only
-what the policy says, and messages carry no secrets."""
+"""The job runner in process: per-step retries with exponential backoff and jitter, decided by
+the error tree; non-retryable errors stop at once; a retried step never repeats one that
+succeeded; outcomes are JSON-able; retention keeps only what the policy says; messages carry
+no secrets."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ import pytest
 
 from airflow_backup.errors import RepositoryLocked
 from airflow_backup.jobs.load import parse_config
-from airflow_backup.jobs.pipeline import run_job
-from airflow_backup.jobs.steps import retention_step
+from airflow_backup.jobs.runner import JobContext, retention_step, run_job
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.local import LocalStorage
 from support.receiver import receiver
@@ -42,7 +42,8 @@ def test_retries_back_off_exponentially_with_jitter(tmp_path: Path,
     sleeps: list[float] = []
     result = run_job(parse_config(data), "j", sleep=sleeps.append)
     assert result.status == "failed" and result.attempts == 4
-    assert result.failed_step == "export" and result.error_type == "SourceUnavailable"
+    assert result.failed_step == "export" and result.error
+    assert result.error.error_type == "SourceUnavailable"
     assert len(sleeps) == 3
     for got, base in zip(sleeps, [2, 6, 10], strict=True):  # 2·3^n capped at 10, + jitter
         assert base <= got <= base + 0.5
@@ -57,8 +58,9 @@ def test_non_retryable_error_stops_at_once(tmp_path: Path,
     sleeps: list[float] = []
     result = run_job(parse_config(data), "j", sleep=sleeps.append)
     assert result.status == "failed" and result.attempts == 1 and sleeps == []
-    assert result.failed_step == "store" and result.error_type == "WrongPassword"
-    assert result.exit_code == 12
+    assert result.failed_step == "store" and result.error
+    assert result.error.error_type == "WrongPassword"
+    assert result.exit_code() == 12
 
 
 def test_success_results_retention_and_message(tmp_path: Path,
@@ -77,11 +79,11 @@ def test_success_results_retention_and_message(tmp_path: Path,
             result = run_job(cfg, "j")
             assert result.status == "success", result.error
         assert len(rx.messages) == 3
-    steps = result.to_json()["steps"]
+    steps = {r.step: r.result for r in result.steps}
     assert list(steps) == ["export", "validate", "store", "verify", "retention"]
     assert steps["verify"]["data_blobs"] >= 1 and steps["verify"]["packs_read"] >= 1
     assert len(steps["retention"]["removed"]) == 1 and steps["retention"]["kept"] == 2
-    json.dumps(steps)
+    json.dumps(result.to_json())
     assert PW not in json.dumps(rx.messages)
     assert "succeeded" in rx.messages[-1]["message"]
     snaps = Repository.open(LocalStorage(str(repo)), PW).list_snapshots()
@@ -114,15 +116,15 @@ def test_retention_locks_only_to_remove_and_waits_for_others(
     assert run_job(backups, "j").ok
     # Nothing to remove: no exclusive lock needed, so another process's lock is no obstacle.
     timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
-    assert retention_step(with_retention("0"), "j", "main").removed == []
+    assert retention_step(JobContext(with_retention("0")), "j", "main").removed == ()
     timer.join()
     assert run_job(backups, "j").ok  # two snapshots now; keep_last 1 removes one
     timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
     with pytest.raises(RepositoryLocked):  # lock_wait 0: no waiting
-        retention_step(with_retention("0"), "j", "main")
+        retention_step(JobContext(with_retention("0")), "j", "main")
     timer.join()
     timer = _locked_by_other(repo_dir, exclusive=False, release_after=1.0)
     started = time.monotonic()
-    result = retention_step(with_retention("30s"), "j", "main")
+    result = retention_step(JobContext(with_retention("30s")), "j", "main")
     timer.join()
     assert len(result.removed) == 1 and time.monotonic() - started >= 0.9
