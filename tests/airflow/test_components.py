@@ -17,11 +17,9 @@ from airflow_backup.provider.errors import airflow_error, engine_errors
 from airflow_backup.provider.hooks.repository import BackupRepositoryHook
 from airflow_backup.provider.notifications.apprise import BackupNotifier
 from airflow_backup.provider.operators.base import job_tag
-from airflow_backup.provider.operators.restore import _restored_files, expected_files
 from airflow_backup.provider.sensors.freshness import BackupFreshnessSensor
 from airflow_backup.provider.triggers.freshness import BackupFreshnessTrigger
 from airflow_backup.repository.repo import Repository
-from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from conftest import KDF, PASSWORD, open_repo, set_connection
 from support.moto_source import start_moto_server, stop_moto_server
 from support.receiver import receiver
@@ -183,23 +181,6 @@ def test_deferrable_sensor_defers_until_fresh_then_completes(
     assert done["snapshot_id"] == new != old
     with pytest.raises(AirflowFailException):
         sensor.execute_complete({}, {"status": "error", "message": "m"})  # type: ignore[arg-type]
-
-
-# --- drill comparison -----------------------------------------------------------------------
-
-def test_drill_comparison_detects_a_changed_restored_file(
-        repo_conn: tuple[str, Path], data_tree: Path, tmp_path: Path) -> None:
-    _, repo_dir = repo_conn
-    _backup(repo_dir, data_tree)
-    repo = open_repo(repo_dir)
-    sn = repo.list_snapshots()[0]
-    target = tmp_path / "r"
-    Restorer(repo).restore(sn, RestoreOptions(target=str(target)))
-    expected = expected_files(repo, sn.tree)
-    assert _restored_files(str(target)) == expected
-    victim = target / str(data_tree).lstrip("/") / "a.txt"
-    victim.write_text("alphA\n")  # same size, other content
-    assert _restored_files(str(target)) != expected
 
 
 # --- notifier -------------------------------------------------------------------------------

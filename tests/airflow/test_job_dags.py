@@ -133,7 +133,7 @@ def test_generated_dags_back_up_drill_and_maintain(
     assert verify["snapshots"] == 1 and verify["packs_read"] >= 1
     export = _xcom(runs[0], "export")
     assert export["paths"] == [str(data), str(tmp_path / "app.db")]
-    assert _xcom(runs[0], "notify") == {"event": "success", "sent": 1}
+    assert _xcom(runs[0], "notify") == {"status": "success", "event": "success", "sent": 1}
     # The drill restored the latest backup and recorded itself in the repository.
     assert drill_run.state == "success"
     drill = _xcom(drill_run, "drill")
@@ -160,8 +160,10 @@ def test_asset_event_of_the_store_task_schedules_the_drill(
         dags = _dags(config, "jobs_asset")
         dr = dags["backup__files"].test()
     assert dr.state == "success"
-    asset = dags["backup__files"].get_task("store").outlets[0]
-    assert asset.uri == "airflow-backup://main/files"
+    # The event fires from the notify task, which runs only once verify succeeded.
+    assert dags["backup__files"].get_task("store").outlets == []
+    asset = dags["backup__files"].get_task("notify").outlets[0]
+    assert asset.uri == "airflow-backup://jobs/files"
     condition = dags["drill__files"].timetable.asset_condition
     assert [a.uri for a in condition.objects] == [asset.uri]
     with create_session() as session:
@@ -169,7 +171,8 @@ def test_asset_event_of_the_store_task_schedules_the_drill(
             AssetModel, AssetModel.id == AssetEvent.asset_id).where(
             AssetModel.uri == asset.uri, AssetEvent.source_run_id == dr.run_id)).all()
     store = _xcom(dr, "store")
-    assert extras == [{"job": "files", "repository": "main", "degraded": False,
+    assert extras == [{"job": "files", "repository": "main", "status": "success",
+                       "degraded": False,
                        "snapshot_ids": [s["id"] for s in store["snapshots"]],
                        "bytes_added": store["snapshots"][0]["stored"],
                        "bytes_processed": store["snapshots"][0]["bytes"]}]

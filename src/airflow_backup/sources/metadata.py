@@ -4,8 +4,8 @@ A source snapshot carries ``{"format": 1, "source": …, "export": …, "validat
 ``airflow_backup`` field: what :meth:`DataSource.describe`, :meth:`DataSource.export` and
 :meth:`DataSource.validate` returned. Those results are the TypedDicts below; each key is
 written by the sources named beside it, so most keys are optional. In the stored document
-``export`` and ``validation`` are plain JSON objects: only the source that wrote them reads
-them back, and narrows each value as it does.
+``export`` and ``validation`` are plain JSON objects, and are read back as such: a later
+export or a restore narrows each value it uses, and front ends only show them.
 
 Read back from a snapshot, a document is what the version that wrote it stored:
 :func:`read_metadata` checks its outline, and readers convert values (``str()``, ``int()``)

@@ -66,15 +66,15 @@ class RestoreOperator(RepositoryOperator):
 class RestoreDrillOperator(RepositoryOperator):
     """A restore drill (the same operation as ``airflow-backup drill``): restore the newest
     backups matching ``job``/``tags``/``host`` into a temporary directory (under ``work_dir``
-    if given), verifying every blob (MAC and SHA-256), measure the RTO and, for a ``job``,
-    record the drill in the repository. A failed drill fails the task without retry (it is a
+    if given), verifying every blob (MAC and SHA-256), measure the RTO and, with
+    ``record=True`` and a ``job``, record the drill in the repository. A failed drill fails the task without retry (it is a
     finding). Returns the drill outcome with ``rto_seconds``."""
 
     template_fields: Sequence[str] = ("tags", "host", "work_dir")
 
     def __init__(self, *, job: str | None = None, tags: Sequence[str] = (),
                  host: str | None = None, work_dir: str | None = None,
-                 max_rto: float = 3600.0,
+                 max_rto: float = 3600.0, record: bool = False,
                  backup_repository_conn_id: str = BackupRepositoryHook.default_conn_name,
                  **kwargs: Any) -> None:
         super().__init__(backup_repository_conn_id=backup_repository_conn_id, **kwargs)
@@ -83,6 +83,7 @@ class RestoreDrillOperator(RepositoryOperator):
         self.host = host
         self.work_dir = work_dir
         self.max_rto = max_rto
+        self.record = record
 
     def execute(self, context: Context) -> JSONObject:
         """Run the drill; return its measurements."""
@@ -90,7 +91,7 @@ class RestoreDrillOperator(RepositoryOperator):
             spec = self.spec()
         outcome = drill(spec, self.job or "", DrillOptions(max_rto=self.max_rto),
                         flt=snapshot_filter(job=self.job, tags=self.tags, host=self.host),
-                        record=bool(self.job), work_dir=self.work_dir)
+                        record=self.record and bool(self.job), work_dir=self.work_dir)
         if not outcome.ok:
             error = outcome.error
             raise AirflowFailException(f"restore drill failed: "
