@@ -242,7 +242,8 @@ def encode_tree(nodes: Sequence[Node | Mapping[str, JSONValue]]) -> bytes:
     """Return a tree blob's bytes. A node may also be the JSON object it was read as (an
     unchanged file node kept from a parent snapshot): it is written from that object, with
     no round trip through :class:`Node`, and gives the same bytes as its Node would.
-    Raise ValueError if names are not strictly increasing.
+    Raise ValueError if names are not strictly increasing or such an object's name is not a
+    string.
     """
     names = [n.name if isinstance(n, Node) else _json_name(n) for n in nodes]
     for a, b in itertools.pairwise(names):

@@ -67,8 +67,9 @@ class RestoreDrillOperator(RepositoryOperator):
     """A restore drill (the same operation as ``airflow-backup drill``): restore the newest
     backups matching ``job``/``tags``/``host`` into a temporary directory (under ``work_dir``
     if given), verifying every blob (MAC and SHA-256), measure the RTO and, with
-    ``record=True`` and a ``job``, record the drill in the repository. A failed drill fails the task without retry (it is a
-    finding). Returns the drill outcome with ``rto_seconds``."""
+    ``record=True`` and a ``job``, record the drill in the repository. A failed drill fails
+    the task without retry (it is a finding). Returns the drill outcome with
+    ``rto_seconds``."""
 
     template_fields: Sequence[str] = ("tags", "host", "work_dir")
 
