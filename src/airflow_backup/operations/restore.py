@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airflow_backup.errors import ConfigError
@@ -17,6 +18,7 @@ from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.outcome import Outcome, Status
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import SnapshotFilter, resolve_snapshot
+from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
 
 __all__ = ["OnExisting", "RestoreOutcome", "RestoreRequest", "TableCheck", "restore"]
@@ -91,8 +93,10 @@ class RestoreOutcome(Outcome):
         return self.snapshot_id[:8]
 
 
-def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0) -> RestoreOutcome:
-    """Restore per ``request`` under a shared lock. Raise SnapshotNotFound, ConfigError,
+def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0,
+            on_selected: Callable[[Snapshot], None] | None = None) -> RestoreOutcome:
+    """Restore per ``request`` under a shared lock (``on_selected`` is told which snapshot
+    was picked before anything is written). Raise SnapshotNotFound, ConfigError,
     RestoreError (RestoreTargetExists, RestoreMismatch, …) or a storage error."""
     from airflow_backup.sources.registry import is_source_url
 
@@ -103,6 +107,8 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
         raise ConfigError("a data-source restore takes a whole snapshot, not ID:SUBPATH")
     with repo.lock(exclusive=False, retry_seconds=lock_wait):
         sn = resolve_snapshot(repo, selector or None, request.filter, request.as_of or None)
+        if on_selected is not None:
+            on_selected(sn)
         if to_source:
             from airflow_backup.sources.actions import restore_source
             from airflow_backup.sources.base import SourceRestoreOptions

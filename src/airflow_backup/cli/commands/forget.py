@@ -12,23 +12,25 @@ from airflow_backup.cli.commands.common import (
     snapshot_json,
     snapshot_rows,
 )
-from airflow_backup.cli.commands.prune import add_prune_args, options_from_args, run_prune
+from airflow_backup.cli.commands.prune import (
+    add_prune_args,
+    options_from_args,
+    progress_printer,
+    render_prune,
+)
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
-from airflow_backup.errors import ConfigError
+from airflow_backup.operations.retention import RetentionRequest, retention
 from airflow_backup.repository.forget import (
     Duration,
     ExpirePolicy,
     PolicyResult,
     Semantics,
-    apply_policy,
     parse_count,
     parse_duration,
     parse_tag_list,
 )
-from airflow_backup.repository.groups import group_snapshots, parse_group_by
-from airflow_backup.repository.select import select_snapshots
-from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.groups import parse_group_by
 
 _COUNTS = [("last", "-l"), ("hourly", "-H"), ("daily", "-d"), ("weekly", "-w"),
            ("monthly", "-m"), ("yearly", "-y")]
@@ -101,51 +103,36 @@ def _group_json(key_json: dict[str, Any], result: PolicyResult) -> dict[str, Any
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    """Decide, print, remove, and optionally prune."""
+    """Decide, print, remove, and optionally prune (the retention operation)."""
     semantics = Semantics(args.restic_compat)
     policy = policy_from_args(args)
-    group_by = parse_group_by(args.group_by)
+    parse_group_by(args.group_by)
     flt = filter_from_args(args)
-    prune_options = options_from_args(args)
+    request = RetentionRequest(policy=policy, filter=flt, group_by=args.group_by,
+                               semantics=semantics, ids=tuple(args.ids),
+                               allow_remove_all=args.unsafe_allow_remove_all,
+                               prune=args.prune, prune_options=options_from_args(args),
+                               dry_run=args.dry_run)
     repo = open_repository(gopts)
-    with repo.lock(exclusive=not args.dry_run, retry_seconds=gopts.retry_lock):
-        remove: list[Snapshot] = []
-        groups_json: list[dict[str, Any]] = []
-        if args.ids:
-            remove = select_snapshots(repo, flt, list(args.ids))
-        elif policy.is_empty() and not (semantics is Semantics.CURRENT
-                                        and args.unsafe_allow_remove_all):
-            if semantics is Semantics.CURRENT:
-                raise ConfigError("no policy was specified, no snapshots will be removed")
-            out.line("no policy was specified, no snapshots will be removed")
-        else:
-            if policy.is_empty() and not (flt.hosts or flt.tags or flt.paths):
-                raise ConfigError("--unsafe-allow-remove-all needs a snapshot filter "
-                                  "(--host, --tag or --path)")
-            out.line(f"Applying Policy: {policy.describe()}")
-            for key, snaps in group_snapshots(select_snapshots(repo, flt), group_by):
-                result = apply_policy(snaps, policy, semantics=semantics)
-                if (semantics is Semantics.CURRENT and not policy.is_empty()
-                        and not result.keep):
-                    raise ConfigError(f"refusing to delete the last snapshot of group "
-                                      f"{key.to_json()}")
-                groups_json.append(_group_json(key.to_json(), result))
-                _print_group(out, key.to_json(), result, bool(group_by))
-                remove += result.remove
-        if out.json_mode and (groups_json or not args.ids):
-            out.json(groups_json)
-        if remove and not args.dry_run:
-            for sn in remove:
-                repo.remove_snapshot(sn.id)
-            out.line(f"removed {len(remove)} snapshots")
-        elif remove:
-            out.line("would have removed the following snapshots:\n" +
-                     "\n".join(s.id for s in remove))
-        if remove and args.prune:
-            out.line(f"{len(remove)} snapshots {'would be' if args.dry_run else 'have been'} "
-                     "removed, running prune")
-            run_prune(repo, prune_options, out, dry_run=args.dry_run,
-                      ignore={s.id for s in remove} if args.dry_run else set())
+    if not args.ids and not policy.is_empty():
+        out.line(f"Applying Policy: {policy.describe()}")
+    outcome = retention(repo, request, lock_wait=gopts.retry_lock,
+                        progress=progress_printer(out))
+    if not args.ids and not outcome.policy_applied:
+        out.line("no policy was specified, no snapshots will be removed")
+    groups_json = [_group_json(g.key.to_json(), g.result) for g in outcome.groups]
+    for g in outcome.groups:
+        _print_group(out, g.key.to_json(), g.result, bool(args.group_by))
+    if out.json_mode and (groups_json or not args.ids):
+        out.json(groups_json)
+    if outcome.removed and not args.dry_run:
+        out.line(f"removed {len(outcome.removed)} snapshots")
+    elif outcome.removed:
+        out.line("would have removed the following snapshots:\n" + "\n".join(outcome.removed))
+    if outcome.pruned is not None:
+        out.line(f"{len(outcome.removed)} snapshots "
+                 f"{'would be' if args.dry_run else 'have been'} removed, running prune")
+        render_prune(outcome.pruned, out)
     return 0
 
 

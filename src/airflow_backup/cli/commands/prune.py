@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
-from airflow_backup.repository.prune import (
-    PruneOptions,
-    execute_prune,
-    parse_size,
-    plan_prune,
-    unused_limit,
-)
-from airflow_backup.repository.repo import Repository
+from airflow_backup.operations.retention import PruneOutcome, prune
+from airflow_backup.repository.prune import PruneOptions, parse_size, unused_limit
 
-__all__ = ["add_prune_args", "options_from_args", "register", "run", "run_prune"]
+__all__ = ["add_prune_args", "options_from_args", "progress_printer", "register",
+           "render_prune", "run"]
 
 
 def add_prune_args(p: argparse.ArgumentParser) -> None:
@@ -52,11 +48,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run_prune(repo: Repository, options: PruneOptions, out: Printer, *, dry_run: bool,
-              ignore: set[str]) -> None:
-    """Plan and (unless ``dry_run``) carry out a prune; the caller holds an exclusive lock
-    (any lock for a dry run). ``ignore`` names snapshots to treat as already forgotten."""
-    started = time.monotonic()
+def progress_printer(out: Printer) -> Callable[[str, int, int], None]:
+    """Return a prune progress callback printing at most a line a second (with -v)."""
     last = [0.0]
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -64,11 +57,15 @@ def run_prune(repo: Repository, options: PruneOptions, out: Printer, *, dry_run:
         if now - last[0] >= 1.0 or done == total:
             last[0] = now
             out.info(f"[{phase}] {done}/{total}" if total else f"[{phase}] {done}")
+    return progress
 
-    plan = plan_prune(repo, options, ignore_snapshots=ignore, progress=progress)
+
+def render_prune(outcome: PruneOutcome, out: Printer) -> None:
+    """Print a prune's plan and what it did (restic's lines; a JSON object with --json)."""
+    plan = outcome.plan
     st = plan.stats
-    summary: dict[str, Any] = {
-        "message_type": "prune", "dry_run": dry_run,
+    summary: dict[str, object] = {
+        "message_type": "prune", "dry_run": outcome.dry_run,
         "used_blobs": st.used_blobs, "used_size": st.used_size,
         "duplicate_blobs": st.duplicate_blobs, "duplicate_size": st.duplicate_size,
         "unused_blobs": st.unused_blobs, "unused_size": st.unused_size,
@@ -91,12 +88,12 @@ def run_prune(repo: Repository, options: PruneOptions, out: Printer, *, dry_run:
              f"in {st.packs_repack} packs")
     out.line(f"to delete:    {st.packs_remove + st.packs_unreferenced:>10} packs")
     out.line(f"total prune:  {human_size(st.freed_size)}")
+    result = outcome.result
     if plan.nothing_to_do:
         out.result("nothing to prune")
-    elif dry_run:
+    elif result is None:
         out.result(f"would free {human_size(st.freed_size)} (dry run: nothing changed)")
     else:
-        result = execute_prune(repo, plan, progress)
         summary.update(packs_written=result.packs_written,
                        packs_deleted=result.packs_removed,
                        index_files_written=result.index_files_written,
@@ -104,7 +101,7 @@ def run_prune(repo: Repository, options: PruneOptions, out: Printer, *, dry_run:
         out.result(f"wrote {result.packs_written} packs and {result.index_files_written} "
                    f"index files, deleted {result.index_files_removed} index files and "
                    f"{result.packs_removed} packs, freed {human_size(st.freed_size)} in "
-                   f"{time.monotonic() - started:.2f}s")
+                   f"{outcome.duration:.2f}s")
     if out.json_mode:
         out.json(summary)
 
@@ -114,5 +111,6 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     options = options_from_args(args)
     repo = open_repository(gopts)
     with repo.lock(exclusive=not args.dry_run, retry_seconds=gopts.retry_lock):
-        run_prune(repo, options, out, dry_run=args.dry_run, ignore=set())
+        outcome = prune(repo, options, dry_run=args.dry_run, progress=progress_printer(out))
+    render_prune(outcome, out)
     return 0

@@ -11,8 +11,7 @@ from airflow_backup.cli.commands.common import add_as_of_arg, add_filter_args, f
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.errors import ConfigError
-from airflow_backup.repository.select import resolve_snapshot
-from airflow_backup.restorer.restore import RestoreOptions, Restorer
+from airflow_backup.operations.restore import RestoreRequest, restore
 
 
 def register(sub: Any) -> None:
@@ -39,21 +38,21 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         raise ConfigError("--target must not be empty")
     if source_restore.wants(args):  # a data-source URL (postgresql://, s3://, …)
         return source_restore.run(args, gopts, out)
-    selector, _, subpath = args.snapshot.partition(":")
+    request = RestoreRequest(target=args.target, snapshot=args.snapshot,
+                             filter=filter_from_args(args), as_of=args.as_of or "",
+                             includes=tuple(args.include), excludes=tuple(args.exclude))
     repo = open_repository(gopts)
     started = time.monotonic()
-    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-        sn = resolve_snapshot(repo, selector, filter_from_args(args), args.as_of)
-        out.line(f"restoring snapshot {sn.short_id} of {sn.paths} at {sn.time} to {args.target}")
-        stats = Restorer(repo).restore(sn, RestoreOptions(
-            target=args.target, includes=list(args.include), excludes=list(args.exclude),
-            subpath=subpath or "/"))
+    outcome = restore(repo, request, lock_wait=gopts.retry_lock,
+                      on_selected=lambda sn: out.line(
+                          f"restoring snapshot {sn.short_id} of {sn.paths} at {sn.time} to "
+                          f"{args.target}"))
     elapsed = time.monotonic() - started
     if out.json_mode:
-        out.json({"message_type": "summary", "snapshot_id": sn.id, "files_restored": stats.files,
-                  "dirs_restored": stats.dirs, "bytes_restored": stats.bytes,
-                  "total_duration": elapsed})
+        out.json({"message_type": "summary", "snapshot_id": outcome.snapshot_id,
+                  "files_restored": outcome.files, "dirs_restored": outcome.dirs,
+                  "bytes_restored": outcome.bytes, "total_duration": elapsed})
     else:
-        out.line(f"restored {stats.files} files, {stats.dirs} dirs, {stats.others} others, "
-                 f"{human_size(stats.bytes)} in {elapsed:.2f}s")
+        out.line(f"restored {outcome.files} files, {outcome.dirs} dirs, {outcome.others} "
+                 f"others, {human_size(outcome.bytes)} in {elapsed:.2f}s")
     return 0
