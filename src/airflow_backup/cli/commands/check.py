@@ -11,12 +11,8 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import IntegrityError
-from airflow_backup.repository.check import (
-    CheckOptions,
-    CheckReport,
-    check_repository,
-    parse_subset,
-)
+from airflow_backup.operations.verify import check
+from airflow_backup.repository.check import CheckOptions, CheckReport, parse_subset
 
 __all__ = ["register", "run"]
 
@@ -74,8 +70,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         parse_subset(args.read_data_subset)  # fail before asking for a password
     repo = open_repository(gopts)
     options = CheckOptions(read_data=args.read_data, read_data_subset=args.read_data_subset)
-    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-        report = check_repository(repo, options, _Progress(out))
+    outcome = check(repo, options, lock_wait=gopts.retry_lock, progress=_Progress(out))
+    report = outcome.report
     if out.json_mode:
         out.json(_report_json(report))
     else:
@@ -89,13 +85,9 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             for line in lines:
                 out.warn("  " + line)
         if report.ok:
-            out.result(f"no errors were found ({report.snapshots} snapshots, {report.packs} "
-                       f"packs, {report.packs_read} read)")
+            out.result(outcome.summary())
     if not report.ok:
-        raise IntegrityError(f"repository contains {len(report.errors)} error(s); damaged "
-                             f"packs: {len(report.damaged_packs)}, damaged snapshot files: "
-                             f"{len(report.damaged_snapshot_files)}, snapshots affected: "
-                             f"{len(report.affected)}")
+        raise IntegrityError(outcome.summary())
     return 0
 
 
