@@ -371,8 +371,8 @@ class Archiver:
         end = datetime.now(UTC).astimezone()
         summary = SnapshotSummary(backup_start=format_time(start), backup_end=format_time(end),
                                   **self.stats.counters())
-        extra: dict[str, object] = {}
-        meta = dict(options.metadata)
+        extra: JSONObject = {}
+        meta: JSONObject = dict(options.metadata)
         if self.stats.errors:
             meta["partial"] = True
             meta["errors"] = [{"path": p, "error": e}

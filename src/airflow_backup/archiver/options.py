@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from airflow_backup.archiver.events import ArchiveStats
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.snapshot import Snapshot
 
 __all__ = ["BackupOptions", "BackupResult"]
@@ -29,7 +30,7 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     hostname: str | None = None
     time: datetime | None = None
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: JSONObject = field(default_factory=dict)
     parent: str | None = None
     force: bool = False
     with_atime: bool = False

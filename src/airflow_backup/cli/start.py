@@ -70,7 +70,7 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
         else:
             # Read the one key file with the standard library alone (as LocalStorage would:
             # names starting with "." are interrupted writes): loading the storage layer
-            # and cryptography first would hold the derivation back by 0.1 s, cold.
+            # and cryptography first would hold the derivation back (docs/performance.md).
             import json
 
             keys = os.path.join(url, "keys")

@@ -193,7 +193,7 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
 
     def work(repo: Repository, attempt: Attempt) -> list[StoredSnapshot]:
         tags = list(request.tags) + ([DEGRADED_TAG] if attempt.degraded else [])
-        meta: dict[str, object] = {"job": request.job} if request.job else {}
+        meta: JSONObject = {"job": request.job} if request.job else {}
         if attempt.degraded:
             meta["degraded"] = {"primary": attempt.primary.location,
                                 "reasons": list(attempt.failures)}

@@ -105,8 +105,9 @@ class DrillOutcome(Outcome):
 
 def _source_key(sn: Snapshot) -> str:
     meta = sn.extra.get("airflow_backup")
-    if isinstance(meta, dict) and isinstance(meta.get("source"), dict):
-        return str(meta["source"].get("url", ""))
+    source = meta.get("source") if isinstance(meta, dict) else None
+    if isinstance(source, dict):
+        return str(source.get("url", ""))
     return "files"
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from airflow_backup.errors import ConfigError
 from airflow_backup.passwords import from_command, from_file
 from airflow_backup.repository.config import CONFIG_HANDLE
-from airflow_backup.repository.opener import open_repository as open_with_cache
+from airflow_backup.repository.opener import open_cached
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import resolve_cache_root
@@ -148,5 +148,5 @@ def open_repository(spec: RepositorySpec) -> Repository:
     if not storage.exists(CONFIG_HANDLE):
         Repository.open(storage, "")  # raises RepositoryNotFound: nothing to unlock
     cache = spec.cache.metadata_cache(spec.url)
-    return open_with_cache(storage, spec.password.read(), spec.key_hint or None, cache=cache,
+    return open_cached(storage, spec.password.read(), spec.key_hint or None, cache=cache,
                            cache_root=spec.cache.root or None)

@@ -15,7 +15,7 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.compose import with_cache
 
-__all__ = ["TreePacks", "open_repository"]
+__all__ = ["TreePacks", "open_cached"]
 
 
 class TreePacks:
@@ -33,7 +33,7 @@ class TreePacks:
         return name in self._packs
 
 
-def open_repository(storage: Storage, password: str, key_hint: str | None = None, *,
+def open_cached(storage: Storage, password: str, key_hint: str | None = None, *,
                     cache: bool = False,
                     cache_root: str | os.PathLike[str] | None = None) -> Repository:
     """Open the repository in ``storage``; with ``cache``, serve index, snapshot and tree

@@ -7,7 +7,6 @@ ignores unknown fields, which is how a snapshot can carry airflow-backup's own m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository.timefmt import parse_ns
@@ -95,9 +94,7 @@ class Snapshot:
     original: bytes | None = None
     program_version: str = ""
     summary: SnapshotSummary | None = None
-    # Values typed Any rather than JSONValue: callers outside the repository index into this
-    # metadata without narrowing each level.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     id: str = ""
 
     @property

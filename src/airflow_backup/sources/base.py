@@ -137,12 +137,9 @@ def source_password(url: SourceURL, *native_env: str) -> str | None:
         return env["AIRFLOW_BACKUP_SOURCE_PASSWORD"]
     path = env.get("AIRFLOW_BACKUP_SOURCE_PASSWORD_FILE", "")
     if path:
-        try:
-            with open(os.path.expanduser(path), encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read source password file {path}: {exc.strerror}") \
-                from None
+        from airflow_backup.passwords import from_file
+
+        return from_file(path, "source password file")
     for name in native_env:
         if name in env:
             return env[name]

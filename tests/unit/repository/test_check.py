@@ -9,7 +9,7 @@ import pytest
 
 from airflow_backup.repository.check import CheckOptions, check_repository
 from airflow_backup.repository.keys import KdfParams
-from airflow_backup.repository.opener import open_repository
+from airflow_backup.repository.opener import open_cached as open_repository
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.cache import CachingStorage

@@ -10,7 +10,8 @@ import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
 from airflow_backup.repository.keys import KdfParams
-from airflow_backup.repository.opener import TreePacks, open_repository
+from airflow_backup.repository.opener import TreePacks
+from airflow_backup.repository.opener import open_cached as open_repository
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.restorer.restore import RestoreOptions, Restorer

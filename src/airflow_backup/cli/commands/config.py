@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 def sample_text() -> str:
     """Return the packaged sample config (the same as examples/quickstart.yaml)."""
-    from importlib import resources  # 8 ms: only this command needs it
+    from importlib import resources  # only this command needs it (start-up time)
 
     return resources.files("airflow_backup.jobs").joinpath("sample.yaml").read_text("utf-8")
 
