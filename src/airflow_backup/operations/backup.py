@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents
@@ -26,6 +26,7 @@ from airflow_backup.operations.fallback import Attempt, run_with_fallback
 from airflow_backup.operations.outcome import Outcome, Status
 from airflow_backup.operations.spec import RepositorySpec, open_repository
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import COUNTER_FIELDS, BackupCounters
 
 __all__ = [
     "DEGRADED_TAG",
@@ -82,26 +83,19 @@ class BackupRequest:
 @dataclass(frozen=True, slots=True)
 class StoredSnapshot:
     """One snapshot a backup saved. ``source`` is ``files``, ``stream`` or the redacted
-    source URL; ``kind`` the source kind; sizes in bytes (``added`` before compression,
-    ``stored`` after); ``export`` the source's recorded export facts (tables, rows, …)."""
+    source URL; ``kind`` the source kind; ``counters`` restic's summary counters; ``errors``
+    how many items could not be read; ``export`` the source's recorded export facts."""
+
+    #: Properties that :meth:`Outcome.to_json` adds to the fields (the short names every
+    #: front end shows).
+    JSON_PROPERTIES: ClassVar[tuple[str, ...]] = ("files", "bytes", "added", "stored")
 
     id: str
     source: str
     kind: str
     paths: tuple[str, ...] = ()
-    files: int = 0
-    bytes: int = 0
-    added: int = 0
-    stored: int = 0
+    counters: BackupCounters = field(default_factory=BackupCounters)
     errors: int = 0
-    files_new: int = 0
-    files_changed: int = 0
-    files_unmodified: int = 0
-    dirs_new: int = 0
-    dirs_changed: int = 0
-    dirs_unmodified: int = 0
-    data_blobs: int = 0
-    tree_blobs: int = 0
     tables: int = 0
     export: JSONObject = field(default_factory=dict)
     time: str = ""
@@ -110,6 +104,26 @@ class StoredSnapshot:
     def short_id(self) -> str:
         """Return the first 8 hex digits of the id."""
         return self.id[:8]
+
+    @property
+    def files(self) -> int:
+        """Return how many files were read."""
+        return self.counters.total_files_processed
+
+    @property
+    def bytes(self) -> int:
+        """Return how many bytes were read."""
+        return self.counters.total_bytes_processed
+
+    @property
+    def added(self) -> int:
+        """Return the bytes of new data, before compression."""
+        return self.counters.data_added
+
+    @property
+    def stored(self) -> int:
+        """Return the bytes of new data stored, after compression."""
+        return self.counters.data_added_packed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,13 +154,14 @@ class BackupOutcome(Outcome):
         return tuple(s.id for s in self.snapshots)
 
 
+def _counters(stats: BackupCounters) -> BackupCounters:
+    return BackupCounters(**stats.counters())
+
+
 def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSnapshot:
-    s = result.stats
-    return StoredSnapshot(
-        result.snapshot.id, source, source, tuple(paths), s.total_files_processed,
-        s.total_bytes_processed, s.data_added, s.data_added_packed, len(s.errors),
-        s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
-        s.dirs_unmodified, s.data_blobs, s.tree_blobs, time=result.snapshot.time)
+    return StoredSnapshot(result.snapshot.id, source, source, tuple(paths),
+                          _counters(result.stats), len(result.stats.errors),
+                          time=result.snapshot.time)
 
 
 def _store_source(repo: Repository, url: str, request: BackupRequest,
@@ -154,14 +169,11 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
     from airflow_backup.sources.actions import backup_source  # loads the source machinery
 
     result = backup_source(repo, url, tags=tags, hostname=request.hostname, time=request.time)
-    s = result.stats
     source = result.metadata.get("source") or {}
     export = result.metadata.get("export") or {}
     return StoredSnapshot(
         result.snapshot.id, str(source.get("url", "")), str(source.get("kind", "")), (),
-        s.total_files_processed, s.total_bytes_processed, s.data_added, s.data_added_packed,
-        0, s.files_new, s.files_changed, s.files_unmodified, s.dirs_new, s.dirs_changed,
-        s.dirs_unmodified, s.data_blobs, s.tree_blobs, len(source.get("tables") or {}),
+        _counters(result.stats), 0, len(source.get("tables") or {}),
         dict(export) if isinstance(export, dict) else {}, result.snapshot.time)
 
 
@@ -241,16 +253,9 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
                          unreadable=tuple(unreadable), degraded_reasons=attempt.failures)
 
 
-def _ints(doc: JSONObject, names: Sequence[str]) -> list[int]:
-    return [int(str(doc.get(n, 0) or 0)) for n in names]
-
-
 def outcome_from_json(doc: JSONObject) -> BackupOutcome:
     """Return a BackupOutcome from its :meth:`~Outcome.to_json` document (as passed between
     Airflow tasks through XCom)."""
-    counters = ("files", "bytes", "added", "stored", "errors", "files_new", "files_changed",
-                "files_unmodified", "dirs_new", "dirs_changed", "dirs_unmodified", "data_blobs",
-                "tree_blobs", "tables")
     snaps: list[StoredSnapshot] = []
     docs = doc.get("snapshots")
     for s in docs if isinstance(docs, list) else []:
@@ -258,14 +263,14 @@ def outcome_from_json(doc: JSONObject) -> BackupOutcome:
             continue
         paths = s.get("paths")
         export = s.get("export")
-        (files, size, added, stored, errors, files_new, files_changed, files_unmodified,
-         dirs_new, dirs_changed, dirs_unmodified, data_blobs, tree_blobs,
-         tables) = _ints(s, counters)
+        counted = s.get("counters")
+        counters = BackupCounters(**{name: int(str(counted.get(name) or 0))
+                                     for name in COUNTER_FIELDS}) \
+            if isinstance(counted, dict) else BackupCounters()
         snaps.append(StoredSnapshot(
             str(s["id"]), str(s["source"]), str(s["kind"]),
-            tuple(str(p) for p in paths) if isinstance(paths, list) else (), files, size,
-            added, stored, errors, files_new, files_changed, files_unmodified, dirs_new,
-            dirs_changed, dirs_unmodified, data_blobs, tree_blobs, tables,
+            tuple(str(p) for p in paths) if isinstance(paths, list) else (), counters,
+            int(str(s.get("errors") or 0)), int(str(s.get("tables") or 0)),
             export if isinstance(export, dict) else {}, str(s.get("time", ""))))
 
     def strings(key: str) -> tuple[str, ...]:

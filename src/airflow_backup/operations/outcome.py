@@ -103,11 +103,14 @@ class Outcome:
 
 
 def to_json_value(obj: object) -> JSONValue:
-    """Return ``obj`` (dataclasses, enums, sequences, mappings, scalars) as a JSON value."""
+    """Return ``obj`` (dataclasses, enums, sequences, mappings, scalars) as a JSON value. A
+    dataclass gives its fields, and the properties its ``JSON_PROPERTIES`` names."""
     if isinstance(obj, enum.Enum):
         return to_json_value(obj.value)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json_value(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        names = [f.name for f in dataclasses.fields(obj)]
+        names += getattr(obj, "JSON_PROPERTIES", ())
+        return {name: to_json_value(getattr(obj, name)) for name in names}
     if isinstance(obj, dict):
         return {str(k): to_json_value(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set | frozenset):

@@ -174,13 +174,8 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
                      fallback: bool) -> None:
     if out.json_mode:
         body: dict[str, object] = {
-            "message_type": "summary", "files_new": sn.files_new,
-            "files_changed": sn.files_changed, "files_unmodified": sn.files_unmodified,
-            "dirs_new": sn.dirs_new, "dirs_changed": sn.dirs_changed,
-            "dirs_unmodified": sn.dirs_unmodified, "data_blobs": sn.data_blobs,
-            "tree_blobs": sn.tree_blobs, "data_added": sn.added,
-            "data_added_packed": sn.stored, "total_files_processed": sn.files,
-            "total_bytes_processed": sn.bytes, "total_duration": outcome.duration,
+            "message_type": "summary", **sn.counters.counters(),
+            "total_duration": outcome.duration,
             "snapshot_id": sn.id, "errors": sn.errors, "status": outcome.status.value}
         if sn.kind not in ("files", "stream"):
             body.update(source=sn.source, kind=sn.kind, tables=sn.tables)
@@ -201,10 +196,11 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
             counted = f"{sn.tables} table(s) counted"
         out.line(f"exported {sn.files} file(s), {human_size(sn.bytes)}; {counted}")
     else:
-        out.line(f"Files:       {sn.files_new} new, {sn.files_changed} changed, "
-                 f"{sn.files_unmodified} unmodified")
-        out.line(f"Dirs:        {sn.dirs_new} new, {sn.dirs_changed} changed, "
-                 f"{sn.dirs_unmodified} unmodified")
+        c = sn.counters
+        out.line(f"Files:       {c.files_new} new, {c.files_changed} changed, "
+                 f"{c.files_unmodified} unmodified")
+        out.line(f"Dirs:        {c.dirs_new} new, {c.dirs_changed} changed, "
+                 f"{c.dirs_unmodified} unmodified")
     out.line(f"Added to the repository: {human_size(sn.added)} "
              f"({human_size(sn.stored)} stored)")
     out.line(f"processed {sn.files} files, {human_size(sn.bytes)} in "
