@@ -136,3 +136,45 @@ def test_restore_operator_refuses_an_unknown_on_existing() -> None:
     with pytest.raises(ConfigError, match=r"invalid on_existing 'skipp': use one of fail, "
                                           r"skip, overwrite, replace"):
         RestoreOperator(task_id="restore", target="airflow-metadata://", on_existing="skipp")
+
+
+def test_a_partial_backup_fails_the_dag_run_after_saving_its_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run by ``airflow dags test`` without the capabilities that let root read a 0000 file
+    (as ``backup`` and ``run`` are in tests/e2e/test_run_matches_backup.py)."""
+    import os
+    import subprocess
+
+    from conftest import AIRFLOW_BIN
+
+    with receiver() as rx:
+        _, repo = _dags(tmp_path, monkeypatch, "outcomes_partial", rx.url,
+                        {"repository": "fallback"})
+        secret = tmp_path / "data" / "secret.txt"
+        secret.write_text("nobody may read this\n")
+        secret.chmod(0)
+        cmd = [str(AIRFLOW_BIN), "dags", "test", "backup__files"]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                              env=os.environ.copy())
+        titles = [m["title"] for m in rx.messages]
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    (snap,) = open_repo(repo).list_snapshots()
+    meta = snap.extra["airflow_backup"]
+    assert isinstance(meta, dict) and meta["partial"] is True
+    assert "airflow-backup: job files: PARTIAL" in titles
+
+
+def test_operators_and_generated_dags_share_the_jobs_asset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_backup.provider.operators.backup import BackupOperator
+
+    with receiver() as rx:
+        dags, _ = _dags(tmp_path, monkeypatch, "outcomes_asset", rx.url, {})
+    generated = dags["backup__files"].get_task("notify").outlets
+    operator = BackupOperator(task_id="b", job="files", paths=["/x"],
+                              backup_repository_conn_id="some_connection").outlets
+    assert [a.uri for a in generated] == [a.uri for a in operator] == [
+        "airflow-backup://jobs/files"]
+    assert dags["drill__files"].timetable.asset_condition.objects[0].uri == generated[0].uri
