@@ -85,6 +85,26 @@ def test_hook_builds_s3_storage_from_an_aws_connection(
     assert any(p.endswith("/config") for p in fs.find("af-bucket/repo"))
 
 
+def test_hook_caches_the_metadata_of_a_remote_repository(
+        moto: str, data_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same cache as the CLI and `run` (AIRFLOW_BACKUP_CACHE_DIR, else ~/.cache): a task
+    # that opens an S3 repository reads its index and snapshots from it the next time.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("AIRFLOW_BACKUP_CACHE_DIR", str(cache))
+    set_connection("aws_moto2", conn_type="aws", login="testing", password="testing",
+                   extra={"endpoint_url": moto, "region_name": "eu-west-1"})
+    set_connection("br_s3c", conn_type="backup_repository", password=PASSWORD,
+                   extra={"url": "s3://af-cache/repo", "aws_conn_id": "aws_moto2"})
+    hook = BackupRepositoryHook("br_s3c")
+    hook._s3_from_aws_connection("s3://af-cache/repo", "aws_moto2")[0].mkdir("af-cache")
+    Repository.init(hook.get_storage(), PASSWORD, kdf=KDF)
+    repo = hook.get_repository()
+    Archiver(repo).backup(BackupOptions(paths=[str(data_tree)]))
+    BackupRepositoryHook("br_s3c").get_repository().list_snapshots()
+    cached = {p.parent.name for p in (cache / repo.config.id).rglob("*") if p.is_file()}
+    assert {"snapshots", "index"} <= cached, cached
+
+
 # --- error mapping --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("exc", [
