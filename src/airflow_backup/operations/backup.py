@@ -12,6 +12,7 @@ the error tree when nothing could be stored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -183,8 +184,6 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
            ) -> BackupOutcome:
     """Back up ``request`` into ``spec``'s repository or a fallback (module doc).
     ``on_open`` is told of each repository opened (the CLI remembers its key)."""
-    import time
-
     if request.stream is not None and spec.fallbacks:
         raise ConfigError("a fallback repository needs paths or sources: a stream cannot be "
                           "read twice")

@@ -88,8 +88,7 @@ class CacheSpec:
 
     def metadata_cache(self, url: str) -> bool:
         """Return whether repository metadata is cached for ``url``."""
-        return is_remote_url(url) if self.enabled is None else self.enabled and \
-            is_remote_url(url)
+        return self.enabled is not False and is_remote_url(url)
 
     def directory_cache(self) -> str | None:
         """Return where a backup keeps what it knows of the last backup's directories, or
