@@ -16,7 +16,7 @@ from airflow_backup.jobs.config import Config
 from airflow_backup.operations.outcome import Status
 
 if TYPE_CHECKING:
-    from airflow_backup.jobs.runner import JobOutcome
+    from airflow_backup.jobs.outcome import JobOutcome
     from airflow_backup.operations.backup import BackupOutcome
 
 __all__ = [

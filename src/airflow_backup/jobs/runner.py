@@ -22,6 +22,7 @@ from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jobs.export import ExportOutcome, export_step, validate_step
 from airflow_backup.jobs.notify import drill_notice, job_notice, send
+from airflow_backup.jobs.outcome import JobOutcome, StepRecord
 from airflow_backup.jobs.repos import (
     drill_options,
     job_watches,
@@ -30,7 +31,6 @@ from airflow_backup.jobs.repos import (
     step_retry,
     verify_options,
 )
-from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.backup import BackupOutcome, BackupRequest, backup
 from airflow_backup.operations.drill import DrillOutcome, drill
 from airflow_backup.operations.outcome import Failure, Outcome, Status
@@ -109,32 +109,6 @@ def retention_step(ctx: JobContext, job: str, repository: str) -> RetentionOutco
         return RetentionOutcome()
     return retention(ctx.repository(repository), retention_request(job, spec),
                      lock_wait=ctx.config.repositories[repository].lock_wait)
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """How one step went: tries, time, and its outcome as a JSON document."""
-
-    step: str
-    attempts: int
-    duration: float
-    result: JSONObject = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobOutcome(Outcome):
-    """The outcome of one job run: the store's status (success, partial, degraded) or
-    ``failed`` with ``failed_step``; the snapshots stored and where; every step's record."""
-
-    job: str
-    attempts: int = 0
-    failed_step: str = ""
-    repository: str = ""
-    location: str = ""
-    snapshots: tuple[str, ...] = ()
-    bytes_added: int = 0
-    steps: tuple[StepRecord, ...] = ()
-    notified: int = 0
 
 
 def run_job(config: Config, job: str, *, events: JobEvents | None = None,

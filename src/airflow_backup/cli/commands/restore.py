@@ -6,8 +6,9 @@ import argparse
 import time
 from typing import Any
 
-from airflow_backup.cli.commands import source_restore
 from airflow_backup.cli.commands.common import add_as_of_arg, add_filter_args, filter_from_args
+from airflow_backup.cli.commands.source_restore import add_arguments, wants
+from airflow_backup.cli.commands.source_restore import run as restore_into_source
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.errors import ConfigError
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
                    help="do not restore paths matching PATTERN (repeatable)")
     add_filter_args(p)
     add_as_of_arg(p)
-    source_restore.add_arguments(p)
+    add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Restore and report what was written."""
     if not args.target:
         raise ConfigError("--target must not be empty")
-    if source_restore.wants(args):  # a data-source URL (postgresql://, s3://, …)
-        return source_restore.run(args, gopts, out)
+    if wants(args):  # a data-source URL (postgresql://, s3://, …)
+        return restore_into_source(args, gopts, out)
     request = RestoreRequest(target=args.target, snapshot=args.snapshot,
                              filter=filter_from_args(args), as_of=args.as_of or "",
                              includes=tuple(args.include), excludes=tuple(args.exclude))
