@@ -10,6 +10,7 @@ failed step and the first line of its error, and never hold secrets.
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import Any
 
 from airflow.sdk import BaseNotifier, Context
@@ -18,8 +19,16 @@ from airflow_backup.errors import BackupError, first_line
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.load import load_config
 from airflow_backup.jobs.notify import Notice, deliver, failure_notice, send
+from airflow_backup.operations.outcome import parse_choice
 
-__all__ = ["JobNotifier"]
+__all__ = ["AlertReason", "JobNotifier"]
+
+
+class AlertReason(enum.StrEnum):
+    """Why a JobNotifier sends: a task failed for good, or a run overran its window."""
+
+    FAILURE = "failure"
+    DEADLINE = "deadline"
 
 
 class JobNotifier(BaseNotifier):
@@ -37,11 +46,12 @@ class JobNotifier(BaseNotifier):
         self.config_path = config_path
         self.job = job
         self.repository = repository
-        self.reason = reason
+        # A plain string after the check: the triggerer rebuilds the notifier from JSON kwargs.
+        self.reason = parse_choice(AlertReason, reason, "reason").value
         self.window = window
 
     def _notice(self, context: Context, job: str) -> Notice:
-        if self.reason == "deadline":
+        if self.reason == AlertReason.DEADLINE:
             # The triggerer passes the run as its REST payload (a dict), workers an object.
             run: Any = context.get("dag_run")
             run_id = run.get("run_id", "") if isinstance(run, dict) else getattr(run, "run_id", "")
