@@ -92,7 +92,11 @@ def store_step(ctx: JobContext, export: ExportOutcome,
     urls = tuple(job.sources[s.position] for s in export.sources)
     request = BackupRequest(paths=export.paths, sources=urls, excludes=tuple(job.excludes),
                             tags=(job_tag(export.job), *job.tags), job=export.job)
-    return backup(ctx.spec(job.repository), request, events=events)
+    # Verify and retention use the repository the backup opened: its key is derived once.
+    def keep(target: RepositorySpec, repo: Repository) -> None:
+        ctx.repos.setdefault(target.name, repo)
+
+    return backup(ctx.spec(job.repository), request, events=events, on_open=keep)
 
 
 def verify_step(ctx: JobContext, job: str, store: BackupOutcome) -> VerifyOutcome:
