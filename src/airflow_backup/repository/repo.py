@@ -62,6 +62,9 @@ class Repository:
         self.pack_size = DEFAULT_PACK_SIZE
         self._writers: dict[BlobType, PackWriter] = {}
         self._locks: list[RepoLock] = []
+        #: restic's --no-lock: shared locks are not written (a read-only repository can be
+        #: listed, checked and restored); an exclusive lock is refused.
+        self.no_lock = False
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -105,10 +108,18 @@ class Repository:
         return self.config.version
 
     @contextmanager
-    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0) -> Iterator[RepoLock]:
+    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0
+             ) -> Iterator[RepoLock | None]:
         """Hold a repository lock for the duration of the ``with`` block. While it is held,
         writing an index or snapshot raises RepositoryLocked if the lock may have gone stale
-        (see :meth:`RepoLock.check_fresh`)."""
+        (see :meth:`RepoLock.check_fresh`). With :attr:`no_lock`, a shared lock is not
+        written and an exclusive one raises ConfigError."""
+        if self.no_lock:
+            if exclusive:
+                raise ConfigError("this command changes the repository and needs its lock: "
+                                  "run it without --no-lock")
+            yield None
+            return
         lk = RepoLock(self.storage, self.key, self.version, exclusive)
         lk.acquire(retry_seconds)
         self._locks.append(lk)
