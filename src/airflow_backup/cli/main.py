@@ -40,6 +40,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"Fatal: {message} (see '{self.prog} --help')\n")
 
 
+def _key_value(text: str) -> str:
+    """Accept ``-o KEY=VALUE`` only: a bare value (``-o RUNBOOK.md``) is a usage error, never
+    silently ignored."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (-o sets a storage "
+                                         "option; use --output for a file)")
+    return text
+
+
 def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     def d(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
@@ -59,6 +69,7 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--retry-lock", type=float, default=d(0.0), metavar="SECONDS",
                         help="wait this long for a conflicting lock to go away")
     parser.add_argument("-o", "--option", action="append", default=d([]), metavar="KEY=VALUE",
+                        type=_key_value,
                         help="storage option, e.g. retry_attempts=5, retry_max_time=60, "
                              "retry_base_delay=0.5, retry_max_delay=30 (repeatable)")
     parser.add_argument("--no-cache", action="store_true", default=d(False),

@@ -8,6 +8,7 @@ references are named, never resolved.
 
 from __future__ import annotations
 
+import os
 import shlex
 from datetime import datetime
 
@@ -61,6 +62,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     url = safe_url(rc.url)
     repo = shlex.quote(url)
     tag = job_tag(name)
+    repo_arg = shlex.quote(_restic_url(url))
     out = [f"## Job `{name}`", ""]
     if job.description:
         out += [job.description, ""]
@@ -107,10 +109,12 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
             "**Restore** (newest, or the state at a point in time)", "", "```sh"]
     for s, is_url in sources:
         if is_url:
-            out += [f"airflow-backup -r {repo} restore latest --tag {tag} "
+            # --path: the snapshot of this kind of source, not another source's of the job.
+            kind = f"--path /{_kind_dir(s)} " if _kind_dir(s) else ""
+            out += [f"airflow-backup -r {repo} restore latest --tag {tag} {kind}"
                     f"--target {shlex.quote(s)}   # into the original server; or a new URL",
-                    f"airflow-backup -r {repo} restore --tag {tag} --as-of 'YYYY-MM-DD HH:MM' "
-                    f"--target {shlex.quote(s)}"]
+                    f"airflow-backup -r {repo} restore --tag {tag} {kind}--as-of "
+                    f"'YYYY-MM-DD HH:MM' --target {shlex.quote(s)}"]
         else:
             out += [f"airflow-backup -r {repo} restore latest --tag {tag} --path "
                     f"{shlex.quote(s)} --target /tmp/restore-{name}",
@@ -119,14 +123,78 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += [f"airflow-backup drill {shlex.quote(config_path)} {name}   # rehearse into a "
             "sandbox first", "```", "", "**Plain restic equivalent**", "", "```sh",
             _password_setup(rc, True),
-            f"restic -r {shlex.quote(_restic_url(url))} snapshots --tag {tag}",
-            f"restic -r {shlex.quote(_restic_url(url))} restore latest --tag {tag} "
-            f"--target /tmp/restore-{name}", "```", ""]
-    if any(is_source_url(s) for s in job.sources):
-        out += ["With restic, a database backup restores as dump files under "
-                "`/tmp/restore-" + name + "/` (e.g. `postgresql/<db>.pgdump`): load them with "
-                "`pg_restore -d <db>` or `mysql <db> < file.sql`.", ""]
+            f"restic -r {repo_arg} snapshots --tag {tag}"]
+    paths = [s for s, is_url in sources if not is_url]
+    if paths:
+        # --path: the job's file snapshot, not one of its data sources' snapshots.
+        selected = " ".join(
+            f"--path {shlex.quote(os.path.abspath(os.path.expanduser(p.removeprefix('file://'))))}"
+            for p in paths)
+        out.append(f"restic -r {repo_arg} restore latest --tag {tag} {selected} "
+                   f"--target /tmp/restore-{name}")
+    out += ["```", ""]
+    tools = [line for s in job.sources if is_source_url(s)
+             for line in _tool_restore(s, f"/tmp/restore-{name}", repo_arg, tag)]
+    if tools:
+        out += ["With restic alone, each data source is its own snapshot of dump files; restore "
+                "it and load it into a new, empty database with the database's own tools:",
+                "", "```sh", *tools, "```", ""]
     return out
+
+
+def _kind_dir(source: str) -> str:
+    """Return the top directory of ``source``'s snapshots (``postgresql``, ``mysql``,
+    ``sqlite``), or '' for kinds without a fixed one."""
+    scheme = source.split("://", 1)[0].lower()
+    return {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
+            "mariadb": "mysql", "sqlite": "sqlite"}.get(scheme, "")
+
+
+def _tool_restore(source: str, target: str, repo: str, tag: str) -> list[str]:
+    """Return the plain restic + database-tool commands that restore ``source``'s newest
+    snapshot (empty for kinds only airflow-backup can restore)."""
+    from airflow_backup.sources.base import SourceURL
+
+    try:
+        url = SourceURL.parse(source, allow_password=True)
+    except ConfigError:
+        return []
+    scheme, db = url.scheme.lower(), url.database
+    restore = f"restic -r {repo} restore latest --tag {tag} --path"
+    conn = []
+    if url.host:
+        conn += ["-h", url.host]
+    if url.port:
+        conn += ["-p", str(url.port)]
+    if scheme in ("postgresql", "postgres") and db:
+        if url.username:
+            conn += ["-U", url.username]
+        args = " ".join(shlex.quote(a) for a in conn)
+        fmt = url.param("format", "plain")
+        dump = f"{target}/postgresql/{db}" + {"plain": ".sql", "custom": ".pgdump",
+                                              "directory": ".dir"}.get(fmt, ".sql")
+        load = (f"psql {args} -d {shlex.quote(db)} -v ON_ERROR_STOP=1 -f {shlex.quote(dump)}"
+                if fmt == "plain" else
+                f"pg_restore {args} -d {shlex.quote(db)} {shlex.quote(dump)}")
+        return [f"{restore} /postgresql --target {shlex.quote(target)}",
+                f"createdb {args} {shlex.quote(db)}   # skip if the database still exists",
+                load]
+    if scheme in ("mysql", "mariadb") and db:
+        conn = [c.replace("-p", "-P") if c == "-p" else c for c in conn]
+        if url.username:
+            conn += ["-u", url.username]
+        args = " ".join(shlex.quote(a) for a in conn)
+        dump = f"{target}/mysql/{db}.sql"
+        create = shlex.quote(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        return [f"{restore} /mysql --target {shlex.quote(target)}",
+                f"mysql {args} -e {create}",
+                f"mysql {args} {shlex.quote(db)} < {shlex.quote(dump)}"]
+    if scheme == "sqlite":
+        name = url.path.rstrip("/").rsplit("/", 1)[-1]
+        return [f"{restore} /sqlite --target {shlex.quote(target)}",
+                f"cp {shlex.quote(f'{target}/sqlite/{name}')} "
+                f"{shlex.quote(url.path)}   # with the application stopped"]
+    return []
 
 
 def render_runbook(config: Config, config_path: str, jobs: list[str] | None = None,
@@ -138,7 +206,7 @@ def render_runbook(config: Config, config_path: str, jobs: list[str] | None = No
     out = ["# Recovery runbook", "",
            f"Generated by airflow-backup from `{config_path}` on "
            f"{datetime.now().strftime('%Y-%m-%d %H:%M')}. Regenerate with "
-           f"`airflow-backup runbook {shlex.quote(config_path)} -o RUNBOOK.md`.", ""]
+           f"`airflow-backup runbook {shlex.quote(config_path)} --output RUNBOOK.md`.", ""]
     for name in names:
         out += _section(config, name, sts.get(name), config_path)
     return "\n".join(out)

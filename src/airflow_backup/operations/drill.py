@@ -40,7 +40,7 @@ from airflow_backup.errors import (
 from airflow_backup.operations.filechecks import is_sqlite, sha256_file, sqlite_problem
 from airflow_backup.operations.outcome import Failure, Outcome, Status
 from airflow_backup.operations.spec import RepositorySpec, open_repository
-from airflow_backup.operations.tags import DRILL_TAG, is_backup_of, job_tag
+from airflow_backup.operations.tags import DRILL_TAG, drill_tag, is_backup_of
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import SnapshotFilter, parse_as_of, pick_as_of
 from airflow_backup.repository.snapshot import Snapshot
@@ -237,7 +237,7 @@ def _drill_source(repo: Repository, sn: Snapshot, job: str, drill: DrillOptions,
     name = job or "adhoc"
     scratch = f"abk_drill_{name.replace('-', '_').replace('.', '_')}_{os.getpid()}"[:60]
     if kind == "sqlite":
-        target = f"sqlite:///{os.path.join(sandbox, scratch + '.db')}"
+        target = f"sqlite://{os.path.join(sandbox, scratch + '.db')}"
     else:
         if not drill.target:
             raise ConfigError(f"job {name}: drill.target must name a {kind} server for the "
@@ -263,7 +263,7 @@ def record_drill(repo: Repository, outcome: DrillOutcome, lock_wait: float = 0.0
     body["ok"] = outcome.ok
     body["error"] = error.describe() if error else ""
     body["rto_exceeded"] = outcome.rto_exceeded
-    tags = [DRILL_TAG] + ([job_tag(outcome.job)] if outcome.job else [])
+    tags = [DRILL_TAG] + ([drill_tag(outcome.job)] if outcome.job else [])
     with repo.lock(exclusive=False, retry_seconds=lock_wait):
         tree, _ = repo.save_tree([])
         repo.flush()

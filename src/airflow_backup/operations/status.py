@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from airflow_backup.errors import BackupError, describe
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.spec import RepositorySpec, open_repository
-from airflow_backup.operations.tags import DRILL_TAG, is_backup_of, job_tag
+from airflow_backup.operations.tags import is_backup_of, is_drill_of
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.atomic import replace_file
@@ -106,7 +106,7 @@ def job_status(watch: JobWatch, now: float | None = None,
             if is_backup_of(sn, job) and (newest is None
                                              or sn.time_ns > newest[0].time_ns):
                 newest = (sn, name)
-            if DRILL_TAG in sn.tags and job_tag(job) in sn.tags and (
+            if is_drill_of(sn, job) and (
                     drill is None or sn.time_ns > drill.time_ns):
                 drill = sn
     if problems:

@@ -1,6 +1,9 @@
-"""The tags that tie snapshots to jobs: every backup of job ``X`` is tagged ``job=X``; a drill
-record also carries ``airflow-backup-drill`` and is never taken for a backup (nor removed by a
-job's retention, nor restored by ``latest --tag job=X`` through the job filter)."""
+"""The tags that tie snapshots to jobs: every backup of job ``X`` is tagged ``job=X``; the record
+of a drill of ``X`` is tagged ``airflow-backup-drill`` and ``drill-of=X`` — not ``job=X``, so
+that ``restic restore latest --tag job=X`` (the runbook's command) and every other filter a user
+or a runbook uses for the job's data never picks a drill record. Records written before this
+change carry ``job=X`` and the drill tag; :func:`is_backup_of` and :func:`is_drill_of` still
+tell them apart."""
 
 from __future__ import annotations
 
@@ -9,7 +12,15 @@ from collections.abc import Sequence
 from airflow_backup.repository.select import SnapshotFilter
 from airflow_backup.repository.snapshot import Snapshot
 
-__all__ = ["DRILL_TAG", "BackupFilter", "backup_filter", "is_backup_of", "job_tag"]
+__all__ = [
+    "DRILL_TAG",
+    "BackupFilter",
+    "backup_filter",
+    "drill_tag",
+    "is_backup_of",
+    "is_drill_of",
+    "job_tag",
+]
 
 #: Tag of the snapshots that record a restore drill.
 DRILL_TAG = "airflow-backup-drill"
@@ -18,6 +29,16 @@ DRILL_TAG = "airflow-backup-drill"
 def job_tag(job: str) -> str:
     """Return the tag that marks the snapshots of ``job``."""
     return f"job={job}"
+
+
+def drill_tag(job: str) -> str:
+    """Return the tag that marks the drill records of ``job``."""
+    return f"drill-of={job}"
+
+
+def is_drill_of(sn: Snapshot, job: str) -> bool:
+    """Return whether ``sn`` records a drill of ``job`` (either tagging)."""
+    return DRILL_TAG in sn.tags and (drill_tag(job) in sn.tags or job_tag(job) in sn.tags)
 
 
 def is_backup_of(sn: Snapshot, job: str) -> bool:

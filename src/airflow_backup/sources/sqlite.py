@@ -83,7 +83,9 @@ class SQLiteSource:
         if url.scheme != "sqlite" or not url.path or url.path == "/":
             raise ConfigError("SQLite URLs look like sqlite:///absolute/path/to/file.db")
         self.url = url
-        self.path = url.path
+        # sqlite:////abs/path (SQLAlchemy's spelling) and sqlite:///abs/path name the same
+        # file; a path starting with '//' would be a URI authority to sqlite3.
+        self.path = "/" + url.path.lstrip("/")
         self.res = Resources()
         self._copy = ""
 

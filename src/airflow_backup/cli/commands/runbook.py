@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("runbook", help="write a Markdown recovery runbook per job")
     p.add_argument("config", help="jobs config file (YAML)")
     p.add_argument("jobs", nargs="*", help="jobs to include (default: all)")
-    p.add_argument("--output", default="", metavar="FILE",
+    p.add_argument("-O", "--output", default="", metavar="FILE",
                    help="write to FILE instead of standard output")
     p.set_defaults(func=run)
 
