@@ -11,14 +11,26 @@ from airflow_backup.errors import ConfigError
 __all__ = ["from_command", "from_file"]
 
 
+#: What each password file held when first read in this process: a pipe or process
+#: substitution (``--password-file <(echo pw)``) can be read only once, and the early key
+#: derivation (cli/start.py) reads it before the command does.
+_READ: dict[str, str] = {}
+
+
 def from_file(path: str, what: str = "password file") -> str:
     """Return the content of ``path`` without its trailing newline, as restic reads it.
-    The file is read once, so a pipe such as ``<(echo pw)`` works. Raise ConfigError."""
+    Each file is read once per process, so a pipe such as ``<(echo pw)`` works. Raise
+    ConfigError naming the file."""
+    full = os.path.expanduser(path)
+    if full in _READ:
+        return _READ[full]
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
+        with open(full, encoding="utf-8") as f:
+            value = f.read().rstrip("\r\n")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    _READ[full] = value
+    return value
 
 
 def from_command(command: str, what: str = "password command") -> str:

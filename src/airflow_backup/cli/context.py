@@ -71,17 +71,26 @@ def read_password(gopts: GlobalOptions, prompt: str = "enter password for reposi
     )
 
 
-def new_password(file_option: str, gopts: GlobalOptions) -> str:
-    """Return a new password for ``init`` / ``key add``: from ``file_option`` if given, else
-    AIRFLOW_BACKUP_NEW_PASSWORD(_FILE), else the repository password sources, else a prompt
-    asked twice on a terminal. Raise ConfigError if the two entries differ or it is empty."""
+def new_password(file_option: str, gopts: GlobalOptions, *, init: bool = False) -> str:
+    """Return a new password: from ``file_option`` if given, else
+    AIRFLOW_BACKUP_NEW_PASSWORD(_FILE); for ``init`` then the repository password sources
+    every other command reads (--password-file, AIRFLOW_BACKUP_PASSWORD(_FILE|_COMMAND),
+    RESTIC_PASSWORD(_FILE)) — so that the repository opens with the password the next
+    command will give; else a prompt asked twice on a terminal (``key add``/``passwd`` never
+    take the current password as the new one). Raise ConfigError if the two entries differ
+    or it is empty."""
     env = os.environ
+    kind, given = password_source(gopts.password_file) if init else ("prompt", "")
     if file_option:
         pw = from_file(file_option)
     elif env.get("AIRFLOW_BACKUP_NEW_PASSWORD_FILE"):
         pw = from_file(env["AIRFLOW_BACKUP_NEW_PASSWORD_FILE"])
     elif "AIRFLOW_BACKUP_NEW_PASSWORD" in env:
         pw = env["AIRFLOW_BACKUP_NEW_PASSWORD"]
+    elif kind == "password":
+        pw = given
+    elif kind == "command":
+        pw = from_command(given)
     elif sys.stdin.isatty():
         pw = getpass.getpass("enter new password: ")
         if getpass.getpass("enter password again: ") != pw:

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Create the repository with the password from the usual sources."""
     storage = open_storage_for(repository_url(gopts), gopts)
-    password = new_password(gopts.password_file, gopts)
+    password = new_password(gopts.password_file, gopts, init=True)
     repo = Repository.init(storage, password, version=args.repository_version)
     if out.json_mode:
         out.json({"message_type": "initialized", "id": repo.config.id,
