@@ -16,6 +16,7 @@ partial.
 
 from __future__ import annotations
 
+import errno
 import functools
 import getpass
 import os
@@ -73,16 +74,21 @@ class Archiver:
     # ---- public --------------------------------------------------------------------------
 
     def backup(self, options: BackupOptions) -> BackupResult:
-        """Back up ``options.paths``; return the snapshot. Raise ConfigError if a target path
-        does not exist. Unreadable items below the targets are skipped and recorded."""
+        """Back up ``options.paths``; return the snapshot. A target that does not exist is
+        skipped and recorded like an unreadable item (the snapshot is partial, as restic's);
+        raise ConfigError only if none exists. Unreadable items below the targets are
+        skipped and recorded."""
         if not options.paths:
             raise ConfigError("nothing to back up: give at least one path")
         targets = sorted({os.fsencode(os.path.abspath(p)) for p in options.paths})
         if b"/" in targets:
             targets = [b"/"]
-        for t in targets:
-            if not os.path.lexists(t):
-                raise ConfigError(f"{os.fsdecode(t)}: no such file or directory")
+        missing = [t for t in targets if not os.path.lexists(t)]
+        if len(missing) == len(targets):
+            raise ConfigError(f"{os.fsdecode(missing[0])}: no such file or directory")
+        targets = [t for t in targets if t not in missing]
+        for t in missing:
+            self._error(t, FileNotFoundError(errno.ENOENT, "no such file or directory"))
         self._excludes = PatternSet(options.excludes)
         self._with_atime = options.with_atime
         start = datetime.now(UTC).astimezone()
