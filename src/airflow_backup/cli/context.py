@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from airflow_backup.cli.keyhint import remember_key
 from airflow_backup.cli.password import password_source
@@ -49,6 +49,7 @@ class GlobalOptions:
     options: list[str] = field(default_factory=list)
     no_cache: bool = False
     cache_dir: str = ""
+    no_lock: bool = False
 
 
 def read_password(gopts: GlobalOptions, prompt: str = "enter password for repository: ") -> str:
@@ -142,7 +143,7 @@ def repository_spec(gopts: GlobalOptions, url: str | None = None,
                   for u in fallbacks if fb_password is not None)
     return RepositorySpec(url, _password(gopts), retry=policy, cache=cache,
                           lock_wait=gopts.retry_lock, key_hint=gopts.key_hint,
-                          fallbacks=chain)
+                          no_lock=gopts.no_lock, fallbacks=chain)
 
 
 def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
@@ -174,9 +175,7 @@ def open_repository(gopts: GlobalOptions, url: str | None = None,
     ConfigError or a storage error."""
     spec = repository_spec(gopts, url)
     if password is not None:
-        spec = RepositorySpec(spec.url, PasswordSource(PasswordKind.VALUE, password),
-                              retry=spec.retry, cache=spec.cache, lock_wait=spec.lock_wait,
-                              key_hint=spec.key_hint)
+        spec = replace(spec, password=PasswordSource(PasswordKind.VALUE, password))
     repo = open_spec(spec)
     remember(gopts, spec, repo)
     return repo

@@ -75,6 +75,10 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--no-cache", action="store_true", default=d(False),
                         help="do not use the local cache (metadata of remote "
                              "repositories, directories known from the last backup)")
+    parser.add_argument("--no-lock", action="store_true", default=d(False),
+                        help="do not lock the repository (restic's --no-lock): for commands "
+                             "that only read, on read-only media; commands that change the "
+                             "repository refuse it")
     parser.add_argument("--cache-dir", default=d(""), metavar="DIR",
                         help="metadata cache directory (env AIRFLOW_BACKUP_CACHE_DIR; "
                              "default ~/.cache/airflow-backup)")
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repo=args.repo, password_file=args.password_file, key_hint=args.key_hint,
         json=args.json, verbose=args.verbose, quiet=args.quiet, debug=args.debug,
         retry_lock=args.retry_lock, options=list(args.option), no_cache=args.no_cache,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, no_lock=args.no_lock,
     )
     out = Printer(gopts.json, gopts.quiet, gopts.verbose)
     configure_logging(gopts.json, gopts.quiet, gopts.verbose, gopts.debug)

@@ -102,7 +102,8 @@ class RepositorySpec:
 
     ``name`` is how the front end calls it (config name, connection id, or the location);
     ``storage`` replaces opening ``url`` (an Airflow connection's own S3 client);
-    ``inject_faults`` applies AIRFLOW_BACKUP_FAULTS (drills and tests; primary only).
+    ``inject_faults`` applies AIRFLOW_BACKUP_FAULTS (drills and tests; primary only);
+    ``no_lock`` opens it without writing shared locks (restic's --no-lock: read-only media).
     """
 
     url: str
@@ -113,6 +114,7 @@ class RepositorySpec:
     lock_wait: float = 0.0
     key_hint: str = ""
     inject_faults: bool = True
+    no_lock: bool = False
     fallbacks: tuple[RepositorySpec, ...] = ()
     storage: Callable[[], Storage] | None = field(default=None, compare=False)
 
@@ -147,5 +149,7 @@ def open_repository(spec: RepositorySpec) -> Repository:
     if not storage.exists(CONFIG_HANDLE):
         Repository.open(storage, "")  # raises RepositoryNotFound: nothing to unlock
     cache = spec.cache.metadata_cache(spec.url)
-    return open_cached(storage, spec.password.read(), spec.key_hint or None, cache=cache,
-                           cache_root=spec.cache.root or None)
+    repo = open_cached(storage, spec.password.read(), spec.key_hint or None, cache=cache,
+                       cache_root=spec.cache.root or None)
+    repo.no_lock = spec.no_lock
+    return repo

@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from airflow_backup.errors import BackupError, IntegrityError, NotFound, RepositoryLocked
+from airflow_backup.errors import (
+    BackupError,
+    IntegrityError,
+    NotFound,
+    PermanentStorageError,
+    RepositoryLocked,
+)
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.timefmt import format_time, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
@@ -128,7 +134,14 @@ class RepoLock:
             conflicts = self._conflicts()
             if not conflicts:
                 self._written_at = (time.monotonic(), time.time())
-                self._id = self._write()
+                try:
+                    self._id = self._write()
+                except PermanentStorageError as exc:
+                    if self.exclusive:
+                        raise
+                    raise PermanentStorageError(
+                        f"cannot write a lock into the repository ({exc}); if it is "
+                        "read-only, use --no-lock for commands that only read") from exc
                 if not is_strongly_consistent(self._storage):
                     # Give a competing lock written at the same moment time to show up.
                     time.sleep(_RECHECK_WAIT_S)
