@@ -28,7 +28,7 @@ from airflow_backup.repository.timefmt import format_time, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
 from airflow_backup.storage.base import FileType, Handle, Storage, is_strongly_consistent
 
-__all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks"]
+__all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks", "pid_namespace"]
 
 STALE_AFTER_S = 30 * 60
 REFRESH_EVERY_S = 5 * 60
@@ -48,6 +48,38 @@ class LockInfo:
     hostname: str
     username: str
     pid: int
+    #: The PID namespace the process ran in (``pid:[inode]``, an extra field restic ignores);
+    #: '' in locks written by restic or by older versions.
+    pidns: str = ""
+
+    def pid_checkable(self) -> bool:
+        """Return whether this host can tell if the lock's process still runs: same host,
+        and the same PID namespace (a container's PID 1 is not this host's PID 1)."""
+        if self.hostname != socket.gethostname():
+            return False
+        if self.pidns:
+            return self.pidns == pid_namespace()
+        return self.pid != 1  # an older lock with PID 1 was made inside a container
+
+    def holder(self) -> str:
+        """Return who holds the lock, and what to do if it is gone, for messages."""
+        where = f"PID {self.pid} on {self.hostname} by {self.username} (lock {self.id[:8]})"
+        if self.hostname == socket.gethostname() and not self.pid_checkable():
+            return (f"{where}, in another PID namespace (a container?), so this host cannot "
+                    "tell whether it still runs; if it is gone, run 'airflow-backup unlock "
+                    "--remove-all' (it also goes stale 30 minutes after its last refresh)")
+        if self.hostname != socket.gethostname():
+            return (f"{where}; if that process is gone, run 'airflow-backup unlock "
+                    "--remove-all' (the lock goes stale 30 minutes after its last refresh)")
+        return f"{where}; run 'airflow-backup unlock' if that process is gone"
+
+
+def pid_namespace() -> str:
+    """Return this process's PID namespace (``pid:[inode]``), or '' where there is none."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -69,7 +101,7 @@ def is_stale(lock: LockInfo, now_ns: int | None = None) -> bool:
     now_ns = time.time_ns() if now_ns is None else now_ns
     if now_ns - lock.time_ns > STALE_AFTER_S * 1_000_000_000:
         return True
-    return lock.hostname == socket.gethostname() and not _pid_alive(lock.pid)
+    return lock.pid_checkable() and not _pid_alive(lock.pid)
 
 
 def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
@@ -81,7 +113,7 @@ def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
             obj = json.loads(raw)
             out.append(LockInfo(info.name, parse_ns(obj["time"])[0], bool(obj.get("exclusive")),
                                 str(obj.get("hostname", "")), str(obj.get("username", "")),
-                                int(obj.get("pid", 0))))
+                                int(obj.get("pid", 0)), str(obj.get("pidns", ""))))
         except (NotFound, IntegrityError, KeyError, ValueError, TypeError, AttributeError):
             continue  # unreadable or vanished: another process's business
     return out
@@ -118,6 +150,8 @@ class RepoLock:
             "uid": os.getuid(),
             "gid": os.getgid(),
         }
+        if pid_namespace():
+            obj["pidns"] = pid_namespace()
         return save_json(self._storage, self._key, FileType.LOCK, obj, self._version)
 
     def _conflicts(self) -> list[LockInfo]:
@@ -153,10 +187,7 @@ class RepoLock:
                 other = conflicts[0]
                 kind = "exclusive" if other.exclusive else "non-exclusive"
                 raise RepositoryLocked(
-                    f"repository is already locked ({kind}) by PID {other.pid} on "
-                    f"{other.hostname} by {other.username} (lock {other.id[:8]}); "
-                    "run 'unlock' if that process is gone"
-                )
+                    f"repository is already locked ({kind}) by {other.holder()}")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
                                         name="lock-refresh")

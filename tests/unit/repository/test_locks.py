@@ -156,7 +156,10 @@ def test_lock_file_content(storage: MemoryStorage, key: Key) -> None:
     try:
         [name] = lock_names(storage)
         obj = json.loads(decode_unpacked(key, storage.load(Handle(FileType.LOCK, name)), "l"))
-        assert list(obj) == ["time", "exclusive", "hostname", "username", "pid", "uid", "gid"]
+        # restic's fields, in its order, then our PID namespace (restic ignores extra fields).
+        assert list(obj)[:7] == ["time", "exclusive", "hostname", "username", "pid", "uid",
+                                 "gid"]
+        assert list(obj)[7:] in ([], ["pidns"])
         assert obj["exclusive"] is True and obj["pid"] == os.getpid()
         assert obj["hostname"] == socket.gethostname()
         assert abs(parse_ns(obj["time"])[0] - time.time_ns()) < MINUTE_NS
