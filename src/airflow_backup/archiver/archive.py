@@ -22,7 +22,7 @@ import getpass
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -49,6 +49,11 @@ from airflow_backup.storage.base import FileType, Handle
 __all__ = ["Archiver", "BackupOptions", "BackupResult"]
 
 _MAX_RECORDED_ERRORS = 100
+
+
+#: A directory being walked: its PendingDir, its remaining entries, its node and its parent.
+_Frame = tuple[PendingDir, Iterator[tuple[bytes, bytes, StatLike | None]], Node | None,
+               PendingDir | None]
 
 
 class Archiver:
@@ -170,7 +175,7 @@ class Archiver:
         for name in sorted(vdir.children):
             child = vdir.children[name]
             if isinstance(child, bytes):
-                self._add_entry(pending, name, child)
+                self._walk_target(pending, name, child)
                 continue
             try:
                 s = os.lstat(child.path)
@@ -184,7 +189,10 @@ class Archiver:
         self._finalize(block=False)
         return pending
 
-    def _walk_entries(self, pending: PendingDir, path: bytes) -> None:
+    def _listing(self, pending: PendingDir, path: bytes
+                 ) -> list[tuple[bytes, bytes, StatLike | None]]:
+        """Return (name, path, stat if known) of the entries of directory ``path``, in name
+        order. Raise OSError if it cannot be listed."""
         prefix = path.rstrip(b"/") + b"/"
         known = self._known
         listing = known.take_listing(path) if known is not None else None
@@ -195,18 +203,60 @@ class Archiver:
         if listing is not None:
             if known is not None:
                 pending.walked = Walked.of(listing)
-            for name, s in listing:
-                self._add_entry(pending, name, prefix + name, s)
-            return
+            return [(name, prefix + name, s) for name, s in listing]
         with os.scandir(path) as it:
             names = sorted(e.name for e in it)
-        for name in names:
-            self._add_entry(pending, name, prefix + name)
+        return [(name, prefix + name, None) for name in names]
+
+    def _walk_target(self, pending: PendingDir, name: bytes, path: bytes) -> None:
+        """Add the backup target ``path`` (entry ``name`` of ``pending``) and, for a
+        directory, everything below it."""
+        descend = self._add_entry(pending, name, path)
+        if descend is None:
+            return
+        node, sub = descend
+        try:
+            listing = self._listing(sub, path)
+        except OSError as exc:
+            self._error(path, exc)
+            return
+        self._walk([(sub, iter(listing), node, pending)])
+
+    def _walk_entries(self, pending: PendingDir, path: bytes) -> None:
+        """Walk everything below directory ``path`` (into ``pending``)."""
+        self._walk([(pending, iter(self._listing(pending, path)), None, None)])
+
+    def _walk(self, stack: list[_Frame]) -> None:
+        """Walk depth-first, names in order, with an explicit stack (any depth the file
+        system allows; no recursion). A directory is queued for writing, and added to its
+        parent, once all its entries were walked (post-order)."""
+        while stack:
+            current, entries, node, parent = stack[-1]
+            for name, full, s in entries:
+                descend = self._add_entry(current, name, full, s)
+                if descend is None:
+                    continue
+                sub_node, sub = descend
+                try:
+                    listing = self._listing(sub, full)
+                except OSError as exc:
+                    self._error(full, exc)
+                    continue
+                stack.append((sub, iter(listing), sub_node, current))
+                break
+            else:
+                stack.pop()
+                if parent is not None and node is not None:
+                    self._queue.append(current)
+                    parent.entries.append((node, current))
+                    self._finalize(block=False)
 
     def _add_entry(self, pending: PendingDir, name: bytes, path: bytes,
-                   s: StatLike | None = None) -> None:
+                   s: StatLike | None = None) -> tuple[Node, PendingDir] | None:
+        """Add the entry ``name`` of ``pending``; return (node, its PendingDir) for a
+        directory the walk must descend into, else None."""
         if self._excludes and self._excludes.matches(path):
-            return
+            return None
         try:
             if s is None:
                 s = os.lstat(path)
@@ -216,11 +266,11 @@ class Archiver:
                     assert kept is not None
                     self._count_unmodified(s.st_size)
                     pending.entries.append(kept)
-                    return
+                    return None
             node = node_from_stat(name, path, s, self._with_atime)
         except OSError as exc:
             self._error(path, exc)
-            return
+            return None
         if node.type == "file":
             old = pending.parent.node(name)
             if unchanged(node, old):
@@ -228,11 +278,11 @@ class Archiver:
                 node.content = old.content
                 self._count_unmodified(node.size)
                 pending.entries.append(node)
-                return
+                return None
             assert self._saver is not None
             if s.st_size < MIN_SIZE:
                 pending.entries.append((node, self._saver.submit_small(path, s.st_size)))
-                return
+                return None
             fut = self._saver.submit_file(path, s.st_size)
             index = len(pending.entries)
             pending.entries.append((node, fut))
@@ -241,19 +291,12 @@ class Archiver:
             fut.add_done_callback(functools.partial(settle, pending.entries, index, node))
         elif node.type == "dir":
             if self._reuse_known(pending, node, path):
-                return
-            sub = PendingDir(path, pending.parent.child(self.repo, name))
-            try:
-                self._walk_entries(sub, path)
-            except OSError as exc:
-                self._error(path, exc)
-                return
-            self._queue.append(sub)
-            pending.entries.append((node, sub))
-            self._finalize(block=False)
+                return None
+            return node, PendingDir(path, pending.parent.child(self.repo, name))
         else:
             pending.entries.append(node)
             self.events.item_done(os.fsdecode(path), node.type, 0, self.stats)
+        return None
 
     def _reuse_known(self, pending: PendingDir, node: Node, path: bytes) -> bool:
         """Add directory ``path`` with the tree remembered for it if it is unchanged (see
