@@ -7,6 +7,7 @@ only once everything it references is stored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_backup.errors import (
+    BackupError,
     ConfigError,
     IntegrityError,
     NotFound,
@@ -125,9 +127,16 @@ class Repository:
         self._locks.append(lk)
         try:
             yield lk
-        finally:
+        except BaseException:
+            # The work failed (often because the store is down): releasing the lock fails
+            # the same way, and that error must not hide the root cause. A lock left behind
+            # goes stale and 'unlock' removes it.
             self._locks.remove(lk)
-            lk.release()
+            with contextlib.suppress(BackupError, OSError):
+                lk.release()
+            raise
+        self._locks.remove(lk)
+        lk.release()
 
     def _check_locks(self) -> None:
         # An index or snapshot makes earlier writes (packs) reachable: it must not be
