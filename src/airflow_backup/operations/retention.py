@@ -43,6 +43,10 @@ __all__ = [
 
 Progress = Callable[[str, int, int], None]
 
+#: A temporary file of an interrupted write this old is left over, not in progress: every
+#: write finishes in far less, and a writer's lock would have gone stale after 30 minutes.
+STALE_TEMPORARY_S = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class RetentionRequest:
@@ -76,6 +80,7 @@ class PruneOutcome(Outcome):
     plan: PrunePlan
     result: PruneResult | None = None
     dry_run: bool = False
+    temporaries_removed: tuple[str, ...] = ()
 
     @property
     def freed_bytes(self) -> int:
@@ -147,7 +152,15 @@ def prune(repo: Repository, options: PruneOptions, *, dry_run: bool = False,
     result = None
     if not (dry_run or plan.nothing_to_do):
         result = execute_prune(repo, plan, progress)
+    leftovers = repo.storage.leftover_temporaries(STALE_TEMPORARY_S)
+    if not dry_run:
+        for path in leftovers:
+            repo.storage.remove_temporary(path)
     return PruneOutcome(plan=plan, result=result, dry_run=dry_run,
+                        temporaries_removed=() if dry_run else leftovers,
+                        warnings=(f"{len(leftovers)} temporary file(s) of interrupted writes "
+                                  f"{'would be ' if dry_run else ''}removed",)
+                        if leftovers else (),
                         duration=time.monotonic() - started)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from airflow_backup.errors import IntegrityError
 from airflow_backup.operations.outcome import Failure, Outcome, Status
+from airflow_backup.operations.retention import STALE_TEMPORARY_S
 from airflow_backup.repository.check import CheckOptions, CheckReport, check_repository
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
@@ -47,11 +48,15 @@ def check(repo: Repository, options: CheckOptions, *, lock_wait: float = 0.0,
     started = time.monotonic()
     with repo.lock(exclusive=False, retry_seconds=lock_wait):
         report = check_repository(repo, options, progress)
-    outcome = CheckOutcome(report=report, duration=time.monotonic() - started)
+    leftovers = repo.storage.leftover_temporaries(STALE_TEMPORARY_S)
+    warnings = (f"{len(leftovers)} temporary file(s) left by interrupted writes (e.g. "
+                f"{leftovers[0]}); 'prune' removes them",) if leftovers else ()
+    outcome = CheckOutcome(report=report, duration=time.monotonic() - started,
+                           warnings=warnings)
     if report.ok:
         return outcome
     return CheckOutcome(report=report, duration=outcome.duration, status=Status.FAILED,
-                        error=Failure("IntegrityError", outcome.summary()))
+                        warnings=warnings, error=Failure("IntegrityError", outcome.summary()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,16 @@ class Storage(Protocol):
         """Create the directories a new repository needs (a no-op for object stores)."""
         ...
 
+    def leftover_temporaries(self, older_than: float) -> tuple[str, ...]:
+        """Return the paths (relative to the repository root) of temporary files that
+        interrupted writes left behind, last changed more than ``older_than`` seconds ago
+        (none for stores whose writes are atomic uploads)."""
+        ...
+
+    def remove_temporary(self, path: str) -> None:
+        """Remove one of :meth:`leftover_temporaries`."""
+        ...
+
 
 def load_into(storage: Storage, handle: Handle, offset: int, buf: memoryview) -> int:
     """Read up to ``len(buf)`` bytes of ``handle`` from ``offset`` into ``buf``; return how

@@ -233,6 +233,14 @@ class FsspecStorage:
             return False
         return True
 
+    def leftover_temporaries(self, older_than: float) -> tuple[str, ...]:
+        """Return nothing: every save here is one atomic put, nothing temporary is left."""
+        return ()
+
+    def remove_temporary(self, path: str) -> None:
+        """Nothing to remove (see :meth:`leftover_temporaries`)."""
+        raise NotFound(f"no temporary file {path}")
+
     def list(self, file_type: FileType) -> Iterator[FileInfo]:
         """Yield every file of the type (temp files and directory markers are skipped)."""
         if file_type is FileType.CONFIG:

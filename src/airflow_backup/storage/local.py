@@ -11,10 +11,16 @@ import contextlib
 import errno
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from airflow_backup.errors import NotFound, PermanentStorageError, TransientStorageError
+from airflow_backup.errors import (
+    ConfigError,
+    NotFound,
+    PermanentStorageError,
+    TransientStorageError,
+)
 from airflow_backup.storage.base import Capabilities, FileInfo, FileType, Handle, object_path
 
 __all__ = ["LocalStorage"]
@@ -176,6 +182,37 @@ class LocalStorage:
         except OSError as exc:
             raise _map_os_error(exc, f"stat {object_path(handle)}") from exc
         return True
+
+    def leftover_temporaries(self, older_than: float) -> tuple[str, ...]:
+        """Return the ``.tmp-*`` files of interrupted saves (a killed process leaves them),
+        last changed more than ``older_than`` seconds ago, relative to the root."""
+        cutoff = time.time() - older_than
+        found = []
+        for dirpath, _dirs, files in os.walk(self._root):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    continue
+                full = os.path.join(dirpath, name)
+                try:
+                    if os.lstat(full).st_mtime < cutoff:
+                        found.append(os.path.relpath(full, self._root))
+                except FileNotFoundError:
+                    continue  # finished or cleaned up meanwhile
+        return tuple(sorted(found))
+
+    def remove_temporary(self, path: str) -> None:
+        """Remove a leftover ``.tmp-*`` file. Raise ConfigError for any other path."""
+        name = os.path.basename(path)
+        full = os.path.normpath(os.path.join(self._root, path))
+        if not name.startswith(".tmp-") or os.path.dirname(full) == os.path.dirname(
+                str(self._root)) or not full.startswith(str(self._root) + os.sep):
+            raise ConfigError(f"{path} is not a temporary file of this repository")
+        try:
+            os.unlink(full)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _map_os_error(exc, f"remove {path}") from exc
 
     def list(self, file_type: FileType) -> Iterator[FileInfo]:
         """Yield every file of the type; temp files of interrupted writes are skipped.

@@ -71,6 +71,14 @@ class MemoryStorage:
         with self._lock:
             return handle in self._files
 
+    def leftover_temporaries(self, older_than: float) -> tuple[str, ...]:
+        """Return nothing: every save here is one atomic put, nothing temporary is left."""
+        return ()
+
+    def remove_temporary(self, path: str) -> None:
+        """Nothing to remove (see :meth:`leftover_temporaries`)."""
+        raise NotFound(f"no temporary file {path}")
+
     def list(self, file_type: FileType) -> Iterator[FileInfo]:
         """Yield a snapshot of the files of one type."""
         with self._lock:

@@ -43,6 +43,14 @@ class DelegatingStorage:
         """Create the layout in the wrapped store."""
         self.inner.create_layout()
 
+    def leftover_temporaries(self, older_than: float) -> tuple[str, ...]:
+        """List the wrapped store's leftover temporary files."""
+        return self.inner.leftover_temporaries(older_than)
+
+    def remove_temporary(self, path: str) -> None:
+        """Remove a leftover temporary file from the wrapped store."""
+        self.inner.remove_temporary(path)
+
     def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         """Save to the wrapped store."""
         self.inner.save(handle, data)

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     else:
         for hint in report.hints:
             out.line(hint)
+        for warning in outcome.warnings:
+            out.warn(f"Warning: {warning}")
         for error in report.errors:
             out.warn(f"error: {error}")
         lines = _damage_lines(report)

@@ -102,6 +102,9 @@ def render_prune(outcome: PruneOutcome, out: Printer) -> None:
                    f"index files, deleted {result.index_files_removed} index files and "
                    f"{result.packs_removed} packs, freed {human_size(st.freed_size)} in "
                    f"{outcome.duration:.2f}s")
+    for warning in outcome.warnings:
+        out.warn(f"Warning: {warning}")
+    summary["temporaries_removed"] = list(outcome.temporaries_removed)
     if out.json_mode:
         out.json(summary)
 
