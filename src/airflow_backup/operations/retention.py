@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airflow_backup.errors import ConfigError
+from airflow_backup.errors import ConfigError, IntegrityError
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.outcome import Outcome
 from airflow_backup.repository.forget import ExpirePolicy, PolicyResult, Semantics, apply_policy
@@ -149,6 +149,15 @@ def prune(repo: Repository, options: PruneOptions, *, dry_run: bool = False,
     (any lock for a dry run). ``ignore`` names snapshots to treat as already removed."""
     started = time.monotonic()
     plan = plan_prune(repo, options, ignore_snapshots=set(ignore), progress=progress)
+    damaged = dict(repo.damaged_snapshots)
+    if damaged and not dry_run:
+        # Data only a damaged snapshot file references may be all that is left of it (a
+        # read that failed once, a file that can still be restored from a copy): prune
+        # deletes nothing until the user has removed that file on purpose.
+        name = next(iter(damaged))
+        raise IntegrityError(f"snapshot file {name} is damaged ({damaged[name]}): prune would "
+                             f"delete the data only it references; remove it first with "
+                             f"'forget {name}' (or 'repair snapshots --forget'), then prune")
     result = None
     if not (dry_run or plan.nothing_to_do):
         result = execute_prune(repo, plan, progress)

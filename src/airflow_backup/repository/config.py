@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
+from typing import Any
 
-from airflow_backup.errors import IntegrityError
+from airflow_backup.errors import IntegrityError, first_line
 from airflow_backup.repository import gojson
 from airflow_backup.repository.crypto import Key
+from airflow_backup.repository.gojson import (
+    U64_MAX,
+    FieldError,
+    as_int,
+    as_object,
+    as_str,
+    describe,
+)
 from airflow_backup.repository.polynomial import is_irreducible, random_polynomial
 from airflow_backup.repository.unpacked import decode_unpacked, encode_unpacked
 from airflow_backup.storage.base import FileType, Handle, Storage
@@ -49,17 +58,45 @@ def save_config(storage: Storage, key: Key, config: RepoConfig) -> None:
 
 
 def load_config(storage: Storage, key: Key) -> RepoConfig:
-    """Load and validate ``config``. Raise IntegrityError if it is damaged or unsupported."""
+    """Load and validate ``config``. Raise IntegrityError naming the field if it is damaged,
+    malformed or unsupported.
+
+    As restic reads it: ``version`` an integer 1 or 2, ``chunker_polynomial`` hex digits of
+    a uint64 (no sign or prefix, as Go's ``ParseUint``) that is irreducible, and ``id`` the
+    repository id, 64 hex digits.
+    """
     raw = decode_unpacked(key, storage.load(CONFIG_HANDLE), "config")
     try:
-        obj = json.loads(raw)
-        config = RepoConfig(
-            int(obj["version"]), str(obj["id"]), int(str(obj["chunker_polynomial"]), 16)
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError("config: malformed") from exc
-    if not MIN_VERSION <= config.version <= MAX_VERSION:
-        raise IntegrityError(f"config: unsupported repository version {config.version}")
-    if not is_irreducible(config.chunker_polynomial):
-        raise IntegrityError("config: chunker polynomial is not irreducible")
-    return config
+        obj = as_object(gojson.loads(raw), "")
+    except FieldError as exc:
+        raise IntegrityError(f"config: malformed: {exc}") from exc
+    except ValueError as exc:
+        raise IntegrityError(f"config: malformed: invalid JSON: {first_line(exc)}") from exc
+    try:
+        version = as_int(_required(obj, "version"), "version", -U64_MAX, U64_MAX)
+        if not MIN_VERSION <= version <= MAX_VERSION:
+            raise IntegrityError(f"config: unsupported repository version {version}")
+        pol_text = as_str(_required(obj, "chunker_polynomial"), "chunker_polynomial")
+        if not _POLYNOMIAL.fullmatch(pol_text):
+            raise FieldError("chunker_polynomial",
+                             f"must be up to 16 hex digits, not {describe(pol_text)}")
+        polynomial = int(pol_text, 16)
+        if not is_irreducible(polynomial):
+            raise IntegrityError("config: chunker polynomial is not irreducible")
+        repo_id = as_str(_required(obj, "id"), "id")
+        if not _REPO_ID.fullmatch(repo_id):
+            raise FieldError("id", f"must be 64 hex digits, not {describe(repo_id)}")
+    except FieldError as exc:
+        raise IntegrityError(f"config: malformed: {exc}") from exc
+    return RepoConfig(version, repo_id, polynomial)
+
+
+_POLYNOMIAL = re.compile("[0-9a-fA-F]{1,16}")
+_REPO_ID = re.compile("[0-9a-fA-F]{64}")
+
+
+def _required(obj: dict[str, Any], name: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        raise FieldError(name, "missing")
+    return value

@@ -2,7 +2,10 @@
 
 Index files are unpacked JSON: ``{"packs":[{"id":…,"blobs":[{"id","type","offset","length",
 "uncompressed_length"?}]}]}``. Several index files may describe the same blob; any entry
-is good.
+is good. Every entry is validated as it is read: ids of 64 hex digits, a known blob type, an
+offset and lengths that fit restic's uint32 fields (a sealed blob at least 32 bytes long);
+a file that breaks a rule is an IntegrityError naming the file and the field, before any of
+it is used.
 
 In memory, :class:`Index` keeps fixed-size records sorted by id in three flat buffers (57 bytes
 a blob: an 8-byte search key, the 32-byte id, and pack number, offset, lengths and type as
@@ -23,6 +26,16 @@ from typing import Any
 
 from airflow_backup.errors import IntegrityError
 from airflow_backup.jsontypes import JSONObject, JSONValue
+from airflow_backup.repository.crypto import EXTENSION
+from airflow_backup.repository.gojson import (
+    U32_MAX,
+    FieldError,
+    as_id,
+    as_int,
+    as_list,
+    as_object,
+    describe,
+)
 from airflow_backup.repository.packs import BlobType, PackedBlob
 
 __all__ = ["Index", "IndexEntry", "decode_index", "encode_index"]
@@ -238,24 +251,79 @@ def decode_index(obj: Any, what: str) -> tuple[dict[bytes, list[PackedBlob]], li
 
 _Row = tuple[int, bytes, int, int, int]  # type code (0 data, 1 tree), id, offset, length, ulen
 
+# A blob's offset and lengths are uint32 in restic's in-memory index and in pack headers; a
+# sealed blob holds at least its IV and MAC.
+_U32 = U32_MAX
+_MIN_LENGTH = EXTENSION
+
 
 def _parse_index(obj: Any, what: str) -> tuple[list[tuple[bytes, list[_Row]]], list[str]]:
     """Return an index file's packs, each with its blobs as plain tuples (no object per
     blob: every command loads the index), and the ids it supersedes. The legacy form is a
-    bare list of packs. Raise IntegrityError naming ``what`` if it is malformed."""
-    fromhex = bytes.fromhex
+    bare list of packs. Raise IntegrityError naming ``what`` and the field if it is
+    malformed (see :func:`_check_blob` for what a blob entry must be)."""
     try:
-        if isinstance(obj, list):
-            packs_json, supersedes = obj, []
-        else:
-            packs_json = obj.get("packs") or []
-            if not isinstance(packs_json, list):
-                raise TypeError("packs is not a list")
-            supersedes = [str(s) for s in obj.get("supersedes") or []]
-        packs = [(fromhex(p["id"]),
-                  [(_TYPE_CODES[b["type"]], fromhex(b["id"]), int(b["offset"]), int(b["length"]),
-                    int(b.get("uncompressed_length") or 0)) for b in p.get("blobs") or []])
-                 for p in packs_json]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IntegrityError(f"{what}: malformed index") from exc
+        return _parse_index_fields(obj)
+    except FieldError as exc:
+        raise IntegrityError(f"{what}: malformed index: {exc}") from exc
+
+
+def _parse_index_fields(obj: Any) -> tuple[list[tuple[bytes, list[_Row]]], list[str]]:
+    if type(obj) is list:
+        packs_json, supersedes = obj, []
+    else:
+        doc = as_object(obj, "")
+        packs_json = as_list(doc.get("packs"), "packs")
+        supersedes = [as_id(s, f"supersedes[{i}]").hex()
+                      for i, s in enumerate(as_list(doc.get("supersedes"), "supersedes"))]
+    fromhex = bytes.fromhex
+    codes = _TYPE_CODES
+    packs = []
+    for i, p in enumerate(packs_json):
+        field = f"packs[{i}]"
+        pack = as_object(p, field)
+        pack_id = as_id(pack.get("id"), f"{field}.id")
+        blobs = as_list(pack.get("blobs"), f"{field}.blobs")
+        rows: list[_Row] = []
+        append = rows.append
+        # The loop every command runs over every blob: one combined test per entry, and
+        # the field to blame is worked out only when it fails.
+        for b in blobs:
+            try:
+                code = codes[b["type"]]
+                blob_id = fromhex(b["id"])
+                offset = b["offset"]
+                length = b["length"]
+                ulen = b.get("uncompressed_length")
+                if ulen is None:
+                    ulen = 0
+                if not (type(offset) is int and type(length) is int and type(ulen) is int
+                        and 0 <= offset <= _U32 and _MIN_LENGTH <= length <= _U32
+                        and 0 <= ulen <= _U32 and len(blob_id) == 32
+                        and len(b["id"]) == 64):
+                    raise ValueError
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise _blob_fault(b, f"{field}.blobs[{len(rows)}]") from None
+            append((code, blob_id, offset, length, ulen))
+        packs.append((pack_id, rows))
     return packs, supersedes
+
+
+def _blob_fault(value: Any, field: str) -> FieldError:
+    """Return the FieldError that names what is wrong with one blob entry of an index file:
+    it must be an object with ``id`` (64 hex digits), ``type`` (``data`` or ``tree``),
+    ``offset`` (0..2^32-1), ``length`` (32..2^32-1: a sealed blob holds at least its IV and
+    MAC) and optionally ``uncompressed_length`` (0..2^32-1; 0 or null: not compressed)."""
+    try:
+        b = as_object(value, field)
+        kind = b.get("type")
+        if type(kind) is not str or kind not in _TYPE_CODES:
+            return FieldError(f"{field}.type", f'must be "data" or "tree", not {describe(kind)}')
+        as_id(b.get("id"), f"{field}.id")
+        for name, low in (("offset", 0), ("length", _MIN_LENGTH), ("uncompressed_length", 0)):
+            if name != "uncompressed_length" and b.get(name) is None:
+                return FieldError(f"{field}.{name}", "missing")
+            as_int(b.get(name), f"{field}.{name}", low, _U32)
+    except FieldError as exc:
+        return exc
+    return FieldError(field, "malformed blob entry")

@@ -17,10 +17,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
-from airflow_backup.errors import ConfigError, IntegrityError, WrongPassword
-from airflow_backup.repository import kdf
-from airflow_backup.repository.crypto import Key
+from airflow_backup.errors import ConfigError, IntegrityError, WrongPassword, first_line
+from airflow_backup.repository import gojson, kdf
+from airflow_backup.repository.crypto import EXTENSION, Key
+from airflow_backup.repository.gojson import (
+    FieldError,
+    as_int,
+    as_object,
+    as_str,
+    as_time,
+    describe,
+)
 from airflow_backup.repository.kdf import KdfError, KdfParams, derive_ahead, key_file_kdf
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.storage.base import FileType, Handle, Storage
@@ -85,38 +94,89 @@ def calibrate() -> KdfParams:
 
 
 def load_key_file(storage: Storage, name: str) -> KeyFile:
-    """Load and parse ``keys/<name>``. Raise IntegrityError if the JSON is malformed or its
-    scrypt parameters are out of range."""
+    """Load and parse ``keys/<name>``. Raise IntegrityError naming the file (and the field)
+    if the JSON is malformed or its scrypt parameters are out of range.
+
+    Fields are read as restic's Go struct reads them: ``created`` an RFC 3339 time (or
+    absent), ``username``/``hostname`` strings, ``kdf`` ``"scrypt"``, ``N``/``r``/``p``
+    integers, ``salt`` and ``data`` standard base64 (``data`` at least a sealed empty
+    message long).
+    """
+    what = f"keys/{name}"
     raw = storage.load(Handle(FileType.KEY, name))
-    what = f"key {name[:8]}"
     try:
-        obj = json.loads(raw)
-        salt, params = key_file_kdf(obj, what)
+        obj = as_object(gojson.loads(raw), "")
+        if obj.get("kdf") != "scrypt":
+            raise KdfError(f"{what}: unsupported KDF {describe(obj.get('kdf'))}")
+        for field in ("N", "r", "p"):
+            as_int(_required(obj, field), field, 0, _MAX_PARAM)
+        salt = _base64(obj.get("salt"), "salt")
+        data = _base64(obj.get("data"), "data")
+        if len(data) < EXTENSION:
+            raise FieldError("data", f"too short for a sealed key ({len(data)} bytes)")
+        created = "" if obj.get("created") is None else as_time(obj["created"], "created")
+        username = as_str(obj.get("username"), "username")
+        hostname = as_str(obj.get("hostname"), "hostname")
+        _, params = key_file_kdf(obj, what)
+    except KdfError as exc:
+        raise IntegrityError(str(exc)) from None
+    except FieldError as exc:
+        raise IntegrityError(f"{what}: malformed key file: {exc}") from None
     except ValueError as exc:
-        raise IntegrityError(str(exc) if isinstance(exc, KdfError)
-                             else f"{what}: malformed key file") from None
+        raise IntegrityError(f"{what}: malformed key file: invalid JSON: {first_line(exc)}"
+                             ) from None
+    return KeyFile(id=name, created=created, username=username, hostname=hostname,
+                   params=params, salt=salt, data=data)
+
+
+# scrypt's N, r and p are Go ints; key_file_kdf bounds their product by memory.
+_MAX_PARAM = (1 << 63) - 1
+# A key file holds a salt and one sealed master key: a few hundred bytes of base64.
+_MAX_BASE64 = 1 << 16
+
+
+def _required(obj: dict[str, Any], name: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        raise FieldError(name, "missing")
+    return value
+
+
+def _base64(value: Any, field: str) -> bytes:
+    """Decode a Go ``[]byte`` field: standard base64 with padding; raise FieldError."""
+    if value is None:
+        raise FieldError(field, "missing")
+    text = as_str(value, field)
+    if len(text) > _MAX_BASE64:
+        raise FieldError(field, f"too long ({len(text)} characters)")
     try:
-        return KeyFile(
-            id=name,
-            created=str(obj.get("created", "")),
-            username=str(obj.get("username", "")),
-            hostname=str(obj.get("hostname", "")),
-            params=params,
-            salt=salt,
-            data=base64.b64decode(obj["data"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"{what}: malformed key file") from exc
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise FieldError(field, f"not base64: {describe(text)}") from None
 
 
 def open_key_file(key_file: KeyFile, password: str) -> Key | None:
-    """Return the master key if ``password`` opens ``key_file``, else None."""
+    """Return the master key if ``password`` opens ``key_file``, else None. Raise
+    IntegrityError naming the file if it opens but does not hold a master key in restic's
+    shape (``{"mac":{"k","r"},"encrypt"}``, base64 of 16, 16 and 32 bytes)."""
+    what = f"keys/{key_file.id}"
     user_key = derive(password, key_file.salt, key_file.params)
     try:
-        plain = user_key.open(key_file.data, what=f"key {key_file.id[:8]}")
+        plain = user_key.open(key_file.data, what=what)
     except IntegrityError:
         return None
-    return Key.from_json(json.loads(plain))
+    try:
+        obj = as_object(gojson.loads(plain), "data")
+        mac = as_object(obj.get("mac"), "data.mac")
+        parts = [_base64(mac.get("k"), "data.mac.k"), _base64(mac.get("r"), "data.mac.r"),
+                 _base64(obj.get("encrypt"), "data.encrypt")]
+        for part, field, size in zip(parts, ("data.mac.k", "data.mac.r", "data.encrypt"),
+                                     (16, 16, 32), strict=True):
+            if len(part) != size:
+                raise FieldError(field, f"must be {size} bytes, not {len(part)}")
+    except ValueError as exc:  # FieldError included
+        raise IntegrityError(f"{what}: malformed master key: {first_line(exc)}") from None
+    return Key(encrypt=parts[2], mac_k=parts[0], mac_r=parts[1])
 
 
 def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tuple[Key, str]:
@@ -127,6 +187,7 @@ def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tu
     names = [info.name for info in storage.list(FileType.KEY)]
     if key_hint:
         names.sort(key=lambda n: not n.startswith(key_hint))
+    malformed: IntegrityError | None = None
     for name in names:
         try:
             kf = load_key_file(storage, name)
@@ -136,8 +197,13 @@ def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tu
             master = open_key_file(kf, password)
         except (ValueError, MemoryError):
             continue  # a key this machine cannot derive; another key may still open
+        except IntegrityError as exc:
+            malformed = malformed or exc  # the password opened it; another key may be good
+            continue
         if master is not None:
             return master, name
+    if malformed is not None:
+        raise malformed
     raise WrongPassword("wrong password or no key found")
 
 

@@ -10,9 +10,11 @@ deletes it.
 ``repair snapshots`` rewrites each snapshot as restic does: a file keeps only the data blobs
 that are still stored (its size becomes their total), a directory whose listing cannot be read
 becomes an empty directory, nodes of invalid type are dropped, and a snapshot whose root tree
-is unreadable is deleted. A rewritten snapshot gets the tag ``repaired`` (unless the old one is
-forgotten), ``original`` pointing at the first snapshot of the chain, and, under
-``airflow_backup.repaired``, the list of what was lost.
+is unreadable is deleted. A rewritten snapshot gets the tag ``repaired`` (unless the old one
+is forgotten), ``original`` pointing at the first snapshot of the chain, and, under
+``airflow_backup.repaired``, the list of what was lost. A snapshot file that is itself damaged
+or malformed (named by its id) cannot be rewritten: ``forget`` removes it, otherwise it is
+reported and left.
 """
 
 from __future__ import annotations
@@ -115,9 +117,10 @@ def repair_index(repo: Repository, *, read_all_packs: bool = False,
 
 @dataclass(slots=True)
 class SnapshotRepair:
-    """The outcome for one snapshot: ``status`` is ``unchanged``, ``repaired`` or ``removed``
-    (root unreadable); ``new_id`` is the rewritten snapshot (empty on a dry run); ``lost``
-    lists (path, what was lost)."""
+    """The outcome for one snapshot: ``status`` is ``unchanged``, ``repaired``, ``removed``
+    (root unreadable, or a damaged snapshot file with ``forget``) or ``damaged`` (a damaged
+    snapshot file left in place); ``new_id`` is the rewritten snapshot (empty on a dry run);
+    ``lost`` lists (path, what was lost)."""
 
     snapshot: Snapshot
     status: str
@@ -193,11 +196,15 @@ def repair_snapshots(repo: Repository, snapshots: Iterable[Snapshot], *, forget:
                      dry_run: bool = False) -> list[SnapshotRepair]:
     """Given snapshots of a repository (exclusively locked by the caller), rewrite those
     whose data is missing (see the module docstring); return one result per snapshot.
-    ``forget`` deletes each original after its replacement is saved; ``dry_run`` changes
-    nothing."""
+    ``forget`` deletes each original after its replacement is saved, and each damaged
+    snapshot file among ``snapshots`` (see :meth:`Snapshot.damaged_file`); ``dry_run``
+    changes nothing."""
     rw = _Rewriter(repo, dry_run)
     results = []
     for sn in snapshots:
+        if sn.damaged:
+            results.append(_damaged_file(repo, sn, forget=forget, dry_run=dry_run))
+            continue
         new_tree, lost = rw.rewrite(sn.tree)
         if new_tree is None:
             if not dry_run:
@@ -214,6 +221,19 @@ def repair_snapshots(repo: Repository, snapshots: Iterable[Snapshot], *, forget:
                 repo.remove_snapshot(sn.id)
         results.append(result)
     return results
+
+
+def _damaged_file(repo: Repository, sn: Snapshot, *, forget: bool, dry_run: bool
+                  ) -> SnapshotRepair:
+    """A snapshot file that cannot be read (a :meth:`Snapshot.damaged_file` stand-in) cannot
+    be rewritten: with ``forget`` it is removed (status ``removed``), otherwise it is left
+    as it is (status ``damaged``)."""
+    if not forget:
+        return SnapshotRepair(sn, "damaged", lost=[("/", sn.damaged)])
+    if not dry_run:
+        with contextlib.suppress(NotFound):
+            repo.remove_snapshot(sn.id)
+    return SnapshotRepair(sn, "removed", lost=[("/", sn.damaged)])
 
 
 def _repaired_copy(sn: Snapshot, tree: bytes, lost: list[tuple[str, str]],

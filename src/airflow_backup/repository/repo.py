@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from airflow_backup.errors import (
@@ -42,6 +44,8 @@ from airflow_backup.repository.unpacked import (
 from airflow_backup.storage.base import FileType, Handle, Storage
 
 __all__ = ["Repository"]
+
+_log = logging.getLogger(__name__)
 
 # restic flushes an index file after 50,000 blobs; so do we, to keep index files small.
 INDEX_MAX_BLOBS = 50_000
@@ -331,16 +335,41 @@ class Repository:
         return snapshot.id
 
     def load_snapshot(self, snapshot_id: str) -> Snapshot:
-        """Load one snapshot by full id. Raise IntegrityError if it is damaged."""
-        obj = load_json(self.storage, self.key, Handle(FileType.SNAPSHOT, snapshot_id))
-        try:
-            return Snapshot.from_json(obj, snapshot_id)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed") from exc
+        """Load one snapshot by full id. Raise IntegrityError naming the file if it is
+        damaged or malformed (and the field, see :meth:`Snapshot.from_json`), NotFound if
+        it does not exist."""
+        handle = Handle(FileType.SNAPSHOT, snapshot_id)
+        return Snapshot.from_json(load_json(self.storage, self.key, handle), snapshot_id,
+                                  str(handle))
 
-    def list_snapshots(self) -> list[Snapshot]:
-        """Return every snapshot, oldest first."""
-        snaps = [self.load_snapshot(i.name) for i in self.storage.list(FileType.SNAPSHOT)]
+    #: The snapshot files the last :meth:`list_snapshots` skipped: file name -> why.
+    damaged_snapshots: Mapping[str, str] = MappingProxyType({})
+    _warned_damaged: frozenset[str] = frozenset()
+
+    def list_snapshots(self, *, warn: bool = True) -> list[Snapshot]:
+        """Return every readable snapshot, oldest first.
+
+        A snapshot file that is damaged or malformed is skipped, as restic skips it: one bad
+        file must not make every other snapshot unreachable. Each is recorded in
+        :attr:`damaged_snapshots`, so that it can still be named (and removed) by its id,
+        and logged once as a warning unless ``warn`` is False (the caller looks for one
+        snapshot by id and reports a damaged one itself). A file that vanished meanwhile
+        (removed by another process) is skipped silently; storage errors are raised.
+        """
+        snaps: list[Snapshot] = []
+        damaged: dict[str, str] = {}
+        for info in self.storage.list(FileType.SNAPSHOT):
+            try:
+                snaps.append(self.load_snapshot(info.name))
+            except NotFound:
+                continue
+            except IntegrityError as exc:
+                damaged[info.name] = str(exc)
+        if warn:
+            for name in sorted(set(damaged) - self._warned_damaged):
+                _log.warning("skipping damaged snapshot file: %s", damaged[name])
+            self._warned_damaged = self._warned_damaged | damaged.keys()
+        self.damaged_snapshots = MappingProxyType(damaged)
         snaps.sort(key=lambda s: (s.time_ns, s.id))
         return snaps
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from airflow_backup.errors import ConfigError, SnapshotNotFound
+from airflow_backup.errors import ConfigError, IntegrityError, SnapshotNotFound
 from airflow_backup.repository.forget import has_tags, parse_tag_list
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
@@ -54,32 +54,55 @@ class SnapshotFilter:
 def select_snapshots(repo: Repository, flt: SnapshotFilter | None = None,
                      ids: list[str] | None = None) -> list[Snapshot]:
     """Return the snapshots matching ``flt`` (oldest first), or those named by ``ids``
-    (``latest`` or id prefixes), in the given order."""
-    snaps = repo.list_snapshots()
+    (``latest`` or id prefixes), in the given order.
+
+    Damaged snapshot files are skipped (with a warning, see
+    :meth:`Repository.list_snapshots`, unless ``ids`` names snapshots and not ``latest``),
+    except one named by its id: that one is returned as a :meth:`Snapshot.damaged_file`
+    stand-in (its ``damaged`` says why), whatever the filters, so that ``forget ID`` and
+    ``repair snapshots --forget ID`` can remove it. Raise SnapshotNotFound or ConfigError
+    (ambiguous or invalid id)."""
+    snaps = repo.list_snapshots(warn=not ids or "latest" in ids)
     if flt is not None:
         snaps = [s for s in snaps if flt.matches(s)]
     if not ids:
         return snaps
-    return [_pick(snaps, i) for i in ids]
+    damaged = _damaged(repo)
+    return [_pick(snaps, i, damaged) for i in ids]
 
 
 def find_snapshot(repo: Repository, selector: str, flt: SnapshotFilter | None = None) -> Snapshot:
     """Return the one snapshot ``selector`` names (``latest`` or a unique id prefix) among those
-    matching ``flt``. Raise SnapshotNotFound or ConfigError (ambiguous prefix)."""
-    snaps = repo.list_snapshots()
+    matching ``flt``. Raise SnapshotNotFound or ConfigError (ambiguous prefix), and
+    IntegrityError naming the file if the id names a damaged snapshot file. Other damaged
+    files are warned about only when looking for ``latest`` (which they might have been)."""
+    snaps = repo.list_snapshots(warn=selector == "latest")
     if flt is not None:
         snaps = [s for s in snaps if flt.matches(s)]
-    return _pick(snaps, selector)
+    sn = _pick(snaps, selector, _damaged(repo))
+    if sn.damaged:
+        raise IntegrityError(sn.damaged)
+    return sn
 
 
-def _pick(snaps: list[Snapshot], selector: str) -> Snapshot:
+def _damaged(repo: Repository) -> list[Snapshot]:
+    """Return stand-ins for the snapshot files the last listing of ``repo`` skipped."""
+    return [Snapshot.damaged_file(name, why) for name, why in repo.damaged_snapshots.items()]
+
+
+def _pick(snaps: list[Snapshot], selector: str, damaged: list[Snapshot] | None = None
+          ) -> Snapshot:
     if selector == "latest":
         if not snaps:
             raise SnapshotNotFound("no snapshot found (latest) matching the filters")
         return max(snaps, key=lambda s: (s.time_ns, s.id))
     if not selector or any(c not in "0123456789abcdef" for c in selector.lower()):
         raise ConfigError(f"invalid snapshot id {selector!r}: use 'latest' or a hex id prefix")
-    matches = [s for s in snaps if s.id.startswith(selector.lower())]
+    prefix = selector.lower()
+    matches = [s for s in snaps if s.id.startswith(prefix)]
+    # A damaged file is found by its name (the id) even where filters exclude it: nothing
+    # else about it is known.
+    matches += [s for s in damaged or [] if s.id.startswith(prefix)]
     if not matches:
         raise SnapshotNotFound(f"no snapshot with id {selector!r}")
     if len(matches) > 1:

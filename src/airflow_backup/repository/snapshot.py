@@ -2,16 +2,36 @@
 
 Fields restic does not know are kept in ``extra`` and written back unchanged; restic's reader
 ignores unknown fields, which is how a snapshot can carry airflow-backup's own metadata.
+
+A snapshot file is validated as restic's Go decoder would before anything uses it (see
+:meth:`Snapshot.from_json`): a field of the wrong type, an id that is not 64 hex digits, a uid
+outside uint32 or a time that is not RFC 3339 makes the file malformed, an IntegrityError
+naming the file and the field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from airflow_backup.errors import IntegrityError
 from airflow_backup.jsontypes import JSONObject, JSONValue
+from airflow_backup.repository.gojson import (
+    U32_MAX,
+    U64_MAX,
+    FieldError,
+    as_id,
+    as_int,
+    as_object,
+    as_str,
+    as_strings,
+    as_time,
+    as_value,
+    go_text,
+)
 from airflow_backup.repository.timefmt import parse_ns
 
-__all__ = ["COUNTER_FIELDS", "BackupCounters", "Snapshot", "SnapshotSummary"]
+__all__ = ["COUNTER_FIELDS", "MAX_EXTRA_DEPTH", "BackupCounters", "Snapshot", "SnapshotSummary"]
 
 COUNTER_FIELDS = (
     "files_new", "files_changed", "files_unmodified", "dirs_new",
@@ -55,20 +75,21 @@ class SnapshotSummary(BackupCounters):
         return {name: getattr(self, name) for name in SUMMARY_FIELDS}
 
     @classmethod
-    def from_json(cls, obj: JSONObject) -> SnapshotSummary:
+    def from_json(cls, obj: JSONValue, field: str = "summary") -> SnapshotSummary:
         """Parse a summary, ignoring keys this version does not know and null values (as Go
-        does). Raise TypeError if a counter is not an integer or a time not a string."""
+        does). Raise FieldError if it is not an object, a counter is not an integer in
+        uint64 range, or a time is neither empty nor RFC 3339."""
         out = cls()
-        for k, v in obj.items():
+        for k, v in as_object(obj, field).items():
             if v is None:
                 continue
             if k in _SUMMARY_TIMES:
-                if not isinstance(v, str):
-                    raise TypeError(f"summary {k} is not a string")
+                if v != "":  # our own writers leave an unset time empty
+                    as_time(v, f"{field}.{k}")
             elif k not in _SUMMARY_COUNTERS:
                 continue
-            elif not isinstance(v, int):
-                raise TypeError(f"summary {k} is not an integer")
+            else:
+                as_int(v, f"{field}.{k}", 0, U64_MAX)
             setattr(out, k, v)
         return out
 
@@ -96,10 +117,23 @@ class Snapshot:
     summary: SnapshotSummary | None = None
     extra: JSONObject = field(default_factory=dict)
     id: str = ""
+    #: Why the file is unusable, for a stand-in made by :meth:`damaged_file`; empty for a
+    #: snapshot that was read.
+    damaged: str = ""
+
+    @classmethod
+    def damaged_file(cls, snapshot_id: str, reason: str) -> Snapshot:
+        """Return a stand-in for the snapshot file ``snapshot_id`` that cannot be read
+        (``reason`` says why): it has the id and nothing else, so that the file can be named
+        and removed (``forget ID``). Its time and tree are unknown: it is never listed."""
+        return cls(time="", tree=b"", paths=[], id=snapshot_id, damaged=reason)
 
     @property
     def time_ns(self) -> int:
-        """Return the snapshot time as epoch nanoseconds (for ordering and selection)."""
+        """Return the snapshot time as epoch nanoseconds (for ordering and selection). Raise
+        IntegrityError for a :meth:`damaged_file` stand-in, whose time is unknown."""
+        if self.damaged:
+            raise IntegrityError(self.damaged)
         return parse_ns(self.time)[0]
 
     @property
@@ -132,26 +166,48 @@ class Snapshot:
         return out
 
     @classmethod
-    def from_json(cls, obj: JSONObject, snapshot_id: str = "") -> Snapshot:
-        """Parse a snapshot file's JSON object. Raise KeyError/TypeError/ValueError if
-        malformed."""
+    def from_json(cls, obj: JSONValue, snapshot_id: str = "", what: str = "") -> Snapshot:
+        """Given a snapshot file's parsed JSON, return the snapshot after validating it as
+        restic's decoder would: ``time`` an RFC 3339 string, ``tree`` (and ``parent``,
+        ``original`` when given) 64 hex digits, lists of strings, strings, ``uid``/``gid`` in
+        uint32, the summary's counters in uint64; null stands for the zero value, as in Go.
+        Unknown fields are kept in ``extra`` (nested at most :data:`MAX_EXTRA_DEPTH` deep).
+
+        Raise IntegrityError naming ``what`` (default ``snapshots/<id>``) and the field if
+        the snapshot is malformed.
+        """
+        try:
+            return cls._decode(obj, snapshot_id)
+        except FieldError as exc:
+            name = what or (f"snapshots/{snapshot_id}" if snapshot_id else "snapshot")
+            raise IntegrityError(f"{name}: malformed snapshot: {exc}") from exc
+
+    @classmethod
+    def _decode(cls, value: JSONValue, snapshot_id: str) -> Snapshot:
+        obj = as_object(value, "")
         get = obj.get
+        if get("time") is None:
+            raise FieldError("time", "missing")
+        if get("tree") is None:
+            raise FieldError("tree", "missing")
         summary = get("summary")
+        extra = {go_text(k): as_value(v, k, MAX_EXTRA_DEPTH)
+                 for k, v in obj.items() if k not in _KNOWN}
         return cls(
-            time=str(obj["time"]),
-            tree=bytes.fromhex(_string(obj["tree"], "tree")),
-            paths=_strings(get("paths"), "paths"),
-            hostname=str(get("hostname") or ""),
-            username=str(get("username") or ""),
-            uid=_integer(get("uid"), "uid"),
-            gid=_integer(get("gid"), "gid"),
-            excludes=_strings(get("excludes"), "excludes"),
-            tags=_strings(get("tags"), "tags"),
+            time=as_time(get("time"), "time"),
+            tree=as_id(get("tree"), "tree"),
+            paths=as_strings(get("paths"), "paths"),
+            hostname=as_str(get("hostname"), "hostname"),
+            username=as_str(get("username"), "username"),
+            uid=as_int(get("uid"), "uid", 0, U32_MAX),
+            gid=as_int(get("gid"), "gid", 0, U32_MAX),
+            excludes=as_strings(get("excludes"), "excludes"),
+            tags=as_strings(get("tags"), "tags"),
             parent=_optional_id(get("parent"), "parent"),
             original=_optional_id(get("original"), "original"),
-            program_version=str(get("program_version") or ""),
-            summary=SnapshotSummary.from_json(summary) if isinstance(summary, dict) else None,
-            extra={k: v for k, v in obj.items() if k not in _KNOWN},
+            program_version=as_str(get("program_version"), "program_version"),
+            summary=None if summary is None else SnapshotSummary.from_json(summary),
+            extra=extra,
             id=snapshot_id,
         )
 
@@ -159,35 +215,9 @@ class Snapshot:
 _KNOWN = frozenset({"time", "parent", "tree", "paths", "hostname", "username", "uid", "gid",
                     "excludes", "tags", "original", "program_version", "summary"})
 
+#: How deeply a field restic does not know may nest (our own metadata nests a few levels);
+#: deeper values could not be written back or printed.
+MAX_EXTRA_DEPTH = 64
 
-def _string(value: JSONValue, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} is not a string")
-    return value
-
-
-def _strings(value: JSONValue, what: str) -> list[str]:
-    """Return a list of strings; absent (null or empty) is an empty list."""
-    if not value:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
-    out = []
-    for v in value:
-        if not isinstance(v, str):
-            raise TypeError(f"{what} holds a non-string")
-        out.append(v)
-    return out
-
-
-def _integer(value: JSONValue, what: str) -> int:
-    """Return ``int(value)``; absent (null or 0) is 0."""
-    if not value:
-        return 0
-    if isinstance(value, (list, dict)):
-        raise TypeError(f"{what} is not a number")
-    return int(value)
-
-
-def _optional_id(value: JSONValue, what: str) -> bytes | None:
-    return bytes.fromhex(_string(value, what)) if value else None
+def _optional_id(value: Any, field: str) -> bytes | None:
+    return None if value is None else as_id(value, field)

@@ -12,10 +12,11 @@ import re
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
-__all__ = ["format_ns", "format_time", "local_offset", "parse_ns", "parse_time"]
+__all__ = ["format_ns", "format_time", "local_offset", "parse_ns", "parse_strict", "parse_time"]
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$",
+    re.ASCII,  # \d is 0-9 only: int() would also read other scripts' digits
 )
 
 
@@ -92,12 +93,29 @@ def parse_ns(text: str) -> tuple[int, int]:
         raise ValueError(f"not a time of day: {text!r}")
     offset = 0
     if tz != "Z" and tz != "z":
-        offset = int(tz[1:3]) * 3600 + int(tz[4:6]) * 60
+        tz_h, tz_m = int(tz[1:3]), int(tz[4:6])
+        if tz_h > 23 or tz_m > 59:  # as Go's time.Parse
+            raise ValueError(f"time zone offset out of range: {text!r}")
+        offset = tz_h * 3600 + tz_m * 60
         if tz[0] == "-":
             offset = -offset
     seconds = _epoch_day(int(year), int(month), int(day)) * 86400 + h * 3600 + mi * 60 + sec
     nanos = int(frac.ljust(9, "0")) if frac else 0
     return (seconds - offset) * 1_000_000_000 + nanos, offset
+
+
+def parse_strict(text: str) -> tuple[int, int]:
+    """Like :func:`parse_ns`, for a time stored in repository metadata (a snapshot's or key
+    file's): the text must be RFC 3339 exactly, without surrounding space, and name an
+    instant that is a representable date in every time zone (2 January of year 1 to
+    30 December 9999, UTC), so that showing it in local time cannot fail. Raise ValueError
+    otherwise."""
+    if text != text.strip():
+        raise ValueError("not an RFC 3339 time: surrounding space")
+    ns, offset = parse_ns(text)
+    if not _MIN_STRICT_NS <= ns <= _MAX_STRICT_NS:
+        raise ValueError("time out of range (years 1 to 9999)")
+    return ns, offset
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -114,3 +132,7 @@ def parse_time(text: str) -> datetime:
     ns, offset = parse_ns(text)
     tz = UTC if offset == 0 else timezone(timedelta(seconds=offset))
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)).astimezone(tz)
+
+
+_MIN_STRICT_NS = parse_ns("0001-01-02T00:00:00Z")[0]
+_MAX_STRICT_NS = parse_ns("9999-12-30T23:59:59.999999999Z")[0]

@@ -18,7 +18,7 @@ from airflow_backup.repository.unpacked import load_json, save_json
 from airflow_backup.storage import FileType, Handle, MemoryStorage
 
 ids = st.binary(min_size=32, max_size=32)
-blobs = st.builds(PackedBlob, st.sampled_from(list(BlobType)), ids, st.integers(0, 2**40),
+blobs = st.builds(PackedBlob, st.sampled_from(list(BlobType)), ids, st.integers(0, 2**32 - 1),
                   st.integers(32, 2**32 - 1), st.one_of(st.just(0), st.integers(1, 2**32 - 1)))
 index_contents = st.dictionaries(ids, st.lists(blobs, max_size=5), max_size=5)
 

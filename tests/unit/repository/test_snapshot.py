@@ -111,7 +111,7 @@ def test_fields_of_the_wrong_json_type_make_a_malformed_snapshot(field: dict[str
     r = Repository.init(storage, "pw")
     obj = {"time": "2024-01-02T03:04:05Z", "tree": "aa" * 32, "paths": ["/"], **field}
     snap_id = save_json(storage, r.key, FileType.SNAPSHOT, obj, 2)
-    with pytest.raises(IntegrityError, match=f"snapshot {snap_id[:8]}: malformed"):
+    with pytest.raises(IntegrityError, match=f"snapshots/{snap_id}: malformed snapshot"):
         r.load_snapshot(snap_id)
 
 
@@ -139,5 +139,5 @@ def test_malformed_snapshot_json_is_an_integrity_error() -> None:
     storage = MemoryStorage()
     r = Repository.init(storage, "pw")
     snap_id = save_json(storage, r.key, FileType.SNAPSHOT, {"paths": []}, 2)
-    with pytest.raises(IntegrityError, match=f"snapshot {snap_id[:8]}: malformed"):
+    with pytest.raises(IntegrityError, match=f"snapshots/{snap_id}: malformed snapshot"):
         r.load_snapshot(snap_id)

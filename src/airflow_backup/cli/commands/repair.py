@@ -22,7 +22,13 @@ def register(sub: Any) -> None:
                        description="'repair index' rebuilds the index from the pack files; "
                        "'repair snapshots' rewrites snapshots whose data is missing.")
     p.add_argument("what", choices=["index", "snapshots"], help="what to repair")
-    p.add_argument("ids", nargs="*", help="snapshots: only these (default: all)")
+    ids = p.add_argument("ids", nargs="+", default=[], metavar="ID",
+                         help="snapshots: only these (default: all); a damaged snapshot "
+                              "file is removed by naming it with --forget")
+    # nargs="+" but optional: argparse then takes the ids wherever they stand, also after an
+    # option ("repair snapshots --forget ID"); with "*" it would match none right after
+    # "snapshots" and refuse later ones.
+    ids.required = False
     p.add_argument("--read-all-packs", action="store_true",
                    help="index: read whole packs, verify every blob, and copy the intact "
                         "blobs of damaged packs into new packs")
@@ -67,6 +73,13 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                    "lost": [{"path": p, "what": w} for p, w in r.lost]} for r in changed])
         return 0
     for r in changed:
+        if r.snapshot.damaged:
+            out.line(r.snapshot.damaged)  # names the file and what is wrong with it
+            verb = ("cannot be repaired; name it with --forget to remove it"
+                    if r.status == "damaged" else "would remove" if args.dry_run
+                    else "removed (snapshot file damaged)")
+            out.line(f"  {verb}")
+            continue
         out.line(f"snapshot {r.snapshot.short_id} of {r.snapshot.paths} at {r.snapshot.time}:")
         for path, what in r.lost:
             out.line(f"  {path}: {what}")

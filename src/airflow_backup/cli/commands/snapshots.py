@@ -44,12 +44,20 @@ def latest_per_host_and_paths(snaps: list[Snapshot], n: int) -> list[Snapshot]:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the snapshots, oldest first (restic's table, or its JSON list; grouped output
-    is a list of ``{"group_key", "snapshots"}``)."""
+    is a list of ``{"group_key", "snapshots"}``). Damaged snapshot files are left out, each
+    named in a warning on stderr."""
     if args.latest < 0:
         raise ConfigError("--latest must not be negative")
     group_by = parse_group_by(args.group_by)
     repo = open_repository(gopts)
-    snaps = select_snapshots(repo, filter_from_args(args), list(args.ids))
+    # Damaged snapshot files are skipped with a warning (by the listing, or here for one
+    # named by id: it has no time, host or paths to show).
+    snaps = []
+    for sn in select_snapshots(repo, filter_from_args(args), list(args.ids)):
+        if sn.damaged:
+            out.warn(f"skipping damaged snapshot file: {sn.damaged}")
+        else:
+            snaps.append(sn)
     groups = group_snapshots(snaps, group_by) if not args.ids else [(None, snaps)]
     shown = []
     for key, members in groups:
