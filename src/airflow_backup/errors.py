@@ -36,8 +36,9 @@ mapped once to CLI exit codes (:func:`exit_code_for`: restic's table, plus 2 for
 jobs config file) and once to Airflow semantics (in the provider package). Messages never
 contain secrets.
 
-Exit codes: 0 ok, 1 error, 2 malformed config file (nothing executed), 3 partial backup,
-10 no repository, 11 locked, 12 wrong password, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 malformed config file (nothing executed), 3 partial (a backup
+without some unreadable inputs, a restore that skipped damaged items), 10 no repository,
+11 locked, 12 wrong password, 130 interrupted.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Every command is a module in :mod:`airflow_backup.cli.commands` with ``register(
 and ``run(args, gopts, out) -> exit status``. Errors are mapped to exit codes here, once.
 
 EXIT STATUS: 0 ok, 1 error, 2 malformed jobs config file (nothing executed), 3 partial
-backup (some files unreadable), 10 no repository, 11 repository locked, 12 wrong password,
-130 interrupted.
+(a backup saved without some unreadable or missing files; a restore that skipped damaged or
+unsafe items), 10 no repository, 11 repository locked, 12 wrong password, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from airflow_backup.errors import EXIT_ERROR, BackupError, InvalidConfigFile, ex
 
 __all__ = ["build_parser", "main"]
 
-EPILOG = """exit status: 0 ok, 1 error, 2 malformed config file, 3 partial backup
-(some source files unreadable), 10 no repository, 11 repository locked, 12 wrong password,
-130 interrupted"""
+EPILOG = """exit status: 0 ok, 1 error, 2 malformed config file, 3 partial (backup: some
+source files unreadable or missing; restore: damaged or unsafe items skipped, each named),
+10 no repository, 11 repository locked, 12 wrong password, 130 interrupted"""
 
 
 class _Parser(argparse.ArgumentParser):

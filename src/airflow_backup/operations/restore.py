@@ -42,7 +42,8 @@ class OnExisting(enum.StrEnum):
 class RestoreRequest:
     """Which snapshot (``snapshot``: ``latest`` or an id prefix, optionally ``ID:SUBPATH``
     for a file restore; ``as_of``: the newest at or before a time, after ``filter``) and where
-    to (``target``: a directory, or a source URL)."""
+    to (``target``: a directory, or a source URL). A directory restore saves everything it
+    can; ``verify`` then reads every restored file back and compares it with the snapshot."""
 
     target: str
     snapshot: str = "latest"
@@ -54,6 +55,7 @@ class RestoreRequest:
     force: bool = False
     on_existing: OnExisting = OnExisting.FAIL
     database: str = ""
+    verify: bool = False
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -73,8 +75,9 @@ class TableCheck:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestoreOutcome(Outcome):
-    """What was restored from which snapshot; ``partial`` when some items failed
-    (``errors``: (path, reason))."""
+    """What was restored from which snapshot; ``partial`` when some items could not be
+    restored or failed verification (``errors``: (path, reason); ``verified``: files read
+    back and found equal to the snapshot)."""
 
     snapshot_id: str
     snapshot_time: str
@@ -83,6 +86,7 @@ class RestoreOutcome(Outcome):
     dirs: int = 0
     others: int = 0
     bytes: int = 0
+    verified: int = 0
     errors: tuple[tuple[str, str], ...] = ()
     tables: tuple[TableCheck, ...] = ()
     details: JSONObject = field(default_factory=dict)
@@ -96,8 +100,10 @@ class RestoreOutcome(Outcome):
 def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0,
             on_selected: Callable[[Snapshot], None] | None = None) -> RestoreOutcome:
     """Restore per ``request`` under a shared lock (``on_selected`` is told which snapshot
-    was picked before anything is written). Raise SnapshotNotFound, ConfigError,
-    RestoreError (RestoreTargetExists, RestoreMismatch, …) or a storage error."""
+    was picked before anything is written). A directory restore salvages: what cannot be
+    restored (lost or damaged data, unsafe names, failed writes or verification) is listed in
+    ``errors`` and the status is partial. Raise SnapshotNotFound, ConfigError, RestoreError
+    (RestoreTargetExists, RestoreMismatch, …) or a storage error."""
     from airflow_backup.sources.registry import is_source_url
 
     started = time.monotonic()
@@ -105,6 +111,9 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
     to_source = is_source_url(request.target)
     if to_source and subpath:
         raise ConfigError("a data-source restore takes a whole snapshot, not ID:SUBPATH")
+    if to_source and request.verify:
+        raise ConfigError("verify is for a directory restore; a data-source restore always "
+                          "compares row counts and checksums")
     with repo.lock(exclusive=False, retry_seconds=lock_wait):
         sn = resolve_snapshot(repo, selector or None, request.filter, request.as_of or None)
         if on_selected is not None:
@@ -126,10 +135,12 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
                 details=dict(report.details), duration=time.monotonic() - started)
         stats = Restorer(repo).restore(sn, RestoreOptions(
             target=request.target, includes=list(request.includes),
-            excludes=list(request.excludes), subpath=subpath or "/"))
+            excludes=list(request.excludes), subpath=subpath or "/", salvage=True,
+            verify=request.verify))
     return RestoreOutcome(
         snapshot_id=sn.id, snapshot_time=sn.time, target=request.target, files=stats.files,
-        dirs=stats.dirs, others=stats.others, bytes=stats.bytes, errors=tuple(stats.errors),
+        dirs=stats.dirs, others=stats.others, bytes=stats.bytes, verified=stats.verified,
+        errors=tuple(stats.errors),
         status=Status.PARTIAL if stats.errors else Status.SUCCESS,
         warnings=tuple(f"{p}: {why}" for p, why in stats.errors[:10]),
         duration=time.monotonic() - started)

@@ -7,6 +7,10 @@ fetched with one ranged read. Each blob is verified (MAC, then SHA-256) before i
 written; all-zero blobs are not written at all, which leaves holes in sparse files. Memory is
 bounded by one read range (at most a pack), one decrypted and one decompressed blob per
 worker, in buffers each worker reuses.
+
+Salvage: a missing pack or a damaged blob fails only the files that need it (each keeps the
+first reason); they are removed, every other file is completed. Any other error (storage
+unreachable after its retries, …) stops the restore.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class FileJob:
     created: bool = False
     lock: threading.Lock | None = None
     zero_tail: bool = False  # set when its last blob is all zeros (needs an explicit size)
+    reason: str = ""  # why it failed (the first failure)
+    lost: bool = False  # failed because a blob it needs is missing or damaged
 
 
 @dataclass(slots=True)
@@ -85,13 +91,16 @@ class PackFiller:
         self._lock = threading.Lock()
 
     def add_file(self, job: FileJob, content: list[bytes]) -> None:
-        """Plan the writes of one file. Raise IntegrityError if a blob is not indexed."""
-        offset = 0
+        """Plan the writes of one file. Raise IntegrityError, planning nothing, if a blob is
+        not indexed."""
+        entries = []
         for blob_id in content:
             entry = self.repo.index.lookup(BlobType.DATA, blob_id)
             if entry is None:
-                raise IntegrityError(f"data blob {blob_id.hex()} is not in the index "
-                                     f"(needed for {os.fsdecode(job.dest)})")
+                raise IntegrityError(f"data blob {blob_id.hex()} is not in the index")
+            entries.append(entry)
+        offset = 0
+        for blob_id, entry in zip(content, entries, strict=True):
             work = self._packs[entry.pack_id]
             slot = work.blobs.get(blob_id)
             if slot is None:
@@ -138,10 +147,11 @@ class PackFiller:
         """Read every planned pack and write its blobs. ``on_file_done`` is called (from a
         worker thread) for each file whose last blob was written.
 
-        A file whose write fails (an OSError: disk full, file too large…) is marked
-        ``failed`` and removed before ``on_file_done`` is called for it. Raise IntegrityError
-        naming the first damaged or missing pack; files that could not be completed are then
-        deleted, so no file with wrong content is left behind.
+        A file whose write fails (an OSError: disk full, file too large…) or one of whose
+        blobs is lost (its pack missing, the blob damaged) is marked ``failed``, with its
+        ``reason``, and removed before ``on_file_done`` is called for it; the other files are
+        completed. Any other error stops the work and is raised once the files that could not
+        be completed are deleted, so no file with wrong content is left behind.
         """
         packs = list(self._packs.items())
         errors: list[BaseException] = []
@@ -212,6 +222,10 @@ class PackFiller:
         blobs = sorted(work.blobs.values(), key=lambda s: s[0].offset)
         start = 0
         while start < len(blobs):
+            if all(t.job.failed for t in blobs[start][1]):  # nobody needs it any more
+                self._fail(blobs[start][1], "", on_file_done)
+                start += 1
+                continue
             end = start + 1
             while end < len(blobs):
                 prev, nxt = blobs[end - 1][0], blobs[end][0]
@@ -226,13 +240,45 @@ class PackFiller:
             try:
                 n = load_into(self.repo.storage, Handle(FileType.DATA, pack), first.offset, view)
             except NotFound:
-                raise IntegrityError(f"pack {pack} is missing") from None
+                for _, targets in blobs[start:]:
+                    self._fail(targets, f"its data is lost: pack {pack} is missing",
+                               on_file_done)
+                return
             view = view[:n]  # a short pack: decode_blob_into names the truncated blob
             for blob, targets in blobs[start:end]:
                 rel = blob.offset - first.offset
-                plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length])
+                try:
+                    plain = self.repo.decode_blob_into(pack, blob, view[rel : rel + blob.length])
+                except IntegrityError as exc:
+                    self._fail(targets, f"its data is damaged: {exc}", on_file_done)
+                    continue
                 self._write(plain, targets, on_file_done)
             start = end
+
+    def _fail(self, targets: list[_Target], reason: str,
+              on_file_done: Callable[[FileJob, int | None], None]) -> None:
+        """Count a blob that cannot be written as done for each of its files, which fail."""
+        for t in targets:
+            with self._lock:
+                if reason and not t.job.reason:
+                    t.job.reason = reason
+                    t.job.lost = True
+                t.job.failed = True
+            self._done(t.job, None, False, 0, on_file_done)
+
+    def _done(self, job: FileJob, fd: int | None, zero: bool, size: int,
+              on_file_done: Callable[[FileJob, int | None], None]) -> None:
+        """Count one of ``job``'s blobs as handled; the last one finishes the file."""
+        with self._lock:
+            job.remaining -= 1
+            done = job.remaining == 0
+            if not zero and not job.failed:
+                self.bytes_written += size
+        if done:
+            if job.failed:  # a partly written file must not look restored
+                self._discard(job)
+            # Metadata goes through the open descriptor when there is one.
+            on_file_done(job, fd)
 
     def _write(self, plain: bytes | memoryview, targets: list[_Target],
                on_file_done: Callable[[FileJob, int | None], None]) -> None:
@@ -252,19 +298,14 @@ class PackFiller:
                     while view and not zero:
                         n = os.pwrite(fd, view, pos)
                         view, pos = view[n:], pos + n
-                except OSError:
-                    job.failed = True
+                except OSError as exc:
+                    with self._lock:
+                        if not job.failed:
+                            job.reason = ("could not write the file: "
+                                          f"{exc.strerror or exc}")
+                        job.failed = True
             try:
-                with self._lock:
-                    job.remaining -= 1
-                    done = job.remaining == 0
-                    if not zero:
-                        self.bytes_written += len(plain)
-                if done:
-                    if job.failed:  # a partly written file must not look restored
-                        self._discard(job)
-                    # Metadata goes through the open descriptor when there is one.
-                    on_file_done(job, fd)
+                self._done(job, fd, zero, len(plain), on_file_done)
             finally:
                 if fd is not None:
                     os.close(fd)

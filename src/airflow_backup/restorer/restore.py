@@ -1,42 +1,70 @@
 """Restore a snapshot (or part of it) into a target directory, restic's layout.
 
-Safety rules: node names are single path components (no ``/``, ``.``, ``..`` or NUL);
-directories are created by us and checked with ``lstat`` before use, files are opened with
-``O_NOFOLLOW``, so a symlink restored earlier is never followed. Every blob's MAC and SHA-256
-are verified before a byte is written; a damaged blob aborts the file and the restore.
+Safety rules: node names are single path components (no ``/``, ``.``, ``..`` or NUL; an
+entry with such a name, or a second entry of a name already seen in its directory, is
+skipped and reported); directories are created by us and checked with ``lstat`` before use,
+files are opened with ``O_NOFOLLOW``, so a symlink restored earlier is never followed. Every
+blob's MAC and SHA-256 are verified before a byte is written.
+
+Salvage: whatever is damaged (a missing or corrupt pack, a blob missing from the index, a
+tree that cannot be loaded, an unsafe name), everything else is restored. Each item that is
+not is recorded as (path, reason) in :attr:`RestoreStats.errors`; a file whose content could
+not be fully written is removed; every directory restored gets its metadata. The tree walk
+is iterative, so any depth of directories restores.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import enum
 import errno
+import hashlib
 import os
 import stat as st
 import threading
 from dataclasses import dataclass, field
 
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.errors import RestoreError, UnsafePath
+from airflow_backup.errors import IntegrityError, NotFound, RestoreError, UnsafePath
+from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.timefmt import parse_ns
 from airflow_backup.repository.tree import Node, posix_mode
 from airflow_backup.restorer.filler import FileJob, PackFiller
-from airflow_backup.restorer.walk import check_name, find_node
+from airflow_backup.restorer.walk import find_node, show_name, unsafe_reason
 
 __all__ = ["RestoreOptions", "RestoreStats", "Restorer"]
 
 _PENDING, _FRESH, _EXISTING, _FAILED = range(4)
+_TREE, _NODE, _DIR_DONE = range(3)  # kinds of work on the walk's stack
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+class _Kind(enum.IntEnum):
+    """Why an item was not restored, most serious last (decides the strict-mode error)."""
+
+    WRITE = 0  # the target could not be written (RestoreError)
+    UNSAFE = 1  # the tree names an unsafe path (UnsafePath)
+    DAMAGED = 2  # the repository's data is missing or damaged (IntegrityError)
 
 
 @dataclass(slots=True)
 class RestoreOptions:
-    """Where to restore and which paths (snapshot paths, restic's pattern rules)."""
+    """Where to restore and which paths (snapshot paths, restic's pattern rules).
+
+    ``salvage``: return the stats, listing what could not be restored in ``errors``, instead
+    of raising at the end (either way everything that can be restored is). ``verify``: read
+    every restored file back and compare it with the snapshot's blobs.
+    """
 
     target: str
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     subpath: str = "/"
+    salvage: bool = False
+    verify: bool = False
 
 
 @dataclass(slots=True)
@@ -55,13 +83,22 @@ class _Dir:
 
 @dataclass(slots=True)
 class RestoreStats:
-    """What a restore wrote; ``errors`` lists (path, reason) for items not restored."""
+    """What a restore wrote; ``errors`` lists (path, reason) for items not restored (paths
+    and names shown with :func:`~airflow_backup.restorer.walk.show_name`); ``verified``
+    counts the files read back and found equal to the snapshot (``verify``)."""
 
     files: int = 0
     dirs: int = 0
     others: int = 0
     bytes: int = 0
+    verified: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class Restorer:
@@ -77,22 +114,28 @@ class Restorer:
         self.stats = RestoreStats()
         self._is_root = os.geteuid() == 0
         self._hardlinks: dict[tuple[int, int], bytes] = {}
-        self._links: list[tuple[bytes, bytes, str]] = []
+        self._links: list[tuple[bytes, bytes, bytes]] = []
         self._failed: set[bytes] = set()  # files not written: nothing may be linked to them
         self._dirs: list[tuple[Node, bytes, bytes]] = []
         self._jobs: dict[int, tuple[Node, bytes]] = {}
+        self._kinds: list[_Kind] = []
         self._includes = PatternSet([])
         self._excludes = PatternSet([])
+        self._verify = False
         self._filler = PackFiller(repo, workers)
         self._lock = threading.Lock()
 
-
     def restore(self, snapshot: Snapshot, options: RestoreOptions) -> RestoreStats:
-        """Restore ``snapshot`` into ``options.target``. Raise RestoreError (after restoring
-        everything else) if some items could not be written -- a file whose write failed is
-        removed, and nothing in the target's way (a file or symlink where the snapshot has a
-        directory) is followed or replaced; IntegrityError if data is damaged (files that
-        could not be completed are removed); UnsafePath if a tree names an unsafe path.
+        """Restore ``snapshot`` into ``options.target``; return what was written.
+
+        Everything that can be restored is, whatever else is damaged. With
+        ``options.salvage`` the items that could not be are listed in ``stats.errors``;
+        otherwise, once the rest is restored, raise IntegrityError if some data is missing
+        or damaged, else UnsafePath if a tree names an unsafe path, else RestoreError (a
+        write failed; nothing in the target's way -- a file or symlink where the snapshot
+        has a directory -- is followed or replaced). A file whose content could not be fully
+        written is removed. Storage errors other than a missing pack are raised at once,
+        after the incomplete files are removed and the directories' metadata set.
 
         Include and exclude patterns match the full snapshot path (as ``ls`` prints it), also
         when restoring ``options.subpath``. A directory only descended into (an include may
@@ -100,39 +143,64 @@ class Restorer:
         self.repo.load_index()
         self._includes = PatternSet(options.includes)
         self._excludes = PatternSet(options.excludes)
+        self._verify = options.verify
         target = os.fsencode(os.path.abspath(options.target))
         os.makedirs(target, exist_ok=True)
         node, tree = find_node(self.repo, snapshot.tree, options.subpath)
         root = _Dir(target, b"/", state=_EXISTING)
-        if node is None:
-            self._restore_tree(tree, root, b"")
-        else:
-            # find_node matched these components exactly: this is the node's snapshot path.
-            parts = options.subpath.encode("utf-8", "surrogateescape").split(b"/")
-            self._restore_node(node, root, b"/" + b"/".join(p for p in parts if p))
-        self._filler.run(self._file_done)
-        self.stats.bytes = self._filler.bytes_written
-        for first, dest, shown in self._links:
-            if first in self._failed:
-                self.stats.errors.append((shown, "its hard-linked file could not be written"))
-                continue
-            try:
-                self._clear(dest)
-                os.link(first, dest, follow_symlinks=False)
-                self.stats.files += 1
-            except OSError as exc:
-                self.stats.errors.append((shown, exc.strerror or str(exc)))
-        for dnode, dest, snap_path in self._dirs:
-            try:
-                self._set_metadata(dnode, dest)
-            except OSError as exc:
-                self.stats.errors.append((os.fsdecode(snap_path), exc.strerror or str(exc)))
-        if self.stats.errors:
-            path, reason = self.stats.errors[0]
-            raise RestoreError(
-                f"{len(self.stats.errors)} item(s) could not be restored; first: {path}: {reason}"
-            )
+        try:
+            if node is None:
+                self._walk([(_TREE, tree, root, b"")])
+            else:
+                # find_node matched these components exactly: this is the node's snapshot
+                # path.
+                parts = options.subpath.encode("utf-8", "surrogateescape").split(b"/")
+                path = b"/" + b"/".join(p for p in parts if p)
+                problem = unsafe_reason(node.name)  # ("ID:/.." finds a node named "..")
+                if problem is None:
+                    self._walk([(_NODE, node, root, path)])
+                else:
+                    self._error(path, f"refusing unsafe entry: {problem}", _Kind.UNSAFE)
+            self._filler.run(self._file_done)
+            self.stats.bytes = self._filler.bytes_written
+            self._make_links()
+        finally:
+            # Deepest first: a directory's own entries are done before it gets its mode and
+            # times -- also when the restore stops early.
+            for dnode, dest, snap_path in self._dirs:
+                try:
+                    self._set_metadata(dnode, dest)
+                except OSError as exc:
+                    self._error(snap_path, _reason(exc))
+            # Files fail in the order packs are read: list every item in path order.
+            pairs = sorted(zip(self.stats.errors, self._kinds, strict=True),
+                           key=lambda p: p[0][0])
+            self.stats.errors[:] = [e for e, _ in pairs]
+            self._kinds[:] = [k for _, k in pairs]
+        if self.stats.errors and not options.salvage:
+            self._raise()
         return self.stats
+
+    # ---- errors --------------------------------------------------------------------------
+
+    def _error(self, snap_path: bytes, reason: str, kind: _Kind = _Kind.WRITE) -> None:
+        """Record that the item at ``snap_path`` was not restored (thread-safe)."""
+        with self._lock:
+            self.stats.errors.append((show_name(snap_path or b"/"), reason))
+            self._kinds.append(kind)
+
+    def _raise(self) -> None:
+        worst = max(self._kinds)
+        path, reason = self.stats.errors[self._kinds.index(worst)]
+        message = (f"{len(self.stats.errors)} item(s) could not be restored; "
+                   f"first: {path}: {reason}")
+        if worst is _Kind.DAMAGED:
+            raise IntegrityError(message)
+        if worst is _Kind.UNSAFE:
+            raise UnsafePath(message)
+        raise RestoreError(message)
+
+    # ---- the tree walk -------------------------------------------------------------------
 
     def _selected(self, snap_path: bytes, is_dir: bool) -> tuple[bool, bool]:
         """Return (restore this node, descend into it)."""
@@ -144,71 +212,114 @@ class Restorer:
             return True, True
         return False, is_dir and self._includes.may_match_below(snap_path)
 
-    def _restore_tree(self, tree_id: bytes, parent: _Dir, snap_dir: bytes) -> None:
-        """Restore a tree's nodes into the directory ``parent``."""
-        for node in self.repo.load_tree(tree_id):
-            if parent.state == _FAILED:
-                return
-            self._restore_node(node, parent, snap_dir + b"/" + node.name)
+    def _walk(self, stack: list[tuple[int, object, _Dir, bytes]]) -> None:
+        """Do the work on ``stack`` (last first) and all it leads to, depth first: load a
+        tree and queue its nodes, restore a node (a directory queues its tree and, after it,
+        its own completion). No recursion: a tree of any depth is walked."""
+        while stack:
+            kind, item, parent, snap_path = stack.pop()
+            if kind == _TREE:
+                assert isinstance(item, bytes)
+                nodes = self._load_tree(item, snap_path)
+                stack.extend(reversed([(_NODE, n, parent, snap_path + b"/" + n.name)
+                                       for n in nodes]))
+                continue
+            assert isinstance(item, Node)
+            if kind == _DIR_DONE:
+                if parent.state in (_FRESH, _EXISTING):
+                    self.stats.dirs += 1
+                    self._dirs.append((item, parent.dest, snap_path))
+                continue
+            if parent.state == _FAILED:  # its error is recorded; nothing below it can be
+                continue
+            d = self._restore_node(item, parent, snap_path)
+            if d is not None:
+                stack.append((_DIR_DONE, item, d, snap_path))
+                if item.subtree is not None and d.state != _FAILED:
+                    stack.append((_TREE, item.subtree, d, snap_path))
+
+    def _load_tree(self, tree_id: bytes, snap_dir: bytes) -> list[Node]:
+        """Return the nodes of a tree that may be restored, in order: unsafe names and
+        second entries of a name are left out and reported (when selected), and so is a tree
+        that cannot be loaded."""
+        try:
+            nodes = self.repo.load_tree(tree_id)
+        except (IntegrityError, NotFound) as exc:
+            self._error(snap_dir, f"the directory's contents are lost: {exc}", _Kind.DAMAGED)
+            return []
+        out: list[Node] = []
+        seen: set[bytes] = set()
+        for node in nodes:
+            snap_path = snap_dir + b"/" + node.name
+            problem = unsafe_reason(node.name)
+            if problem is None and node.name in seen:
+                problem = "a second entry of this name in its directory (the first is restored)"
+            if problem is None:
+                seen.add(node.name)
+                out.append(node)
+                continue
+            wanted, descend = self._selected(snap_path, node.type == "dir")
+            if wanted or descend:  # (the reason names the part of the name at fault)
+                self._error(snap_path, f"refusing unsafe entry: {problem}", _Kind.UNSAFE)
+        return out
 
     def _ensure(self, d: _Dir) -> bool:
         """Make ``d`` and its pending parents; return whether it exists. A directory that
         cannot be made has its error recorded once, and everything below it is skipped."""
-        if d.state == _PENDING:
-            if d.parent is not None and not self._ensure(d.parent):
-                d.state = _FAILED
-                return False
+        chain: list[_Dir] = []
+        p: _Dir | None = d
+        while p is not None and p.state == _PENDING:
+            chain.append(p)
+            p = p.parent
+        failed = p is not None and p.state == _FAILED
+        for c in reversed(chain):  # outermost first
+            if failed:
+                c.state = _FAILED
+                continue
             try:
-                d.state = _FRESH if self._make_dir(d.dest) else _EXISTING
+                c.state = _FRESH if self._make_dir(c.dest) else _EXISTING
             except (OSError, UnsafePath) as exc:
-                d.state = _FAILED
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self.stats.errors.append((os.fsdecode(d.snap_path), reason))
+                c.state = _FAILED
+                failed = True
+                self._error(c.snap_path, _reason(exc))
         return d.state != _FAILED
 
-    def _restore_node(self, node: Node, parent: _Dir, snap_path: bytes) -> None:
-        """Restore ``node`` (at ``snap_path`` in the snapshot) into ``parent``, if selected;
-        what cannot be written is recorded in ``stats.errors``. Raise UnsafePath if a name
-        in the tree could escape the target."""
-        check_name(node.name)
+    def _restore_node(self, node: Node, parent: _Dir, snap_path: bytes) -> _Dir | None:
+        """Restore ``node`` (at ``snap_path`` in the snapshot, a safe name) into ``parent``,
+        if selected; what cannot be written is recorded in ``stats.errors``. Return the
+        directory to walk next for a directory node that is restored or descended into."""
         wanted, descend = self._selected(snap_path, node.type == "dir")
         if not wanted and not descend:
-            return
+            return None
         dest = parent.dest + b"/" + node.name
         if node.type == "dir":
             d = _Dir(dest, snap_path, parent)
-            if wanted and not self._ensure(d):
-                return
-            if node.subtree is not None:
-                self._restore_tree(node.subtree, d, snap_path)
-            if d.state in (_FRESH, _EXISTING):
-                self.stats.dirs += 1
-                self._dirs.append((node, dest, snap_path))
-            return
+            if wanted:
+                self._ensure(d)
+            return d
         # Sockets and irregular files cannot be recreated, as in restic; devices need root.
         if node.type not in ("file", "symlink", "fifo", "dev", "chardev") or (
                 node.type in ("dev", "chardev") and not self._is_root):
-            return
+            return None
         if not self._ensure(parent):
-            return
+            return None
         try:
             if node.type == "file":
                 self._plan_file(node, dest, snap_path, parent.state == _FRESH)
-                return
+                return None
+            self._clear(dest)
             if node.type == "symlink":
-                self._clear(dest)
                 os.symlink(node.linktarget, dest)
             elif node.type == "fifo":
-                self._clear(dest)
                 os.mkfifo(dest, 0o600)
             else:
-                self._clear(dest)
                 kind = st.S_IFBLK if node.type == "dev" else st.S_IFCHR
                 os.mknod(dest, kind | 0o600, node.device)
             self.stats.others += 1
             self._set_metadata(node, dest)
         except OSError as exc:
-            self.stats.errors.append((os.fsdecode(snap_path), exc.strerror or str(exc)))
+            self._error(snap_path, _reason(exc))
+        return None
 
     def _make_dir(self, dest: bytes) -> bool:
         """Create a directory; return False if a real directory was already there."""
@@ -216,7 +327,7 @@ class Restorer:
             os.mkdir(dest, 0o700)
         except FileExistsError:
             if not st.S_ISDIR(os.lstat(dest).st_mode):
-                raise UnsafePath(f"{os.fsdecode(dest)} exists and is not a directory") from None
+                raise UnsafePath(f"{show_name(dest)} exists and is not a directory") from None
             return False
         return True
 
@@ -228,6 +339,8 @@ class Restorer:
         except FileNotFoundError:
             pass
 
+    # ---- files ---------------------------------------------------------------------------
+
     def _plan_file(self, node: Node, dest: bytes, snap_path: bytes, fresh: bool) -> None:
         if not fresh:
             self._clear(dest)
@@ -235,12 +348,17 @@ class Restorer:
             key = (node.inode, node.device_id)
             first = self._hardlinks.get(key)
             if first is not None:
-                self._links.append((first, dest, os.fsdecode(snap_path)))
+                self._links.append((first, dest, snap_path))
                 return
             self._hardlinks[key] = dest
         job = FileJob(dest)
+        try:
+            self._filler.add_file(job, node.content or [])
+        except IntegrityError as exc:
+            self._failed.add(dest)
+            self._error(snap_path, f"its data is lost: {exc}", _Kind.DAMAGED)
+            return
         self._jobs[id(job)] = (node, snap_path)
-        self._filler.add_file(job, node.content or [])
         if job.remaining == 0:  # an empty file: nothing will write it, create it now
             try:
                 fd = PackFiller.create(job)
@@ -254,20 +372,77 @@ class Restorer:
 
     def _file_done(self, job: FileJob, fd: int | None = None) -> None:
         node, snap_path = self._jobs[id(job)]
-        shown = os.fsdecode(snap_path)
         if job.failed:  # the filler has removed what it wrote
             with self._lock:
                 self._failed.add(job.dest)
-                self.stats.errors.append((shown, "could not write the file's content"))
+            self._error(snap_path, job.reason or "could not write the file's content",
+                        _Kind.DAMAGED if job.lost else _Kind.WRITE)
             return
+        if self._verify:
+            problem = self._check_content(job, node)
+            if problem is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(job.dest)
+                with self._lock:
+                    self._failed.add(job.dest)
+                self._error(snap_path, f"verification failed: {problem}; the file was removed")
+                return
         try:
             self._set_metadata(node, job.dest if fd is None else fd)
         except OSError as exc:
-            with self._lock:
-                self.stats.errors.append((shown, exc.strerror or str(exc)))
+            self._error(snap_path, _reason(exc))
             return
         with self._lock:
             self.stats.files += 1
+            if self._verify:
+                self.stats.verified += 1
+
+    def _check_content(self, job: FileJob, node: Node) -> str | None:
+        """Read the restored file back (before its metadata is set: its mode still lets us
+        and its access time is not yet restored) and compare each of its pieces with the
+        SHA-256 of the snapshot's blob (the blob's id); return the first difference."""
+        try:
+            fd = os.open(job.dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME)
+        except PermissionError:  # O_NOATIME is for the file's owner only
+            fd = os.open(job.dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            offset = 0
+            for blob_id in node.content or []:
+                entry = self.repo.index.lookup(BlobType.DATA, blob_id)
+                if entry is None:  # planned, so indexed; the index cannot lose it
+                    return f"data blob {blob_id.hex()} is not in the index"
+                length = entry.blob.plain_length
+                data = os.pread(fd, length, offset)
+                while len(data) < length:
+                    more = os.pread(fd, length - len(data), offset + len(data))
+                    if not more:
+                        return f"the file is {offset + len(data)} bytes, shorter than {job.size}"
+                    data += more
+                if hashlib.sha256(data).digest() != blob_id:
+                    return f"bytes {offset}-{offset + length - 1} differ from the snapshot"
+                offset += length
+            size = os.fstat(fd).st_size
+            if size != offset:
+                return f"the file is {size} bytes, not {offset}"
+            return None
+        except OSError as exc:
+            return f"could not read the file back: {_reason(exc)}"
+        finally:
+            os.close(fd)
+
+    def _make_links(self) -> None:
+        for first, dest, snap_path in self._links:
+            if first in self._failed:
+                self._error(snap_path, "its hard-linked file could not be written")
+                continue
+            try:
+                self._clear(dest)
+                os.link(first, dest, follow_symlinks=False)
+                self.stats.files += 1
+            except OSError as exc:
+                self._error(snap_path, _reason(exc))
+
+    # ---- metadata ------------------------------------------------------------------------
 
     def _set_xattrs(self, node: Node, dest: bytes | int) -> None:
         for attr in node.extended_attributes or []:

@@ -1,4 +1,4 @@
-"""Walk snapshot trees: list every node, or find the node at a path."""
+"""Walk snapshot trees: list every node, or find the node at a path; show names safely."""
 
 from __future__ import annotations
 
@@ -8,13 +8,55 @@ from airflow_backup.errors import ConfigError, UnsafePath
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.tree import Node
 
-__all__ = ["check_name", "find_node", "walk_tree"]
+__all__ = ["check_name", "find_node", "show_name", "unsafe_reason", "walk_tree"]
+
+
+def show_name(raw: bytes) -> str:
+    """Return ``raw`` (a node name, or a snapshot path) as printable text.
+
+    Valid UTF-8 is shown as is; each byte that is not, and each control or other
+    non-printable character, is shown as ``\\xNN`` (``\\uNNNN`` above U+00FF), and a
+    backslash as ``\\\\``, so two different names never look alike and no name can move the
+    cursor or forge a line of output. Never a Python repr (``b'...'``).
+    """
+    text = raw.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return text
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def unsafe_reason(name: bytes) -> str | None:
+    """Return why ``name`` is not a single, safe path component, or None if it is one."""
+    if not name:
+        return "the name is empty"
+    if name in (b".", b".."):
+        return f'"{show_name(name)}" is not a name'
+    if b"\0" in name:
+        return "the name contains a NUL byte"
+    if b"/" in name:
+        what = "is an absolute path" if name.startswith(b"/") else "contains '/'"
+        return f'the name "{show_name(name)}" {what}'
+    return None
 
 
 def check_name(name: bytes) -> None:
     """Raise UnsafePath unless ``name`` is a single, safe path component."""
-    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
-        raise UnsafePath(f"refusing unsafe node name {name!r} in snapshot tree")
+    reason = unsafe_reason(name)
+    if reason is not None:
+        raise UnsafePath(f"refusing unsafe node name in snapshot tree: {reason}")
 
 
 def walk_tree(
@@ -23,14 +65,21 @@ def walk_tree(
     """Yield ``(path, node)`` for every node below ``tree_id`` in depth-first name order.
 
     Paths are absolute within the snapshot (``/srv/data/file``). Raise UnsafePath on a node
-    name that could escape a restore target.
+    name that could escape a restore target. Iterative: any depth of directories is walked.
     """
-    for node in repo.load_tree(tree_id):
+    # A stack of iterators over the trees being walked, deepest last.
+    stack: list[tuple[bytes, Iterator[Node]]] = [(prefix, iter(repo.load_tree(tree_id)))]
+    while stack:
+        parent, nodes = stack[-1]
+        node = next(nodes, None)
+        if node is None:
+            stack.pop()
+            continue
         check_name(node.name)
-        path = prefix + b"/" + node.name
+        path = parent + b"/" + node.name
         yield path, node
         if node.type == "dir" and node.subtree is not None:
-            yield from walk_tree(repo, node.subtree, path)
+            stack.append((path, iter(repo.load_tree(node.subtree))))
 
 
 def find_node(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
@@ -49,7 +98,7 @@ def find_node(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None,
             tree = node.subtree
         match = [n for n in repo.load_tree(tree) if n.name == part]
         if not match:
-            shown = "/" + b"/".join(parts[: i + 1]).decode("utf-8", "replace")
+            shown = "/" + show_name(b"/".join(parts[: i + 1]))
             raise ConfigError(f"{shown}: no such file or directory in the snapshot")
         node = match[0]
     return node, tree
