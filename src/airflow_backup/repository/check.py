@@ -154,6 +154,20 @@ class _Reading:
     damaged: list[tuple[PackedBlob, IntegrityError]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _TreeWalk:
+    """A tree being walked by :meth:`_Checker.walk`: its nodes, how far, what was found, and
+    the directory entry waiting for its subtree's result."""
+
+    tree_id: bytes
+    prefix: str
+    nodes: list[Node]
+    first_visit: bool
+    index: int = 0
+    found: bool = False
+    waiting: tuple[str, str] | None = None
+
+
 class _Checker:
     def __init__(self, repo: Repository, options: CheckOptions, progress: Progress | None):
         self.repo = repo
@@ -368,7 +382,47 @@ class _Checker:
         return decode_tree(self.repo.decode_blob(name, blob, sealed), f"tree {key[1].hex()}")
 
     def walk(self, tree_id: bytes, prefix: str, out: list[Affected]) -> bool:
-        """Append the damaged paths below ``tree_id``; return whether there was any."""
+        """Append the damaged paths below ``tree_id``; return whether there was any. The walk
+        keeps its own stack: a tree of any depth is checked (no recursion)."""
+        top = self._open(tree_id, prefix, out)
+        if isinstance(top, bool):
+            return top
+        stack = [top]
+        last = False
+        while stack:
+            frame = stack[-1]
+            if frame.waiting is not None:  # the subdirectory just walked returned ``last``
+                path, problem = frame.waiting
+                frame.waiting = None
+                frame.found = last or frame.found
+                self._note(frame, path, problem, None, out)
+                continue
+            if frame.index == len(frame.nodes):
+                stack.pop()
+                last = self._close(frame)
+                continue
+            node = frame.nodes[frame.index]
+            frame.index += 1
+            path = frame.prefix + "/" + node.name.decode("utf-8", "backslashreplace")
+            problem = self.node_problem(node)
+            if problem and frame.first_visit:
+                self.error(f"tree {frame.tree_id.hex()}: {problem}")
+            hit: Affected | None = None
+            if node.type == "file":
+                hit = self._file_damage(frame, node, path)
+            elif node.type == "dir" and node.subtree is not None:
+                child = self._open(node.subtree, path, out)
+                if not isinstance(child, bool):
+                    frame.waiting = (path, problem)
+                    stack.append(child)
+                    continue
+                frame.found = child or frame.found
+            self._note(frame, path, problem, hit, out)
+        return last
+
+    def _open(self, tree_id: bytes, prefix: str, out: list[Affected]) -> _TreeWalk | bool:
+        """Start walking ``tree_id``: return its frame, or whether it is damaged when that is
+        known without walking (a clean tree seen before, a tree that cannot be loaded)."""
         if self.dirty.get(tree_id) is False:
             return False
         nodes = self.load(tree_id)
@@ -377,38 +431,38 @@ class _Checker:
             out.append(Affected(prefix + "/", f"directory contents lost: {nodes}",
                                 lost[1] if lost else ()))
             return True
-        found = False
         first_visit = tree_id not in self.tree_errors_done
         self.tree_errors_done.add(tree_id)
-        for node in nodes:
-            path = prefix + "/" + node.name.decode("utf-8", "backslashreplace")
-            problem = self.node_problem(node)
-            if problem and first_visit:
-                self.error(f"tree {tree_id.hex()}: {problem}")
-            hit: Affected | None = None
-            if node.type == "file":
-                content = node.content or []
-                bad = [(c, lost) for c in content
-                       if (lost := self.lost((BlobType.DATA, c))) is not None]
-                for c, (why, _) in bad:
-                    if why == _NOT_INDEXED and first_visit:
-                        self.error(f"tree {tree_id.hex()}: file {node.name!r}: data blob "
-                                   f"{c.hex()} not found in index")
-                if bad:
-                    packs = tuple(sorted({p for _, (_, ps) in bad for p in ps}))
-                    hit = Affected(path, f"{len(bad)} of {len(content)} data blobs lost "
-                                   f"({bad[0][1][0]})", packs)
-            elif node.type == "dir" and node.subtree is not None:
-                found = self.walk(node.subtree, path, out) or found
-            if hit is None and problem:
-                hit = Affected(path, problem, ())
-            if hit is not None:
-                out.append(hit)
-                found = True
-        self.dirty[tree_id] = found
-        if not found:
-            del self.trees[tree_id]  # clean trees are never walked again; keep memory small
-        return found
+        return _TreeWalk(tree_id, prefix, nodes, first_visit)
+
+    def _file_damage(self, frame: _TreeWalk, node: Node, path: str) -> Affected | None:
+        """Return what is lost of file ``node`` (its data blobs), or None."""
+        content = node.content or []
+        bad = [(c, lost) for c in content if (lost := self.lost((BlobType.DATA, c))) is not None]
+        for c, (why, _) in bad:
+            if why == _NOT_INDEXED and frame.first_visit:
+                self.error(f"tree {frame.tree_id.hex()}: file {node.name!r}: data blob "
+                           f"{c.hex()} not found in index")
+        if not bad:
+            return None
+        packs = tuple(sorted({p for _, (_, ps) in bad for p in ps}))
+        return Affected(path, f"{len(bad)} of {len(content)} data blobs lost ({bad[0][1][0]})",
+                        packs)
+
+    @staticmethod
+    def _note(frame: _TreeWalk, path: str, problem: str, hit: Affected | None,
+              out: list[Affected]) -> None:
+        if hit is None and problem:
+            hit = Affected(path, problem, ())
+        if hit is not None:
+            out.append(hit)
+            frame.found = True
+
+    def _close(self, frame: _TreeWalk) -> bool:
+        self.dirty[frame.tree_id] = frame.found
+        if not frame.found:
+            del self.trees[frame.tree_id]  # clean trees are never walked again: less memory
+        return frame.found
 
     @staticmethod
     def node_problem(node: Node) -> str:
