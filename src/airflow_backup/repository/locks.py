@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import os
 import socket
 import threading
@@ -23,6 +22,7 @@ from airflow_backup.errors import (
     PermanentStorageError,
     RepositoryLocked,
 )
+from airflow_backup.repository import gojson
 from airflow_backup.repository.crypto import Key
 from airflow_backup.repository.timefmt import format_time, parse_ns
 from airflow_backup.repository.unpacked import decode_unpacked, save_json
@@ -110,11 +110,12 @@ def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
     for info in storage.list(FileType.LOCK):
         try:
             raw = decode_unpacked(key, storage.load(Handle(FileType.LOCK, info.name)), "lock")
-            obj = json.loads(raw)
+            obj = gojson.loads(raw)  # never RecursionError on deeply nested hostile JSON
             out.append(LockInfo(info.name, parse_ns(obj["time"])[0], bool(obj.get("exclusive")),
                                 str(obj.get("hostname", "")), str(obj.get("username", "")),
                                 int(obj.get("pid", 0)), str(obj.get("pidns", ""))))
-        except (NotFound, IntegrityError, KeyError, ValueError, TypeError, AttributeError):
+        except (NotFound, IntegrityError, KeyError, ValueError, TypeError, AttributeError,
+                OverflowError):
             continue  # unreadable or vanished: another process's business
     return out
 

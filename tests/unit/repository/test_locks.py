@@ -257,3 +257,22 @@ def test_no_index_or_snapshot_is_written_once_the_lock_may_be_stale(
     written = {t: len(list(store.list(t))) for t in (FileType.INDEX, FileType.SNAPSHOT)}
     expected = 0 if refresh_fails else 1
     assert written == {FileType.INDEX: expected, FileType.SNAPSHOT: expected}
+
+
+
+@pytest.mark.parametrize("payload", [
+    b"[" * 200_000 + b"]" * 200_000,                                   # nesting
+    b'{"time": "2026-01-01T00:00:00Z", "pid": 1e400, "hostname": 7}',   # absurd values
+    b'"just a string"',
+])
+def test_a_hostile_lock_file_is_skipped_not_a_crash(storage: MemoryStorage, key: Key,
+                                                   payload: bytes) -> None:
+    """A lock file anyone with the key could write is another process's unreadable lock:
+    skipped, never a RecursionError or OverflowError."""
+    import hashlib
+
+    from airflow_backup.repository.unpacked import encode_unpacked
+
+    data = encode_unpacked(key, payload, 2)
+    storage.save(Handle(FileType.LOCK, hashlib.sha256(data).hexdigest()), data)
+    assert list_locks(storage, key) == []
