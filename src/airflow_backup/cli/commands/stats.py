@@ -8,6 +8,7 @@ from typing import Any
 from airflow_backup.cli.commands.common import add_filter_args, filter_from_args
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.errors import IntegrityError
 from airflow_backup.repository.select import select_snapshots
 from airflow_backup.repository.stats import compute_stats
 
@@ -27,6 +28,9 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     repo = open_repository(gopts)
     with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
         snaps = select_snapshots(repo, filter_from_args(args), list(args.ids) or None)
+        for sn in snaps:
+            if sn.damaged:  # a damaged file named by id: nothing to count, say why
+                raise IntegrityError(f"snapshots/{sn.id}: {sn.damaged}")
         st = compute_stats(repo, snaps)
     if out.json_mode:
         out.json(st.to_json())
