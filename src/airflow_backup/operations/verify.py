@@ -17,6 +17,7 @@ from airflow_backup.errors import IntegrityError
 from airflow_backup.operations.outcome import Failure, Outcome, Status
 from airflow_backup.operations.retention import STALE_TEMPORARY_S
 from airflow_backup.repository.check import CheckOptions, CheckReport, check_repository
+from airflow_backup.repository.names import show_name
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import FileType, Handle
@@ -102,7 +103,7 @@ def read_back(repo: Repository, snapshot_id: str) -> tuple[int, int, set[bytes]]
                 entry = repo.index.lookup(BlobType.DATA, blob)
                 if entry is None:
                     raise IntegrityError(f"snapshot {sn.short_id}: data blob {blob.hex()[:16]} "
-                                         f"of {node.name!r} is not in the index")
+                                         f"of '{show_name(node.name)}' is not in the index")
                 blobs += 1
                 packs.add(entry.pack_id)
     return trees, blobs, packs

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_backup.errors import ConfigError, IntegrityError, NotFound
+from airflow_backup.repository.names import show_name
 from airflow_backup.repository.packfiles import (
     BlobKey,
     expected_pack_size,
@@ -441,7 +442,7 @@ class _Checker:
         bad = [(c, lost) for c in content if (lost := self.lost((BlobType.DATA, c))) is not None]
         for c, (why, _) in bad:
             if why == _NOT_INDEXED and frame.first_visit:
-                self.error(f"tree {frame.tree_id.hex()}: file {node.name!r}: data blob "
+                self.error(f"tree {frame.tree_id.hex()}: file '{show_name(node.name)}': data blob "
                            f"{c.hex()} not found in index")
         if not bad:
             return None
@@ -469,11 +470,11 @@ class _Checker:
         if not node.name:
             return "node with an empty name"
         if node.type not in _NODE_TYPES:
-            return f"node {node.name!r} has invalid type {node.type!r}"
+            return f"node '{show_name(node.name)}' has invalid type {node.type!r}"
         if node.type == "file" and node.content is None:
-            return f"file {node.name!r} has no content list"
+            return f"file '{show_name(node.name)}' has no content list"
         if node.type == "dir" and node.subtree is None:
-            return f"dir {node.name!r} has no subtree"
+            return f"dir '{show_name(node.name)}' has no subtree"
         return ""
 
 
