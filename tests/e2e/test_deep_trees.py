@@ -1,6 +1,6 @@
-"""Trees of any depth restic can write: a 1,900-level directory tree (restic backs up 1,900
-levels; deeper absolute paths pass the system's PATH_MAX) is backed up, listed, checked and
-restored by us, and checked and restored by restic."""
+"""Trees of any depth restic can write: a 2,000-level directory tree (one-letter names under a
+short directory, so that every absolute path stays within the system's PATH_MAX) is backed up,
+listed, checked and restored by us, and checked and restored by restic."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from support.cli import run_cli
 from support.tools import require_tool, run_restic
 
 PW = "deep-tree-pw"
-DEPTH = 1_900
+DEPTH = 2_000
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
-    """A directory with a short absolute path, so that 1,900 levels stay within PATH_MAX."""
+    """A directory with a short absolute path, so that 2,000 levels stay within PATH_MAX."""
     path = Path(tempfile.mkdtemp(prefix="dt", dir="/tmp"))
     yield path
     # shutil.rmtree recurses once per level (RecursionError at this depth); rm does not.
@@ -45,7 +45,7 @@ def _deep(root: Path) -> Path:
     return root / "t"
 
 
-def test_a_1900_level_tree_backs_up_lists_checks_and_restores(short_dir: Path) -> None:
+def test_a_2000_level_tree_backs_up_lists_checks_and_restores(short_dir: Path) -> None:
     restic = require_tool("restic")
     tree, repo = _deep(short_dir), short_dir / "r"
     assert run_cli(repo, "init", password=PW).returncode == 0
