@@ -109,8 +109,8 @@ def test_check_reports_malformed_nodes(mem_repo: Repository) -> None:
     _snapshot(mem_repo, [Node(name=b"nolist", type="file", mtime=T, atime=T, ctime=T),
                          Node(name=b"nosub", type="dir", mtime=T, atime=T, ctime=T)])
     report = check_repository(mem_repo)
-    assert any("file b'nolist' has no content list" in e for e in report.errors)
-    assert any("dir b'nosub' has no subtree" in e for e in report.errors)
+    assert any("file 'nolist' has no content list" in e for e in report.errors)
+    assert any("dir 'nosub' has no subtree" in e for e in report.errors)
     (items,) = report.affected.values()
     assert sorted(a.path for a in items) == ["/nolist", "/nosub"]
 
