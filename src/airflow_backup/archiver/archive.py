@@ -211,16 +211,24 @@ class Archiver:
     def _walk_target(self, pending: PendingDir, name: bytes, path: bytes) -> None:
         """Add the backup target ``path`` (entry ``name`` of ``pending``) and, for a
         directory, everything below it."""
-        descend = self._add_entry(pending, name, path)
+        frame = self._enter(pending, name, path, None)
+        if frame is not None:
+            self._walk([frame])
+
+    def _enter(self, pending: PendingDir, name: bytes, path: bytes,
+               s: StatLike | None) -> _Frame | None:
+        """Add entry ``name`` of ``pending``; for a directory to walk, return its frame (None
+        for anything else, or a directory that cannot be listed, which is recorded)."""
+        descend = self._add_entry(pending, name, path, s)
         if descend is None:
-            return
+            return None
         node, sub = descend
         try:
             listing = self._listing(sub, path)
         except OSError as exc:
             self._error(path, exc)
-            return
-        self._walk([(sub, iter(listing), node, pending)])
+            return None
+        return sub, iter(listing), node, pending
 
     def _walk_entries(self, pending: PendingDir, path: bytes) -> None:
         """Walk everything below directory ``path`` (into ``pending``)."""
@@ -233,17 +241,10 @@ class Archiver:
         while stack:
             current, entries, node, parent = stack[-1]
             for name, full, s in entries:
-                descend = self._add_entry(current, name, full, s)
-                if descend is None:
-                    continue
-                sub_node, sub = descend
-                try:
-                    listing = self._listing(sub, full)
-                except OSError as exc:
-                    self._error(full, exc)
-                    continue
-                stack.append((sub, iter(listing), sub_node, current))
-                break
+                frame = self._enter(current, name, full, s)
+                if frame is not None:
+                    stack.append(frame)
+                    break
             else:
                 stack.pop()
                 if parent is not None and node is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from airflow_backup.cli.keyhint import remember_key
 from airflow_backup.cli.password import password_source
@@ -19,15 +19,12 @@ from airflow_backup.operations.spec import (
 from airflow_backup.operations.spec import open_repository as open_spec
 from airflow_backup.passwords import from_command, from_file
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.base import Storage
-from airflow_backup.storage.compose import is_remote_url
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
     "GlobalOptions",
     "new_password",
     "open_repository",
-    "open_storage_for",
     "read_password",
     "repository_spec",
     "repository_url",
@@ -160,22 +157,11 @@ def retry_policy(gopts: GlobalOptions) -> RetryPolicy:
     return RetryPolicy.from_options(opts)
 
 
-def open_storage_for(url: str, gopts: GlobalOptions, *, primary: bool = True) -> Storage:
-    """Open a repository's storage with retries (and, for the primary only, the fault
-    injection of AIRFLOW_BACKUP_FAULTS, for drills)."""
-    spec = RepositorySpec(url, _password(gopts), retry=retry_policy(gopts),
-                          inject_faults=primary)
-    return spec.open_storage()
-
-
-def open_repository(gopts: GlobalOptions, url: str | None = None,
-                    password: str | None = None) -> Repository:
-    """Open the repository named by the global options (or ``url``). Remote repositories use
-    the metadata cache unless --no-cache. Raise RepositoryNotFound, WrongPassword,
-    ConfigError or a storage error."""
-    spec = repository_spec(gopts, url)
-    if password is not None:
-        spec = replace(spec, password=PasswordSource(PasswordKind.VALUE, password))
+def open_repository(gopts: GlobalOptions) -> Repository:
+    """Open the repository named by the global options. Remote repositories use the metadata
+    cache unless --no-cache. Raise RepositoryNotFound, WrongPassword, ConfigError or a
+    storage error."""
+    spec = repository_spec(gopts)
     repo = open_spec(spec)
     remember(gopts, spec, repo)
     return repo
@@ -184,5 +170,5 @@ def open_repository(gopts: GlobalOptions, url: str | None = None,
 def remember(gopts: GlobalOptions, spec: RepositorySpec, repo: Repository) -> None:
     """Note the key that opened a cached remote repository, so that the next command can
     start deriving it early (cli/start.py)."""
-    if spec.cache.metadata_cache(spec.url) and is_remote_url(spec.url):
+    if spec.cache.metadata_cache(spec.url):
         remember_key(spec.url, repo.storage, repo.key_id, gopts.cache_dir)

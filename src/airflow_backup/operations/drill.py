@@ -319,6 +319,8 @@ def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str =
     try:
         held, repo = _newest_holder(spec, job, flt)
         with repo.lock(exclusive=False, retry_seconds=held.lock_wait):
+            # Listed again under the lock: a forget between the first look and the lock
+            # would otherwise make the drill restore a snapshot that is gone.
             snapshots = pick_snapshots(repo, job, as_of, flt)
             for sn in snapshots:
                 if _source_key(sn) == "files":

@@ -134,9 +134,9 @@ class RepositorySpec:
 
     def open_storage(self) -> Storage:
         """Return the repository's storage with its wrappers (retries, faults, read-ahead)."""
-        faults = faults_from_env() if self.inject_faults else None
         if self.storage is not None:
             return self.storage()
+        faults = faults_from_env() if self.inject_faults else None
         return open_repository_storage(self.url, policy=self.retry, faults=faults,
                                        read_ahead=is_remote_url(self.url))
 

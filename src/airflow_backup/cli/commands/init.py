@@ -8,8 +8,7 @@ from typing import Any
 from airflow_backup.cli.context import (
     GlobalOptions,
     new_password,
-    open_storage_for,
-    repository_url,
+    repository_spec,
 )
 from airflow_backup.cli.output import Printer
 from airflow_backup.repository.repo import Repository
@@ -25,7 +24,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Create the repository with the password from the usual sources."""
-    storage = open_storage_for(repository_url(gopts), gopts)
+    storage = repository_spec(gopts).open_storage()
     password = new_password(gopts.password_file, gopts, init=True)
     repo = Repository.init(storage, password, version=args.repository_version)
     if out.json_mode:
