@@ -1,11 +1,13 @@
 """Runbooks are tested by running them: after ``run`` and ``drill`` of a job with files,
-PostgreSQL (plain and custom dumps), MariaDB and SQLite sources, the data is lost; then every
-command block of the generated runbook is run exactly as printed — only the placeholders a
-human fills in are replaced — once with airflow-backup and once with plain restic and the
-databases' own tools, and the restored data is compared with the original."""
+two PostgreSQL databases (plain and custom dumps) and SQLite, of a MariaDB job, and of a job
+with an object-store prefix, an incremental table export and Airflow's metadata, the data is
+lost; then every command block of the generated runbook is run exactly as printed — only the
+placeholders a human fills in are replaced — once with airflow-backup and once with plain
+restic and the databases' own tools, and the restored data is compared with the original."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,8 +22,13 @@ from support.cli import FAST_KDF, run_cli
 from support.sources import (
     MY_BASE,
     PG_BASE,
+    airflow_bin,
+    airflow_state,
+    airflow_templates,
+    clone_home,
     db_tools,
     maria,
+    moto_endpoint,
     my_fingerprint,
     pg,
     pg_fingerprint,
@@ -30,7 +37,8 @@ from support.sources import (
 )
 from support.tools import require_tool
 
-__all__ = ["db_tools", "maria", "pg"]  # fixtures used by name
+# fixtures used by name
+__all__ = ["airflow_bin", "airflow_templates", "db_tools", "maria", "moto_endpoint", "pg"]
 
 pytestmark = pytest.mark.slow
 
@@ -102,10 +110,10 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
     config.write_text(yaml.safe_dump({
         "repositories": {"main": {"url": str(repo), "password_env": "RB_PW"}},
         "jobs": {job: {"repository": "main", "sources": [
-            str(data), f"{PG_BASE}/{plain_db}", f"sqlite://{sqlite_db}"],
+            # Two PostgreSQL databases in one job: the runbook must tell their snapshots apart.
+            str(data), f"{PG_BASE}/{plain_db}", f"sqlite://{sqlite_db}",
+            f"{PG_BASE}/{custom_db}?format=custom"],
             "drill": {"target": f"{PG_BASE}/postgres"}},
-                 f"{job}c": {"repository": "main",
-                             "sources": [f"{PG_BASE}/{custom_db}?format=custom"]},
                  f"{job}m": {"repository": "main", "sources": [f"{MY_BASE}/{my_db}"]}}}))
     env = {"RB_PW": PW}
     assert run_cli(None, "run", str(config), env=env).returncode == 0
@@ -132,10 +140,10 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
         assert sqlite_fingerprint(sqlite_db) == before["sqlite"]
 
     # 1. Plain restic and the databases' own tools, exactly as printed.
-    for name in (job, f"{job}c", f"{job}m"):
+    for name in (job, f"{job}m"):
         shutil.rmtree(f"/tmp/restore-{name}", ignore_errors=True)
     _lose_everything(data, sqlite_db, [plain_db, custom_db], my_db, pg, maria)
-    for name in (job, f"{job}c", f"{job}m"):
+    for name in (job, f"{job}m"):
         section = sections[name]
         lines = _blocks(section, "**Plain restic equivalent**")
         lines += _blocks(section, "With restic alone")
@@ -144,15 +152,97 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
 
     # 2. airflow-backup, exactly as printed (the "latest" lines; --as-of lines are the same
     #    command with a time a human picks).
-    for name in (job, f"{job}c", f"{job}m"):
+    for name in (job, f"{job}m"):
         shutil.rmtree(f"/tmp/restore-{name}", ignore_errors=True)
     _lose_everything(data, sqlite_db, [plain_db, custom_db], my_db, pg, maria)
-    for name in (job, f"{job}c", f"{job}m"):
+    for name in (job, f"{job}m"):
         # The runbook's order: "List versions" (sets the password up), then "Restore".
         lines = _blocks(sections[name], "**List versions**") + [
             ln for ln in _blocks(sections[name], "**Restore**")
             if "--as-of" not in ln and " drill " not in ln]
         _run_block(lines, shell_env, tmp_path)
     check(Path(f"/tmp/restore-{job}") / str(data).lstrip("/"))
-    for name in (job, f"{job}c", f"{job}m"):
+    for name in (job, f"{job}m"):
         shutil.rmtree(f"/tmp/restore-{name}", ignore_errors=True)
+
+
+def test_object_store_table_and_airflow_runbooks_restore_as_printed(
+        tmp_path: Path, pg: Any, moto_endpoint: str, airflow_bin: str,
+        airflow_templates: dict[str, Path]) -> None:
+    """The kinds only airflow-backup can load back (an object-store prefix, an incremental
+    table export, Airflow's metadata): one job holding all three, its data lost, and the
+    runbook's airflow-backup block run as printed; plain restic gives back the stored files."""
+    import s3fs
+
+    restic = require_tool("restic")
+    pg.autocommit = True
+    db = unique("rb_table")
+    pg.execute(f'CREATE DATABASE "{db}"')
+    with __import__("psycopg").connect(host="127.0.0.1", user="postgres", dbname=db,
+                                       autocommit=True) as c:
+        c.execute("CREATE TABLE events (id bigserial PRIMARY KEY, payload text, at timestamptz)")
+        c.execute("INSERT INTO events (payload, at) SELECT 'p' || g, '2024-01-01'::timestamptz"
+                  " + g * interval '1 minute' FROM generate_series(1, 400) g")
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_endpoint},
+                           skip_instance_cache=True)
+    bucket = unique("rb-bkt").replace("_", "-")
+    fs.mkdir(bucket)
+    objects = {f"logs/{i:02d}.log": os.urandom(5_000 + i) for i in range(12)}
+    for key, body in objects.items():
+        fs.pipe(f"{bucket}/{key}", body)
+    home = clone_home(airflow_templates["src"], tmp_path / "home")
+    before_airflow = airflow_state(airflow_bin, home, tmp_path)
+    before_table = pg_fingerprint(db)
+
+    repo = tmp_path / "repo"
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    job = unique("rbkinds")
+    q = f"?endpoint_url={moto_endpoint}"
+    config = tmp_path / "jobs.yaml"
+    config.write_text(yaml.safe_dump({
+        "repositories": {"main": {"url": str(repo), "password_env": "RB_PW"}},
+        "jobs": {job: {"repository": "main", "sources": [
+            f"s3://{bucket}/logs{q}", f"table+{PG_BASE}/{db}?table=events&watermark=id",
+            f"airflow://{home}?airflow={airflow_bin}"]}}}))
+    env = {"RB_PW": PW}
+    ran = run_cli(None, "run", str(config), env=env)
+    assert ran.returncode == 0, ran.stderr
+    book = tmp_path / "RUNBOOK.md"
+    assert run_cli(None, "runbook", str(config), "--output", str(book),
+                   env=env).returncode == 0
+    section = book.read_text().split("## Job `")[1]
+    shell_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    shell_env.update(RB_PW=PW, AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF,
+                     PATH=f"{Path(restic).parent}:{Path(os.sys.executable).parent}:"
+                          f"{os.environ['PATH']}")
+
+    # Lose everything: the bucket's objects, the table's database, Airflow's home.
+    fs.rm(f"{bucket}/logs", recursive=True)
+    pg.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+    pg.execute(f'CREATE DATABASE "{db}"')
+    shutil.rmtree(home)
+    home = clone_home(airflow_templates["empty"], tmp_path / "home")
+
+    lines = _blocks(section, "**List versions**") + [
+        ln for ln in _blocks(section, "**Restore**")
+        if "--as-of" not in ln and " drill " not in ln]
+    _run_block(lines, shell_env, tmp_path)
+    fs.invalidate_cache()
+    assert {p.split("/", 1)[1]: fs.cat(p) for p in fs.find(f"{bucket}/logs")} == objects
+    assert pg_fingerprint(db) == before_table
+    assert airflow_state(airflow_bin, home, tmp_path) == before_airflow
+
+    # Plain restic: each source's snapshot gives back its stored files.
+    lines = _blocks(section, "**Plain restic equivalent**")
+    lines += _blocks(section, "With restic alone")
+    _run_block(lines, shell_env, tmp_path)
+    got = Path(f"/tmp/restore-{job}")
+    assert {p.name: p.read_bytes() for p in (got / "objects").rglob("*.log")} == {
+        k.split("/")[-1]: v for k, v in objects.items()}
+    import pyarrow.parquet as pq
+    assert pq.read_table(got / "table" / "events.parquet").num_rows == 400
+    assert json.loads((got / "airflow" / "variables.json").read_text()) == \
+        before_airflow["variables"]
+    shutil.rmtree(got, ignore_errors=True)
+    pg.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -17,7 +17,7 @@ from airflow_backup.jobs.config import Config, RepositoryConfig
 from airflow_backup.jobs.export import is_source_url
 from airflow_backup.jobs.repos import job_watches
 from airflow_backup.operations.status import JobStatus, statuses
-from airflow_backup.operations.tags import job_tag
+from airflow_backup.operations.tags import job_tag, source_tag
 from airflow_backup.redact import safe_url
 
 __all__ = ["render_runbook"]
@@ -107,13 +107,15 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
             f"airflow-backup -r {repo} snapshots --tag {tag}",
             f"airflow-backup status {shlex.quote(config_path)} {name}", "```", "",
             "**Restore** (newest, or the state at a point in time)", "", "```sh"]
-    for s, is_url in sources:
+    several = sum(1 for _, is_url in sources if is_url) > 1
+    for raw, (s, is_url) in zip(job.sources, sources, strict=True):
         if is_url:
-            # --path: the snapshot of this kind of source, not another source's of the job.
-            kind = f"--path /{_kind_dir(s)} " if _kind_dir(s) else ""
-            out += [f"airflow-backup -r {repo} restore latest --tag {tag} {kind}"
+            # --path: the snapshot of this kind of source, not another source's of the job;
+            # with several data sources, the source's own tag tells them apart.
+            pick = _source_pick(raw, tag, several)
+            out += [f"airflow-backup -r {repo} restore latest {pick} "
                     f"--target {shlex.quote(s)}   # into the original server; or a new URL",
-                    f"airflow-backup -r {repo} restore --tag {tag} {kind}--as-of "
+                    f"airflow-backup -r {repo} restore {pick} --as-of "
                     f"'YYYY-MM-DD HH:MM' --target {shlex.quote(s)}"]
         else:
             out += [f"airflow-backup -r {repo} restore latest --tag {tag} --path "
@@ -134,7 +136,8 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
                    f"--target /tmp/restore-{name}")
     out += ["```", ""]
     tools = [line for s in job.sources if is_source_url(s)
-             for line in _tool_restore(s, f"/tmp/restore-{name}", repo_arg, tag)]
+             for line in _tool_restore(s, f"/tmp/restore-{name}", repo_arg,
+                                       _source_pick(s, tag, several))]
     if tools:
         out += ["With restic alone, each data source is its own snapshot of dump files; restore "
                 "it and load it into a new, empty database with the database's own tools:",
@@ -142,17 +145,32 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     return out
 
 
-def _kind_dir(source: str) -> str:
-    """Return the top directory of ``source``'s snapshots (``postgresql``, ``mysql``,
-    ``sqlite``), or '' for kinds without a fixed one."""
-    scheme = source.split("://", 1)[0].lower()
-    return {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
-            "mariadb": "mysql", "sqlite": "sqlite"}.get(scheme, "")
+#: The top directory of each source kind's snapshots (``restore --path``).
+_KIND_DIRS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite",
+              "table": "table", "object_store": "objects", "airflow": "airflow"}
 
 
-def _tool_restore(source: str, target: str, repo: str, tag: str) -> list[str]:
+def _source_pick(source: str, tag: str, several: bool) -> str:
+    """Return the restore options that select ``source``'s snapshots of the job tagged
+    ``tag``: its kind's ``--path``, and its ``source=`` tag when the job has several data
+    sources (two databases, or an Airflow home beside a SQLite file, share a path)."""
+    from airflow_backup.sources.base import SourceURL
+    from airflow_backup.sources.registry import kind_of_scheme
+
+    try:
+        url = SourceURL.parse(source, allow_password=True)
+        kind = kind_of_scheme(url.scheme)
+    except ConfigError:
+        return f"--tag {tag}"
+    tags = f"{tag},{source_tag(url.redacted())}" if several else tag
+    where = f" --path /{_KIND_DIRS[kind]}" if kind in _KIND_DIRS else ""
+    return f"--tag {tags}{where}"
+
+
+def _tool_restore(source: str, target: str, repo: str, pick: str) -> list[str]:
     """Return the plain restic + database-tool commands that restore ``source``'s newest
-    snapshot (empty for kinds only airflow-backup can restore)."""
+    snapshot (selected by ``pick``, from :func:`_source_pick`); for kinds only airflow-backup
+    can load back, the restic command that gives back the stored files."""
     from airflow_backup.sources.base import SourceURL
 
     try:
@@ -160,7 +178,7 @@ def _tool_restore(source: str, target: str, repo: str, tag: str) -> list[str]:
     except ConfigError:
         return []
     scheme, db = url.scheme.lower(), url.database
-    restore = f"restic -r {repo} restore latest --tag {tag} --path"
+    restore = f"restic -r {repo} restore latest {pick} --target {shlex.quote(target)}"
     conn = []
     if url.host:
         conn += ["-h", url.host]
@@ -176,7 +194,7 @@ def _tool_restore(source: str, target: str, repo: str, tag: str) -> list[str]:
         load = (f"psql {args} -d {shlex.quote(db)} -v ON_ERROR_STOP=1 -f {shlex.quote(dump)}"
                 if fmt == "plain" else
                 f"pg_restore {args} -d {shlex.quote(db)} {shlex.quote(dump)}")
-        return [f"{restore} /postgresql --target {shlex.quote(target)}",
+        return [restore,
                 f"createdb {args} {shlex.quote(db)}   # skip if the database still exists",
                 load]
     if scheme in ("mysql", "mariadb") and db:
@@ -186,15 +204,17 @@ def _tool_restore(source: str, target: str, repo: str, tag: str) -> list[str]:
         args = " ".join(shlex.quote(a) for a in conn)
         dump = f"{target}/mysql/{db}.sql"
         create = shlex.quote(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-        return [f"{restore} /mysql --target {shlex.quote(target)}",
+        return [restore,
                 f"mysql {args} -e {create}",
                 f"mysql {args} {shlex.quote(db)} < {shlex.quote(dump)}"]
     if scheme == "sqlite":
         name = url.path.rstrip("/").rsplit("/", 1)[-1]
-        return [f"{restore} /sqlite --target {shlex.quote(target)}",
+        return [restore,
                 f"cp {shlex.quote(f'{target}/sqlite/{name}')} "
                 f"{shlex.quote(url.path)}   # with the application stopped"]
-    return []
+    # Object-store prefixes, table exports and Airflow metadata: restic gives back the
+    # stored files (objects, Parquet increments, JSON exports); loading them is ours.
+    return [f"{restore}   # the stored files; load them with the airflow-backup lines above"]
 
 
 def render_runbook(config: Config, config_path: str, jobs: list[str] | None = None,

@@ -26,6 +26,7 @@ from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.fallback import Attempt, run_with_fallback
 from airflow_backup.operations.outcome import Outcome, Status
 from airflow_backup.operations.spec import RepositorySpec, open_repository
+from airflow_backup.operations.tags import source_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import COUNTER_FIELDS, BackupCounters
 
@@ -169,6 +170,11 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
                   tags: list[str]) -> StoredSnapshot:
     from airflow_backup.sources.actions import backup_source  # loads the source machinery
 
+    if request.job:
+        # A job's source snapshots name their source, for runbooks (one per source).
+        from airflow_backup.sources.base import SourceURL
+
+        tags = [*tags, source_tag(SourceURL.parse(url, allow_password=True).redacted())]
     result = backup_source(repo, url, tags=tags, hostname=request.hostname, time=request.time)
     source = result.metadata.get("source") or {}
     export = result.metadata.get("export") or {}

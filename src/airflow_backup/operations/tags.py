@@ -3,10 +3,14 @@ of a drill of ``X`` is tagged ``airflow-backup-drill`` and ``drill-of=X`` — no
 that ``restic restore latest --tag job=X`` (the runbook's command) and every other filter a user
 or a runbook uses for the job's data never picks a drill record. Records written before this
 change carry ``job=X`` and the drill tag; :func:`is_backup_of` and :func:`is_drill_of` still
-tell them apart."""
+tell them apart.
+
+A job's data-source snapshots also carry ``source=<id>`` (:func:`source_tag`), so that a
+runbook can pick one source's snapshots when a job has several of the same kind."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from airflow_backup.repository.select import SnapshotFilter
@@ -20,6 +24,7 @@ __all__ = [
     "is_backup_of",
     "is_drill_of",
     "job_tag",
+    "source_tag",
 ]
 
 #: Tag of the snapshots that record a restore drill.
@@ -29,6 +34,13 @@ DRILL_TAG = "airflow-backup-drill"
 def job_tag(job: str) -> str:
     """Return the tag that marks the snapshots of ``job``."""
     return f"job={job}"
+
+
+def source_tag(redacted_url: str) -> str:
+    """Return the tag that marks the snapshots of the data source whose redacted URL (as
+    ``SourceURL.redacted()`` gives it, without credentials) is ``redacted_url``: a short
+    digest, because a URL may hold commas (restic's tag separator) and is long."""
+    return "source=" + hashlib.sha256(redacted_url.encode()).hexdigest()[:12]
 
 
 def drill_tag(job: str) -> str:

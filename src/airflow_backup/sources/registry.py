@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI asks is_source_url of every path; sources load on u
 
 __all__ = [
     "is_source_url",
+    "kind_of_scheme",
     "kinds",
     "open_parsed",
     "open_source",
@@ -63,6 +64,17 @@ def schemes() -> list[str]:
 def kinds() -> list[str]:
     """Return every registered source kind."""
     return sorted({k for k, _ in _BUILTIN.values()} | {k for k, _ in _CUSTOM.values()})
+
+
+def kind_of_scheme(scheme: str) -> str:
+    """Return the source kind of URLs with ``scheme``. Raise ConfigError if none is
+    registered (without loading the source's module)."""
+    scheme = scheme.lower()
+    if scheme in _CUSTOM:
+        return _CUSTOM[scheme][0]
+    if scheme not in _BUILTIN:
+        raise ConfigError(f"unknown source scheme {scheme!r} (known: {', '.join(schemes())})")
+    return _BUILTIN[scheme][0]
 
 
 def is_source_url(text: str) -> bool:
