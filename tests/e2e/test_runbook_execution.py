@@ -203,10 +203,17 @@ def test_object_store_table_and_airflow_runbooks_restore_as_printed(
         "repositories": {"main": {"url": str(repo), "password_env": "RB_PW"}},
         "jobs": {job: {"repository": "main", "sources": [
             f"s3://{bucket}/logs{q}", f"table+{PG_BASE}/{db}?table=events&watermark=id",
-            f"airflow://{home}?airflow={airflow_bin}"]}}}))
+            f"airflow://{home}?airflow={airflow_bin}"],
+            "drill": {"target": f"{PG_BASE}/postgres"}}}}))
     env = {"RB_PW": PW}
     ran = run_cli(None, "run", str(config), env=env)
     assert ran.returncode == 0, ran.stderr
+    drill = run_cli(None, "drill", str(config), job, "--json", env=env)
+    assert drill.returncode == 0, drill.stderr  # a drill record exists from here on
+    # Each source was restored into its own scratch place and compared, then removed.
+    assert len(json.loads(drill.stdout)["snapshots"]) == 3
+    assert pg.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+                      (f"abk_drill_{job}%",)).fetchone() == (0,)
     book = tmp_path / "RUNBOOK.md"
     assert run_cli(None, "runbook", str(config), "--output", str(book),
                    env=env).returncode == 0

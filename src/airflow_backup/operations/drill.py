@@ -37,6 +37,7 @@ from airflow_backup.errors import (
     SnapshotNotFound,
     SourceError,
 )
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.filechecks import is_sqlite, sha256_file, sqlite_problem
 from airflow_backup.operations.outcome import Failure, Outcome, Status
 from airflow_backup.operations.spec import RepositorySpec, open_repository
@@ -227,30 +228,95 @@ def _assert_sql(kind: str, url: str, assertions: tuple[SqlCheck, ...],
         checks.append(f"SQL {a.query!r} = {got!r}")
 
 
+def _server_scratch(kind: str, drill: DrillOptions, scratch: str, name: str) -> str:
+    """Return the URL of scratch database ``scratch`` on the drill's ``target`` server,
+    which must be a ``kind`` server."""
+    from airflow_backup.sources.base import SourceURL
+    from airflow_backup.sources.registry import kind_of_scheme
+
+    if not drill.target:
+        raise ConfigError(f"job {name}: drill.target must name a {kind} server for the "
+                          "scratch database")
+    server = SourceURL.parse(drill.target)
+    if kind_of_scheme(server.scheme) != kind:
+        raise ConfigError(f"job {name}: the drill of a {kind} backup needs a {kind} "
+                          f"drill.target, not {server.scheme}://")
+    return server.with_database(scratch).redacted()
+
+
+def _scratch_target(meta: JSONObject, drill: DrillOptions, sandbox: str, scratch: str,
+                    name: str) -> tuple[str, str, str]:
+    """Return where a drill restores a source snapshot with metadata ``meta``: the target
+    URL, the kind of database holding it (for SQL assertions and clean-up; '' for an
+    object store) and that database's URL. Object-store prefixes go to an in-memory bucket,
+    SQLite files to the sandbox, server databases to a scratch database on drill.target;
+    an Airflow backup's metadata database is restored like a database of its kind."""
+    from airflow_backup.sources.base import SourceURL
+
+    source = meta.get("source")
+    assert isinstance(source, dict)
+    kind = str(source.get("kind", ""))
+    if kind == "object_store":
+        return f"memory://abk-drill/{scratch}", "", ""
+    if kind == "airflow":
+        inner = source.get("database")
+        if not isinstance(inner, dict):
+            raise ConfigError("this Airflow backup holds no metadata database dump to drill")
+        kind = str(inner.get("kind", ""))
+    if kind == "table":
+        engine = SourceURL.parse(str(source.get("url", ""))).scheme.split("+", 1)[1]
+        db_kind = "postgresql" if engine == "postgres" else engine
+        db = (f"sqlite://{os.path.join(sandbox, scratch + '.db')}" if db_kind == "sqlite"
+              else _server_scratch(db_kind, drill, scratch, name))
+        if db_kind != "sqlite":
+            _create_scratch(db_kind, db)
+        return "table+" + db, db_kind, db
+    db = (f"sqlite://{os.path.join(sandbox, scratch + '.db')}" if kind == "sqlite"
+          else _server_scratch(kind, drill, scratch, name))
+    return db, kind, db
+
+
+def _create_scratch(kind: str, url: str) -> None:
+    from airflow_backup.sources.base import SourceURL
+
+    parsed = SourceURL.parse(url, allow_password=True)
+    if kind == "postgresql":
+        _scalar(kind, parsed.with_database("postgres").redacted(),
+                f'CREATE DATABASE "{parsed.database}"')
+    else:
+        _scalar(kind, parsed.with_database("").redacted(),
+                f"CREATE DATABASE `{parsed.database}`")
+
+
+def _drop_memory(url: str) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    path = url.removeprefix("memory://")
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def _drill_source(repo: Repository, sn: Snapshot, job: str, drill: DrillOptions,
                   sandbox: str, checks: list[str]) -> None:
     from airflow_backup.sources.actions import restore_source, source_metadata
-    from airflow_backup.sources.base import SourceURL
+    from airflow_backup.sources.metadata import as_json
 
-    meta = source_metadata(sn) or {}
-    kind = str(meta.get("source", {}).get("kind", ""))
+    meta = as_json(source_metadata(sn) or {})
     name = job or "adhoc"
     scratch = f"abk_drill_{name.replace('-', '_').replace('.', '_')}_{os.getpid()}"[:60]
-    if kind == "sqlite":
-        target = f"sqlite://{os.path.join(sandbox, scratch + '.db')}"
-    else:
-        if not drill.target:
-            raise ConfigError(f"job {name}: drill.target must name a {kind} server for the "
-                              "scratch database")
-        target = SourceURL.parse(drill.target).with_database(scratch).redacted()
+    target, db_kind, db = _scratch_target(meta, drill, sandbox, scratch, name)
     try:
         report = restore_source(repo, sn, target)
         if drill.compare_recorded:
             checks.append(f"{sn.short_id}: {len(report.checks)} table(s) match the row counts "
                           "and checksums recorded at backup time")
-        _assert_sql(kind, target, drill.sql, checks)
+        _assert_sql(db_kind or "object_store", db, drill.sql, checks)
     finally:
-        _drop_scratch(kind, target)
+        if db_kind:
+            _drop_scratch(db_kind, db)
+        else:
+            _drop_memory(target)
 
 
 def record_drill(repo: Repository, outcome: DrillOutcome, lock_wait: float = 0.0) -> str:

@@ -101,7 +101,9 @@ class ObjectStoreSource:
             raise SourceUnavailable(f"object store {self.url.redacted()}: {message}") from None
         out = {}
         for path, info in found.items():
-            rel = path[len(root):].strip("/") if path.startswith(root) else ""
+            # The memory filesystem answers "/bucket/key"; object stores "bucket/key".
+            bare = path.lstrip("/")
+            rel = bare[len(root):].strip("/") if bare.startswith(root) else ""
             if not rel or path.endswith("/") or info.get("type") == "directory":
                 continue
             if any(p in ("", ".", "..") for p in rel.split("/")):

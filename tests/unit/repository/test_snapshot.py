@@ -35,7 +35,9 @@ snapshots = st.builds(
     excludes=st.lists(texts, max_size=3), tags=st.lists(texts, max_size=3),
     parent=st.none() | ids, original=st.none() | ids, program_version=texts,
     summary=st.none() | summaries,
-    extra=st.dictionaries(st.sampled_from(["airflow", "x_custom"]), st.integers(), max_size=2),
+    # Go's int64 range: a larger integer is parsed as a float (gojson.loads documents it).
+    extra=st.dictionaries(st.sampled_from(["airflow", "x_custom"]),
+                          st.integers(-2**63, 2**63 - 1), max_size=2),
 )
 
 
