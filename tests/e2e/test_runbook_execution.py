@@ -1,9 +1,10 @@
 """Runbooks are tested by running them: after ``run`` and ``drill`` of a job with files,
-two PostgreSQL databases (plain and custom dumps) and SQLite, of a MariaDB job, and of a job
-with an object-store prefix, an incremental table export and Airflow's metadata, the data is
-lost; then every command block of the generated runbook is run exactly as printed — only the
-placeholders a human fills in are replaced — once with airflow-backup and once with plain
-restic and the databases' own tools, and the restored data is compared with the original."""
+three PostgreSQL databases (plain, custom and directory dumps) and SQLite, of a MariaDB job,
+and of a job with an object-store prefix, an incremental table export and Airflow's
+metadata, the data is lost; then every command block of the generated runbook is run
+exactly as printed — only the placeholders a human fills in are replaced — once with
+airflow-backup and once with plain restic and the databases' own tools, and the restored
+data is compared with the original."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
     pg.autocommit = True
     maria.autocommit(True)
     plain_db, custom_db, my_db = unique("rb_plain"), unique("rb_custom"), unique("rb_my")
-    for db in (plain_db, custom_db):
+    dir_db = unique("rb_dir")
+    for db in (plain_db, custom_db, dir_db):
         pg.execute(f'CREATE DATABASE "{db}"')
         with __import__("psycopg").connect(host="127.0.0.1", user="postgres", dbname=db,
                                            autocommit=True) as c:
@@ -101,6 +103,7 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
     before = {"files": {p.relative_to(data): p.read_bytes() for p in data.rglob("*")
                         if p.is_file()},
               "plain": pg_fingerprint(plain_db), "custom": pg_fingerprint(custom_db),
+              "dir": pg_fingerprint(dir_db),
               "my": my_fingerprint(my_db), "sqlite": sqlite_fingerprint(sqlite_db)}
 
     repo = tmp_path / "repo"
@@ -110,9 +113,9 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
     config.write_text(yaml.safe_dump({
         "repositories": {"main": {"url": str(repo), "password_env": "RB_PW"}},
         "jobs": {job: {"repository": "main", "sources": [
-            # Two PostgreSQL databases in one job: the runbook must tell their snapshots apart.
+            # Three PostgreSQL databases in one job: the runbook must tell their snapshots apart.
             str(data), f"{PG_BASE}/{plain_db}", f"sqlite://{sqlite_db}",
-            f"{PG_BASE}/{custom_db}?format=custom"],
+            f"{PG_BASE}/{custom_db}?format=custom", f"{PG_BASE}/{dir_db}?format=directory"],
             "drill": {"target": f"{PG_BASE}/postgres"}},
                  f"{job}m": {"repository": "main", "sources": [f"{MY_BASE}/{my_db}"]}}}))
     env = {"RB_PW": PW}
@@ -136,13 +139,14 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
         assert got == before["files"]
         assert pg_fingerprint(plain_db) == before["plain"]
         assert pg_fingerprint(custom_db) == before["custom"]
+        assert pg_fingerprint(dir_db) == before["dir"]
         assert my_fingerprint(my_db) == before["my"]
         assert sqlite_fingerprint(sqlite_db) == before["sqlite"]
 
     # 1. Plain restic and the databases' own tools, exactly as printed.
     for name in (job, f"{job}m"):
         shutil.rmtree(f"/tmp/restore-{name}", ignore_errors=True)
-    _lose_everything(data, sqlite_db, [plain_db, custom_db], my_db, pg, maria)
+    _lose_everything(data, sqlite_db, [plain_db, custom_db, dir_db], my_db, pg, maria)
     for name in (job, f"{job}m"):
         section = sections[name]
         lines = _blocks(section, "**Plain restic equivalent**")
@@ -154,7 +158,7 @@ def test_every_runbook_command_block_restores_the_data_as_printed(
     #    command with a time a human picks).
     for name in (job, f"{job}m"):
         shutil.rmtree(f"/tmp/restore-{name}", ignore_errors=True)
-    _lose_everything(data, sqlite_db, [plain_db, custom_db], my_db, pg, maria)
+    _lose_everything(data, sqlite_db, [plain_db, custom_db, dir_db], my_db, pg, maria)
     for name in (job, f"{job}m"):
         # The runbook's order: "List versions" (sets the password up), then "Restore".
         lines = _blocks(sections[name], "**List versions**") + [
