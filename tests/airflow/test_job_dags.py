@@ -108,7 +108,8 @@ def test_generated_dags_back_up_drill_and_maintain(
     with receiver() as rx:
         config, repo_dir, data = _setup(tmp_path, monkeypatch, rx.url)
         dags = _dags(config, "jobs_ok")
-        assert sorted(dags) == ["backup__files", "drill__files", "maintenance__main"]
+        assert sorted(dags) == ["backup__files", "drill__files", "maintenance__main",
+                                "status__jobs"]
         backup = dags["backup__files"]
         assert [t.task_id for t in backup.tasks] == [
             "export", "validate", "store", "verify", "notify", "retention"]
@@ -271,3 +272,42 @@ def test_invalid_config_is_an_import_error_naming_each_problem(tmp_path: Path) -
     (error,) = bag.import_errors.values()
     assert "InvalidConfigFile" in error and "bad.yaml: 2 problem(s)" in error
     assert "repositories: must not be empty" in error and "jobs: must not be empty" in error
+
+
+def test_a_broken_job_loses_only_its_dags_and_the_status_dag_alerts_each_breach_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One invalid job (keep_daily: -1) beside a valid one: the valid job's DAGs are
+    generated; the status DAG alerts the invalid job (config_error, to the valid job's URLs)
+    and the valid job's RPO breach (no backup yet) once, then not again; a backup clears
+    the breach and the watch run succeeds."""
+    with receiver() as rx:
+        config, _, _ = _setup(tmp_path, monkeypatch, rx.url, name="fleet")
+        text = config.read_text().replace(
+            "on: [failure, success, drill_failure, drill_success]",
+            "on: [failure, rpo_breach, config_error]")
+        text = text.replace("    drill: {max_rto: 10m}\n", "    drill: {max_rto: 10m}\n"
+                            "    rpo: 1h\n")
+        config.write_text(text + "  broken:\n    sources: [/tmp]\n    repository: main\n"
+                          "    retention: {keep_daily: -1}\n")
+        dags = _dags(config, "jobs_fleet")
+        assert sorted(dags) == ["backup__files", "drill__files", "maintenance__main",
+                                "status__fleet"]
+        status = dags["status__fleet"]
+        first, second = status.test(), status.test()
+        assert first.state == second.state == "failed"  # breaches in force
+        titles = sorted(m["title"] for m in rx.messages)
+        assert titles == ["airflow-backup: job broken: CONFIG ERROR",
+                          "airflow-backup: job files: RPO BREACH"], titles
+        body = next(m["message"] for m in rx.messages if "CONFIG ERROR" in m["title"])
+        assert "jobs.broken.retention.keep_daily: must be ≥ 0" in body
+        assert dags["backup__files"].test().state == "success"
+        third = status.test()
+        assert third.state == "failed" and len(rx.messages) == 2  # the config error remains
+        config.write_text(config.read_text().split("  broken:")[0])
+        fourth = status.test()
+        assert fourth.state == "success"
+        watched = _xcom(fourth, "watch")
+        assert watched["state"] == {} and watched["alerted"] == []
+        assert [j["job"] for j in watched["jobs"]] == ["files"]
+        assert not watched["jobs"][0]["rpo_breach"]
+    assert len(rx.messages) == 2

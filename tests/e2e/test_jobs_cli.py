@@ -211,3 +211,44 @@ def test_drill_and_runbook_for_files(tmp_path: Path) -> None:
     text = (tmp_path / "RUNBOOK.md").read_text()
     assert "## Job `nightly`" in text and "restic -r" in text and "FAILED" in text
     assert PW not in text
+
+
+def test_status_alert_sends_each_breach_once_and_again_when_it_returns(tmp_path: Path) -> None:
+    """``status --alert --state-file`` under cron: an RPO breach and a stale drill are each
+    alerted once however often the watch runs; a new backup clears the RPO breach, and a
+    later breach (another newest snapshot) is alerted again."""
+    repo = tmp_path / "repo"
+    _init(repo)
+    data = _data(tmp_path)
+    state = tmp_path / "watch.json"
+    with receiver() as rx:
+        cfg = _config(tmp_path, {"sources": [str(data)], "rpo": "${RPO:-1h}",
+                                 "drill": {"max_age": "1d"},
+                                 "notifications": {"urls": [rx.url]}})
+        watch = ["status", str(cfg), "--alert", "--state-file", str(state)]
+        for _ in range(3):
+            r = run_cli(None, *watch, env=_env(), password=None)
+            assert r.returncode == 1, r.stderr
+        titles = sorted(m["title"] for m in rx.messages)
+        assert len(titles) == 2, titles  # no backup (RPO), no drill (stale): once each
+        assert any("RPO BREACH" in t for t in titles) and any("DRILL STALE" in t
+                                                              for t in titles)
+        assert json.loads(state.read_text()).keys() == {"rpo_breach:nightly",
+                                                        "drill_stale:nightly"}
+        assert run_cli(None, "run", str(cfg), env=_env(), password=None).returncode == 0
+        assert run_cli(None, "drill", str(cfg), "nightly", env=_env(),
+                       password=None).returncode == 0
+        r = run_cli(None, *watch, "--json", env=_env(), password=None)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["alerted"] == [] and json.loads(state.read_text()) == {}
+        time.sleep(1.2)
+        for _ in range(2):
+            r = run_cli(None, *watch, env=_env(RPO="1s"), password=None)
+            assert r.returncode == 1
+        assert len(rx.messages) == 3, [m["title"] for m in rx.messages]
+        assert "RPO BREACH" in rx.messages[-1]["title"]
+        assert "Time" in run_cli(None, "status", str(cfg), env=_env(),
+                                 password=None).stdout.decode()
+    r = run_cli(None, "status", str(cfg), "--state-file", str(state), env=_env(),
+                password=None)
+    assert r.returncode == 1 and r.stderr == b"Fatal: --state-file needs --alert\n"

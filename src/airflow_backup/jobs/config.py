@@ -33,6 +33,7 @@ __all__ = [
     "ScheduleConfig",
     "SqlAssertion",
     "VerificationConfig",
+    "WatchConfig",
     "parse_seconds",
 ]
 
@@ -242,11 +243,11 @@ class VerificationConfig(_Model):
 
 
 Event = Literal["failure", "degraded", "partial", "success", "rpo_breach", "drill_failure",
-                "drill_success"]
+                "drill_success", "drill_stale", "config_error"]
 
 
 _DEFAULT_EVENTS: tuple[Event, ...] = ("failure", "degraded", "partial", "rpo_breach",
-                                      "drill_failure")
+                                      "drill_failure", "drill_stale", "config_error")
 
 #: In Airflow, a partial or degraded backup either fails the job's last task (red, the
 #: failure alert goes out) or succeeds with a warning and that status in its XCom.
@@ -318,6 +319,9 @@ class DrillConfig(_Model):
                                         "always go to a temporary directory")
     max_rto: float = Field(3600.0, gt=0, description="longest acceptable restore, seconds or "
                                                      "15m/1h")
+    max_age: float | None = Field(None, gt=0, description="longest time since the last drill, "
+                                  "seconds or 8d; past it the job's drill is stale (status "
+                                  "exits 1, the status watch sends drill_stale)")
     compare_recorded: bool = Field(True, description="compare row counts and checksums with "
                                                      "those recorded at backup time")
     sql: list[SqlAssertion] = Field(default_factory=list, description="custom SQL assertions")
@@ -327,6 +331,11 @@ class DrillConfig(_Model):
     @classmethod
     def _rto(cls, v: Any) -> float:
         return parse_seconds(v)
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _max_age(cls, v: Any) -> float | None:
+        return None if v is None else parse_seconds(v)
 
     @field_validator("target")
     @classmethod
@@ -378,6 +387,14 @@ class Job(_Model):
         return v
 
 
+class WatchConfig(_Model):
+    """When the status watch runs: it checks every job's RPO and drill age, and the config."""
+
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig.model_validate({"cron": "*/10 * * * *"}),
+        description="cron of the status__<config> DAG (default every 10 minutes)")
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -389,3 +406,9 @@ class Config(_Model):
                                                        "written after each run/status/drill")
     runbook: str = Field("", description="where the runbook is published (URL or path); shown "
                                          "in alerts")
+    notifications: NotificationConfig | None = Field(
+        None, description="alerts about the config itself (config_error: a job left out of "
+        "Airflow because it is invalid); without it they go to every valid job's URLs")
+    watch: WatchConfig = Field(default_factory=lambda: WatchConfig.model_validate({}),
+                               description="the status watch (Airflow DAG status__<config>): "
+                                           "RPO, drill age and config errors")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -20,7 +21,7 @@ from airflow_backup.errors import InvalidConfigFile
 from airflow_backup.jobs.config import NAME_RE, Config
 from airflow_backup.jobs.interpolate import interpolate
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["LoadedConfig", "load_config", "load_config_isolated", "parse_config"]
 
 _MESSAGES = {
     "extra_forbidden": "unknown key",
@@ -129,10 +130,8 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
                               list("tTfF"))
 
 
-def load_config(path: str | os.PathLike[str],
-                env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate the config file at ``path``. Raise InvalidConfigFile."""
-    name = os.fspath(path)
+def _read(name: str) -> Any:
+    """Return the parsed YAML of file ``name``. Raise InvalidConfigFile."""
     try:
         with open(name, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_Loader)  # a SafeLoader subclass
@@ -143,4 +142,100 @@ def load_config(path: str | os.PathLike[str],
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidConfigFile(name, [f"{where}: invalid YAML: {problem}"]) from None
-    return parse_config(data, name, env)
+    return data
+
+
+def load_config(path: str | os.PathLike[str],
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate the config file at ``path``. Raise InvalidConfigFile."""
+    name = os.fspath(path)
+    return parse_config(_read(name), name, env)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A config with its broken jobs left out: ``broken`` maps each left-out part
+    (``jobs.NAME``, or ``repositories.NAME`` for an invalid repository no valid job uses) to
+    its problems (``dotted.path: message`` lines, as InvalidConfigFile lists them)."""
+
+    path: str
+    config: Config
+    broken: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def require(self, job: str) -> Config:
+        """Return the config if ``job`` is one of its valid jobs. Raise InvalidConfigFile
+        with the job's problems if it was left out, ConfigError if there is no such job."""
+        if f"jobs.{job}" in self.broken:
+            raise InvalidConfigFile(self.path, list(self.broken[f"jobs.{job}"]))
+        if job not in self.config.jobs:
+            from airflow_backup.errors import ConfigError
+
+            raise ConfigError(f"no job {job!r} in {self.path}")
+        return self.config
+
+
+def _repositories_of(job: Any, repositories: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the raw repositories ``job`` (raw YAML) stores into: its repository and,
+    transitively, their fallbacks (unknown names are left for validation to report)."""
+    name = job.get("repository") if isinstance(job, dict) else None
+    todo, out = [name] if isinstance(name, str) else [], {}
+    while todo:
+        name = todo.pop()
+        if name in out or name not in repositories:
+            continue
+        out[name] = repositories[name]
+        body = repositories[name]
+        fallbacks = body.get("fallbacks") if isinstance(body, dict) else None
+        if isinstance(fallbacks, list):
+            todo += [f for f in fallbacks if isinstance(f, str)]
+    return out
+
+
+def load_config_isolated(path: str | os.PathLike[str],
+                         env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read the config file at ``path`` like :func:`load_config`, but leave out each job
+    that is invalid on its own (its keys, its sources, the repositories it stores into)
+    instead of refusing the whole file, so that one broken job does not stop the others.
+    Raise InvalidConfigFile if the file cannot be read, its top level is invalid, or no job
+    is valid."""
+    name = os.fspath(path)
+    data = _read(name)
+    try:
+        return LoadedConfig(name, parse_config(data, name, env))
+    except InvalidConfigFile as whole:
+        jobs, repositories = (data.get("jobs"), data.get("repositories")) \
+            if isinstance(data, dict) else (None, None)
+        if not isinstance(jobs, dict) or not jobs or not isinstance(repositories, dict):
+            raise
+        good: dict[str, Any] = {}
+        broken: dict[str, tuple[str, ...]] = {}
+        for job, body in jobs.items():
+            alone = {**data, "jobs": {job: body},
+                     "repositories": _repositories_of(body, repositories) or repositories}
+            try:
+                parse_config(alone, name, env)
+            except InvalidConfigFile as exc:
+                broken[f"jobs.{job}"] = tuple(exc.problems)
+            else:
+                good[job] = body
+        if not good:
+            raise whole from None
+        used: dict[str, Any] = {}
+        for body in good.values():
+            used.update(_repositories_of(body, repositories))
+        config = parse_config({**data, "jobs": good, "repositories": used}, name, env)
+        wanted: dict[str, Any] = {}
+        for body in jobs.values():
+            wanted.update(_repositories_of(body, repositories))
+        for repo in repositories:
+            if repo in wanted:  # its problems are its jobs' problems
+                continue
+            # An unused repository is checked with a stand-in job that stores into it.
+            probe = {"sources": ["/"], "repository": repo}
+            try:
+                parse_config({**data, "jobs": {"probe": probe}, "repositories":
+                              _repositories_of(probe, repositories)}, name, env)
+            except InvalidConfigFile as exc:
+                broken[f"repositories.{repo}"] = tuple(
+                    p for p in exc.problems if p.startswith("repositories."))
+        return LoadedConfig(name, config, broken)

@@ -100,6 +100,8 @@ def job_watches(config: Config, jobs: list[str] | None = None,
     watches = []
     for name in jobs or list(config.jobs):
         job = config.jobs[name]
+        drill = job.drill
         watches.append(JobWatch(name, repository_spec(config, job.repository, cache), job.rpo,
-                                job.drill.max_rto if job.drill is not None else None))
+                                drill.max_rto if drill is not None else None,
+                                drill.max_age if drill is not None else None))
     return watches

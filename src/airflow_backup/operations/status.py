@@ -21,7 +21,8 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.atomic import replace_file
 
-__all__ = ["JobStatus", "JobWatch", "job_status", "render_metrics", "statuses", "write_metrics"]
+__all__ = ["JobStatus", "JobWatch", "format_age", "job_status", "render_metrics", "statuses",
+           "write_metrics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class JobWatch:
     spec: RepositorySpec
     rpo: float | None = None
     max_rto: float | None = None
+    drill_max_age: float | None = None
 
 
 @dataclass(slots=True)
@@ -55,11 +57,24 @@ class JobStatus:
     drill_rto: float | None = None
     drill_max_rto: float | None = None
     drill_error: str = ""
+    drill_max_age: float | None = None
+    drill_stale: bool = False
     location: str = ""
 
     def to_json(self) -> JSONObject:
         """Return the status as a JSON object."""
         return dict(asdict(self))
+
+
+def format_age(seconds: float | None) -> str:
+    """Return an age or duration for people: ``never`` (None), ``45s``, ``12.5m``, ``3.0h``,
+    ``2.1d``."""
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def _seconds(sn: Snapshot) -> float:
@@ -89,7 +104,8 @@ def job_status(watch: JobWatch, now: float | None = None,
     repos = {} if repos is None else repos
     job = watch.job
     st = JobStatus(job, watch.spec.label, True, "ok", rpo=watch.rpo,
-                   drill_max_rto=watch.max_rto, location=watch.spec.location)
+                   drill_max_rto=watch.max_rto, drill_max_age=watch.drill_max_age,
+                   location=watch.spec.location)
     problems: list[str] = []
     newest: tuple[Snapshot, str] | None = None
     drill: Snapshot | None = None
@@ -128,6 +144,8 @@ def job_status(watch: JobWatch, now: float | None = None,
         rto = record.get("rto")
         st.drill_rto = float(rto) if isinstance(rto, int | float) else None
         st.drill_error = str(record.get("error", ""))
+    if watch.drill_max_age is not None:
+        st.drill_stale = st.drill_time is None or now - st.drill_time > watch.drill_max_age
     return st
 
 
@@ -155,6 +173,7 @@ def render_metrics(sts: list[JobStatus]) -> str:
         ("airflow_backup_drill_success", "1 if the last restore drill passed", []),
         ("airflow_backup_drill_rto_seconds", "Measured RTO of the last restore drill", []),
         ("airflow_backup_drill_timestamp_seconds", "Time of the last restore drill", []),
+        ("airflow_backup_drill_stale", "1 if the last drill is older than drill.max_age", []),
     ]
     by_name = {name: samples for name, _, samples in families}
     for st in sts:
@@ -178,6 +197,8 @@ def render_metrics(sts: list[JobStatus]) -> str:
             by_name["airflow_backup_drill_rto_seconds"].append((lab, st.drill_rto))
         if st.drill_time is not None:
             by_name["airflow_backup_drill_timestamp_seconds"].append((lab, st.drill_time))
+        if st.drill_max_age is not None:
+            by_name["airflow_backup_drill_stale"].append((lab, float(st.drill_stale)))
     lines: list[str] = []
     for name, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]

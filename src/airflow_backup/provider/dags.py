@@ -21,7 +21,14 @@ and gets, per job ``<job>``:
   ``drill.schedule`` is set (then on that cron, or both with ``drill.after_backup``);
 
 and per repository ``<name>``: ``maintenance__<name>`` — ``check --read-data-subset`` then
-``prune``, on ``maintenance.schedule`` (default Sundays 04:00 UTC).
+``prune``, on ``maintenance.schedule`` (default Sundays 04:00 UTC); and per config file
+``<stem>.yaml``: ``status__<stem>`` — the status watch (every job's RPO and drill age, and the
+config's invalid jobs; each breach alerted once), on ``watch.schedule`` (default every 10
+minutes).
+
+A job that is invalid on its own (a bad key, an unset variable, a broken repository it stores
+into) loses only its own DAGs: the others are generated, the problem is logged by the
+dag-processor and the status watch sends it as a ``config_error`` alert.
 
 Tasks re-read the config at run time and pass only small JSON results through XCom; the
 config holds secret references, never secrets.
@@ -32,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -47,7 +55,7 @@ from airflow.sdk import (  # type: ignore[attr-defined]
 )
 
 from airflow_backup.jobs.config import Config, Job, ScheduleConfig
-from airflow_backup.jobs.load import load_config
+from airflow_backup.jobs.load import load_config_isolated
 from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.notifications.job import JobNotifier
 from airflow_backup.provider.operators.jobs import (
@@ -58,11 +66,12 @@ from airflow_backup.provider.operators.jobs import (
     JobStoreOperator,
     JobValidateOperator,
     JobVerifyOperator,
+    JobWatchOperator,
     RepositoryCheckOperator,
     RepositoryPruneOperator,
 )
 
-__all__ = ["backup_dags", "retry_arguments"]
+__all__ = ["backup_dags", "retry_arguments", "status_dag_id"]
 
 log = logging.getLogger("airflow_backup.provider.dags")
 
@@ -169,19 +178,45 @@ def _maintenance_dag(config_path: str, name: str, config: Config) -> DAG:
     return dag
 
 
+def status_dag_id(config_path: str) -> str:
+    """Return the id of the status-watch DAG of the config file at ``config_path``:
+    ``status__<file name without extension>``."""
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    return "status__" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def _status_dag(config_path: str, config: Config) -> DAG:
+    dag_id = status_dag_id(config_path)
+    with DAG(dag_id, schedule=_cron(config.watch.schedule), start_date=START, catchup=False,
+             max_active_runs=1, description="RPO, drill age and config errors of every job",
+             doc_md=f"Status watch of `{config_path}` (airflow-backup): every job's RPO and "
+                    "drill age and the config's invalid jobs; each breach is alerted once "
+                    f"(state in the Variable `airflow_backup__{dag_id}`). A run fails while "
+                    "a breach is in force.",
+             tags=[TAG, "status"]) as dag:
+        JobWatchOperator(task_id="watch", config_path=config_path,
+                         state_variable=f"airflow_backup__{dag_id}", retries=0)
+    return dag
+
+
 def backup_dags(config_path: str | os.PathLike[str], *,
                 deadline_alerts: bool | None = None) -> dict[str, DAG]:
     """Given a jobs config (a relative path is taken from the calling DAG file's folder),
     return its DAGs by DAG id: ``backup__<job>`` and ``drill__<job>`` per job,
-    ``maintenance__<repository>`` per repository. ``deadline_alerts``: attach the deadline
-    alert of jobs with a ``schedule.window`` (default: yes, except under ``airflow dags
-    test``, which cannot run DAGs with deadline alerts on Airflow 3.3). Raise ConfigError
-    (shown by Airflow as the DAG file's import error) if the config is invalid."""
+    ``maintenance__<repository>`` per repository, ``status__<config file stem>`` once.
+    ``deadline_alerts``: attach the deadline alert of jobs with a ``schedule.window``
+    (default: yes, except under ``airflow dags test``, which cannot run DAGs with deadline
+    alerts on Airflow 3.3). A job that is invalid on its own is left out (logged; the status
+    DAG alerts it); raise ConfigError (shown by Airflow as the DAG file's import error) if
+    nothing in the config is valid."""
     path = os.fspath(config_path)
     if not os.path.isabs(path):
         path = os.path.join(_caller_dir(), path)
     path = os.path.normpath(path)
-    config = load_config(path)
+    loaded = load_config_isolated(path)
+    config = loaded.config
+    for part, problems in loaded.broken.items():
+        log.error("%s: %s is invalid and generates no DAGs: %s", path, part, "; ".join(problems))
     if deadline_alerts is None:
         deadline_alerts = not _under_dags_test()
         if not deadline_alerts and any(j.schedule and j.schedule.window
@@ -196,4 +231,6 @@ def backup_dags(config_path: str | os.PathLike[str], *,
     for name in config.repositories:
         dag = _maintenance_dag(path, name, config)
         dags[dag.dag_id] = dag
+    dag = _status_dag(path, config)
+    dags[dag.dag_id] = dag
     return dags

@@ -167,3 +167,52 @@ def test_repository_urls_with_credentials_are_refused_without_echoing_them(url: 
 def test_repository_urls_without_credentials_load(url: str) -> None:
     config = parse_config(_with("repositories.main.url", url), "c.yaml", env={})
     assert config.repositories["main"].url == url
+
+
+def _isolated(tmp_path: Path, data: dict[str, object]) -> object:
+    from airflow_backup.jobs.load import load_config_isolated
+
+    path = tmp_path / "jobs.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config_isolated(path, env={})
+
+
+def test_one_broken_job_or_repository_leaves_out_only_what_depends_on_it(
+        tmp_path: Path) -> None:
+    from airflow_backup.jobs.load import LoadedConfig
+
+    data = {
+        "repositories": {"a": {"url": "/r/a", "password_env": "P"},
+                         "b": {"url": "/r/b", "password_env": "P", "fallbacks": ["c"]},
+                         "c": {"url": "/r/c", "password_env": "P", "lock_wait": "x"},
+                         "unused": {"url": "/r/u", "password_env": "P", "nope": 1}},
+        "jobs": {"good": {"sources": ["/d"], "repository": "a"},
+                 "negative": {"sources": ["/d"], "repository": "a",
+                              "retention": {"keep_daily": -1}},
+                 "via_broken_fallback": {"sources": ["/d"], "repository": "b"},
+                 "unset_var": {"sources": ["${NOT_SET}"], "repository": "a"}}}
+    loaded = _isolated(tmp_path, data)
+    assert isinstance(loaded, LoadedConfig)
+    assert list(loaded.config.jobs) == ["good"]
+    assert list(loaded.config.repositories) == ["a"]
+    assert sorted(loaded.broken) == ["jobs.negative", "jobs.unset_var",
+                                     "jobs.via_broken_fallback", "repositories.unused"]
+    assert loaded.broken["jobs.negative"] == ("jobs.negative.retention.keep_daily: must be ≥ 0",)
+    assert loaded.broken["jobs.via_broken_fallback"][0].startswith("repositories.c.lock_wait")
+    assert "NOT_SET is not set" in loaded.broken["jobs.unset_var"][0]
+    assert loaded.require("good") is loaded.config
+    with pytest.raises(InvalidConfigFile, match="keep_daily"):
+        loaded.require("negative")
+
+
+@pytest.mark.parametrize("data", [
+    {"repositories": {"a": {"url": "/r", "password_env": "P"}},
+     "jobs": {"x": {"sources": ["/d"], "repository": "a", "rpo": "soon"}}},
+    {"repositories": {"a": {"url": "/r", "password_env": "P"}}, "metrics_file": 3,
+     "jobs": {"x": {"sources": ["/d"], "repository": "a"}}},
+    {"repositories": "no", "jobs": {"x": {"sources": ["/d"], "repository": "a"}}},
+], ids=["every job broken", "top level broken", "repositories not a mapping"])
+def test_nothing_to_salvage_refuses_the_whole_file(tmp_path: Path,
+                                                   data: dict[str, object]) -> None:
+    with pytest.raises(InvalidConfigFile):
+        _isolated(tmp_path, data)

@@ -1,10 +1,13 @@
 """``status``: per job the newest snapshot and its age against the RPO, the last drill and
-its RTO, and repository health; exits 1 on an RPO breach or an unreadable repository (a
-monitoring probe). Writes Prometheus metrics when a metrics file is configured."""
+its RTO, and repository health; exits 1 on an RPO breach, a stale drill or an unreadable
+repository (a monitoring probe). Writes Prometheus metrics when a metrics file is configured.
+With ``--alert`` it is the status watch of :mod:`airflow_backup.jobs.watch` for cron: each
+breach is alerted once (per ``--state-file``), as the Airflow ``status__<config>`` DAG does."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import datetime
 from typing import Any
@@ -24,55 +27,77 @@ def register(sub: Any) -> None:
     p.add_argument("jobs", nargs="*", help="jobs to report (default: all)")
     p.add_argument("--metrics-file", default="", metavar="FILE",
                    help="Prometheus textfile to write (default: metrics_file of the config)")
+    p.add_argument("--alert", action="store_true",
+                   help="send rpo_breach / drill_stale alerts to the jobs' notification URLs")
+    p.add_argument("--state-file", default="", metavar="FILE",
+                   help="with --alert: remembers the breaches alerted, so each is alerted "
+                        "once (created if missing)")
     p.set_defaults(func=run)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _read_state(path: str) -> dict[str, str]:
+    from airflow_backup.jobs.watch import state_from_json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return state_from_json(json.load(f))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--state-file {path}: cannot read: {exc}") from None
+
+
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
     from airflow_backup.cli.context import cache_spec
-    from airflow_backup.jobs.load import load_config
-    from airflow_backup.jobs.repos import job_watches
-    from airflow_backup.operations.status import statuses, write_metrics
+    from airflow_backup.jobs.load import LoadedConfig, load_config
+    from airflow_backup.jobs.watch import watch
+    from airflow_backup.operations.status import format_age
+    from airflow_backup.storage.atomic import replace_file
 
     cfg = load_config(args.config)
     unknown = [n for n in args.jobs if n not in cfg.jobs]
     if unknown:
         raise ConfigError(f"unknown job(s): {', '.join(unknown)}")
-    sts = statuses(job_watches(cfg, list(args.jobs) or None, cache_spec(gopts)), now=time.time())
-    metrics = args.metrics_file or cfg.metrics_file
-    if metrics:
-        write_metrics(metrics, sts)
-    bad = [s for s in sts if s.rpo_breach or not s.healthy]
+    if args.state_file and not args.alert:
+        raise ConfigError("--state-file needs --alert")
+    previous = _read_state(args.state_file) if args.state_file else {}
+    outcome = watch(LoadedConfig(args.config, cfg), previous, jobs=list(args.jobs) or None,
+                    alert=args.alert, now=time.time(), metrics_file=args.metrics_file,
+                    cache=cache_spec(gopts))
+    if args.state_file:
+        replace_file(args.state_file, json.dumps(outcome.state, indent=1).encode(), mode=0o600)
+    sts = list(outcome.jobs)
+    bad = [s for s in sts if s.rpo_breach or s.drill_stale or not s.healthy]
     if out.json_mode:
-        out.json({"message_type": "status", "ok": not bad, "jobs": [s.to_json() for s in sts]})
+        out.json({"message_type": "status", "ok": not bad, "jobs": [s.to_json() for s in sts],
+                  "alerted": list(outcome.alerted), "delivered": outcome.delivered})
     else:
         rows = []
         for s in sts:
             rpo = "-" if s.rpo is None else (
-                f"BREACH (>{_age(s.rpo)})" if s.rpo_breach else f"ok (<{_age(s.rpo)})")
+                f"BREACH (>{format_age(s.rpo)})" if s.rpo_breach else f"ok (<{format_age(s.rpo)})")
             drill = "never" if s.drill_ok is None else (
                 f"{'passed' if s.drill_ok else 'FAILED'} {_when(s.drill_time)}"
                 + (f", RTO {s.drill_rto:.1f}s" if s.drill_rto is not None else ""))
             rows.append([s.job, s.last_snapshot[:8] or "-", _when(s.last_snapshot_time),
-                         _age(s.age), rpo, drill, "ok" if s.healthy else "UNHEALTHY"])
+                         format_age(s.age), rpo, drill, "ok" if s.healthy else "UNHEALTHY"])
         out.table(["Job", "Snapshot", "Time", "Age", "RPO", "Last drill", "Repository"], rows)
         for s in sts:
             if not s.healthy:
                 out.warn(f"job {s.job}: repository problem: {s.health}")
             if s.rpo_breach:
                 out.warn(f"job {s.job}: RPO BREACHED: last good backup "
-                         f"{_age(s.age)} old, RPO {_age(s.rpo)}")
+                         f"{format_age(s.age)} old, RPO {format_age(s.rpo)}")
+            if s.drill_stale:
+                out.warn(f"job {s.job}: drill STALE: last drill "
+                         + ("never" if s.drill_time is None else _when(s.drill_time))
+                         + f", drill.max_age {format_age(s.drill_max_age)}")
+        if args.alert:
+            out.info(f"{len(outcome.alerted)} new breach(es) alerted, accepted by "
+                     f"{outcome.delivered} notification URL(s)")
     return 1 if bad else 0

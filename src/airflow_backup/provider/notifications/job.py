@@ -17,7 +17,7 @@ from airflow.sdk import BaseNotifier, Context
 
 from airflow_backup.errors import BackupError, first_line
 from airflow_backup.jobs.config import Config
-from airflow_backup.jobs.load import load_config
+from airflow_backup.jobs.load import load_config_isolated
 from airflow_backup.jobs.notify import Notice, deliver, failure_notice, send
 from airflow_backup.operations.outcome import parse_choice
 
@@ -65,7 +65,7 @@ class JobNotifier(BaseNotifier):
         return failure_notice(job, step, first_line(context.get("exception")), attempts, None)
 
     def _send(self, context: Context) -> int:
-        config = load_config(self.config_path)
+        config = load_config_isolated(self.config_path).config
         try:
             # A failed run changes the job's status: the metrics file says so too.
             from airflow_backup.jobs.runner import publish_metrics

@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.export import ExportOutcome, export_step, validate_step
-from airflow_backup.jobs.load import load_config
+from airflow_backup.jobs.load import load_config_isolated
 from airflow_backup.jobs.notify import send, store_notice
 from airflow_backup.jobs.repos import repository_spec
 from airflow_backup.jobs.runner import (
@@ -57,14 +57,16 @@ __all__ = [
     "JobStoreOperator",
     "JobValidateOperator",
     "JobVerifyOperator",
+    "JobWatchOperator",
     "RepositoryCheckOperator",
     "RepositoryPruneOperator",
 ]
 
 
 def _load(config_path: str) -> Config:
+    # Isolated: another job's problem in the file must not stop this one.
     with engine_errors():
-        return load_config(config_path)
+        return load_config_isolated(config_path).config
 
 
 def _result(value: Any, name: str) -> JSONObject:
@@ -85,11 +87,10 @@ class JobStepOperator(BaseOperator):
         self.job = job
 
     def config(self) -> Config:
-        """Load the config; fail the task (no retry) if it is invalid or lacks the job."""
-        config = _load(self.config_path)
-        if self.job not in config.jobs:
-            raise AirflowFailException(f"no job {self.job!r} in {self.config_path}")
-        return config
+        """Load the config; fail the task (no retry) if the job is invalid or missing (other
+        jobs' problems do not matter)."""
+        with engine_errors():
+            return load_config_isolated(self.config_path).require(self.job)
 
 
 class _FromExport(JobStepOperator):
@@ -260,7 +261,7 @@ class ConfigRepositoryOperator(BaseOperator):
     def open(self) -> tuple[Repository, float]:
         """Open the repository named in the config; return it and its ``lock_wait`` (engine
         errors propagate)."""
-        config = load_config(self.config_path)
+        config = _load(self.config_path)
         if self.repository not in config.repositories:
             raise ConfigError(f"no repository {self.repository!r} in {self.config_path}")
         spec = repository_spec(config, self.repository, with_fallbacks=False)
@@ -301,3 +302,41 @@ class RepositoryPruneOperator(ConfigRepositoryOperator):
                 outcome = prune(repo, PruneOptions(max_unused=self.max_unused))
         return {"repository": self.repository, "bytes_freed": outcome.freed_bytes,
                 "nothing_to_do": outcome.plan.nothing_to_do}
+
+
+class JobWatchOperator(BaseOperator):
+    """The status watch of a jobs config (:func:`airflow_backup.jobs.watch.watch`): every
+    job's RPO and drill age, and the jobs left out because they are invalid; each breach is
+    alerted once. The breaches in force are kept between runs in the Airflow Variable
+    ``state_variable`` (JSON: breach key → fingerprint; no secrets). Writes the metrics file.
+    Fails (no retry) while any breach is in force, so the DAG's runs show it."""
+
+    template_fields: Sequence[str] = ("config_path",)
+
+    def __init__(self, *, config_path: str, state_variable: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config_path = config_path
+        self.state_variable = state_variable
+
+    def execute(self, context: Context) -> JSONObject:
+        """Return the breaches in force, those alerted now and every job's status."""
+        from airflow.sdk import Variable
+
+        from airflow_backup.jobs.watch import state_from_json, watch
+
+        with engine_errors():
+            loaded = load_config_isolated(self.config_path)
+        previous = state_from_json(Variable.get(self.state_variable, default=None,
+                                                deserialize_json=True))
+        outcome = watch(loaded, previous)
+        if outcome.state != previous:
+            Variable.set(self.state_variable, outcome.state, serialize_json=True,
+                         description="airflow-backup status watch: breaches already alerted")
+        for key in outcome.alerted:
+            self.log.warning("new breach alerted: %s", key)
+        body = outcome.to_json()
+        if outcome.state:
+            raise AirflowFailException(
+                f"{len(outcome.state)} breach(es) in force: {', '.join(sorted(outcome.state))}"
+                f" ({len(outcome.alerted)} alerted now)")
+        return body
