@@ -426,6 +426,10 @@ class ApiClient:
         reply = self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         assert reply["is_paused"] is False, reply
 
+    def post(self, path: str, body: Any) -> Any:
+        """POST ``body`` (JSON) to ``path``; return the reply."""
+        return self._call("POST", path, body)
+
     def trigger(self, dag_id: str, **conf: Any) -> str:
         """Trigger a manual run now; return its run id."""
         reply = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns",

@@ -11,8 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_backup import __version__
+from airflow_backup.connections import set_lookup
 
 __all__ = ["get_provider_info"]
+
+
+def _through_airflow(conn_id: str) -> Any:
+    from airflow_backup.provider.connections import airflow_connection
+
+    return airflow_connection(conn_id)
+
+
+# Wherever the provider is loaded (DAG files, tasks, the triggerer), connections named in a
+# jobs config are Airflow's: its database and secrets backends, not only the environment.
+set_lookup(_through_airflow)
 
 
 def get_provider_info() -> dict[str, Any]:

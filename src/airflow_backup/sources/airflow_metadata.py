@@ -3,8 +3,11 @@ pools, through the local ``airflow`` CLI (Airflow 3 tasks cannot use the ORM, an
 redacts secrets). The engine never imports Airflow: it runs the CLI as a child process.
 
 URL: ``airflow:///path/to/AIRFLOW_HOME`` (empty path: the ``AIRFLOW_HOME`` of the environment).
-Query: ``airflow=/path/to/airflow`` (the CLI; or env ``AIRFLOW_BACKUP_AIRFLOW_BIN``),
-``database=false`` (logical export only). The database named by ``sql_alchemy_conn`` is dumped
+Query: ``airflow=/path/to/airflow`` (the CLI; or env ``AIRFLOW_BACKUP_AIRFLOW_BIN``; else
+``airflow`` on PATH or beside this interpreter), ``database=false`` (logical export only),
+``conn_id=ID`` (an Airflow connection holding the metadata database: needed inside tasks of
+deployments that configure the database only in the worker's environment, e.g. Celery; see
+:func:`database_env`). The database named by ``sql_alchemy_conn`` is dumped
 through the PostgreSQL, MariaDB/MySQL or SQLite source. The snapshot records the Airflow
 version, the alembic revision and a fingerprint of the fernet key (never the key).
 
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from typing import ClassVar
 from urllib.parse import unquote
 
@@ -30,6 +34,7 @@ from airflow_backup.errors import (
     RestoreTargetExists,
     SourceError,
     SourceUnavailable,
+    ToolMissing,
     ValidationFailed,
 )
 from airflow_backup.jsontypes import JSONObject
@@ -93,6 +98,101 @@ def _digest(items: JSONObject) -> str:
     return "jsonsum:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: What Airflow 3's task supervisor puts in a task's environment in place of the metadata
+#: database URL, so that task code cannot reach the database.
+_BLOCKED_DATABASE = "airflow-db-not-allowed:"
+_DATABASE_VARS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+
+
+def _ancestor_environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in pairs}
+
+
+def _parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _configured_elsewhere(home: str) -> bool:
+    """Whether the airflow CLI finds its database without the blocked variables: in the
+    environment's ``_CMD`` / ``_SECRET`` variants or in ``home``'s airflow.cfg."""
+    import configparser
+
+    if any(os.environ.get(f"{k}{suffix}") for k in _DATABASE_VARS
+           for suffix in ("_CMD", "_SECRET")):
+        return True
+    cfg = configparser.ConfigParser(interpolation=None)
+    try:
+        cfg.read(os.path.join(home, "airflow.cfg"), encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return False
+    for section in ("database", "core"):
+        if cfg.get(section, "sql_alchemy_conn_cmd", fallback="").strip() or cfg.get(
+                section, "sql_alchemy_conn_secret", fallback="").strip():
+            return True
+        value = cfg.get(section, "sql_alchemy_conn", fallback="").strip()
+        if value.startswith("sqlite:"):
+            # Airflow writes its default (a SQLite file in the home) into every airflow.cfg
+            # it generates; it is the database only if that file exists.
+            return os.path.isfile(value.split(":///", 1)[-1].split("?", 1)[0])
+        if value:
+            return True
+    return False
+
+
+def database_env(home: str, conn_id: str = "") -> dict[str, str | None]:
+    """Return the environment changes that give the ``airflow`` CLI the metadata database
+    (values may hold a password: they go into the child's environment only).
+
+    ``conn_id`` names an Airflow connection holding the database (the source's
+    ``?conn_id=``): it is used wherever the CLI runs. Otherwise nothing changes, except
+    inside an Airflow task: Airflow 3's task supervisor replaces
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` with ``airflow-db-not-allowed:///`` there, and the
+    CLI child would inherit it. The deployment's value is then taken from the environment
+    the worker was started with, as the task's ancestors show it in /proc (LocalExecutor);
+    failing that (a Celery worker rewrites that memory with its process title) the variables
+    are left out if airflow.cfg or a ``_CMD``/``_SECRET`` variable configures the database.
+    Raise SourceUnavailable if none of this finds it — never a silent fall-back to Airflow's
+    default SQLite file."""
+    if conn_id:
+        from airflow_backup.connections import get_connection
+
+        url = get_connection(conn_id).database_url()
+        return dict.fromkeys(_DATABASE_VARS, url)
+    if not any(os.environ.get(k, "").startswith(_BLOCKED_DATABASE) for k in _DATABASE_VARS):
+        return {}
+    found: dict[str, str | None] = dict.fromkeys(_DATABASE_VARS)
+    pid = os.getpid()
+    for _ in range(16):  # supervisor, worker, its parents: a few levels at most
+        pid = _parent_pid(pid)
+        if pid <= 1:
+            break
+        environ = _ancestor_environ(pid)
+        values = {k: environ[k] for k in _DATABASE_VARS
+                  if environ.get(k) and not environ[k].startswith(_BLOCKED_DATABASE)}
+        if values:
+            found.update(values)
+            return found
+    if _configured_elsewhere(home):
+        return found
+    raise SourceUnavailable(
+        "inside an Airflow task the metadata database URL is hidden from tasks and could "
+        "not be found: name an Airflow connection that holds it (airflow://HOME?conn_id=ID) "
+        "or set [database] sql_alchemy_conn in HOME/airflow.cfg")
+
+
 class AirflowMetadataSource:
     """An Airflow installation's metadata; see the module docstring for the URL."""
 
@@ -115,9 +215,25 @@ class AirflowMetadataSource:
                                     "no such directory")
         return home
 
+    def _binary(self) -> str:
+        named = self.url.param("airflow")
+        try:
+            return find_tool(named or "airflow", "AIRFLOW_BACKUP_AIRFLOW_BIN")
+        except ToolMissing:
+            # A worker started by path (venv/bin/airflow) need not have it on PATH: the
+            # airflow CLI installed beside this interpreter is the deployment's.
+            sibling = os.path.join(os.path.dirname(sys.executable), "airflow")
+            if named or os.environ.get("AIRFLOW_BACKUP_AIRFLOW_BIN") or not os.access(
+                    sibling, os.X_OK):
+                raise
+            return sibling
+
     def _start(self, *args: str) -> Child:
-        binary = find_tool(self.url.param("airflow") or "airflow", "AIRFLOW_BACKUP_AIRFLOW_BIN")
-        env = {"AIRFLOW_HOME": self._home(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        binary = self._binary()
+        env: dict[str, str | None] = {"AIRFLOW_HOME": self._home(),
+                                      "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                                      **database_env(self._home(),
+                                                     self.url.param("conn_id"))}
         return self.res.start([binary, *args], f"airflow {' '.join(args[:2])}", env=env,
                               stdout=self._devnull_or_pipe(args))
 

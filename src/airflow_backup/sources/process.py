@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,11 +74,21 @@ def classify_failure(what: str, message: str, default: type[BackupError] = DumpF
     return default(f"{what} failed: {line}")
 
 
+#: The last line of a Python traceback: ``package.module.SomeError: what happened``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure):\s*\S")
+_ERROR_WORD = re.compile(r"\b(?:error|fatal)\b", re.IGNORECASE)
+
+
 def _last_line(message: str) -> str:
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
-    # Prefer the first line that says "error"; client tools print context after it.
+    # A Python program (the airflow CLI) ends with its exception: that is the cause, not
+    # the source lines of the traceback above it.
+    exceptions = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    if exceptions:
+        return exceptions[-1][:300]
+    # Else the first line that says "error"; client tools print context after it.
     for ln in lines:
-        if "error" in ln.lower() or "fatal" in ln.lower():
+        if _ERROR_WORD.search(ln):
             return ln[:300]
     return lines[-1][:300] if lines else "(no message)"
 
@@ -85,15 +96,19 @@ def _last_line(message: str) -> str:
 class Child:
     """A started child process: stdout is a pipe (or a given file), stderr is collected."""
 
-    def __init__(self, argv: Sequence[str], what: str, env: Mapping[str, str] | None = None,
+    def __init__(self, argv: Sequence[str], what: str,
+                 env: Mapping[str, str | None] | None = None,
                  stdin: int | IO[bytes] | None = subprocess.DEVNULL,
                  stdout: int | IO[bytes] | None = subprocess.PIPE, cwd: str | None = None,
                  ) -> None:
         self.what = what
         self._stderr = bytearray()
         full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
+        for key, value in (env or {}).items():  # None: leave the variable out
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         try:
             self.proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout,
                                          stderr=subprocess.PIPE, env=full_env, cwd=cwd,
