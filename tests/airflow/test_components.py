@@ -75,7 +75,9 @@ def test_hook_builds_s3_storage_from_an_aws_connection(
     set_connection("br_s3", conn_type="backup_repository", password=PASSWORD,
                    extra={"url": "s3://af-bucket/repo", "aws_conn_id": "aws_moto"})
     hook = BackupRepositoryHook("br_s3")
-    fs, root = hook._s3_from_aws_connection("s3://af-bucket/repo", "aws_moto")
+    from airflow_backup.operations.connection_spec import _s3_from_aws_connection
+    from airflow_backup.provider.connections import airflow_connection
+    fs, root = _s3_from_aws_connection("s3://af-bucket/repo", airflow_connection("aws_moto"))
     assert root == "af-bucket/repo"
     fs.mkdir("af-bucket")
     Repository.init(hook.get_storage(), PASSWORD, kdf=KDF)
@@ -96,7 +98,10 @@ def test_hook_caches_the_metadata_of_a_remote_repository(
     set_connection("br_s3c", conn_type="backup_repository", password=PASSWORD,
                    extra={"url": "s3://af-cache/repo", "aws_conn_id": "aws_moto2"})
     hook = BackupRepositoryHook("br_s3c")
-    hook._s3_from_aws_connection("s3://af-cache/repo", "aws_moto2")[0].mkdir("af-cache")
+    from airflow_backup.operations.connection_spec import _s3_from_aws_connection
+    from airflow_backup.provider.connections import airflow_connection
+    _s3_from_aws_connection("s3://af-cache/repo",
+                            airflow_connection("aws_moto2"))[0].mkdir("af-cache")
     Repository.init(hook.get_storage(), PASSWORD, kdf=KDF)
     repo = hook.get_repository()
     Archiver(repo).backup(BackupOptions(paths=[str(data_tree)]))

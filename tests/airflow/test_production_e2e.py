@@ -4,6 +4,9 @@ triggerer on a PostgreSQL metadata database, under LocalExecutor and under Celer
 
 The config holds:
 
+The repository (URL and password) is an Airflow connection created through the REST API: no
+component has it in its environment.
+
 * ``meta``: Airflow's own metadata (``airflow://AIRFLOW_HOME`` — the deployment's home,
   its database the stack's PostgreSQL one) and a PostgreSQL database; it must back up inside
   the tasks exactly as from a shell (the task supervisor hides the database URL from task
@@ -42,13 +45,11 @@ from support.receiver import Receiver, receiver
 pytestmark = pytest.mark.slow
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-PASSWORD_ENV = "E2E_REPO_PASSWORD"
 CONFIG = """\
 version: 1
 repositories:
   main:
-    url: {repo}
-    password_env: {password_env}
+    connection: backup_repo   # URL and password: an Airflow connection, nothing on workers
 watch:
   schedule: {{cron: "0 0 1 1 *"}}   # runs are triggered by the test
 notifications:
@@ -100,7 +101,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path
     queue of their own on an empty Redis database."""
     executor = str(request.param)
     repo_dir = _make_repo(tmp_path / "repo")
-    env = {PASSWORD_ENV: PASSWORD}
+    env: dict[str, str] = {}  # no repository URL or password in any component's environment
     if executor == "LocalExecutor":
         with airflow_stack(tmp_path / "home", executor, **env) as stack:
             yield stack, repo_dir
@@ -140,6 +141,8 @@ def _titles(rx: Receiver) -> list[str]:
 def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_a_broken_job(
         deployment: tuple[AirflowStack, Path], app_db: str, tmp_path: Path) -> None:
     stack, repo_dir = deployment
+    assert PASSWORD not in json.dumps(stack.env()) and str(repo_dir) not in json.dumps(
+        stack.env())
     late = tmp_path / "late"
     late.mkdir()
     (late / "x.txt").write_text("x\n")
@@ -149,7 +152,7 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
     meta_query = "" if stack.executor == "LocalExecutor" else "?conn_id=airflow_metadata"
     with receiver() as rx:
         (stack.dags_folder / "backups.yaml").write_text(CONFIG.format(
-            repo=repo_dir, password_env=PASSWORD_ENV, rx=rx.url, home=stack.home, pg=PG,
+            rx=rx.url, home=stack.home, pg=PG,
             db=app_db, late=late, meta_query=meta_query))
         (stack.dags_folder / "backups.py").write_text(FACTORY_DAG_FILE)
         started = time.monotonic()
@@ -158,6 +161,9 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         expected = ["backup__meta", "drill__meta", "backup__late", "drill__late",
                     "maintenance__main", "status__backups"]
         api.wait_ready()
+        api.post("/api/v2/connections", {
+            "connection_id": "backup_repo", "conn_type": "backup_repository",
+            "host": str(repo_dir), "password": PASSWORD})
         if meta_query:
             api.post("/api/v2/connections", {
                 "connection_id": "airflow_metadata", "conn_type": "postgres",

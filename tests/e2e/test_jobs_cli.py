@@ -252,3 +252,36 @@ def test_status_alert_sends_each_breach_once_and_again_when_it_returns(tmp_path:
     r = run_cli(None, "status", str(cfg), "--state-file", str(state), env=_env(),
                 password=None)
     assert r.returncode == 1 and r.stderr == b"Fatal: --state-file needs --alert\n"
+
+
+def test_a_repository_defined_by_an_airflow_connection_works_from_the_cli(
+        tmp_path: Path) -> None:
+    """``connection: ID``: outside Airflow the CLI reads AIRFLOW_CONN_<ID> (Airflow's JSON
+    form here); run, status and the runbook use it, and the runbook names the connection
+    for the password instead of printing it."""
+    repo = tmp_path / "repo"
+    _init(repo)
+    data = _data(tmp_path)
+    cfg = _config(tmp_path, {"sources": [str(data)]},
+                  repos={"main": {"connection": "backup_repo"}})
+    conn = json.dumps({"conn_type": "backup_repository", "host": str(repo), "password": PW})
+    env = {"AIRFLOW_CONN_BACKUP_REPO": conn}
+    r = run_cli(None, "run", str(cfg), env=env, password=None)
+    assert r.returncode == 0, r.stderr
+    assert len(_snapshots(repo)) == 1
+    assert run_cli(None, "status", str(cfg), env=env, password=None).returncode == 0
+    book = run_cli(None, "runbook", str(cfg), env=env, password=None)
+    assert book.returncode == 0, book.stderr
+    text = book.stdout.decode()
+    assert f"airflow-backup -r {repo} snapshots" in text and PW not in text
+    assert "airflow connections get backup_repo -o json" in text
+    missing = run_cli(None, "run", str(cfg), password=None)
+    assert missing.returncode == 1
+    assert ("FAILED in store after 1 attempt(s): ConfigError: connection 'backup_repo' is not "
+            "defined: outside Airflow, set AIRFLOW_CONN_BACKUP_REPO (JSON or URI, as Airflow "
+            "reads it)") in missing.stdout.decode()
+    both = _config(tmp_path, {"sources": [str(data)]},
+                   repos={"main": {"connection": "backup_repo", "url": str(repo)}})
+    r = run_cli(None, "run", str(both), env=env, password=None)
+    assert r.returncode == 2 and b"with connection, the connection defines the repository: " \
+        b"leave out url" in r.stderr

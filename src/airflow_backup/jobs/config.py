@@ -123,7 +123,11 @@ class MaintenanceConfig(_Model):
 class RepositoryConfig(_Model):
     """A repository: where it is, how its password is found, what to use if it fails."""
 
-    url: str = Field(min_length=1, description="path, local:PATH, s3://BUCKET/PREFIX, …")
+    url: str = Field("", description="path, local:PATH, s3://BUCKET/PREFIX, … (or connection)")
+    connection: str = Field("", description="an Airflow connection (type backup_repository) "
+                            "that defines the repository instead of url and password_*: URL, "
+                            "password, aws_conn_id, retry; read through Airflow (any secrets "
+                            "backend) in DAGs, from AIRFLOW_CONN_<ID> by the CLI")
     password_file: str | None = Field(None, description="file holding the password")
     password_env: str | None = Field(None, description="environment variable with the password")
     password_command: str | None = Field(
@@ -163,6 +167,13 @@ class RepositoryConfig(_Model):
     def _one_password_source(self) -> RepositoryConfig:
         given = [n for n in ("password_file", "password_env", "password_command")
                  if getattr(self, n)]
+        if self.connection:
+            if self.url or given:
+                raise ValueError("with connection, the connection defines the repository: "
+                                 "leave out " + ", ".join(["url"] * bool(self.url) + given))
+            return self
+        if not self.url:
+            raise ValueError("give url (and a password source) or connection")
         if len(given) != 1:
             raise ValueError("give exactly one of password_file, password_env, password_command"
                              + (f" (got {', '.join(given)})" if given else ""))

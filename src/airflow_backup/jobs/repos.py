@@ -39,6 +39,15 @@ def repository_spec(config: Config, name: str, cache: CacheSpec | None = None, *
     """Return the spec of repository ``name`` (and, with ``with_fallbacks``, its fallback
     chain). ``primary``: whether AIRFLOW_BACKUP_FAULTS applies (drills and tests)."""
     rc = config.repositories[name]
+    fallbacks = tuple(repository_spec(config, f, cache, with_fallbacks=False, primary=False)
+                      for f in rc.fallbacks) if with_fallbacks else ()
+    if rc.connection:
+        from airflow_backup.connections import get_connection
+        from airflow_backup.operations.connection_spec import spec_from_connection
+
+        return spec_from_connection(get_connection(rc.connection), name=name, cache=cache,
+                                    lock_wait=rc.lock_wait, inject_faults=primary,
+                                    fallbacks=fallbacks)
     if rc.password_file:
         password = PasswordSource(PasswordKind.FILE, rc.password_file, label=f"repository {name}")
     elif rc.password_env:
@@ -48,8 +57,6 @@ def repository_spec(config: Config, name: str, cache: CacheSpec | None = None, *
         password = PasswordSource(PasswordKind.COMMAND, rc.password_command,
                                   label=f"repository {name}")
     r = rc.retry
-    fallbacks = tuple(repository_spec(config, f, cache, with_fallbacks=False, primary=False)
-                      for f in rc.fallbacks) if with_fallbacks else ()
     return RepositorySpec(rc.url, password, name=name,
                           retry=RetryPolicy(r.attempts, r.base_delay, r.max_delay, r.max_time),
                           cache=cache or CacheSpec(), lock_wait=rc.lock_wait,

@@ -25,11 +25,29 @@ __all__ = ["render_runbook"]
 
 def _password_setup(rc: RepositoryConfig, restic: bool) -> str:
     var = "RESTIC_PASSWORD" if restic else "AIRFLOW_BACKUP_PASSWORD"
+    if rc.connection:
+        return (f"export {var}=\"$(airflow connections get {shlex.quote(rc.connection)} -o json"
+                " | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"password\"])')\""
+                f"   # the password of Airflow connection {rc.connection}")
     if rc.password_file:
         return f"export {var}_FILE={shlex.quote(rc.password_file)}"
     if rc.password_env:
         return f'export {var}="${rc.password_env}"   # the job reads it from {rc.password_env}'
     return f"export {var}_COMMAND={shlex.quote(rc.password_command or '')}"
+
+
+def _repository_url(rc: RepositoryConfig) -> str:
+    """The repository's URL; for one defined by an Airflow connection, the connection's (as
+    this process can read it), else a placeholder naming the connection."""
+    if not rc.connection:
+        return rc.url
+    from airflow_backup.connections import get_connection
+    from airflow_backup.operations.connection_spec import connection_url
+
+    try:
+        return connection_url(get_connection(rc.connection))
+    except ConfigError:
+        return f"REPOSITORY-URL-OF-CONNECTION-{rc.connection}"
 
 
 def _restic_url(url: str) -> str:
@@ -59,7 +77,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     job = config.jobs[name]
     rc = config.repositories[job.repository]
     # Credentials never go into the runbook: the commands take them from the environment.
-    url = safe_url(rc.url)
+    url = safe_url(_repository_url(rc))
     repo = shlex.quote(url)
     tag = job_tag(name)
     repo_arg = shlex.quote(_restic_url(url))
@@ -72,7 +90,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += ["", "**Where**", "",
             f"- repository `{job.repository}`: `{url}`"]
     for fb in rc.fallbacks:
-        out.append(f"- fallback `{fb}`: `{safe_url(config.repositories[fb].url)}` "
+        out.append(f"- fallback `{fb}`: `{safe_url(_repository_url(config.repositories[fb]))}` "
                    "(snapshots there are "
                    "tagged `degraded`)")
     sched = f"`{job.schedule.cron}` ({job.schedule.timezone})" if job.schedule else "not set"
