@@ -17,7 +17,8 @@ def test_example_dags_import_cleanly() -> None:
     assert sorted({Path(d.fileloc).name for d in bag.dags.values()}) == files
     # backups.py: the DAGs of examples/quickstart.yaml (one job, one repository).
     assert sorted(d.dag_id for d in bag.dags.values() if d.fileloc.endswith("backups.py")) == [
-        "backup__quickstart", "drill__quickstart", "maintenance__local", "status__quickstart"]
+        "backup__quickstart", "drill__quickstart", "maintenance__local", "restore__quickstart",
+        "status__quickstart"]
     # DagBag records the warnings each file raised while importing (deprecated imports, …).
     assert bag.captured_warnings == {}
 

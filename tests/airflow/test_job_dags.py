@@ -109,7 +109,7 @@ def test_generated_dags_back_up_drill_and_maintain(
         config, repo_dir, data = _setup(tmp_path, monkeypatch, rx.url)
         dags = _dags(config, "jobs_ok")
         assert sorted(dags) == ["backup__files", "drill__files", "maintenance__main",
-                                "status__jobs"]
+                                "restore__files", "status__jobs"]
         backup = dags["backup__files"]
         assert [t.task_id for t in backup.tasks] == [
             "export", "validate", "store", "verify", "notify", "retention"]
@@ -291,7 +291,7 @@ def test_a_broken_job_loses_only_its_dags_and_the_status_dag_alerts_each_breach_
                           "    retention: {keep_daily: -1}\n")
         dags = _dags(config, "jobs_fleet")
         assert sorted(dags) == ["backup__files", "drill__files", "maintenance__main",
-                                "status__fleet"]
+                                "restore__files", "status__fleet"]
         status = dags["status__fleet"]
         first, second = status.test(), status.test()
         assert first.state == second.state == "failed"  # breaches in force

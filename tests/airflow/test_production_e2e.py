@@ -11,6 +11,8 @@ component has it in its environment.
   its database the stack's PostgreSQL one) and a PostgreSQL database; it must back up inside
   the tasks exactly as from a shell (the task supervisor hides the database URL from task
   processes), and its drill — started by the backup's Asset event — restores both;
+  ``restore__meta``, triggered with params, restores the first of two PostgreSQL snapshots
+  into a new database;
 * ``late``: an RPO of one minute and no backup: the status DAG, run twice, alerts the breach
   exactly once at a local HTTP receiver;
 * ``broken``: ``keep_daily: -1`` — only its own DAGs are missing, every other DAG is there,
@@ -76,6 +78,12 @@ from airflow_backup.provider.dags import backup_dags
 
 globals().update(backup_dags("backups.yaml"))
 """
+
+
+def _sql(db: str, query: str) -> Any:
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db, autocommit=True) as c:
+        cur = c.execute(query)
+        return cur.fetchone() if cur.description else None
 
 
 @pytest.fixture
@@ -158,8 +166,8 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         started = time.monotonic()
         _start(stack)
         api = ApiClient(stack)
-        expected = ["backup__meta", "drill__meta", "backup__late", "drill__late",
-                    "maintenance__main", "status__backups"]
+        expected = ["backup__meta", "drill__meta", "restore__meta", "backup__late",
+                    "drill__late", "restore__late", "maintenance__main", "status__backups"]
         api.wait_ready()
         api.post("/api/v2/connections", {
             "connection_id": "backup_repo", "conn_type": "backup_repository",
@@ -174,7 +182,10 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         assert api.get("/api/v2/importErrors")["total_entries"] == 0
         dag_ids = {d["dag_id"] for d in api.get("/api/v2/dags", limit=100)["dags"]}
         assert dag_ids == set(expected), dag_ids
-        for dag_id in ("backup__meta", "drill__meta", "status__backups"):
+        # The status and restore DAGs start unpaused; backups wait for the operator.
+        assert not api.dag("status__backups")["is_paused"]
+        assert not api.dag("restore__meta")["is_paused"]
+        for dag_id in ("backup__meta", "drill__meta"):
             api.unpause(dag_id)
         ready = time.monotonic()
 
@@ -198,6 +209,22 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         assert drill["state"] == "success", api.describe_run("drill__meta", drill["dag_run_id"])
         drilled = api.xcom("drill__meta", drill["dag_run_id"], "drill")
         assert drilled["ok"] and len(drilled["snapshots"]) == 2, drilled
+
+        # restore__meta: the FIRST PostgreSQL snapshot, chosen by the run's params, into a
+        # new database, after a second backup of more rows.
+        first_pg = next(s["id"] for s in stored["snapshots"] if s["kind"] == "postgresql")
+        _sql(app_db, "INSERT INTO orders SELECT g, 'later' FROM generate_series(301, 350) g")
+        second = api.trigger("backup__meta")
+        assert api.wait_run("backup__meta", second, 240)["state"] == "success"
+        restored_db = f"{app_db}_restored"
+        restore_run = api.trigger("restore__meta", source=f"{PG}/{app_db}",
+                                  target=f"{PG}/{restored_db}", snapshot=first_pg[:8])
+        done = api.wait_run("restore__meta", restore_run, 240)
+        assert done["state"] == "success", api.describe_run("restore__meta", restore_run)
+        result = api.xcom("restore__meta", restore_run, "restore")
+        assert result["snapshot_id"] == first_pg, result
+        assert _sql(restored_db, "SELECT count(*), max(id) FROM orders") == (300, 300)
+        _sql("postgres", f'DROP DATABASE "{restored_db}" WITH (FORCE)')
 
         # The status watch, twice: one rpo_breach (late) and one config_error (broken).
         for _ in range(2):

@@ -14,14 +14,14 @@ import os
 import re
 from dataclasses import dataclass
 
-from airflow_backup.errors import SourceError, SourceUnavailable
+from airflow_backup.errors import ConfigError, SourceError, SourceUnavailable
 from airflow_backup.jobs.config import Config
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.filechecks import is_sqlite, sqlite_problem
 from airflow_backup.operations.outcome import Outcome
 
 __all__ = ["DescribedSource", "ExportOutcome", "ValidateOutcome", "export_step",
-           "is_source_url", "validate_step"]
+           "is_source_url", "shown_source", "validate_step"]
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -29,6 +29,20 @@ _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 def is_source_url(source: str) -> bool:
     """Return whether a job source is a URL (a data source) rather than a path."""
     return bool(_URL_RE.match(source)) and not source.startswith("file://")
+
+
+def shown_source(source: str) -> str:
+    """A job source as runbooks, DAG params and messages may show it: a URL without
+    password, user information or secret options (the config refuses them, but what is
+    shown must not depend on that)."""
+    if not is_source_url(source):
+        return source
+    from airflow_backup.sources.base import SourceURL
+
+    try:
+        return SourceURL.parse(source, allow_password=True).redacted()
+    except ConfigError:
+        return "<a source URL that cannot be read; see the config file>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ settings become the options of the operations it runs. Nothing here opens or run
 
 from __future__ import annotations
 
+from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config, Job, RetentionConfig
 from airflow_backup.operations.drill import DrillOptions, FileCheck, SqlCheck
+from airflow_backup.operations.restore import OnExisting, RestoreRequest
 from airflow_backup.operations.retention import RetentionRequest
 from airflow_backup.operations.retry import StepRetry
 from airflow_backup.operations.spec import (
@@ -16,7 +18,7 @@ from airflow_backup.operations.spec import (
     RepositorySpec,
 )
 from airflow_backup.operations.status import JobWatch
-from airflow_backup.operations.tags import backup_filter
+from airflow_backup.operations.tags import SourceFilter, backup_filter, job_tag
 from airflow_backup.operations.verify import VerifyOptions
 from airflow_backup.repository.forget import ExpirePolicy, parse_duration
 from airflow_backup.storage.compose import display_location
@@ -26,6 +28,7 @@ __all__ = [
     "display_location",
     "drill_options",
     "expire_policy",
+    "job_restore_request",
     "job_watches",
     "repository_spec",
     "retention_request",
@@ -112,3 +115,27 @@ def job_watches(config: Config, jobs: list[str] | None = None,
                                 drill.max_rto if drill is not None else None,
                                 drill.max_age if drill is not None else None))
     return watches
+
+
+def job_restore_request(config: Config, job: str, *, target: str, source: str = "",
+                        snapshot: str = "latest", as_of: str = "",
+                        on_existing: OnExisting = OnExisting.FAIL) -> RestoreRequest:
+    """Return the restore of one source of ``job``: ``source`` is one of its sources as
+    configured or as shown (:func:`~airflow_backup.jobs.export.shown_source`; default: its
+    files if it has paths, else its first data source); ``snapshot`` ``latest`` or an id
+    prefix, or ``as_of`` the newest at or before a time, among that source's backups (never
+    drill records). Raise ConfigError naming the job's sources for an unknown ``source``."""
+    from airflow_backup.jobs.export import is_source_url, shown_source
+
+    spec = config.jobs[job]
+    if not source:
+        paths = [s for s in spec.sources if not is_source_url(s)]
+        source = paths[0] if paths else spec.sources[0]
+    chosen = next((s for s in spec.sources if source in (s, shown_source(s))), None)
+    if chosen is None:
+        raise ConfigError(f"job {job} has no source {source!r} (its sources: "
+                          + ", ".join(shown_source(s) for s in spec.sources) + ")")
+    url = shown_source(chosen) if is_source_url(chosen) else ""
+    return RestoreRequest(target=target, snapshot=snapshot or "latest", as_of=as_of,
+                          filter=SourceFilter(tags=[job_tag(job)], source_url=url),
+                          on_existing=on_existing)

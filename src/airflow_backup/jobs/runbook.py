@@ -14,7 +14,7 @@ from datetime import datetime
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config, RepositoryConfig
-from airflow_backup.jobs.export import is_source_url
+from airflow_backup.jobs.export import is_source_url, shown_source
 from airflow_backup.jobs.repos import job_watches
 from airflow_backup.operations.status import JobStatus, statuses
 from airflow_backup.operations.tags import job_tag, source_tag
@@ -56,19 +56,6 @@ def _restic_url(url: str) -> str:
     return url.removeprefix("file://")
 
 
-def _shown(source: str) -> str:
-    """A job source as the runbook may print it: a URL without password, user information
-    or secret options (the config refuses them, but a runbook must not depend on that)."""
-    if not is_source_url(source):
-        return source
-    from airflow_backup.sources.base import SourceURL
-
-    try:
-        return SourceURL.parse(source, allow_password=True).redacted()
-    except ConfigError:
-        return "<a source URL that cannot be read; see the config file>"
-
-
 def _when(ts: float | None) -> str:
     return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -85,7 +72,7 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     if job.description:
         out += [job.description, ""]
     out += ["**What is backed up**", ""]
-    sources = [(_shown(s), is_source_url(s)) for s in job.sources]
+    sources = [(shown_source(s), is_source_url(s)) for s in job.sources]
     out += [f"- `{s}`" + (" (database export)" if is_url else "") for s, is_url in sources]
     out += ["", "**Where**", "",
             f"- repository `{job.repository}`: `{url}`"]

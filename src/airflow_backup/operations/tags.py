@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from airflow_backup.repository.select import SnapshotFilter
 from airflow_backup.repository.snapshot import Snapshot
@@ -19,6 +20,7 @@ from airflow_backup.repository.snapshot import Snapshot
 __all__ = [
     "DRILL_TAG",
     "BackupFilter",
+    "SourceFilter",
     "backup_filter",
     "drill_tag",
     "is_backup_of",
@@ -64,6 +66,25 @@ class BackupFilter(SnapshotFilter):
     def matches(self, sn: Snapshot) -> bool:
         """Return whether ``sn`` passes the filter and is not a drill record."""
         return DRILL_TAG not in sn.tags and SnapshotFilter.matches(self, sn)
+
+
+@dataclass(slots=True)
+class SourceFilter(BackupFilter):
+    """A BackupFilter that also picks one source of a job: the snapshots of the data source
+    whose redacted URL is ``source_url``, or with ``source_url`` empty the file snapshots
+    (those without a data source). By metadata, so it works for snapshots written before
+    the ``source=`` tag existed."""
+
+    source_url: str = ""
+
+    def matches(self, sn: Snapshot) -> bool:
+        """Return whether ``sn`` passes the filter and is a snapshot of the chosen source."""
+        if not BackupFilter.matches(self, sn):
+            return False
+        meta = sn.extra.get("airflow_backup")
+        source = meta.get("source") if isinstance(meta, dict) else None
+        url = source.get("url") if isinstance(source, dict) else None
+        return url == self.source_url if self.source_url else url is None
 
 
 def backup_filter(*, job: str | None = None, tags: Sequence[str] = (),

@@ -16,6 +16,8 @@ and gets, per job ``<job>``:
   a held lock) uses the retries. The notify task, which runs once ``verify`` succeeded,
   emits an event on the job's Asset ``airflow-backup://jobs/<job>``, writes the metrics file
   and, per the job's ``on_incomplete``, fails or warns for a partial or degraded backup.
+* ``restore__<job>`` — a restore of one of the job's sources, launched by hand: its params
+  (source, target, snapshot or as-of time, on_existing) form the trigger form;
 * ``drill__<job>`` — a restore drill of the repository the backup landed in, run by that
   Asset (after every verified backup) unless
   ``drill.schedule`` is set (then on that cron, or both with ``drill.after_backup``);
@@ -56,12 +58,14 @@ from airflow.sdk import (  # type: ignore[attr-defined]
 
 from airflow_backup.jobs.config import Config, Job, ScheduleConfig
 from airflow_backup.jobs.load import load_config_isolated
+from airflow_backup.operations.restore import OnExisting
 from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.notifications.job import JobNotifier
 from airflow_backup.provider.operators.jobs import (
     JobDrillOperator,
     JobExportOperator,
     JobNotifyOperator,
+    JobRestoreOperator,
     JobRetentionOperator,
     JobStoreOperator,
     JobValidateOperator,
@@ -157,6 +161,48 @@ def _drill_dag(config_path: str, name: str, job: Job) -> DAG:
     return dag
 
 
+def _restore_dag(config_path: str, name: str, job: Job) -> DAG:
+    from airflow.sdk import Param
+
+    from airflow_backup.jobs.export import is_source_url, shown_source
+
+    shown = [shown_source(s) for s in job.sources]
+    paths = [shown_source(s) for s in job.sources if not is_source_url(s)]
+    params = {
+        "source": Param(paths[0] if paths else shown[0], type="string", enum=shown,
+                        title="Source", description="which of the job's sources to restore"),
+        "target": Param(type="string", minLength=1, title="Target",
+                        description="a directory for files; for a data source its URL: the "
+                                    "original (to put it back) or a new database, bucket "
+                                    "prefix or Airflow home"),
+        "snapshot": Param("latest", type="string", minLength=1, title="Snapshot",
+                          description="'latest' or a snapshot id (prefix); ignored when "
+                                      "'as_of' is set"),
+        "as_of": Param("", type="string", title="As of",
+                       description="restore the newest backup at or before this time "
+                                   "(YYYY-MM-DD HH:MM[:SS], local time, or RFC 3339)"),
+        "on_existing": Param("fail", type="string", enum=[e.value for e in OnExisting],
+                             title="If the target exists",
+                             description="fail; skip or overwrite existing keys; replace "
+                                         "(restore into an existing database, table or "
+                                         "prefix)"),
+    }
+    # Unpaused from the start: it only runs when someone triggers it, and a restore must
+    # not wait for someone to find the pause toggle.
+    with DAG(f"restore__{name}", schedule=None, start_date=START, catchup=False,
+             max_active_runs=1, params=params, is_paused_upon_creation=False,
+             description=f"restore a snapshot of backup job {name}",
+             doc_md=f"Restore of job **{name}** of `{config_path}`: pick the source, the "
+                    "target and the snapshot (or a time) in the trigger form. The restored "
+                    "data is compared with the counts and checksums recorded at backup time.",
+             tags=[TAG, f"job:{name}", "restore"]) as dag:
+        JobRestoreOperator(task_id="restore", config_path=config_path, job=name, retries=0,
+                           source="{{ params.source }}", target="{{ params.target }}",
+                           snapshot="{{ params.snapshot }}", as_of="{{ params.as_of }}",
+                           on_existing="{{ params.on_existing }}")
+    return dag
+
+
 def _maintenance_dag(config_path: str, name: str, config: Config) -> DAG:
     settings = config.repositories[name].maintenance
     notifier = JobNotifier(config_path=config_path, repository=name)
@@ -187,8 +233,10 @@ def status_dag_id(config_path: str) -> str:
 
 def _status_dag(config_path: str, config: Config) -> DAG:
     dag_id = status_dag_id(config_path)
+    # Unpaused from the start: a watch that waits to be switched on watches nothing.
     with DAG(dag_id, schedule=_cron(config.watch.schedule), start_date=START, catchup=False,
-             max_active_runs=1, description="RPO, drill age and config errors of every job",
+             max_active_runs=1, is_paused_upon_creation=False,
+             description="RPO, drill age and config errors of every job",
              doc_md=f"Status watch of `{config_path}` (airflow-backup): every job's RPO and "
                     "drill age and the config's invalid jobs; each breach is alerted once "
                     f"(state in the Variable `airflow_backup__{dag_id}`). A run fails while "
@@ -226,7 +274,7 @@ def backup_dags(config_path: str | os.PathLike[str], *,
     dags: dict[str, DAG] = {}
     for name, job in config.jobs.items():
         for dag in (_backup_dag(path, name, job, deadline_alerts),
-                    _drill_dag(path, name, job)):
+                    _drill_dag(path, name, job), _restore_dag(path, name, job)):
             dags[dag.dag_id] = dag
     for name in config.repositories:
         dag = _maintenance_dag(path, name, config)

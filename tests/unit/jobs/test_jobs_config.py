@@ -141,7 +141,7 @@ def test_source_urls_with_credentials_are_refused_without_echoing_them(
 
 def test_the_runbook_shows_sources_without_credentials() -> None:
     """The config refuses such URLs, but the runbook must not depend on that."""
-    from airflow_backup.jobs.runbook import _shown
+    from airflow_backup.jobs.export import shown_source as _shown
 
     assert _shown("postgresql://app:S3cr3t%2FXYZZY@db:5432/app?token=XYZZY&sslmode=require") \
         == "postgresql://app@db:5432/app?sslmode=require"

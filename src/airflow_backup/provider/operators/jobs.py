@@ -53,6 +53,7 @@ __all__ = [
     "JobDrillOperator",
     "JobExportOperator",
     "JobNotifyOperator",
+    "JobRestoreOperator",
     "JobRetentionOperator",
     "JobStoreOperator",
     "JobValidateOperator",
@@ -246,6 +247,48 @@ class JobDrillOperator(JobStepOperator):
         self.log.info("drill of job %s passed in %s: RTO %.2fs, %d check(s)", self.job,
                       outcome.repository, outcome.rto, len(outcome.checks))
         return out
+
+
+class JobRestoreOperator(JobStepOperator):
+    """Restore one source of a configured job (:func:`airflow_backup.jobs.repos.
+    job_restore_request`) from the job's repository into ``target``: ``snapshot`` (``latest``
+    or an id prefix) or ``as_of`` a time, ``source`` one of the job's sources (default: its
+    files, else its first data source), ``on_existing`` fail/skip/overwrite/replace. All
+    templated: the ``restore__<job>`` DAG passes its params. Counts and checksums are
+    compared; anything not restored fails the task (no retry)."""
+
+    template_fields: Sequence[str] = ("config_path", "target", "snapshot", "as_of", "source",
+                                      "on_existing")
+
+    def __init__(self, *, target: str, snapshot: str = "latest", as_of: str = "",
+                 source: str = "", on_existing: str = "fail", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.snapshot = snapshot
+        self.as_of = as_of
+        self.source = source
+        self.on_existing = on_existing
+
+    def execute(self, context: Context) -> JSONObject:
+        """Restore; return the restore outcome (snapshot id, counts, duration, target)."""
+        from airflow_backup.jobs.repos import job_restore_request
+        from airflow_backup.operations.outcome import parse_choice
+        from airflow_backup.operations.restore import OnExisting, restore
+
+        config = self.config()
+        with engine_errors():
+            request = job_restore_request(
+                config, self.job, target=self.target, source=self.source,
+                snapshot=self.snapshot, as_of=self.as_of,
+                on_existing=parse_choice(OnExisting, self.on_existing, "on_existing"))
+            spec = repository_spec(config, config.jobs[self.job].repository)
+            outcome = restore(open_repository(spec), request, lock_wait=spec.lock_wait)
+        self.log.info("job %s: restored snapshot %s into %s", self.job, outcome.short_id,
+                      outcome.target)
+        if outcome.errors:
+            raise AirflowFailException(f"restore of {outcome.short_id}: {len(outcome.errors)} "
+                                       f"item(s) not restored; first: {outcome.errors[0][0]}")
+        return outcome.to_json()
 
 
 class ConfigRepositoryOperator(BaseOperator):
