@@ -21,6 +21,9 @@ APT_PACKAGE.pg_dumpall := postgresql-client
 APT_PACKAGE.psql := postgresql-client
 APT_PACKAGE.pgbench := postgresql-contrib
 APT_PACKAGE.mariadb-dump := mariadb-client
+# Browser tests of the Airflow UI: Debian's chromium, driven by Playwright (no downloaded browser).
+APT_TOOLS += chromium
+APT_PACKAGE.chromium := chromium
 APT_PACKAGE.mariadb := mariadb-client
 
 # Test processes (pytest-xdist): the suite mostly waits for subprocesses and servers, so two
@@ -41,7 +44,9 @@ TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 # Airflow lives in its own venv (only the Airflow-metadata source tests call its CLI), so the
 # main venv stays light. psycopg2/asyncpg let it use a PostgreSQL metadata database.
 AIRFLOW_VENV := .venv-airflow
-AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 apache-airflow-providers-celery 'celery[redis]<5.7' psycopg2-binary asyncpg
+AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 apache-airflow-providers-celery 'celery[redis]<5.7' psycopg2-binary asyncpg \
+  'playwright>=1.49'
+
 
 .PHONY: help venv tools airflow-venv lint test test-fast demo airflow bench bench-s3 clean
 

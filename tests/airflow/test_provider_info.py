@@ -43,3 +43,21 @@ def test_airflow_registers_the_connection_type_hook_and_notifier() -> None:
     assert "airflow_backup.provider.triggers.freshness" in triggers
     notifications = _cli("providers", "notifications", "-o", "json")
     assert "BackupNotifier" in notifications
+
+
+def test_provider_info_declares_the_connection_form_and_every_component() -> None:
+    """Airflow >= 3.2 builds the connection form from provider info (no hook import, no
+    wtforms); the hook defines no deprecated get_ui_field_behaviour()."""
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_backup.provider.hooks.repository import BackupRepositoryHook
+
+    info = get_provider_info()
+    (conn,) = info["connection-types"]
+    assert set(conn["conn-fields"]) == {"url", "aws_conn_id", "retry_attempts",
+                                        "retry_max_time", "lock_wait"}
+    assert conn["ui-field-behaviour"]["hidden-fields"] == ["host", "port", "login", "schema"]
+    assert {"integrations", "operators", "sensors", "hooks", "asset-uris"} <= set(info)
+    assert "get_ui_field_behaviour" not in BackupRepositoryHook.__dict__
+    widgets = ProvidersManager()._connection_form_widgets_from_metadata
+    assert "extra__backup_repository__url" in widgets

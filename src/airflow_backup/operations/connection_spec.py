@@ -13,7 +13,9 @@ Fields:
   ``extra.region_name`` and ``extra.endpoint_url`` (or ``extra.service_config.s3.endpoint_url``)
   build the S3 filesystem. Without it the engine's own S3 handling applies.
 - **Retry policy**: ``extra["retry"]`` = ``{"retry_attempts": "3", …}`` (the engine's storage
-  retry options); ``extra["lock_wait"]`` seconds of waiting for another process's lock.
+  retry options), or those options as top-level extra fields (the connection form's
+  ``retry_attempts``, ``retry_max_time``); ``extra["lock_wait"]`` seconds of waiting for
+  another process's lock.
 - **Fault drills**: ``extra["faults"]`` (``"failure_rate=1,permanent=1"``), else
   ``AIRFLOW_BACKUP_FAULTS``, injects storage failures (failure drills and tests only).
 """
@@ -44,10 +46,12 @@ def connection_url(conn: ConnectionFields) -> str:
 
 
 def _retry_options(conn: ConnectionFields) -> dict[str, str]:
+    # extra.retry (an object), and the connection form's flat retry_* fields.
     retry = conn.extra.get("retry") or {}
     if not isinstance(retry, dict):
         raise ConfigError(f"connection {conn.conn_id!r}: extra 'retry' must be an object")
-    return {str(k): str(v) for k, v in retry.items()}
+    flat = {k: v for k, v in conn.extra.items() if k.startswith("retry_") and v not in (None, "")}
+    return {str(k): str(v) for k, v in {**retry, **flat}.items()}
 
 
 def connection_storage(conn: ConnectionFields,

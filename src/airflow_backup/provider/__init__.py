@@ -27,9 +27,40 @@ def _through_airflow(conn_id: str) -> Any:
 set_lookup(_through_airflow)
 
 
+#: The connection form (Airflow >= 3.2 reads it from here, without importing the hook):
+#: labelled fields stored in the connection's extra, and the standard fields relabelled or
+#: hidden. The mapping to a repository: airflow_backup.operations.connection_spec.
+CONN_FIELDS: dict[str, Any] = {
+    "url": {"label": "Repository URL",
+            "description": "s3://bucket/prefix, gs://…, az://…, sftp://user@host/path, a "
+                           "local path, or restic's s3:https://host/bucket/prefix",
+            "schema": {"type": ["string", "null"]}},
+    "aws_conn_id": {"label": "Storage connection (aws)",
+                    "description": "for s3:// repositories: an Airflow aws connection with "
+                                   "the access key, region and endpoint",
+                    "schema": {"type": ["string", "null"]}},
+    "retry_attempts": {"label": "Storage retry attempts",
+                       "description": "tries per storage request before a step fails",
+                       "schema": {"type": ["integer", "null"], "minimum": 1}},
+    "retry_max_time": {"label": "Storage retry time limit (seconds)",
+                       "schema": {"type": ["number", "null"], "minimum": 0}},
+    "lock_wait": {"label": "Lock wait (seconds)",
+                  "description": "how long to wait for a lock another process holds",
+                  "schema": {"type": ["number", "null"], "minimum": 0}},
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["host", "port", "login", "schema"],
+    "relabeling": {"password": "Repository password"},
+    "placeholders": {"password": "the repository's password (masked)",
+                     "extra": '{"url": "s3://my-bucket/airflow-backups"}'},
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider description Airflow's ProvidersManager reads (it conforms to
     Airflow's ``provider_info.schema.json``)."""
+    modules = "airflow_backup.provider"
     return {
         "package-name": "airflow-backup",
         "name": "airflow-backup",
@@ -37,15 +68,30 @@ def get_provider_info() -> dict[str, Any]:
                        "backup, verify, retention, restore and restore-drill operators, a "
                        "deferrable freshness sensor and an Apprise notifier.",
         "versions": [__version__],
+        "integrations": [{
+            "integration-name": "airflow-backup",
+            "tags": ["backup", "software"],
+        }],
+        "operators": [{
+            "integration-name": "airflow-backup",
+            "python-modules": [f"{modules}.operators.backup", f"{modules}.operators.restore",
+                               f"{modules}.operators.maintenance", f"{modules}.operators.jobs"],
+        }],
+        "sensors": [{"integration-name": "airflow-backup",
+                     "python-modules": [f"{modules}.sensors.freshness"]}],
+        "hooks": [{"integration-name": "airflow-backup",
+                   "python-modules": [f"{modules}.hooks.repository"]}],
+        "asset-uris": [{"schemes": ["airflow-backup"], "handler": None}],
         "connection-types": [{
             "connection-type": "backup_repository",
-            "hook-class-name":
-                "airflow_backup.provider.hooks.repository.BackupRepositoryHook",
+            "hook-class-name": f"{modules}.hooks.repository.BackupRepositoryHook",
             "hook-name": "airflow-backup repository",
+            "conn-fields": CONN_FIELDS,
+            "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
         }],
-        "notifications": ["airflow_backup.provider.notifications.apprise.BackupNotifier"],
+        "notifications": [f"{modules}.notifications.apprise.BackupNotifier"],
         "triggers": [{
             "integration-name": "airflow-backup",
-            "python-modules": ["airflow_backup.provider.triggers.freshness"],
+            "python-modules": [f"{modules}.triggers.freshness"],
         }],
     }

@@ -10,8 +10,6 @@ generated DAGs, these operators and the sensor.
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import BaseHook
 
 from airflow_backup.connections import ConnectionFields
@@ -39,17 +37,6 @@ class BackupRepositoryHook(BaseHook):
     def __init__(self, backup_repository_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.backup_repository_conn_id = backup_repository_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return the connection form layout: host is the URL, password the repository's."""
-        return {
-            "hidden_fields": ["port", "login"],
-            "relabeling": {"host": "Repository URL or path", "schema": "Sub-path (optional)",
-                           "password": "Repository password"},
-            "placeholders": {"host": "s3://my-bucket/airflow-backups",
-                             "extra": '{"aws_conn_id": "aws_default"}'},
-        }
 
     def _connection(self) -> ConnectionFields:
         return airflow_connection(self.backup_repository_conn_id)

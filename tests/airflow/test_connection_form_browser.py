@@ -1,0 +1,102 @@
+"""The backup_repository connection form in the Airflow UI, in Debian's chromium driven by
+Playwright (headless) against a real api-server: after signing in, the form shows labelled
+fields for the repository URL, password, storage connection and retries, hides the generic
+Host/Login/Port/Schema, and what it saves opens the repository."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scheduler import API_USER, AirflowStack, ApiClient, airflow_stack
+from test_scheduler_e2e import _make_repo
+
+from airflow_backup.connections import ConnectionFields
+from airflow_backup.operations.connection_spec import spec_from_connection
+from airflow_backup.operations.spec import open_repository
+from conftest import PASSWORD
+from support.tools import require_tool
+
+pytestmark = pytest.mark.slow
+
+#: Chromium as root in a sandbox without a network: the flags of the machine notes.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[AirflowStack, Any]]:
+    """A signed-in browser page on a running api-server."""
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with airflow_stack(tmp_path / "home", "LocalExecutor") as stack:
+        stack.start("api-server", "api-server")
+        ApiClient(stack).wait_ready()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=CHROMIUM_ARGS)
+            try:
+                tab = browser.new_page(viewport={"width": 1280, "height": 900})
+                tab.set_default_timeout(30_000)
+                tab.goto(stack.api_url + "/")
+                tab.get_by_label("Username").fill(API_USER)
+                tab.get_by_label("Password").fill(stack.api_password)
+                tab.get_by_role("button", name="Sign in").click()
+                tab.wait_for_url(lambda url: "/auth/login" not in url)
+                yield stack, tab
+            finally:
+                browser.close()
+
+
+def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(
+        page: tuple[AirflowStack, Any], tmp_path: Path) -> None:
+    stack, tab = page
+    repo_dir = _make_repo(tmp_path / "repo")
+    tab.goto(stack.api_url + "/connections")
+    tab.get_by_role("button", name="Add Connection").first.click()
+    dialog = tab.get_by_role("dialog")
+    dialog.get_by_label("Connection ID").fill("ui_repo")
+    kind = dialog.get_by_role("combobox")
+    kind.click()
+    kind.type("airflow-backup")
+    kind.press("Enter")
+    # Standard fields: only the password (relabelled); no Host, Login, Port or Schema.
+    password = dialog.get_by_label("Repository password")
+    password.wait_for()
+    for generic in ("Host", "Login", "Port", "Schema"):
+        assert dialog.get_by_label(generic, exact=True).count() == 0, generic
+    dialog.get_by_text("Extra Fields", exact=True).click()
+    # Airflow 3.3's form labels extra fields visibly but its <label for> points elsewhere:
+    # each field is found as the input of the field group that shows that label.
+    labelled = {label: dialog.get_by_role("group").filter(
+        has=tab.get_by_text(label, exact=True)).locator("input") for label in (
+        "Repository URL", "Storage connection (aws)", "Storage retry attempts",
+        "Storage retry time limit (seconds)", "Lock wait (seconds)")}
+    for label, field in labelled.items():
+        field.wait_for()  # the section opens with an animation
+        assert field.count() == 1, label
+    assert dialog.get_by_text("s3://bucket/prefix, gs://…").count() == 1  # the help text
+    password.fill(PASSWORD)
+    labelled["Repository URL"].fill(str(repo_dir))
+    labelled["Storage retry attempts"].fill("2")
+    labelled["Lock wait (seconds)"].fill("30")
+    tab.screenshot(path=str(tmp_path / "connection-form.png"), full_page=True)
+    dialog.get_by_role("button", name="Save").click()
+    tab.get_by_text("ui_repo").first.wait_for()
+
+    saved = ApiClient(stack).get("/api/v2/connections/ui_repo")
+    assert saved["conn_type"] == "backup_repository"
+    extra = json.loads(saved["extra"])
+    assert extra["url"] == str(repo_dir)
+    assert str(extra["retry_attempts"]) == "2" and str(extra["lock_wait"]) == "30"
+    # What the form saved is a repository (the password as typed; the API masks it).
+    spec = spec_from_connection(ConnectionFields("ui_repo", "backup_repository",
+                                                 password=PASSWORD, extra=extra))
+    assert spec.retry.max_attempts == 2 and spec.lock_wait == 30.0
+    assert open_repository(spec).config.id
+    assert PASSWORD not in json.dumps(saved)
