@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -263,3 +264,34 @@ def test_job_filter_uses_the_jobs_tag_and_skips_drill_records(
     Archiver(repo).backup(BackupOptions(paths=[str(data_tree)], tags=["job=files", DRILL_TAG]))
     picked = select_snapshots(repo, snapshot_filter(job="files", tags=[], host=None))
     assert [s.id for s in picked] == [real]
+
+
+# --- the triggerer and the sensor's defaults --------------------------------------------------
+
+def _fresh_python(code: str, **env: str) -> str:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_the_trigger_module_loads_no_engine_code_into_the_triggerer_loop() -> None:
+    # The triggerer imports a trigger's module in its event loop; the engine is imported by
+    # the polling function, which runs in a thread.
+    loaded = _fresh_python(
+        "import sys, airflow_backup.provider.triggers.freshness\n"
+        "print(sorted(m for m in sys.modules if m.startswith(("
+        "'airflow_backup.repository', 'airflow_backup.storage', "
+        "'airflow_backup.provider.hooks', 'airflow_backup.operations'))))")
+    assert loaded == "[]"
+
+
+def test_the_sensor_is_deferrable_when_airflow_says_so_by_default() -> None:
+    code = ("import datetime\n"
+            "from airflow_backup.provider.sensors.freshness import BackupFreshnessSensor as S\n"
+            "print(S(task_id='f', max_age=datetime.timedelta(hours=1)).deferrable)")
+    assert _fresh_python(code, AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True") == "True"
+    assert _fresh_python(code, AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="False") == "False"

@@ -147,6 +147,11 @@ def test_generated_dags_back_up_drill_and_maintain(
     titles = [m["title"] for m in messages]
     assert titles == ["airflow-backup: job files: SUCCESS"] * 2 + [
         "airflow-backup: job files: DRILL SUCCESS"]
+    # Each message leads to its run and the task's log.
+    for message, dr in zip(messages, [*runs, drill_run], strict=True):
+        assert f"run: {dr.run_id}" in message["message"]
+        assert f"/dags/{dr.dag_id}/runs/" in message["message"] and "log: http" in \
+            message["message"]
     assert PASSWORD not in json.dumps(messages)
 
 
@@ -231,12 +236,15 @@ def test_deadline_alert_is_wired_and_its_async_callback_sends_the_job_alert(
         assert alert.callback.kwargs["reason"] == "deadline"
         # What the triggerer does with the callback: build it with the kwargs, await it.
         notifier = JobNotifier(**alert.callback.kwargs,
-                               context={"dag_run": {"run_id": "scheduled__x"}})
+                               context={"dag_run": {"run_id": "scheduled__x",
+                                                    "dag_id": "backup__files"}})
         asyncio.run(_await(notifier))
         messages = list(rx.messages)
     assert len(messages) == 1
     assert "has not finished within its window of 7200s" in messages[0]["message"]
     assert "run scheduled__x overran" in messages[0]["message"]
+    assert "(run scheduled__x)" in messages[0]["message"]  # named in the summary line too
+    assert "/dags/backup__files/runs/scheduled__x" in messages[0]["message"]  # and linked
 
 
 async def _await(notifier: Any) -> None:

@@ -195,17 +195,20 @@ def publish_metrics(config: Config, path: str = "", cache: CacheSpec | None = No
     return path
 
 
-def run_drill(config: Config, job: str, *, as_of: str = "", cache: CacheSpec | None = None
-              ) -> tuple[DrillOutcome, int]:
-    """Drill ``job`` where its newest backup landed, record it, notify; return the outcome
-    and how many notification URLs accepted it. Raise ConfigError for an unknown job."""
+def run_drill(config: Config, job: str, *, as_of: str = "", cache: CacheSpec | None = None,
+              links: dict[str, str] | None = None) -> tuple[DrillOutcome, int]:
+    """Drill ``job`` where its newest backup landed, record it, notify (the message carries
+    ``links``: the run and its log, in Airflow); return the outcome and how many
+    notification URLs accepted it. Raise ConfigError for an unknown job."""
     if job not in config.jobs:
         raise ConfigError(f"no job {job!r} in the config")
     spec = config.jobs[job]
     outcome = drill(repository_spec(config, spec.repository, cache or CacheSpec()), job,
                     drill_options(spec), as_of=as_of)
     error = outcome.error
-    sent = send(config, drill_notice(job, outcome.ok, outcome.rto, outcome.max_rto,
-                                     error.describe() if error else "", outcome.snapshots,
-                                     len(outcome.checks)))
+    notice = drill_notice(job, outcome.ok, outcome.rto, outcome.max_rto,
+                          error.describe() if error else "", outcome.snapshots,
+                          len(outcome.checks))
+    notice.details.update(links or {})
+    sent = send(config, notice)
     return outcome, sent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
 import socket
 import threading
@@ -29,6 +30,8 @@ from airflow_backup.repository.unpacked import decode_unpacked, save_json
 from airflow_backup.storage.base import FileType, Handle, Storage, is_strongly_consistent
 
 __all__ = ["LockInfo", "RepoLock", "is_stale", "list_locks", "pid_namespace"]
+
+_log = logging.getLogger(__name__)
 
 STALE_AFTER_S = 30 * 60
 REFRESH_EVERY_S = 5 * 60
@@ -164,7 +167,9 @@ class RepoLock:
     def acquire(self, retry_seconds: float = 0.0) -> None:
         """Take the lock. Raise RepositoryLocked if a conflicting lock stays for longer than
         ``retry_seconds``."""
-        deadline = time.monotonic() + retry_seconds
+        started = time.monotonic()
+        deadline = started + retry_seconds
+        waited = False
         while True:
             conflicts = self._conflicts()
             if not conflicts:
@@ -184,12 +189,19 @@ class RepoLock:
                 if not conflicts:
                     break
                 self._remove()
+            if not waited and retry_seconds > 0:
+                # A wait can last minutes: say whom it waits for (a task log shows this).
+                waited = True
+                _log.info("waiting up to %.0fs for the repository lock held by %s",
+                          retry_seconds, conflicts[0].holder())
             if time.monotonic() >= deadline:
                 other = conflicts[0]
                 kind = "exclusive" if other.exclusive else "non-exclusive"
                 raise RepositoryLocked(
                     f"repository is already locked ({kind}) by {other.holder()}")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        if waited:
+            _log.info("repository lock taken after waiting %.1fs", time.monotonic() - started)
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
                                         name="lock-refresh")
         self._thread.start()

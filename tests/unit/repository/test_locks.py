@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -276,3 +277,27 @@ def test_a_hostile_lock_file_is_skipped_not_a_crash(storage: MemoryStorage, key:
     data = encode_unpacked(key, payload, 2)
     storage.save(Handle(FileType.LOCK, hashlib.sha256(data).hexdigest()), data)
     assert list_locks(storage, key) == []
+
+
+def test_a_lock_wait_says_whom_it_waits_for_and_how_long_it_took(
+        storage: MemoryStorage, key: Key, caplog: pytest.LogCaptureFixture) -> None:
+    """A job step may wait minutes for a lock (lock_wait): the log (a task log in Airflow)
+    names the holder when the wait starts and the time waited when the lock is taken."""
+    holder = RepoLock(storage, key, 2, exclusive=True)
+    holder.acquire()
+    timer = threading.Timer(1.2, holder.release)
+    timer.start()
+    caplog.set_level("INFO", logger="airflow_backup.repository.locks")
+    waiter = RepoLock(storage, key, 2, exclusive=False)
+    waiter.acquire(retry_seconds=20)
+    waiter.release()
+    timer.join()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith(f"waiting up to 20s for the repository lock held by PID "
+                                  f"{os.getpid()} on {socket.gethostname()}")
+    assert re.fullmatch(r"repository lock taken after waiting [12]\.\ds", messages[1])
+    caplog.clear()
+    free = RepoLock(storage, key, 2, exclusive=False)
+    free.acquire(retry_seconds=20)  # no conflict: nothing to say
+    free.release()
+    assert caplog.records == []

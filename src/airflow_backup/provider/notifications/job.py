@@ -21,7 +21,32 @@ from airflow_backup.jobs.load import load_config_isolated
 from airflow_backup.jobs.notify import Notice, deliver, failure_notice, send
 from airflow_backup.operations.outcome import parse_choice
 
-__all__ = ["AlertReason", "JobNotifier"]
+__all__ = ["AlertReason", "JobNotifier", "run_links"]
+
+
+def run_links(context: Context) -> dict[str, str]:
+    """Return where an alert's reader finds the run: ``run`` (its id), ``log`` (the task's
+    log page) or, without a task (the triggerer's deadline alert), ``run_page``."""
+    run: Any = context.get("dag_run")
+    # The triggerer passes the run as its REST payload (a dict), workers an object.
+    get = run.get if isinstance(run, dict) else (lambda k, d="": getattr(run, k, d))
+    run_id, dag_id = str(get("run_id", "") or ""), str(get("dag_id", "") or "")
+    links = {"run": run_id} if run_id else {}
+    ti = context.get("ti") or context.get("task_instance")
+    try:
+        log_url = str(getattr(ti, "log_url", "") or "")
+    except Exception:  # a task instance without a configured base URL; the run id remains
+        log_url = ""
+    if log_url:
+        links["log"] = log_url
+    elif run_id and dag_id:
+        from urllib.parse import quote
+
+        from airflow.sdk.configuration import conf
+
+        base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+        links["run_page"] = f"{base}/dags/{dag_id}/runs/{quote(run_id)}"
+    return links
 
 
 class AlertReason(enum.StrEnum):
@@ -51,18 +76,22 @@ class JobNotifier(BaseNotifier):
         self.window = window
 
     def _notice(self, context: Context, job: str) -> Notice:
+        links = run_links(context)
         if self.reason == AlertReason.DEADLINE:
-            # The triggerer passes the run as its REST payload (a dict), workers an object.
-            run: Any = context.get("dag_run")
-            run_id = run.get("run_id", "") if isinstance(run, dict) else getattr(run, "run_id", "")
-            return Notice(job, "failure", f"backup job {job} has not finished within its "
-                          f"window of {self.window:.0f}s", "deadline",
-                          f"run {run_id} overran its window" if run_id else "run overran its "
-                          "window")
-        ti = context.get("ti") or context.get("task_instance")
-        step = str(getattr(ti, "task_id", "") or "task")
-        attempts = int(getattr(ti, "try_number", 0) or 0)
-        return failure_notice(job, step, first_line(context.get("exception")), attempts, None)
+            run_id = links.get("run", "")
+            notice = Notice(job, "failure", f"backup job {job} has not finished within its "
+                            f"window of {self.window:.0f}s"
+                            + (f" (run {run_id})" if run_id else ""), "deadline",
+                            f"run {run_id} overran its window" if run_id else "run overran "
+                            "its window")
+        else:
+            ti = context.get("ti") or context.get("task_instance")
+            step = str(getattr(ti, "task_id", "") or "task")
+            attempts = int(getattr(ti, "try_number", 0) or 0)
+            notice = failure_notice(job, step, first_line(context.get("exception")), attempts,
+                                    None)
+        notice.details.update(links)
+        return notice
 
     def _send(self, context: Context) -> int:
         config = load_config_isolated(self.config_path).config

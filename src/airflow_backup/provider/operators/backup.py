@@ -27,7 +27,8 @@ __all__ = ["BackupOperator", "backup_asset"]
 
 class BackupOperator(RepositoryOperator):
     """Back up ``paths`` (files, directories) or one ``source_url`` (``postgresql://…``,
-    ``sqlite:///…``, ``airflow-metadata://``, … — see docs/sources.md) into a new snapshot
+    ``sqlite:///…``, ``airflow:///AIRFLOW_HOME``, ``s3://bucket/prefix``, … — see
+    docs/sources.md) into a new snapshot
     tagged ``job=<job>`` (the tag backup jobs use) plus ``tags``.
 
     Returns (XCom) a small JSON summary: status, snapshot id, time, bytes added, files,

@@ -43,6 +43,7 @@ from airflow_backup.operations.retention import prune
 from airflow_backup.operations.spec import open_repository
 from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.errors import engine_errors
+from airflow_backup.provider.notifications.job import run_links
 from airflow_backup.provider.operators.base import OnIncomplete, finish
 from airflow_backup.provider.operators.maintenance import check_json, checked
 from airflow_backup.repository.check import CheckOptions
@@ -192,6 +193,7 @@ class JobNotifyOperator(_FromStore):
             "snapshot_ids": list(store.snapshot_ids), "bytes_added": store.bytes_added,
             "bytes_processed": store.bytes_processed}
         notice = store_notice(self.job, store, duration)
+        notice.details.update(run_links(context))
         sent = send(config, notice)
         try:
             publish_metrics(config)
@@ -232,7 +234,8 @@ class JobDrillOperator(JobStepOperator):
         """Return the drill outcome (RTO, checks, snapshots, record id)."""
         config = self.config()
         with engine_errors():
-            outcome, sent = run_drill(config, self.job, as_of=self.as_of)
+            outcome, sent = run_drill(config, self.job, as_of=self.as_of,
+                                      links=run_links(context))
         try:
             publish_metrics(config)
         except (ConfigError, OSError) as exc:

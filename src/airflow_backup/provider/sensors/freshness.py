@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_backup.provider.errors import engine_errors
@@ -21,14 +22,16 @@ __all__ = ["BackupFreshnessSensor"]
 
 class BackupFreshnessSensor(BaseSensorOperator):
     """Succeed when the repository holds a snapshot matching ``job``/``tags``/``host`` that is
-    younger than ``max_age``. With ``deferrable=True`` the wait runs in the triggerer
-    (:class:`BackupFreshnessTrigger`) instead of holding a worker slot. Returns (XCom) the
-    fresh snapshot's id, time and age."""
+    younger than ``max_age``. With ``deferrable=True`` (default: Airflow's ``[operators]
+    default_deferrable``) the wait runs in the triggerer (:class:`BackupFreshnessTrigger`)
+    instead of holding a worker slot. Returns (XCom) the fresh snapshot's id, time and age."""
 
     template_fields: Sequence[str] = ("tags", "host")
 
     def __init__(self, *, max_age: timedelta, job: str | None = None,
-                 tags: Sequence[str] = (), host: str | None = None, deferrable: bool = False,
+                 tags: Sequence[str] = (), host: str | None = None,
+                 deferrable: bool = conf.getboolean("operators", "default_deferrable",
+                                                    fallback=False),
                  backup_repository_conn_id: str = BackupRepositoryHook.default_conn_name,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)

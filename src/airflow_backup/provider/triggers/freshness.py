@@ -1,4 +1,9 @@
-"""BackupFreshnessTrigger: poll a repository (in a thread) until a fresh snapshot exists."""
+"""BackupFreshnessTrigger: poll a repository (in a thread) until a fresh snapshot exists.
+
+The triggerer imports this module in its event loop, where every other trigger runs: it
+imports only Airflow's trigger base and the error tree. The engine (the hook, repository
+code, the snapshot filter) is imported by :func:`find_fresh_snapshot`, in the worker thread.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,6 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_backup.errors import BackupError
-from airflow_backup.provider.hooks.repository import BackupRepositoryHook
-from airflow_backup.provider.operators.base import snapshot_filter
-from airflow_backup.repository.select import select_snapshots
 
 __all__ = ["BackupFreshnessTrigger", "find_fresh_snapshot"]
 
@@ -23,6 +25,10 @@ def find_fresh_snapshot(conn_id: str, *, job: str | None, tags: Sequence[str],
     """Return ``{"snapshot_id", "time", "age_seconds"}`` of the newest snapshot matching
     ``job``/``tags``/``host`` if it is at most ``max_age_seconds`` old, else None. Blocking;
     engine errors propagate."""
+    from airflow_backup.provider.hooks.repository import BackupRepositoryHook
+    from airflow_backup.provider.operators.base import snapshot_filter
+    from airflow_backup.repository.select import select_snapshots
+
     repo = BackupRepositoryHook(conn_id).get_repository()
     snaps = select_snapshots(repo, snapshot_filter(job=job, tags=tags, host=host))
     if not snaps:
