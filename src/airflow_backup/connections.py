@@ -20,7 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from airflow_backup.errors import ConfigError
 from airflow_backup.jsontypes import JSONObject
 
-__all__ = ["ConnectionFields", "from_environment", "get_connection", "set_lookup"]
+__all__ = ["ConnectionFields", "apprise_urls", "from_environment", "get_connection",
+           "set_lookup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,18 @@ class ConnectionFields:
             auth += ":" + quote(self.password, safe="")
         where = self.host + (f":{self.port}" if self.port else "")
         return f"{kind}://{auth + '@' if auth else ''}{where}/{quote(self.schema, safe='')}"
+
+
+def apprise_urls(conn: ConnectionFields) -> list[str]:
+    """Return the Apprise URLs a connection holds: ``extra.urls`` (a list, or one URL), else
+    its host (the convention of the provider's BackupNotifier ``apprise_conn_id``)."""
+    urls = conn.extra.get("urls") or conn.host
+    if isinstance(urls, str):
+        return [urls] if urls else []
+    if isinstance(urls, list):
+        return [str(u) for u in urls if u]
+    raise ConfigError(f"connection {conn.conn_id!r}: extra 'urls' must be a list of "
+                      "Apprise URLs")
 
 
 Lookup = Callable[[str], ConnectionFields]

@@ -4,8 +4,8 @@ triggerer on a PostgreSQL metadata database, under LocalExecutor and under Celer
 
 The config holds:
 
-The repository (URL and password) is an Airflow connection created through the REST API: no
-component has it in its environment.
+The repository (URL and password) and the alerts' Apprise URLs are Airflow connections
+created through the REST API: no component has them in its environment.
 
 * ``meta``: Airflow's own metadata (``airflow://AIRFLOW_HOME`` — the deployment's home,
   its database the stack's PostgreSQL one) and a PostgreSQL database; it must back up inside
@@ -55,19 +55,19 @@ repositories:
 watch:
   schedule: {{cron: "0 0 1 1 *"}}   # runs are triggered by the test
 notifications:
-  urls: ["{rx}"]
+  connection: alerts   # the Apprise URLs (tokens) are in an Airflow connection
 jobs:
   meta:
     sources: ["airflow://{home}{meta_query}", "{pg}/{db}"]
     repository: main
     verification: {{read_back: true, check_subset: "100%"}}
     drill: {{target: "{pg}/postgres", max_rto: 10m}}
-    notifications: {{urls: ["{rx}"], on: [failure, drill_failure, rpo_breach]}}
+    notifications: {{connection: alerts, on: [failure, drill_failure, rpo_breach]}}
   late:
     sources: [{late}]
     repository: main
     rpo: 1m
-    notifications: {{urls: ["{rx}"], on: [failure, rpo_breach]}}
+    notifications: {{connection: alerts, on: [failure, rpo_breach]}}
   broken:
     sources: [{late}]
     repository: main
@@ -160,7 +160,7 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
     meta_query = "" if stack.executor == "LocalExecutor" else "?conn_id=airflow_metadata"
     with receiver() as rx:
         (stack.dags_folder / "backups.yaml").write_text(CONFIG.format(
-            rx=rx.url, home=stack.home, pg=PG,
+            home=stack.home, pg=PG,
             db=app_db, late=late, meta_query=meta_query))
         (stack.dags_folder / "backups.py").write_text(FACTORY_DAG_FILE)
         started = time.monotonic()
@@ -172,6 +172,9 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         api.post("/api/v2/connections", {
             "connection_id": "backup_repo", "conn_type": "backup_repository",
             "host": str(repo_dir), "password": PASSWORD})
+        api.post("/api/v2/connections", {
+            "connection_id": "alerts", "conn_type": "generic",
+            "extra": json.dumps({"urls": [rx.url]})})
         if meta_query:
             api.post("/api/v2/connections", {
                 "connection_id": "airflow_metadata", "conn_type": "postgres",

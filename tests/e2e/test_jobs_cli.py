@@ -285,3 +285,23 @@ def test_a_repository_defined_by_an_airflow_connection_works_from_the_cli(
     r = run_cli(None, "run", str(both), env=env, password=None)
     assert r.returncode == 2 and b"with connection, the connection defines the repository: " \
         b"leave out url" in r.stderr
+
+
+def test_notification_urls_can_live_in_a_connection(tmp_path: Path) -> None:
+    """``notifications.connection``: the Apprise URLs (tokens) are in a connection — here
+    AIRFLOW_CONN_ALERTS, as the CLI reads it — beside any ``urls`` of the config."""
+    repo = tmp_path / "repo"
+    _init(repo)
+    with receiver() as rx:
+        cfg = _config(tmp_path, {"sources": [str(_data(tmp_path))], "notifications": {
+            "connection": "alerts", "on": ["success"]}})
+        conn = json.dumps({"conn_type": "generic", "extra": {"urls": [rx.url]}})
+        r = run_cli(None, "run", str(cfg), env=_env(AIRFLOW_CONN_ALERTS=conn), password=None)
+        assert r.returncode == 0, r.stderr
+        assert [m["title"] for m in rx.messages] == ["airflow-backup: job nightly: SUCCESS"]
+        # An unreadable connection loses the alert (said in the log), never the backup.
+        r = run_cli(None, "run", str(cfg), "-v", env=_env(), password=None)
+        assert r.returncode == 0, r.stderr
+        assert b"notification connection not read: connection 'alerts' is not defined" \
+            in r.stderr
+        assert len(rx.messages) == 1

@@ -271,8 +271,20 @@ class NotificationConfig(_Model):
     urls: list[str] = Field(default_factory=list,
                             description="Apprise URLs: mailto://, slack://, msteams://, "
                                         "pagerduty://, ntfy://, json://, …")
+    connection: str = Field("", description="an Airflow connection whose extra 'urls' (or "
+                            "host) holds more Apprise URLs: tokens stay in Airflow or its "
+                            "secrets backend (the CLI reads AIRFLOW_CONN_<ID>)")
     on: list[Event] = Field(default_factory=lambda: list(_DEFAULT_EVENTS),
                             description="outcomes that send a message")
+
+    def all_urls(self) -> list[str]:
+        """Return ``urls`` and those of ``connection``. Raise ConfigError if the connection
+        cannot be read."""
+        if not self.connection:
+            return list(self.urls)
+        from airflow_backup.connections import apprise_urls, get_connection
+
+        return [*self.urls, *apprise_urls(get_connection(self.connection))]
 
 
 class FileHash(_Model):

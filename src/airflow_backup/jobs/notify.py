@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config
 from airflow_backup.operations.outcome import Status
 
@@ -90,10 +91,17 @@ def send(config: Config, notice: Notice) -> int:
     """Send ``notice`` to the job's URLs if its event is enabled; return how many URLs
     accepted it (0 when disabled or undeliverable)."""
     settings = config.jobs[notice.job].notifications
-    if notice.event not in settings.on or not settings.urls:
+    if notice.event not in settings.on:
+        return 0
+    try:
+        urls = settings.all_urls()
+    except ConfigError as exc:  # an alert must never fail the job: say why it is missing
+        log.warning("job %s: notification connection not read: %s", notice.job, exc)
+        urls = list(settings.urls)
+    if not urls:
         return 0
     title, body = format_notice(config, notice)
-    return deliver(settings.urls, title, body, _TYPES.get(notice.event, "info"),
+    return deliver(urls, title, body, _TYPES.get(notice.event, "info"),
                    label=f"job {notice.job}")
 
 

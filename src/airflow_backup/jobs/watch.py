@@ -17,6 +17,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+from airflow_backup.errors import ConfigError
 from airflow_backup.jobs.config import Config
 from airflow_backup.jobs.load import LoadedConfig
 from airflow_backup.jobs.notify import Notice, deliver, format_notice, send
@@ -84,11 +85,15 @@ def breaches(loaded: LoadedConfig, sts: list[JobStatus], now: float) -> list[Bre
 def _send_config_error(config: Config, notice: Notice) -> int:
     # A left-out job has no valid alert settings: the config's own, else every valid job's
     # (those that want config errors).
-    if config.notifications is not None:
-        urls = config.notifications.urls if "config_error" in config.notifications.on else []
-    else:
-        urls = [u for j in config.jobs.values() if "config_error" in j.notifications.on
-                for u in j.notifications.urls]
+    sources = [config.notifications] if config.notifications is not None else [
+        j.notifications for j in config.jobs.values()]
+    urls: list[str] = []
+    for settings in sources:
+        if "config_error" in settings.on:
+            try:
+                urls += settings.all_urls()
+            except ConfigError:
+                urls += settings.urls
     urls = list(dict.fromkeys(urls))
     if not urls:
         return 0

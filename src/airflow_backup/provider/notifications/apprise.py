@@ -54,11 +54,10 @@ class BackupNotifier(BaseNotifier):
     def _apprise(self) -> apprise.Apprise:
         targets = list(self.urls)
         if self.apprise_conn_id:
-            from airflow.sdk import BaseHook
+            from airflow_backup.connections import apprise_urls
+            from airflow_backup.provider.connections import airflow_connection
 
-            conn = BaseHook.get_connection(self.apprise_conn_id)
-            extra = conn.extra_dejson.get("urls") or conn.host or ""
-            targets += [extra] if isinstance(extra, str) else list(extra)
+            targets += apprise_urls(airflow_connection(self.apprise_conn_id))
         quiet_apprise()
         apobj = apprise.Apprise()
         for url in targets:

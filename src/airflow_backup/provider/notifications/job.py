@@ -110,7 +110,7 @@ class JobNotifier(BaseNotifier):
         # A repository has no alert settings of its own: its jobs' failure recipients get it.
         jobs = [n for n, j in config.jobs.items()
                 if j.repository == self.repository and "failure" in j.notifications.on]
-        urls = list(dict.fromkeys(u for n in jobs for u in config.jobs[n].notifications.urls))
+        urls = list(dict.fromkeys(u for n in jobs for u in config.jobs[n].notifications.all_urls()))
         if not urls:
             return 0
         ti = context.get("ti") or context.get("task_instance")
