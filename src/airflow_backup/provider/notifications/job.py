@@ -103,6 +103,11 @@ class JobNotifier(BaseNotifier):
         except (BackupError, OSError) as exc:
             self.log.warning("metrics not written: %s", first_line(exc))
         if self.job:
+            if self.job not in config.jobs:  # made invalid since the DAG was parsed
+                self.log.warning("job %s is no longer valid in %s: its alert goes out with "
+                                 "the status watch's config_error", self.job,
+                                 self.config_path)
+                return 0
             return send(config, self._notice(context, self.job))
         return self._send_repository(config, context)
 
