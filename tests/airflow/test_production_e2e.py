@@ -212,6 +212,14 @@ def test_production_deployment_backs_up_airflow_itself_watches_rpo_and_isolates_
         assert drill["state"] == "success", api.describe_run("drill__meta", drill["dag_run_id"])
         drilled = api.xcom("drill__meta", drill["dag_run_id"], "drill")
         assert drilled["ok"] and len(drilled["snapshots"]) == 2, drilled
+        # The drill links its run, its log and the backup run that started it, and so does
+        # its record in the repository.
+        assert drilled["links"]["backup_run"] == f"backup__meta/{run_id}", drilled["links"]
+        assert drilled["links"]["run"] == drill["dag_run_id"]
+        assert "/dags/drill__meta/runs/" in drilled["links"]["log"]
+        (record,) = [s for s in open_repo(repo_dir).list_snapshots()
+                     if s.id == drilled["record"]]
+        assert record.extra["airflow_backup"]["drill"]["links"] == drilled["links"]
 
         # restore__meta: the FIRST PostgreSQL snapshot, chosen by the run's params, into a
         # new database, after a second backup of more rows.

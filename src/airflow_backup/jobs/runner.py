@@ -204,7 +204,7 @@ def run_drill(config: Config, job: str, *, as_of: str = "", cache: CacheSpec | N
         raise ConfigError(f"no job {job!r} in the config")
     spec = config.jobs[job]
     outcome = drill(repository_spec(config, spec.repository, cache or CacheSpec()), job,
-                    drill_options(spec), as_of=as_of)
+                    drill_options(spec), as_of=as_of, links=links)
     error = outcome.error
     notice = drill_notice(job, outcome.ok, outcome.rto, outcome.max_rto,
                           error.describe() if error else "", outcome.snapshots,

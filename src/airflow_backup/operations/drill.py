@@ -27,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from airflow_backup import __version__
@@ -85,7 +85,8 @@ class DrillOptions:
 class DrillOutcome(Outcome):
     """A drill's outcome. ``rto`` in seconds; ``checks`` one line per passed validation;
     ``record`` the id of the drill-record snapshot; ``repository`` where the drilled
-    snapshots were; ``files``/``bytes`` what the file restores wrote."""
+    snapshots were; ``files``/``bytes`` what the file restores wrote; ``links`` where the
+    drill ran (Airflow: its run, its log, the backup run that started it), recorded with it."""
 
     job: str
     rto: float = 0.0
@@ -97,6 +98,7 @@ class DrillOutcome(Outcome):
     repository: str = ""
     files: int = 0
     bytes: int = 0
+    links: dict[str, str] = field(default_factory=dict)
 
     @property
     def rto_exceeded(self) -> bool:
@@ -368,12 +370,13 @@ def _newest_holder(spec: RepositorySpec, job: str, flt: SnapshotFilter
 
 def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str = "",
           flt: SnapshotFilter | None = None, record: bool = True,
-          work_dir: str | None = None) -> DrillOutcome:
+          work_dir: str | None = None, links: dict[str, str] | None = None) -> DrillOutcome:
     """Drill the newest backups of ``job`` (or of any backup matching ``flt``) where they
     landed; record the outcome there (unless ``record`` is False); return it. Never raises
     for a failed drill: the outcome says ``failed``."""
     flt = flt or SnapshotFilter()
-    outcome = DrillOutcome(job=job, max_rto=options.max_rto, status=Status.FAILED)
+    outcome = DrillOutcome(job=job, max_rto=options.max_rto, status=Status.FAILED,
+                           links=dict(links or {}))
     checks: list[str] = []
     snapshots: list[Snapshot] = []
     files = size = 0

@@ -218,6 +218,19 @@ class JobRetentionOperator(_FromStore):
         return retention_json(outcome)
 
 
+def _backup_run(context: Context, job: str) -> dict[str, str]:
+    """The backup run whose Asset event started this drill (``{}`` for a scheduled one)."""
+    uri = backup_asset(job).uri
+    events: Any = context.get("triggering_asset_events") or {}
+    for key, found in dict(events).items():
+        if uri in (getattr(key, "uri", key), str(key)):
+            for event in found or []:
+                run_id = getattr(event, "source_run_id", None)
+                if run_id:
+                    return {"backup_run": f"{getattr(event, 'source_dag_id', '')}/{run_id}"}
+    return {}
+
+
 class JobDrillOperator(JobStepOperator):
     """Restore the job's latest snapshots, where its last backup landed, into a sandbox,
     validate them, measure the RTO and record the drill in the repository (``airflow-backup
@@ -235,7 +248,8 @@ class JobDrillOperator(JobStepOperator):
         config = self.config()
         with engine_errors():
             outcome, sent = run_drill(config, self.job, as_of=self.as_of,
-                                      links=run_links(context))
+                                      links={**run_links(context),
+                                             **_backup_run(context, self.job)})
         try:
             publish_metrics(config)
         except (ConfigError, OSError) as exc:
