@@ -328,6 +328,12 @@ def _check_source_url(text: str) -> None:
                          "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE) environment or a passfile")
     _refuse_secret_options("source", (k for k, _ in url.query),
                            "use the environment or a passfile")
+    from airflow_backup.sources.registry import check_options
+
+    try:
+        check_options(url)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class DrillConfig(_Model):

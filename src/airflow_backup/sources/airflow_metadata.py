@@ -197,6 +197,9 @@ class AirflowMetadataSource:
     """An Airflow installation's metadata; see the module docstring for the URL."""
 
     kind: ClassVar[str] = "airflow"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset(("airflow", "conn_id", "database"))
 
     def __init__(self, url: SourceURL) -> None:
         self.url = url

@@ -302,6 +302,8 @@ class DataSource(Protocol):
     """A backup source. Instances are made from a URL by the registry and used once."""
 
     kind: ClassVar[str]
+    #: The URL query options the source reads (the registry refuses any other).
+    options: ClassVar[frozenset[str]]
     url: SourceURL
 
     def describe(self) -> SourceDescription:

@@ -49,6 +49,9 @@ class MySQLSource:
     """A MariaDB or MySQL server or database; see the module docstring for the URL."""
 
     kind: ClassVar[str] = "mysql"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: SourceURL) -> None:
         if url.scheme not in ("mysql", "mariadb"):

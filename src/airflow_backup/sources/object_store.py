@@ -69,6 +69,9 @@ class ObjectStoreSource:
     """A prefix in an fsspec-supported object store; see the module docstring."""
 
     kind: ClassVar[str] = "object_store"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset(("endpoint_url", "region"))
 
     def __init__(self, url: SourceURL) -> None:
         self.url = url

@@ -89,6 +89,10 @@ class PostgresSource:
     """A PostgreSQL server or database; see the module docstring for the URL."""
 
     kind: ClassVar[str] = "postgresql"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset(
+        ("format", "jobs", "checksum_max_mb", "passfile", "globals", "owner"))
 
     def __init__(self, url: SourceURL) -> None:
         if url.scheme not in ("postgresql", "postgres"):

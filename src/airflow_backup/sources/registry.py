@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the CLI asks is_source_url of every path; sources load on u
     from airflow_backup.sources.base import DataSource, SourceURL
 
 __all__ = [
+    "check_options",
     "is_source_url",
     "kind_of_scheme",
     "kinds",
@@ -98,9 +99,24 @@ def _factory(scheme: str) -> tuple[str, SourceFactory]:
     return kind, cast(SourceFactory, getattr(module, class_name))
 
 
-def open_parsed(url: SourceURL) -> DataSource:
-    """Return the source for an already parsed URL (internal callers: may carry a password)."""
+def check_options(url: SourceURL) -> None:
+    """Raise ConfigError naming the query options of ``url`` that its scheme's source does
+    not know, and the ones it does (a source registered without ``options`` takes any)."""
     _, factory = _factory(url.scheme)
+    known = getattr(factory, "options", None)
+    if known is None:
+        return
+    unknown = sorted({k for k, _ in url.query} - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for {url.scheme}:// sources "
+                          f"(known: {', '.join(sorted(known)) or 'none'})")
+
+
+def open_parsed(url: SourceURL) -> DataSource:
+    """Return the source for an already parsed URL (internal callers: may carry a password).
+    Raise ConfigError for an unknown scheme or query option."""
+    _, factory = _factory(url.scheme)
+    check_options(url)
     return factory(url)
 
 
@@ -122,6 +138,7 @@ def source_for_kind(kind: str, target: str, *, allow_password: bool = False) -> 
     """
     parsed = _parse(target, allow_password)
     target_kind, factory = _factory(parsed.scheme)
+    check_options(parsed)
     if target_kind != kind and not (kind == "airflow" and target_kind in (
             "postgresql", "mysql", "sqlite")):
         raise ConfigError(f"cannot restore a {kind} backup into a {parsed.scheme}:// target")

@@ -78,6 +78,9 @@ class SQLiteSource:
     """One SQLite database file; see the module docstring."""
 
     kind: ClassVar[str] = "sqlite"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: SourceURL) -> None:
         if url.scheme != "sqlite" or not url.path or url.path == "/":

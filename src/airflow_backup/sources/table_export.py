@@ -66,6 +66,9 @@ class TableExportSource:
     """One table exported incrementally by a watermark column; see the module docstring."""
 
     kind: ClassVar[str] = "table"
+    #: The URL query options this source reads; any other is an error (a typo must not
+    #: silently change what is backed up, or where from).
+    options: ClassVar[frozenset[str]] = frozenset(("table", "watermark", "key", "deleted"))
 
     def __init__(self, url: SourceURL) -> None:
         if not url.scheme.startswith("table+"):

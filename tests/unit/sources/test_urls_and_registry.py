@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -155,3 +156,36 @@ def test_sqlalchemy_url_password_follows_sqlalchemy_rules() -> None:
     assert sqlalchemy_to_source_url("mysql+pymysql://root:p%40ss@db/airflow").password == "p@ss"
     plain = sqlalchemy_to_source_url("postgresql://airflow@db:5432/airflow")
     assert (plain.username, plain.password, plain.host) == ("airflow", "", "db")
+
+
+@pytest.mark.parametrize("url, unknown", [
+    ("postgresql://u@db/app?fromat=custom", "fromat"),
+    ("s3://bucket/prefix?endpoint=http://127.0.0.1:9000", "endpoint"),
+    ("table+postgresql://u@db/app?table=t&watermak=id", "watermak"),
+    ("sqlite:///srv/app.db?mode=ro", "mode"),
+    ("mysql://root@db/app?format=custom", "format"),
+    ("airflow:///opt/airflow?conn=meta", "conn"),
+])
+def test_a_misspelt_option_is_an_error_naming_the_known_ones(url: str, unknown: str) -> None:
+    """A typo must not silently make a plain dump, or send an s3:// backup to real AWS."""
+    from airflow_backup.sources.registry import open_source
+
+    with pytest.raises(ConfigError) as info:
+        open_source(url)
+    message = str(info.value)
+    assert message.startswith(f"unknown option(s) {unknown} for ")
+    assert "(known: " in message
+
+
+def test_the_jobs_config_refuses_a_misspelt_option_when_it_is_read(tmp_path: Path) -> None:
+    from airflow_backup.errors import InvalidConfigFile
+    from airflow_backup.jobs.load import parse_config
+
+    data = {"repositories": {"r": {"url": str(tmp_path), "password_env": "P"}},
+            "jobs": {"j": {"repository": "r",
+                           "sources": ["postgresql://u@db/app?fromat=custom"]}}}
+    with pytest.raises(InvalidConfigFile) as info:
+        parse_config(data)
+    assert info.value.problems == [
+        "jobs.j.sources: unknown option(s) fromat for postgresql:// sources (known: "
+        "checksum_max_mb, format, globals, jobs, owner, passfile)"]
