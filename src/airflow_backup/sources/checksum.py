@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
-__all__ = ["row_checksum"]
+__all__ = ["row_checksum", "row_digest"]
 
 
 def _norm(value: object) -> str:
@@ -29,6 +29,11 @@ def _norm(value: object) -> str:
         return ("i:" if isinstance(value, int) or value.is_integer() else "f:") + (
             str(int(value)) if isinstance(value, int) or value.is_integer() else repr(value))
     return "s:" + str(value) if value is not None else "null"
+
+
+def row_digest(row: Sequence[object]) -> str:
+    """Return a short hex digest of one row's values (the hash :func:`row_checksum` sums)."""
+    return hashlib.sha256("\x1f".join(_norm(v) for v in row).encode()).hexdigest()[:16]
 
 
 def row_checksum(rows: Iterable[Sequence[object]], start: int = 0) -> int:

@@ -78,6 +78,7 @@ class ExportFacts(TypedDict, total=False):
     rows: int  # table: rows in this increment
     watermark_from: JSONObject | None  # table: where this increment starts (None: all rows)
     watermark_to: JSONObject | None  # table: the last row's watermark (SqlTable encodes it)
+    watermark_boundary: list[str]  # table: digests of the rows at watermark_to (re-read next)
     rows_total: int  # table: rows up to watermark_to that are not soft-deleted
     checksum_total: str  # table without a key: running checksum of every increment
     downloaded: int  # object_store

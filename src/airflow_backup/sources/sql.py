@@ -88,12 +88,14 @@ class SqlTable:
 
     def select_since(self, table: str, columns: list[str], watermark: str, since: object,
                      batch: int) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield batches of rows with ``watermark > since`` (all rows if None), in order."""
+        """Yield batches of rows with ``watermark >= since`` (all rows if None), in order:
+        rows at ``since`` itself are read again, because one committed after the previous
+        export may carry the same value (the caller skips those it already has)."""
         cols = ", ".join(self.quote(c) for c in columns)
         query = f"SELECT {cols} FROM {self.quote(table)}"
         params: tuple[Any, ...] = ()
         if since is not None:
-            query += f" WHERE {self.quote(watermark)} > {self.mark}"
+            query += f" WHERE {self.quote(watermark)} >= {self.mark}"
             params = (since,)
         query += f" ORDER BY {self.quote(watermark)}"
         if self.engine == "postgresql":

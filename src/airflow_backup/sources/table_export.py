@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar, cast
 
 import pyarrow as pa
@@ -39,7 +40,7 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
 )
-from airflow_backup.sources.checksum import row_checksum
+from airflow_backup.sources.checksum import row_checksum, row_digest
 from airflow_backup.sources.metadata import (
     ExportFacts,
     SourceDescription,
@@ -60,6 +61,11 @@ class _Progress:
     rows: int
     checksum: int
     last: object = None  # the watermark of the last row read
+    #: Digests of the exported rows whose watermark equals ``last`` (the boundary): the next
+    #: export reads from ``>= last`` and skips exactly these, so that a row committed later
+    #: with the same watermark value (a second-resolution timestamp) is not missed.
+    boundary: list[str] = field(default_factory=list)
+    skipped: int = 0
 
 
 class TableExportSource:
@@ -114,17 +120,34 @@ class TableExportSource:
         since_value = db.decode_watermark(since) if since is not None else None
         checksum_start = json_int(previous.export.get("checksum_total")) if previous else 0
         read_fd, write_fd = _pipe()
-        state = _Progress(rows=0, checksum=checksum_start)
+        seen = previous.export.get("watermark_boundary") if previous else None
+        # Rows at the previous watermark already exported (a multiset: equal rows may repeat).
+        already = Counter(str(d) for d in seen) if isinstance(seen, list) else Counter()
+        state = _Progress(rows=0, checksum=checksum_start, last=since_value,
+                          boundary=[str(d) for d in seen] if isinstance(seen, list) else [])
+        mark = self._columns.index(self.watermark)
         errors: list[BaseException] = []
 
         def produce() -> None:
             try:
                 with pa.PythonFile(cast(Any, write_fd), mode="w") as out:
                     writer: pq.ParquetWriter | None = None
-                    for batch in db.select_since(self.table, self._columns, self.watermark,
-                                                 since_value, _BATCH):
+                    for rows in db.select_since(self.table, self._columns, self.watermark,
+                                                since_value, _BATCH):
+                        batch = []
+                        for row in rows:
+                            digest = row_digest(row)
+                            if row[mark] == since_value and already[digest] > 0:
+                                already[digest] -= 1  # exported by the previous increment
+                                state.skipped += 1
+                                continue
+                            if row[mark] != state.last:
+                                state.last, state.boundary = row[mark], []
+                            state.boundary.append(digest)
+                            batch.append(row)
+                        if not batch:
+                            continue
                         state.rows += len(batch)
-                        state.last = batch[-1][self._columns.index(self.watermark)]
                         if not self.key:
                             state.checksum = row_checksum(batch, state.checksum)
                         rb = _record_batch(self._columns, batch, writer)
@@ -152,10 +175,11 @@ class TableExportSource:
             exc = errors[0]
             raise DumpFailed(f"export of table {self.table} failed: {exc}") from exc
         self._head, self._tail = sink.head(path), sink.tail(path)
-        to = state.last if state.last is not None else since_value
+        to = state.last
         self._facts = {
             "file": path, "bytes": size, "rows": state.rows,
             "watermark_from": since, "watermark_to": db.encode_watermark(to),
+            "watermark_boundary": list(state.boundary),
             "rows_total": db.count_upto(self.table, self.watermark, to, self.deleted),
         }
         if not self.key:
