@@ -141,3 +141,21 @@ def test_postgresql_metadata_database_round_trip(
     assert "public.connection: 1 rows, rows+checksum match" in out
     fresh = _pg_home(tmp_path / "fresh", restored_db, fernet)
     assert airflow_state(airflow_bin, fresh, tmp_path) == original
+
+
+def test_a_changed_default_pool_restores_into_a_fresh_home_without_overwrite(
+        airflow_bin: str, airflow_templates: dict[str, Path], tmp_path: Path,
+        repo: Path) -> None:
+    """Every new home has its stock default_pool (128 slots): the backup's value replaces it
+    like a missing key; a default_pool someone changed in the target still conflicts."""
+    src = clone_home(airflow_templates["src"], tmp_path / "src")
+    airflow_run(airflow_bin, src, ["pools", "set", "default_pool", "64", "Default pool"])
+    _ok(run_cli(repo, "backup", f"airflow://{src}?airflow={airflow_bin}"))
+    fresh = clone_home(airflow_templates["empty"], tmp_path / "fresh")
+    _ok(run_cli(repo, "restore", "latest", "--target", f"airflow://{fresh}?airflow={airflow_bin}"))
+    assert airflow_state(airflow_bin, fresh, tmp_path)["pools"]["default_pool"]["slots"] == 64
+    changed = clone_home(airflow_templates["empty"], tmp_path / "changed")
+    airflow_run(airflow_bin, changed, ["pools", "set", "default_pool", "32", "Default pool"])
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--target",
+                                   f"airflow://{changed}?airflow={airflow_bin}"))
+    assert "1 key(s) exist in the target with other values (first: pool 'default_pool')" in line

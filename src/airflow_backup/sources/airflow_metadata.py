@@ -193,6 +193,16 @@ def database_env(home: str, conn_id: str = "") -> dict[str, str | None]:
         "or set [database] sql_alchemy_conn in HOME/airflow.cfg")
 
 
+#: The pool every new Airflow home has, as ``airflow pools export`` shows it untouched.
+_STOCK_DEFAULT_POOL = {"description": "Default pool", "include_deferred": False, "slots": 128}
+
+
+def _untouched_default(kind: str, key: str, value: object) -> bool:
+    """Whether ``value`` is what a fresh home holds for ``key`` (its default_pool): a restore
+    replaces it like an absent key, without --on-existing overwrite."""
+    return kind == "pools" and key == "default_pool" and value == _STOCK_DEFAULT_POOL
+
+
 class AirflowMetadataSource:
     """An Airflow installation's metadata; see the module docstring for the URL."""
 
@@ -341,7 +351,9 @@ class AirflowMetadataSource:
         wanted: dict[str, JSONObject] = {
             k: json.loads(stored.reader.read_bytes(f"airflow/{k}.json")) for k in _KINDS}
         conflicts = {k: sorted(key for key, v in wanted[k].items()
-                               if key in current[k] and current[k][key] != v) for k in _KINDS}
+                               if key in current[k] and current[k][key] != v
+                               and not _untouched_default(k, key, current[k][key]))
+                     for k in _KINDS}
         n_conflicts = sum(len(v) for v in conflicts.values())
         if n_conflicts and options.on_existing == "fail":
             first = next(f"{k[:-1]} {v[0]!r}" for k, v in conflicts.items() if v)
