@@ -242,3 +242,50 @@ def test_dump_killed_half_way_leaves_no_snapshot_temp_files_or_processes(
     assert pg.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
                       "application_name IN ('pg_dump', 'airflow-backup')",
                       (db,)).fetchone() == (0,)
+
+
+def test_owner_false_restores_a_plain_dump_whose_roles_are_gone(
+        repo: Path, pg: psycopg.Connection[Any], dbs: list[str],
+        db_tools: dict[str, str]) -> None:
+    """``?owner=false`` on a plain dump leaves out pg_dump's OWNER TO / GRANT / REVOKE lines
+    (as pg_restore --no-owner --no-privileges does) — never COPY data or a function body
+    that looks like one; without it, the missing role is a restore error, not "credentials
+    rejected"."""
+    db, owner, reader = unique("own"), unique("alice"), unique("bob")
+    dbs += [db, f"{db}_r", f"{db}_x"]
+    pg.execute(f'CREATE ROLE "{owner}"')
+    pg.execute(f'CREATE ROLE "{reader}"')
+    try:
+        pg.execute(f'CREATE DATABASE "{db}"')
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db,
+                             autocommit=True) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
+            c.execute("INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 50) g")
+            c.execute("CREATE TABLE looks (body text)")
+            c.execute("INSERT INTO looks VALUES ('GRANT ALL ON t TO nobody;'), "
+                      "('ALTER TABLE t OWNER TO nobody;')")
+            c.execute("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
+                      "GRANT SELECT ON t TO PUBLIC;\nEND\n$$")
+            c.execute(f'ALTER TABLE t OWNER TO "{owner}"')
+            c.execute(f'GRANT SELECT ON t TO "{reader}"')
+        _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}", "--tag", "own"))
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=db,
+                             autocommit=True) as c:
+            c.execute(f'REASSIGN OWNED BY "{owner}" TO postgres')
+            c.execute(f'DROP OWNED BY "{owner}", "{reader}"')
+    finally:
+        pg.execute(f'DROP ROLE IF EXISTS "{owner}"')
+        pg.execute(f'DROP ROLE IF EXISTS "{reader}"')
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--tag", "own", "--target",
+                                   f"{PG_BASE}/{db}_x"))
+    assert f'role "{owner}" does not exist' in line and "credentials" not in line, line
+    out = _ok(run_cli(repo, "restore", "latest", "--tag", "own", "--target",
+                      f"{PG_BASE}/{db}_r?owner=false"))
+    assert "match" in out
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=f"{db}_r") as c:
+        assert c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 't'"
+                         ).fetchone() == ("postgres",)
+        assert sorted(r[0] for r in c.execute("SELECT body FROM looks")) == [
+            "ALTER TABLE t OWNER TO nobody;", "GRANT ALL ON t TO nobody;"]
+        body = c.execute("SELECT prosrc FROM pg_proc WHERE proname = 'f'").fetchone()
+        assert body is not None and "\nGRANT SELECT ON t TO PUBLIC;\n" in body[0]

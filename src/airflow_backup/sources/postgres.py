@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from typing import Any, ClassVar
 
@@ -83,6 +84,41 @@ def pg_table_stats(conn: psycopg.Connection[Any], checksum_max_bytes: int,
                                     ).fetchone() or (0,)
             out[key] = {"rows": int(count)}
     return out
+
+
+_OWNERSHIP = re.compile(rb"^(?:ALTER \S.* OWNER TO \S+;|(?:GRANT|REVOKE) .*;"
+                        rb"|ALTER DEFAULT PRIVILEGES .*;)\r?\n?$")
+_DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$")
+
+
+class _WithoutOwnership:
+    """``owner=false`` for plain dumps, as ``pg_restore --no-owner --no-privileges`` does for
+    the others: leaves out pg_dump's ownership and privilege statements (``ALTER … OWNER
+    TO``, ``GRANT``, ``REVOKE``, ``ALTER DEFAULT PRIVILEGES``) — never a line of COPY data or
+    of a dollar-quoted function body."""
+
+    def __init__(self) -> None:
+        self._copy = False
+        self._dollar: bytes | None = None
+
+    def keep(self, line: bytes) -> bool:
+        """Return whether ``line`` goes to psql."""
+        if self._copy:
+            self._copy = line.rstrip(b"\r\n") != b"\\."
+            return True
+        if self._dollar is not None:
+            if line.count(self._dollar) % 2:
+                self._dollar = None
+            return True
+        if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            self._copy = True
+            return True
+        tags = _DOLLAR_TAG.findall(line)
+        for tag in set(tags):
+            if tags.count(tag) % 2:
+                self._dollar = tag  # a body opens on this line and goes on
+                return True
+        return not _OWNERSHIP.match(line)
 
 
 class PostgresSource:
@@ -347,9 +383,11 @@ class PostgresSource:
         child.check(RestoreError)
 
     def _psql(self, reader: SnapshotReader, path: str, target_db: str) -> None:
+        keep = (_WithoutOwnership().keep
+                if self.url.param("owner").lower() in ("false", "0", "no", "off") else None)
         self.res.feed([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
                        "--single-transaction", "-f", "-"], f"psql into {target_db}", reader,
-                      path, env=self.env(target_db))
+                      path, env=self.env(target_db), keep_line=keep)
 
     def _psql_globals(self, reader: SnapshotReader) -> None:
         # Roles that exist already make their CREATE fail; the rest must still run.

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from airflow_backup.errors import (
@@ -67,7 +67,10 @@ def classify_failure(what: str, message: str, default: type[BackupError] = DumpF
     """Return the error for a failed client program or driver call, from its message."""
     low = message.lower()
     line = _last_line(message)
-    if any(k in low for k in _AUTH) or ("role \"" in low and "does not exist" in low):
+    # A missing role is a login failure only when the connection itself fails (FATAL); a
+    # restore's "ERROR: role ... does not exist" is about the dump's owners and grants.
+    if any(k in low for k in _AUTH) or ("role \"" in low and "does not exist" in low
+                                         and "fatal" in low):
         return SourceAuthFailed(f"{what}: credentials rejected: {line}")
     if any(k in low for k in _UNAVAILABLE):
         return SourceUnavailable(f"{what}: source unavailable: {line}")
@@ -91,6 +94,31 @@ def _last_line(message: str) -> str:
         if _ERROR_WORD.search(ln):
             return ln[:300]
     return lines[-1][:300] if lines else "(no message)"
+
+
+class _LineFilter:
+    """A write-only stream that passes on the lines ``keep`` accepts (any line length)."""
+
+    def __init__(self, out: IO[bytes], keep: Callable[[bytes], bool]) -> None:
+        self._out, self._keep, self._rest = out, keep, b""
+
+    def write(self, data: bytes) -> int:
+        lines = (self._rest + bytes(data)).split(b"\n")
+        self._rest = lines.pop()
+        kept = [ln + b"\n" for ln in lines if self._keep(ln + b"\n")]
+        if kept:
+            self._out.write(b"".join(kept))
+        return len(data)
+
+    def flush(self) -> None:
+        """Flush what was passed on (a partial line waits for its end)."""
+        self._out.flush()
+
+    def finish(self) -> None:
+        """Pass on the last line if it has no newline."""
+        if self._rest and self._keep(self._rest):
+            self._out.write(self._rest)
+        self._rest = b""
 
 
 class Child:
@@ -191,9 +219,11 @@ class Resources:
     def feed(self, argv: Sequence[str], what: str, reader: SnapshotReader, path: str, *,
              env: Mapping[str, str] | None = None,
              stdout: int | IO[bytes] | None = subprocess.DEVNULL,
-             error: type[BackupError] = RestoreError) -> None:
+             error: type[BackupError] = RestoreError,
+             keep_line: Callable[[bytes], bool] | None = None) -> None:
         """Run ``argv`` with the stored file ``path`` streamed into its standard input, and
         wait for it. Raise ``error`` (or a classified source error) if it exits non-zero.
+        ``keep_line`` (given each line, with its newline) leaves out the lines it refuses.
 
         A child that stops reading early is judged by its exit status alone. If reading the
         stored file fails, the child is killed before it sees the end of its input: a
@@ -201,7 +231,12 @@ class Resources:
         """
         child = self.start(argv, what, env=env, stdin=subprocess.PIPE, stdout=stdout)
         try:
-            reader.copy_to(path, child.stdin)
+            if keep_line is None:
+                reader.copy_to(path, child.stdin)
+            else:
+                lines = _LineFilter(child.stdin, keep_line)
+                reader.copy_to(path, cast(BinaryIO, lines))
+                lines.finish()
             child.stdin.close()
         except BrokenPipeError:
             with contextlib.suppress(BrokenPipeError):
