@@ -52,7 +52,8 @@ class GlobalOptions:
 def read_password(gopts: GlobalOptions, prompt: str = "enter password for repository: ") -> str:
     """Return the repository password from, in order: --password-file,
     AIRFLOW_BACKUP_PASSWORD_FILE, AIRFLOW_BACKUP_PASSWORD, AIRFLOW_BACKUP_PASSWORD_COMMAND,
-    RESTIC_PASSWORD_FILE, RESTIC_PASSWORD, or a prompt when stdin is a terminal.
+    RESTIC_PASSWORD_FILE, RESTIC_PASSWORD, RESTIC_PASSWORD_COMMAND, or a prompt when stdin
+    is a terminal.
 
     Raise ConfigError if none is available. The password never appears in argv or logs.
     """
@@ -102,8 +103,9 @@ def new_password(file_option: str, gopts: GlobalOptions, *, init: bool = False) 
 
 def repository_url(gopts: GlobalOptions) -> str:
     """Return the repository location from -r/--repo or the environment."""
-    url = (gopts.repo or os.environ.get("AIRFLOW_BACKUP_REPOSITORY")
-           or os.environ.get("RESTIC_REPOSITORY", ""))
+    from airflow_backup.cli.password import repository_location
+
+    url = repository_location(gopts.repo)
     if not url:
         raise ConfigError("no repository given: use -r/--repo or AIRFLOW_BACKUP_REPOSITORY")
     return url

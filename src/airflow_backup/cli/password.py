@@ -1,4 +1,4 @@
-"""Where the repository password comes from, without importing the rest of the CLI.
+"""Where the repository and its password come from, without importing the rest of the CLI.
 
 :mod:`airflow_backup.cli.start` asks before the CLI has loaded whether the password is at hand
 without side effects (a file or the environment, not a command or a prompt), to start the
@@ -12,13 +12,30 @@ import os
 
 from airflow_backup.passwords import from_command, from_file
 
-__all__ = ["from_command", "from_file", "password_source"]
+__all__ = ["from_command", "from_file", "password_source", "repository_location"]
+
+
+def repository_location(repo: str) -> str:
+    """Given the -r/--repo value, return the repository location: it, else
+    AIRFLOW_BACKUP_REPOSITORY, AIRFLOW_BACKUP_REPOSITORY_FILE (a file holding it),
+    RESTIC_REPOSITORY, RESTIC_REPOSITORY_FILE, else ''. Raise ConfigError if a repository
+    file cannot be read."""
+    env = os.environ
+    if repo:
+        return repo
+    for name in ("AIRFLOW_BACKUP_REPOSITORY", "RESTIC_REPOSITORY"):
+        if env.get(name):
+            return env[name]
+        if env.get(f"{name}_FILE"):
+            return from_file(env[f"{name}_FILE"], "repository file")
+    return ""
 
 
 def password_source(password_file: str) -> tuple[str, str]:
     """Given the --password-file value, return where the password comes from, in this order:
     --password-file, AIRFLOW_BACKUP_PASSWORD_FILE, AIRFLOW_BACKUP_PASSWORD,
-    AIRFLOW_BACKUP_PASSWORD_COMMAND, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD, else a prompt.
+    AIRFLOW_BACKUP_PASSWORD_COMMAND, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD,
+    RESTIC_PASSWORD_COMMAND, else a prompt.
 
     Return ("password", the password) for a file or a variable, ("command", the command)
     or ("prompt", ""). Raise ConfigError if a password file cannot be read.
@@ -36,4 +53,6 @@ def password_source(password_file: str) -> tuple[str, str]:
         return "password", from_file(env["RESTIC_PASSWORD_FILE"])
     if "RESTIC_PASSWORD" in env:
         return "password", env["RESTIC_PASSWORD"]
+    if env.get("RESTIC_PASSWORD_COMMAND"):
+        return "command", env["RESTIC_PASSWORD_COMMAND"]
     return "prompt", ""

@@ -46,9 +46,9 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
     (:mod:`airflow_backup.cli.keyhint`; not with ``--no-cache``). Return whether it started.
     Never raises, prints or asks: anything unexpected means "not started"."""
     try:
-        env = os.environ
-        url = (_option(argv, ("-r", "--repo")) or env.get("AIRFLOW_BACKUP_REPOSITORY")
-               or env.get("RESTIC_REPOSITORY", ""))
+        from airflow_backup.cli.password import repository_location
+
+        url = repository_location(_option(argv, ("-r", "--repo")))
         if not url:
             return False
         remote = ":" in url  # s3:, sftp://, file:// …: anything but a plain local path

@@ -28,10 +28,11 @@ from airflow_backup.cli.commands import (
     stats,
     status,
     unlock,
+    version,
 )
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
                                   prune, check, repair, stats, unlock, cat, key,
-                                  config, run, status, drill, runbook]
+                                  config, run, status, drill, runbook, version]
 
 __all__ = ["ALL_COMMANDS"]

@@ -205,7 +205,8 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
              f"({human_size(sn.stored)} stored)")
     out.line(f"processed {sn.files} files, {human_size(sn.bytes)} in "
              f"{outcome.duration:.2f}s")
-    out.result(f"snapshot {sn.short_id} saved" + (f" to {outcome.location}" if fallback else ""))
+    # As restic: -q prints nothing for a backup that worked (the exit status says it).
+    out.line(f"snapshot {sn.short_id} saved" + (f" to {outcome.location}" if fallback else ""))
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
