@@ -51,3 +51,38 @@ def test_version_in_restics_words() -> None:
         in out.stdout
     doc = json.loads(run_cli(None, "version", "--json", password=None).stdout)
     assert doc["message_type"] == "version" and doc["version"] and doc["go_os"]
+
+
+def test_files_from_lists_back_up_what_restic_backs_up(tmp_path: Path) -> None:
+    """--files-from (comments, globs), --files-from-verbatim and --files-from-raw give the
+    snapshot the same paths as restic's flags of the same names, from the same lists."""
+    restic = require_tool("restic")
+    data = tmp_path / "data"
+    for name in ("a.log", "b.log", "keep.txt", "odd[1].txt", "sp ace.txt"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(name)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "patterns").write_text(f"# logs and one file\n\n{data}/*.log\n{data}/keep.txt\n")
+    (lists / "verbatim").write_text(f"{data}/odd[1].txt\n")
+    (lists / "raw").write_bytes(f"{data}/sp ace.txt\0".encode())
+    flags = ["--files-from", str(lists / "patterns"), "--files-from-verbatim",
+             str(lists / "verbatim"), "--files-from-raw", str(lists / "raw")]
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    assert run_cli(ours, "init", password=PW).returncode == 0
+    made = run_cli(ours, "backup", *flags, password=PW)
+    assert made.returncode == 0, made.stderr
+    env = {"RESTIC_PASSWORD": PW, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for argv in (["init"], ["backup", *flags]):
+        proc = subprocess.run([restic, "-r", str(theirs), *argv], env=env,
+                              capture_output=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+    mine = json.loads(run_cli(ours, "snapshots", "--json", password=PW).stdout)[0]["paths"]
+    restics = json.loads(subprocess.run([restic, "-r", str(theirs), "snapshots", "--json"],
+                                        env=env, capture_output=True, timeout=120,
+                                        check=True).stdout)[0]["paths"]
+    assert sorted(mine) == sorted(restics) == sorted(
+        str(data / n) for n in ("a.log", "b.log", "keep.txt", "odd[1].txt", "sp ace.txt"))
+    bad = run_cli(ours, "backup", "--files-from", str(tmp_path / "missing"), password=PW)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().startswith("Fatal: cannot read file list ")

@@ -34,6 +34,13 @@ def register(sub: Any) -> None:
                    help="exclude paths matching PATTERN (repeatable)")
     p.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
                    help="read exclude patterns from FILE, one per line")
+    p.add_argument("--files-from", action="append", default=[], metavar="FILE",
+                   help="read the paths to back up from FILE, one per line ('#' comments, "
+                        "glob patterns expanded; repeatable)")
+    p.add_argument("--files-from-verbatim", action="append", default=[], metavar="FILE",
+                   help="read the paths from FILE, one per line, taken literally")
+    p.add_argument("--files-from-raw", action="append", default=[], metavar="FILE",
+                   help="read the paths from FILE, separated by NUL bytes (find -print0)")
     p.add_argument("--tag", action="append", default=[], metavar="TAG[,TAG]",
                    help="add tags to the snapshot (repeatable)")
     p.add_argument("-H", "--host", default="", help="hostname to record (default: this host)")
@@ -140,7 +147,44 @@ def _command_stream(argv: list[str], filename: str) -> StreamInput:
     return StreamInput(filename, start, close, check_exit)
 
 
+def _read_list(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file list {path}: {exc.strerror}") from None
+
+
+def files_from(args: argparse.Namespace) -> list[str]:
+    """Return the paths of --files-from (lines; blank lines and '#' comments skipped, glob
+    patterns expanded, as restic does), --files-from-verbatim (lines, literal) and
+    --files-from-raw (NUL-separated, literal); '-' reads standard input. Raise ConfigError
+    if a file cannot be read or a pattern matches nothing."""
+    import glob
+
+    paths: list[str] = []
+    for path in args.files_from:
+        for line in _read_list(path).decode("utf-8", "surrogateescape").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            found = sorted(glob.glob(line)) if glob.has_magic(line) else [line]
+            if not found:
+                raise ConfigError(f"--files-from {path}: pattern {line!r} matches nothing")
+            paths += found
+    for path in args.files_from_verbatim:
+        paths += [ln for ln in _read_list(path).decode("utf-8", "surrogateescape")
+                  .splitlines() if ln]
+    for path in args.files_from_raw:
+        paths += [p for p in _read_list(path).decode("utf-8", "surrogateescape").split("\0")
+                  if p]
+    return paths
+
+
 def _request(args: argparse.Namespace) -> BackupRequest:
+    args.paths = [*args.paths, *files_from(args)]
     urls = [p for p in args.paths if is_source_url(p)]
     streamed = args.stdin or args.stdin_from_command
     if urls and (len(urls) != len(args.paths) or streamed):
