@@ -86,3 +86,28 @@ def test_files_from_lists_back_up_what_restic_backs_up(tmp_path: Path) -> None:
     bad = run_cli(ours, "backup", "--files-from", str(tmp_path / "missing"), password=PW)
     assert bad.returncode == 1
     assert bad.stderr.decode().startswith("Fatal: cannot read file list ")
+
+
+def test_snapshots_compact_shows_what_restics_shows(tmp_path: Path) -> None:
+    """``snapshots --compact``: no Paths column, a line per tag — the same rows as
+    ``restic snapshots --compact`` on the same repository (ruler widths aside)."""
+    restic = require_tool("restic")
+    repo = tmp_path / "repo"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(name)
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    made = run_cli(repo, "backup", str(tmp_path / "a"), str(tmp_path / "b"), "--tag", "x,y",
+                   password=PW)
+    assert made.returncode == 0, made.stderr
+
+    def rows(text: str) -> list[list[str]]:
+        return [ln.split() for ln in text.splitlines() if ln and not ln.startswith("---")]
+
+    ours = run_cli(repo, "snapshots", "--compact", password=PW).stdout.decode()
+    theirs = subprocess.run([restic, "-r", str(repo), "snapshots", "--compact"],
+                            env={"RESTIC_PASSWORD": PW, "HOME": str(tmp_path),
+                                 "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120, check=True).stdout
+    assert rows(ours) == rows(theirs)
+    assert rows(ours)[0] == ["ID", "Time", "Host", "Tags"] and rows(ours)[2] == ["y"]

@@ -38,20 +38,26 @@ def add_as_of_arg(parser: argparse.ArgumentParser) -> None:
                              "after the --host/--tag/--path filters")
 
 
-def snapshot_rows(snaps: list[Snapshot], reasons: dict[str, list[str]] | None = None
-                  ) -> tuple[list[str], list[list[str]]]:
+def snapshot_rows(snaps: list[Snapshot], reasons: dict[str, list[str]] | None = None,
+                  compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Return table headers and rows for snapshots (restic's columns; a Reasons column when
-    ``reasons`` maps snapshot ids to why they are kept)."""
+    ``reasons`` maps snapshot ids to why they are kept; ``compact``: no Paths column and a
+    line per tag, as ``restic snapshots --compact``)."""
     headers = ["ID", "Time", "Host", "Tags"] + (["Reasons"] if reasons is not None else [])
     rows = []
     for s in snaps:
         when = parse_time(s.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         extra = [", ".join(reasons.get(s.id, []))] if reasons is not None else []
+        if compact:  # restic's compact form: a line per tag instead of a Paths column
+            tags = list(s.tags) or [""]
+            rows.append([s.short_id, when, s.hostname, tags[0], *extra])
+            rows += [["", "", "", t, *[""] * len(extra)] for t in tags[1:]]
+            continue
         paths = sorted(s.paths) or [""]
         rows.append([s.short_id, when, s.hostname, ",".join(s.tags), *extra, paths[0]])
         pad = [""] * (len(headers))
         rows += [[*pad, p] for p in paths[1:]]
-    return [*headers, "Paths"], rows
+    return (headers if compact else [*headers, "Paths"]), rows
 
 
 def filter_from_args(args: argparse.Namespace) -> SnapshotFilter:

@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
                    help="group snapshots by host, paths and/or tags, comma-separated")
     p.add_argument("--latest", type=int, default=0, metavar="N",
                    help="only show the last N snapshots for each host and path")
+    p.add_argument("-c", "--compact", action="store_true",
+                   help="without paths (a line per tag), as restic's --compact")
     p.set_defaults(func=run)
 
 
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             k = key.to_json()
             out.result(f"snapshots for (host [{k['hostname']}], paths {k['paths']}, "
                        f"tags {k['tags']}):")
-        headers, rows = snapshot_rows(members)
+        headers, rows = snapshot_rows(members, compact=args.compact)
         out.table(headers, rows)
         total += len(members)
     out.result(f"{total} snapshots")
