@@ -111,3 +111,36 @@ def test_snapshots_compact_shows_what_restics_shows(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120, check=True).stdout
     assert rows(ours) == rows(theirs)
     assert rows(ours)[0] == ["ID", "Time", "Host", "Tags"] and rows(ours)[2] == ["y"]
+
+
+def test_tag_adds_removes_and_sets_tags_as_restic_does(tmp_path: Path) -> None:
+    """``tag --add/--remove/--set``: changed snapshots are saved anew with ``original``
+    naming the first id, restic reads the result (tags, original) and its check passes."""
+    restic = require_tool("restic")
+    repo = tmp_path / "repo"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    for tags in ("a", "a,b"):
+        assert run_cli(repo, "backup", str(tmp_path / "d"), "--tag", tags,
+                       password=PW).returncode == 0
+    first = [s["id"] for s in json.loads(run_cli(repo, "snapshots", "--json",
+                                                 password=PW).stdout)]
+    out = run_cli(repo, "tag", "--add", "c", "--remove", "b", password=PW)
+    assert out.returncode == 0 and out.stdout == b"modified tags on 2 snapshots\n", out
+    again = run_cli(repo, "tag", "--add", "c", "--tag", "c", "--json", password=PW)
+    assert [json.loads(ln) for ln in again.stdout.splitlines()] == [
+        {"message_type": "summary", "changed_snapshots": 0}]  # nothing to change
+    assert run_cli(repo, "tag", "--set", "final", "latest", password=PW).returncode == 0
+    env = {"RESTIC_PASSWORD": PW, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    listed = json.loads(subprocess.run([restic, "-r", str(repo), "snapshots", "--json"],
+                                       env=env, capture_output=True, timeout=120,
+                                       check=True).stdout)
+    assert sorted(tuple(s["tags"]) for s in listed) == [("a", "c"), ("final",)]
+    assert sorted(s["original"] for s in listed) == sorted(first)
+    check = subprocess.run([restic, "-r", str(repo), "check"], env=env,
+                           capture_output=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    both = run_cli(repo, "tag", "--set", "x", "--add", "y", password=PW)
+    assert both.returncode == 1
+    assert both.stderr == b"Fatal: --set cannot be combined with --add or --remove\n"

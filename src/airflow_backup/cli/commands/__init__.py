@@ -27,12 +27,13 @@ from airflow_backup.cli.commands import (
     snapshots,
     stats,
     status,
+    tag,
     unlock,
     version,
 )
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
-                                  prune, check, repair, stats, unlock, cat, key,
+                                  prune, check, repair, stats, tag, unlock, cat, key,
                                   config, run, status, drill, runbook, version]
 
 __all__ = ["ALL_COMMANDS"]
