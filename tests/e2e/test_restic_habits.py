@@ -144,3 +144,42 @@ def test_tag_adds_removes_and_sets_tags_as_restic_does(tmp_path: Path) -> None:
     both = run_cli(repo, "tag", "--set", "x", "--add", "y", password=PW)
     assert both.returncode == 1
     assert both.stderr == b"Fatal: --set cannot be combined with --add or --remove\n"
+
+
+def _tree_paths(snapshot_listing: str) -> set[str]:
+    return {json.loads(ln)["path"] for ln in snapshot_listing.splitlines()
+            if ln.startswith("{") and json.loads(ln).get("struct_type") == "node"}
+
+
+def test_negated_excludes_and_exclude_file_variables_keep_what_restic_keeps(
+        tmp_path: Path) -> None:
+    """restic's documented example — ``$HOME/**/*`` then ``!$HOME/Documents`` — from an
+    exclude file that uses ``$HOME`` and ``$$``, and a pattern with ``..``: the same files
+    are kept as by restic 0.14 on the same tree."""
+    restic = require_tool("restic")
+    home = tmp_path / "home"
+    for rel in ("Documents/a.txt", "Documents/sub/b.txt", "Music/song.mp3", "notes.txt",
+                "Docs$1/c.txt", "tmp/scratch"):
+        (home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (home / rel).write_text(rel)
+    rules = tmp_path / "excludes"
+    rules.write_text("# everything in the home, but the documents\n$HOME/**/*\n"
+                     "!$HOME/Documents\n!${HOME}/Docs$$1\n$HOME/Documents/../tmp\n")
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    env = {"HOME": str(home), "RESTIC_PASSWORD": PW, "PATH": "/usr/bin:/bin"}
+    assert run_cli(ours, "init", password=PW).returncode == 0
+    made = run_cli(ours, "backup", str(home), "--exclude-file", str(rules), password=PW,
+                   env={"HOME": str(home)})
+    assert made.returncode == 0, made.stderr
+    for argv in (["init"], ["backup", str(home), "--exclude-file", str(rules)]):
+        proc = subprocess.run([restic, "-r", str(theirs), *argv], env=env,
+                              capture_output=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+    mine = _tree_paths(run_cli(ours, "ls", "latest", "--json", password=PW).stdout.decode())
+    restics = _tree_paths(subprocess.run([restic, "-r", str(theirs), "ls", "latest", "--json"],
+                                         env=env, capture_output=True, text=True, timeout=120,
+                                         check=True).stdout)
+    assert mine == restics
+    kept = {p.removeprefix(str(home)) for p in mine if p.startswith(str(home) + "/")}
+    assert kept == {"/Documents", "/Documents/a.txt", "/Documents/sub", "/Documents/sub/b.txt",
+                    "/Docs$1", "/Docs$1/c.txt"}

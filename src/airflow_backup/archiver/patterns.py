@@ -3,12 +3,16 @@
 A pattern is split on ``/`` and each part is a Go ``filepath.Match`` glob; ``**`` matches
 any number of path components. A pattern that does not start with ``/`` may match anywhere
 (it is implicitly prefixed with ``**/``). A pattern matches a path when it matches the path
-or one of its parents, so excluding a directory excludes everything below it.
+or one of its parents, so excluding a directory excludes everything below it. Patterns are
+cleaned (``a/../b`` is ``b``). A pattern starting with ``!`` is negated: in order, a path
+matched by an earlier pattern and by a negated one is not matched any more (restic's rule, so
+``$HOME/**/*`` then ``!$HOME/Documents`` keeps Documents and what is in it).
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from functools import lru_cache
 
@@ -73,8 +77,8 @@ def _part_regex(part: bytes) -> re.Pattern[bytes]:
 
 
 def _split(pattern: str) -> list[bytes]:
-    raw = os.fsencode(pattern.strip())
-    parts = [p for p in raw.split(b"/") if p]
+    raw = os.fsencode(posixpath.normpath(pattern.strip()))
+    parts = [p for p in raw.split(b"/") if p and p != b"."]
     if not raw.startswith(b"/"):
         parts = [b"**", *parts]
     return parts
@@ -109,11 +113,13 @@ def _could_match_below(pattern: list[bytes], path: list[bytes]) -> bool:
 
 
 class PatternSet:
-    """A list of patterns; matches a path when any pattern does."""
+    """A list of patterns; matches a path when a pattern does and no later negated one
+    (``!pattern``) does."""
 
     def __init__(self, patterns: list[str]) -> None:
-        self.patterns = [p for p in patterns if p.strip()]
-        self._compiled = [_split(p) for p in self.patterns]
+        self.patterns = [p for p in patterns if p.strip() and p.strip() != "!"]
+        self._compiled = [(p.strip().startswith("!"), _split(p.strip().removeprefix("!")))
+                          for p in self.patterns]
 
     def __bool__(self) -> bool:
         return bool(self._compiled)
@@ -125,9 +131,21 @@ class PatternSet:
     def matches(self, path: bytes | str) -> bool:
         """Return whether the absolute ``path`` (or one of its parents) matches a pattern."""
         parts = self._parts(path)
-        return any(_match(p, parts, prefix_ok=True) for p in self._compiled)
+        matched = False
+        for negated, p in self._compiled:
+            if negated:
+                matched = matched and not _match(p, parts, prefix_ok=True)
+            elif not matched:
+                matched = _match(p, parts, prefix_ok=True)
+        return matched
 
     def may_match_below(self, path: bytes | str) -> bool:
         """Return whether a path inside the directory ``path`` could match a pattern."""
         parts = self._parts(path)
-        return any(_could_match_below(p, parts) for p in self._compiled)
+        may = False
+        for negated, p in self._compiled:
+            if negated:
+                may = may and not _match(p, parts, prefix_ok=True)
+            elif not may:
+                may = _could_match_below(p, parts)
+        return may

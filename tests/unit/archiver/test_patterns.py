@@ -127,3 +127,17 @@ def test_backslash_escape_like_go() -> None:
     ps = PatternSet(["foo\\*"])
     assert ps.matches("/foo*")
     assert not ps.matches("/foo\\bar")
+
+
+def test_negated_patterns_unmatch_in_order_and_patterns_are_cleaned() -> None:
+    """restic's order rule: a later ``!pattern`` un-matches, a later pattern matches again;
+    ``..`` in a pattern is cleaned as restic cleans it."""
+    ps = PatternSet(["/home/u/**/*", "!/home/u/Documents", "/home/u/Documents/*.tmp"])
+    assert ps.matches("/home/u/Music/x.mp3")
+    assert not ps.matches("/home/u/Documents") and not ps.matches("/home/u/Documents/a.txt")
+    assert ps.matches("/home/u/Documents/a.tmp")
+    assert not ps.matches("/home/u")
+    assert PatternSet(["/tmp/../tmp/x"]).matches("/tmp/x")
+    includes = PatternSet(["/data/**", "!/data/skip"])
+    assert includes.may_match_below("/data") and not includes.may_match_below("/data/skip")
+    assert not PatternSet(["!/data"]).matches("/data")  # a negation alone matches nothing

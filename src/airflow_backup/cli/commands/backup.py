@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import subprocess
 import sys
 import time
@@ -104,12 +106,27 @@ class _Progress(ArchiveEvents):
             self.out.warn(f"error: {path}: {message}")
 
 
+_ENV_REF = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def expand_pattern_line(line: str) -> str:
+    """Expand ``$VAR`` and ``${VAR}`` from the environment (unset: empty) and ``$$`` to
+    ``$`` in a line of an exclude file, as restic does."""
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) == "$":
+            return "$"
+        return os.environ.get(m.group(2) or m.group(3) or "", "")
+
+    return _ENV_REF.sub(sub, line)
+
+
 def _excludes(args: argparse.Namespace) -> list[str]:
     excludes = list(args.exclude)
     for path in args.exclude_file:
         try:
             with open(path, encoding="utf-8") as f:
-                excludes += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+                excludes += [expand_pattern_line(ln.strip()) for ln in f
+                             if ln.strip() and not ln.lstrip().startswith("#")]
         except OSError as exc:
             raise ConfigError(f"cannot read exclude file {path}: {exc.strerror}") from None
     return excludes
