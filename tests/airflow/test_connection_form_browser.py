@@ -70,6 +70,8 @@ def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(
     password.wait_for()
     for generic in ("Host", "Login", "Port", "Schema"):
         assert dialog.get_by_label(generic, exact=True).count() == 0, generic
+    # Filled now: the form's sections are an accordion, and opening Extra Fields closes this.
+    password.fill(PASSWORD)
     dialog.get_by_text("Extra Fields", exact=True).click()
     # Airflow 3.3's form labels extra fields visibly but its <label for> points elsewhere:
     # each field is found as the input of the field group that shows that label.
@@ -81,7 +83,6 @@ def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(
         field.wait_for()  # the section opens with an animation
         assert field.count() == 1, label
     assert dialog.get_by_text("s3://bucket/prefix, gs://…").count() == 1  # the help text
-    password.fill(PASSWORD)
     labelled["Repository URL"].fill(str(repo_dir))
     labelled["Storage retry attempts"].fill("2")
     labelled["Lock wait (seconds)"].fill("30")
@@ -91,6 +92,7 @@ def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(
 
     saved = ApiClient(stack).get("/api/v2/connections/ui_repo")
     assert saved["conn_type"] == "backup_repository"
+    assert saved.get("password"), "the password typed before Extra Fields was opened is kept"
     extra = json.loads(saved["extra"])
     assert extra["url"] == str(repo_dir)
     assert str(extra["retry_attempts"]) == "2" and str(extra["lock_wait"]) == "30"
