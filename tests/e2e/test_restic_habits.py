@@ -183,3 +183,16 @@ def test_negated_excludes_and_exclude_file_variables_keep_what_restic_keeps(
     kept = {p.removeprefix(str(home)) for p in mine if p.startswith(str(home) + "/")}
     assert kept == {"/Documents", "/Documents/a.txt", "/Documents/sub", "/Documents/sub/b.txt",
                     "/Docs$1", "/Docs$1/c.txt"}
+
+
+def test_usage_errors_under_json_are_json() -> None:
+    """A script reading ``--json`` output gets restic's ``exit_error`` for a usage error
+    too, with exit status 1; without --json it stays one plain line."""
+    bad = run_cli(None, "--json", "snapshots", "--bogus", password=None)
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert json.loads(bad.stderr) == {
+        "message_type": "exit_error", "code": 1,
+        "message": "unrecognized arguments: --bogus (see 'airflow-backup --help')"}
+    plain = run_cli(None, "snapshots", "--bogus", password=None)
+    assert plain.stderr == (b"Fatal: unrecognized arguments: --bogus "
+                            b"(see 'airflow-backup --help')\n")

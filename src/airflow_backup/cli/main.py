@@ -33,11 +33,21 @@ source files unreadable or missing; restore: damaged or unsafe items skipped, ea
 10 no repository, 11 repository locked, 12 wrong password, 130 interrupted"""
 
 
+#: Whether the command line being parsed asks for --json (set by :func:`main` first, since a
+#: usage error can come before the option itself is parsed).
+_JSON_ERRORS = [False]
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with restic's convention: a usage error is one line and exit status 1."""
+    """argparse with restic's convention: a usage error is one line and exit status 1 (under
+    ``--json`` restic's ``exit_error`` message)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"Fatal: {message} (see '{self.prog} --help')\n")
+        text = f"{message} (see '{self.prog} --help')"
+        if _JSON_ERRORS[0]:  # scripts parse stderr too: an exit_error message
+            self.exit(EXIT_ERROR, json.dumps({"message_type": "exit_error", "code": EXIT_ERROR,
+                                              "message": text}) + "\n")
+        self.exit(EXIT_ERROR, f"Fatal: {text}\n")
 
 
 def _key_value(text: str) -> str:
@@ -137,6 +147,7 @@ def _report(exc: BaseException, gopts: GlobalOptions) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (also used as the process exit code)."""
     parser = build_parser()
+    _JSON_ERRORS[0] = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     gopts = GlobalOptions(
         repo=args.repo, password_file=args.password_file, key_hint=args.key_hint,
