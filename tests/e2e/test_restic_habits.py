@@ -196,3 +196,36 @@ def test_usage_errors_under_json_are_json() -> None:
     plain = run_cli(None, "snapshots", "--bogus", password=None)
     assert plain.stderr == (b"Fatal: unrecognized arguments: --bogus "
                             b"(see 'airflow-backup --help')\n")
+
+
+def test_ls_json_nodes_equal_restics(tmp_path: Path) -> None:
+    """``ls --json``: every node object (``permissions`` as Go writes a FileMode:
+    ``drwxr-xr-x``, ``Lrwxrwxrwx``, ``ugrwxrwxr-x``, ``prw-r--r--``) is what restic 0.14 prints
+    for the same snapshot."""
+    import os
+
+    restic = require_tool("restic")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file").write_text("x")
+    (data / "special").write_text("y")
+    os.chmod(data / "special", 0o6775)
+    (data / "sticky").mkdir()
+    os.chmod(data / "sticky", 0o1777)
+    os.symlink("file", data / "link")
+    os.mkfifo(data / "fifo")
+    repo = tmp_path / "repo"
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    assert run_cli(repo, "backup", str(data), password=PW).returncode == 0
+    env = {"RESTIC_PASSWORD": PW, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    theirs = subprocess.run([restic, "-r", str(repo), "ls", "latest", "--json"], env=env,
+                            capture_output=True, text=True, timeout=120, check=True).stdout
+    ours = run_cli(repo, "ls", "latest", "--json", password=PW).stdout.decode()
+
+    def nodes(text: str) -> list[dict[str, object]]:
+        return [d for d in map(json.loads, text.splitlines()) if d["struct_type"] == "node"]
+
+    assert nodes(ours) == nodes(theirs)
+    perms = {d["name"]: d["permissions"] for d in nodes(ours)}
+    assert perms["link"] == "Lrwxrwxrwx" and perms["fifo"].startswith("p")
+    assert perms["special"] == "ugrwxrwxr-x" and perms["sticky"] == "dtrwxrwxrwx"

@@ -18,7 +18,7 @@ from airflow_backup.jsontypes import JSONObject, JSONValue
 from airflow_backup.repository import gojson
 from airflow_backup.repository.gojson import go_unquote_name
 
-__all__ = ["Node", "decode_tree", "encode_tree", "go_mode", "posix_mode"]
+__all__ = ["Node", "decode_tree", "encode_tree", "go_mode", "mode_string", "posix_mode"]
 
 # Go's fs.FileMode bits.
 MODE_DIR = 1 << 31
@@ -61,6 +61,15 @@ def go_mode(st_mode: int) -> int:
     elif fmt == st.S_IFBLK:
         mode |= MODE_DEVICE
     return mode
+
+
+def mode_string(mode: int) -> str:
+    """Return a Go ``fs.FileMode`` as Go's ``String()`` writes it (restic's ``permissions``
+    in ``ls --json``): type letters ``dalTLDpSugct?`` for the set high bits (``-`` if
+    none), then ``rwxrwxrwx`` with ``-`` for each clear bit."""
+    kinds = "".join(c for i, c in enumerate("dalTLDpSugct?") if mode & (1 << (31 - i)))
+    bits = "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+    return (kinds or "-") + bits
 
 
 def posix_mode(mode: int) -> int:

@@ -15,7 +15,7 @@ from airflow_backup.cli.commands.common import (
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
 from airflow_backup.repository.select import resolve_snapshot
-from airflow_backup.repository.tree import posix_mode
+from airflow_backup.repository.tree import mode_string, posix_mode
 from airflow_backup.restorer.walk import walk_tree
 
 _TYPE_CHAR = {"dir": "d", "symlink": "L", "fifo": "p", "socket": "S", "dev": "D",
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                                      "uid": node.uid, "gid": node.gid}
             if node.type == "file":
                 entry["size"] = node.size
-            entry.update({"mode": node.mode, "permissions": oct(posix_mode(node.mode)),
+            entry.update({"mode": node.mode, "permissions": mode_string(node.mode),
                           "mtime": node.mtime, "atime": node.atime, "ctime": node.ctime,
                           "struct_type": "node"})
             out.json(entry)
