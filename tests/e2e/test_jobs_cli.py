@@ -305,3 +305,29 @@ def test_notification_urls_can_live_in_a_connection(tmp_path: Path) -> None:
         assert b"notification connection not read: connection 'alerts' is not defined" \
             in r.stderr
         assert len(rx.messages) == 1
+
+
+def test_a_broken_job_does_not_stop_the_others_in_run_and_status(tmp_path: Path) -> None:
+    """As in Airflow (one operation, two front ends): ``run`` runs the valid jobs, names the
+    invalid one and exits 2; ``run CONFIG broken`` runs nothing; ``status`` reports it."""
+    repo = tmp_path / "repo"
+    _init(repo)
+    cfg = _config(tmp_path, {"sources": [str(_data(tmp_path))]})
+    data = yaml.safe_load(cfg.read_text())
+    data["jobs"]["broken"] = {"repository": "main", "sources": ["/tmp"],
+                              "retention": {"keep_daily": -1}}
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_cli(None, "run", str(cfg), env=_env(), password=None)
+    assert r.returncode == 2, r.stderr
+    assert b"job nightly: SUCCESS" in r.stdout
+    assert f"{cfg}: jobs.broken.retention.keep_daily: must be \u2265 0".encode() in r.stderr
+    assert len(_snapshots(repo)) == 1
+    r = run_cli(None, "run", str(cfg), "broken", env=_env(), password=None)
+    assert r.returncode == 2 and b"keep_daily" in r.stderr and len(_snapshots(repo)) == 1
+    assert run_cli(None, "run", str(cfg), "nightly", env=_env(),
+                   password=None).returncode == 0
+    r = run_cli(None, "status", str(cfg), "--json", env=_env(), password=None)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["invalid"] == ["jobs.broken"] and not doc["ok"]
+    assert [j["job"] for j in doc["jobs"]] == ["nightly"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import stat
@@ -24,6 +23,7 @@ from airflow_backup.restorer.walk import walk_tree
 from airflow_backup.storage.base import FileType, Handle, object_path
 from airflow_backup.storage.local import LocalStorage
 from support.cli import ok, run_cli
+from support.salvage import file_nodes, flip_byte, packs_of, write_mixed_tree
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,15 +44,8 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> Backup:
     """Four 12 MB random files and 30 small ones in four directories (0750, a fixed mtime),
     backed up once through the CLI; each test damages its own copy of the repository."""
     base = tmp_path_factory.mktemp("salvage")
-    rng = random.Random(20240101)
     src = base / "src"
-    for d in ("big", "small", "small/sub", "small/other"):
-        (src / d).mkdir(parents=True)
-    for i in range(4):
-        (src / "big" / f"f{i}.bin").write_bytes(rng.randbytes(12_000_000))
-    for i in range(30):
-        where = src / ("small", "small/sub", "small/other")[i % 3]
-        (where / f"s{i:02}.txt").write_bytes(rng.randbytes(rng.randint(1, 40_000)))
+    write_mixed_tree(src, 20240101)
     for d in ("small/sub", "small/other", "small", "big", ""):
         (src / d).chmod(0o750)
         os.utime(src / d, (DIR_MTIME, DIR_MTIME))
@@ -72,27 +65,6 @@ def _open(repo: Path) -> tuple[Repository, Snapshot]:
     r = Repository.open(LocalStorage(str(repo)), PW)
     r.load_index()
     return r, r.list_snapshots()[-1]
-
-
-def _files(r: Repository, sn: Snapshot) -> dict[str, Node]:
-    return {os.fsdecode(p): n for p, n in walk_tree(r, sn.tree) if n.type == "file"}
-
-
-def _packs(r: Repository, node: Node) -> set[str]:
-    out = set()
-    for blob_id in node.content or []:
-        entry = r.index.lookup(BlobType.DATA, blob_id)
-        assert entry is not None
-        out.add(entry.pack_id.hex())
-    return out
-
-
-def _flip(repo: Path, pack: str, offset: int) -> None:
-    path = repo / object_path(Handle(FileType.DATA, pack))
-    path.chmod(0o600)
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
 
 
 def _check(target: Path, files: dict[str, Node], lost: set[str]) -> None:
@@ -118,9 +90,9 @@ def test_a_missing_pack_costs_only_the_files_that_need_it(backup: Backup,
                                                          tmp_path: Path) -> None:
     repo = _copy(backup, tmp_path)
     r, sn = _open(repo)
-    files = _files(r, sn)
-    victim = sorted(_packs(r, files[str(backup.src / "big" / "f1.bin")]))[0]
-    lost = {p for p, n in files.items() if victim in _packs(r, n)}
+    files = file_nodes(r, sn)
+    victim = sorted(packs_of(r, files[str(backup.src / "big" / "f1.bin")]))[0].hex()
+    lost = {p for p, n in files.items() if bytes.fromhex(victim) in packs_of(r, n)}
     assert 0 < len(lost) < len(files)
     (repo / object_path(Handle(FileType.DATA, victim))).unlink()
 
@@ -156,13 +128,13 @@ def test_a_corrupt_tree_costs_only_its_directory(backup: Backup, tmp_path: Path)
     every other directory is restored."""
     repo = _copy(backup, tmp_path)
     r, sn = _open(repo)
-    files = _files(r, sn)
+    files = file_nodes(r, sn)
     sub = str(backup.src / "small" / "sub")
     node = next(n for p, n in walk_tree(r, sn.tree) if os.fsdecode(p) == sub)
     assert node.subtree is not None
     entry = r.index.lookup(BlobType.TREE, node.subtree)
     assert entry is not None
-    _flip(repo, entry.pack_id.hex(), entry.blob.offset + entry.blob.length // 2)
+    flip_byte(repo, entry.pack_id, entry.blob.offset + entry.blob.length // 2)
 
     target = tmp_path / "out"
     proc = run_cli(repo, "restore", "latest", "--target", str(target))
@@ -182,12 +154,12 @@ def test_a_flipped_byte_in_a_data_blob_costs_only_its_file(backup: Backup,
                                                            tmp_path: Path) -> None:
     repo = _copy(backup, tmp_path)
     r, sn = _open(repo)
-    files = _files(r, sn)
+    files = file_nodes(r, sn)
     victim = str(backup.src / "small" / "s03.txt")
     entry = r.index.lookup(BlobType.DATA, (files[victim].content or [])[0])
     assert entry is not None
-    assert sum(entry.pack_id.hex() in _packs(r, n) for n in files.values()) > 1
-    _flip(repo, entry.pack_id.hex(), entry.blob.offset + 40)
+    assert sum(entry.pack_id in packs_of(r, n) for n in files.values()) > 1
+    flip_byte(repo, entry.pack_id, entry.blob.offset + 40)
 
     target = tmp_path / "out"
     proc = run_cli(repo, "restore", "latest", "--target", str(target))

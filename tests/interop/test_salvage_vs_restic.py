@@ -5,7 +5,6 @@ every file whose data is intact. Repositories written by us and by restic alike.
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -17,30 +16,12 @@ from airflow_backup.restorer.walk import walk_tree
 from airflow_backup.storage.base import FileType, Handle, object_path
 from airflow_backup.storage.local import LocalStorage
 from support.cli import ok, run_cli
+from support.salvage import file_nodes, flip_byte, packs_of, write_mixed_tree
 from support.tools import run_restic
 
 pytestmark = [pytest.mark.restic, pytest.mark.slow]
 
 PW = "secret-pw"
-
-
-def _source(root: Path) -> None:
-    rng = random.Random(7)
-    for d in ("big", "small", "small/sub", "small/other"):
-        (root / d).mkdir(parents=True)
-    for i in range(4):
-        (root / "big" / f"f{i}.bin").write_bytes(rng.randbytes(12_000_000))
-    for i in range(30):
-        where = root / ("small", "small/sub", "small/other")[i % 3]
-        (where / f"s{i:02}.txt").write_bytes(rng.randbytes(rng.randint(1, 40_000)))
-
-
-def _flip(repo: Path, pack: bytes, offset: int) -> None:
-    path = repo / object_path(Handle(FileType.DATA, pack.hex()))
-    path.chmod(0o600)
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
 
 
 def _damage(repo: Path, src: Path) -> set[str]:
@@ -51,11 +32,10 @@ def _damage(repo: Path, src: Path) -> set[str]:
     r.load_index()
     sn = r.list_snapshots()[-1]
     nodes = {os.fsdecode(p): n for p, n in walk_tree(r, sn.tree)}
-    files = {p: n for p, n in nodes.items() if n.type == "file"}
+    files = file_nodes(r, sn)
 
     def packs(node: Node) -> set[bytes]:
-        entries = [r.index.lookup(BlobType.DATA, b) for b in node.content or []]
-        return {e.pack_id for e in entries if e is not None}
+        return packs_of(r, node)
 
     flipped = str(src / "small" / "s03.txt")
     entry = r.index.lookup(BlobType.DATA, (files[flipped].content or [])[0])
@@ -68,8 +48,8 @@ def _damage(repo: Path, src: Path) -> set[str]:
     assert tree is not None
 
     (repo / object_path(Handle(FileType.DATA, gone.hex()))).unlink()
-    _flip(repo, entry.pack_id, entry.blob.offset + entry.blob.length // 2)
-    _flip(repo, tree.pack_id, tree.blob.offset + tree.blob.length // 2)
+    flip_byte(repo, entry.pack_id, entry.blob.offset + entry.blob.length // 2)
+    flip_byte(repo, tree.pack_id, tree.blob.offset + tree.blob.length // 2)
     return {p for p, n in files.items()
             if gone not in packs(n) and p != flipped and not p.startswith(f"{src}/small/sub/")}
 
@@ -90,7 +70,7 @@ def _intact(target: Path, src: Path) -> set[str]:
 def test_we_restore_at_least_what_restic_restores_from_a_damaged_repository(
         tmp_path: Path, restic_bin: str, writer: str) -> None:
     src = tmp_path / "src"
-    _source(src)
+    write_mixed_tree(src, 7)
     repo = tmp_path / "repo"
     if writer == "ours":
         ok(run_cli(repo, "init"))

@@ -170,7 +170,7 @@ class LoadedConfig:
         if job not in self.config.jobs:
             from airflow_backup.errors import ConfigError
 
-            raise ConfigError(f"no job {job!r} in {self.path}")
+            raise ConfigError(f"unknown job(s): {job} (jobs: {', '.join(self.config.jobs)})")
         return self.config
 
 

@@ -26,6 +26,7 @@ from airflow_backup.restorer.restore import RestoreOptions, Restorer
 from airflow_backup.restorer.walk import show_name, walk_tree
 from airflow_backup.storage.base import FileType, Handle
 from airflow_backup.storage.memory import MemoryStorage
+from support.salvage import file_nodes, packs_of
 
 T = "2024-01-01T00:00:00Z"
 DIR_MTIME = 1_600_000_000
@@ -54,20 +55,6 @@ def backed_up(tmp_path: Path) -> Iterator[tuple[Repository, MemoryStorage, Snaps
     yield repo, storage, snap, src
 
 
-def _files(repo: Repository, snap: Snapshot) -> dict[str, Node]:
-    repo.load_index()
-    return {os.fsdecode(p): n for p, n in walk_tree(repo, snap.tree) if n.type == "file"}
-
-
-def _packs_of(repo: Repository, node: Node) -> set[bytes]:
-    packs = set()
-    for blob_id in node.content or []:
-        entry = repo.index.lookup(BlobType.DATA, blob_id)
-        assert entry is not None
-        packs.add(entry.pack_id)
-    return packs
-
-
 def _check_restored(target: Path, files: dict[str, Node], lost: set[str]) -> None:
     """Every file not in ``lost`` is byte-exact; every lost one is absent."""
     for path in files:
@@ -91,9 +78,9 @@ def _assert_readable(errors: list[tuple[str, str]]) -> None:
 def test_a_missing_pack_loses_only_the_files_that_need_it(
         backed_up: tuple[Repository, MemoryStorage, Snapshot, Path], tmp_path: Path) -> None:
     repo, storage, snap, src = backed_up
-    files = _files(repo, snap)
-    victim = _packs_of(repo, files[str(src / "big" / "b2")]).pop()
-    lost = {p for p, n in files.items() if victim in _packs_of(repo, n)}
+    files = file_nodes(repo, snap)
+    victim = packs_of(repo, files[str(src / "big" / "b2")]).pop()
+    lost = {p for p, n in files.items() if victim in packs_of(repo, n)}
     assert 0 < len(lost) < len(files)
     storage.remove(Handle(FileType.DATA, victim.hex()))
 
@@ -115,9 +102,9 @@ def test_a_missing_pack_loses_only_the_files_that_need_it(
 def test_strict_mode_restores_the_rest_then_raises_integrity_error(
         backed_up: tuple[Repository, MemoryStorage, Snapshot, Path], tmp_path: Path) -> None:
     repo, storage, snap, src = backed_up
-    files = _files(repo, snap)
-    victim = _packs_of(repo, files[str(src / "big" / "b0")]).pop()
-    lost = {p for p, n in files.items() if victim in _packs_of(repo, n)}
+    files = file_nodes(repo, snap)
+    victim = packs_of(repo, files[str(src / "big" / "b0")]).pop()
+    lost = {p for p, n in files.items() if victim in packs_of(repo, n)}
     storage.remove(Handle(FileType.DATA, victim.hex()))
     target = tmp_path / "out"
     restorer = Restorer(repo)
@@ -130,13 +117,13 @@ def test_strict_mode_restores_the_rest_then_raises_integrity_error(
 def test_one_flipped_byte_loses_only_the_file_of_that_blob(
         backed_up: tuple[Repository, MemoryStorage, Snapshot, Path], tmp_path: Path) -> None:
     repo, storage, snap, src = backed_up
-    files = _files(repo, snap)
+    files = file_nodes(repo, snap)
     victim = str(src / "small" / "s07")
     node = files[victim]
     entry = repo.index.lookup(BlobType.DATA, (node.content or [])[0])
     assert entry is not None
     # Other files' blobs share that pack.
-    assert any(entry.pack_id in _packs_of(repo, n) for p, n in files.items() if p != victim)
+    assert any(entry.pack_id in packs_of(repo, n) for p, n in files.items() if p != victim)
     handle = Handle(FileType.DATA, entry.pack_id.hex())
     raw = bytearray(storage.load(handle))
     raw[entry.blob.offset + entry.blob.length // 2] ^= 0x01
@@ -153,7 +140,7 @@ def test_one_flipped_byte_loses_only_the_file_of_that_blob(
 def test_an_unreadable_tree_loses_only_its_directory(
         backed_up: tuple[Repository, MemoryStorage, Snapshot, Path], tmp_path: Path) -> None:
     repo, storage, snap, src = backed_up
-    files = _files(repo, snap)
+    files = file_nodes(repo, snap)
     sub = str(src / "small" / "sub")
     dir_node = next(n for p, n in walk_tree(repo, snap.tree) if os.fsdecode(p) == sub)
     assert dir_node.subtree is not None

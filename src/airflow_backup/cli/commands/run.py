@@ -8,7 +8,7 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import make_progress
-from airflow_backup.errors import ConfigError
+from airflow_backup.errors import EXIT_CONFIG
 
 __all__ = ["register", "run"]
 
@@ -28,16 +28,24 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Run the jobs; exit 0 if every job stored a complete snapshot (degraded included),
     3 if a job's snapshot is partial, else the first failed job's error code (10 for a
-    missing repository, 11 locked, 12 wrong password, 1 for most others)."""
+    missing repository, 11 locked, 12 wrong password, 1 for most others). As in Airflow, a
+    job invalid on its own does not stop the others: it is named on stderr and, when it was
+    to run, the exit status is 2 once the valid jobs have run (a named invalid job: 2 at
+    once, nothing run)."""
     from airflow_backup.cli.context import cache_spec
-    from airflow_backup.jobs.load import load_config
+    from airflow_backup.jobs.load import load_config_isolated
     from airflow_backup.jobs.runner import publish_metrics, run_job
 
-    cfg = load_config(args.config)
+    loaded = load_config_isolated(args.config)
+    cfg = loaded.config
+    for name in args.jobs:
+        loaded.require(name)  # a named job that is invalid or unknown: nothing runs
     names = list(args.jobs) or list(cfg.jobs)
-    unknown = [n for n in names if n not in cfg.jobs]
-    if unknown:
-        raise ConfigError(f"unknown job(s): {', '.join(unknown)} (jobs: {', '.join(cfg.jobs)})")
+    for part, problems in loaded.broken.items():
+        for problem in problems:
+            out.warn(f"{args.config}: {problem}")
+        if not args.jobs:
+            out.warn(f"{args.config}: {part} is invalid and was not run")
     status = 0
     progress = make_progress(out.json_mode, out.quiet)
     cache = cache_spec(gopts)
@@ -66,4 +74,6 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         if result.exit_code() and not status:
             status = result.exit_code()
     publish_metrics(cfg, args.metrics_file, cache)
+    if not args.jobs and any(part.startswith("jobs.") for part in loaded.broken):
+        return status or EXIT_CONFIG
     return status

@@ -54,27 +54,31 @@ def _read_state(path: str) -> dict[str, str]:
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
     from airflow_backup.cli.context import cache_spec
-    from airflow_backup.jobs.load import LoadedConfig, load_config
+    from airflow_backup.jobs.load import load_config_isolated
     from airflow_backup.jobs.watch import watch
     from airflow_backup.operations.status import format_age
     from airflow_backup.storage.atomic import replace_file
 
-    cfg = load_config(args.config)
-    unknown = [n for n in args.jobs if n not in cfg.jobs]
-    if unknown:
-        raise ConfigError(f"unknown job(s): {', '.join(unknown)}")
+    # As the Airflow status DAG: a job invalid on its own is reported (a config_error
+    # breach, exit 1), the others are checked.
+    loaded = load_config_isolated(args.config)
+    for name in args.jobs:
+        loaded.require(name)
     if args.state_file and not args.alert:
         raise ConfigError("--state-file needs --alert")
     previous = _read_state(args.state_file) if args.state_file else {}
-    outcome = watch(LoadedConfig(args.config, cfg), previous, jobs=list(args.jobs) or None,
+    outcome = watch(loaded, previous, jobs=list(args.jobs) or None,
                     alert=args.alert, now=time.time(), metrics_file=args.metrics_file,
                     cache=cache_spec(gopts))
     if args.state_file:
         replace_file(args.state_file, json.dumps(outcome.state, indent=1).encode(), mode=0o600)
     sts = list(outcome.jobs)
     bad = [s for s in sts if s.rpo_breach or s.drill_stale or not s.healthy]
+    for part, problems in loaded.broken.items():
+        out.warn(f"{args.config}: {part} is invalid: {'; '.join(problems)}")
     if out.json_mode:
-        out.json({"message_type": "status", "ok": not bad, "jobs": [s.to_json() for s in sts],
+        out.json({"message_type": "status", "ok": not (bad or loaded.broken),
+                  "jobs": [s.to_json() for s in sts], "invalid": sorted(loaded.broken),
                   "alerted": list(outcome.alerted), "delivered": outcome.delivered})
     else:
         rows = []
@@ -100,4 +104,4 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         if args.alert:
             out.info(f"{len(outcome.alerted)} new breach(es) alerted, accepted by "
                      f"{outcome.delivered} notification URL(s)")
-    return 1 if bad else 0
+    return 1 if bad or loaded.broken else 0
