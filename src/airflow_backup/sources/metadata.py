@@ -51,6 +51,7 @@ class SourceDescription(TypedDict, total=False):
     tool_version: str  # postgresql, mysql, sqlite, object_store
     databases: list[str]  # every source: the database(s), file, table's database or prefix
     tables: dict[str, TableStats]  # postgresql and mysql ("db/table"), sqlite, airflow
+    tables_at: str  # mysql: "dump snapshot", or why the counts were taken just before it
     format: str  # postgresql: plain, custom or directory
     globals: bool  # postgresql: pg_dumpall --globals-only is stored too
     integrity_check: str  # sqlite

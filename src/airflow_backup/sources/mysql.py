@@ -2,20 +2,37 @@
 
 URL: ``mysql://user@host:3306/db`` (or ``mariadb://``; no database: every non-system database).
 The dump runs with ``--single-transaction --routines --triggers --events --hex-blob
---skip-dump-date``; the password travels in ``MYSQL_PWD``, never in argv. Row counts and
-``CHECKSUM TABLE`` values are recorded just before the dump; with concurrent writers they
-may differ from the dumped data (the dump itself is consistent).
+--skip-dump-date`` (and ``--dump-history`` where the tool has it, so system-versioned tables
+keep their history); the password travels in ``MYSQL_PWD``, never in argv.
+
+Row counts and ``CHECKSUM TABLE`` values are taken at the dump's own snapshot: under a
+brief ``FLUSH TABLES WITH READ LOCK`` (as ``mariadb-dump --master-data`` takes it) our
+statistics transaction and every database's dump transaction start, then the lock is
+released and the statistics are read in that transaction. Without the RELOAD privilege, or
+if the lock cannot be had within 10 s, they are read in a transaction started just before
+the dumps, and the snapshot records why (``tables_at``).
+
+A restore always replays into a staging database first and checks it; only a replay that
+succeeded and matches the records is swapped into the target (see :mod:`.mysql_swap`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from typing import Any, ClassVar
 
 import pymysql
 
-from airflow_backup.errors import ConfigError, RestoreTargetExists, ValidationFailed
+from airflow_backup.errors import (
+    ConfigError,
+    DumpFailed,
+    RestoreError,
+    RestoreMismatch,
+    RestoreTargetExists,
+    ValidationFailed,
+)
 from airflow_backup.sources.base import (
     ExportSink,
     RestoreReport,
@@ -34,11 +51,16 @@ from airflow_backup.sources.metadata import (
     TableStats,
     ValidationFacts,
 )
-from airflow_backup.sources.process import Resources, classify_failure, find_tool
+from airflow_backup.sources.mysql_swap import merge_in, swap_in
+from airflow_backup.sources.process import Child, Resources, classify_failure, find_tool
 
 __all__ = ["MySQLSource"]
 
 _SYSTEM = ("information_schema", "performance_schema", "mysql", "sys")
+#: Printed by ``mariadb-dump --verbose`` once its transaction has started.
+_STARTED = b"-- Setting savepoint"
+#: How long a backup waits for the global read lock before taking statistics without it.
+_LOCK_WAIT = 10
 
 
 def _quote(name: str) -> str:
@@ -60,6 +82,7 @@ class MySQLSource:
         self.res = Resources()
         self._conns: list[Any] = []
         self._databases: list[str] = []
+        self._dumps: dict[str, Child] = {}
         self._sink: ExportSink | None = None
 
     def _client_args(self) -> list[str]:
@@ -89,16 +112,19 @@ class MySQLSource:
         return conn
 
     def table_stats(self, conn: Any, database: str) -> dict[str, TableStats]:
-        """Return ``{table: {rows, checksum}}`` for the base tables of ``database``."""
+        """Return ``{table: {rows, checksum}}`` for the tables of ``database``: base tables
+        and system-versioned ones (whose rows include their history), not views or
+        sequences."""
         out: dict[str, TableStats] = {}
         with conn.cursor() as cur:
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE "
-                        "table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
-                        (database,))
-            names = [str(r[0]) for r in cur.fetchall()]
-            for name in names:
+            cur.execute("SELECT table_name, table_type FROM information_schema.tables WHERE "
+                        "table_schema = %s AND table_type IN ('BASE TABLE', "
+                        "'SYSTEM VERSIONED') ORDER BY 1", (database,))
+            names = [(str(r[0]), str(r[1])) for r in cur.fetchall()]
+            for name, kind in names:
                 full = f"{_quote(database)}.{_quote(name)}"
-                cur.execute(f"SELECT COUNT(*) FROM {full}")
+                history = " FOR SYSTEM_TIME ALL" if kind == "SYSTEM VERSIONED" else ""
+                cur.execute(f"SELECT COUNT(*) FROM {full}{history}")
                 (rows,) = cur.fetchone()
                 cur.execute(f"CHECKSUM TABLE {full}")
                 checksum = cur.fetchone()[1]
@@ -108,8 +134,12 @@ class MySQLSource:
     # ---- backup --------------------------------------------------------------------------
 
     def describe(self) -> SourceDescription:
-        """Check the dump tool and the server; record databases and table counts/checksums."""
+        """Check the dump tool and the server, start one dump per database and record the
+        databases and their tables' counts/checksums at the dumps' snapshot."""
         self._dump = find_tool("mariadb-dump") if _has("mariadb-dump") else find_tool("mysqldump")
+        help_text = subprocess.run([self._dump, "--help"], capture_output=True, text=True,
+                                   check=False).stdout
+        self._history = "--dump-history" in help_text
         conn = self.connect()
         with conn.cursor() as cur:
             cur.execute("SELECT VERSION()")
@@ -124,23 +154,57 @@ class MySQLSource:
             else:
                 cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")
                 self._databases = [str(r[0]) for r in cur.fetchall() if r[0] not in _SYSTEM]
+        tables_at = self._start_dumps(conn)
         tables = {f"{db}/{t}": v for db in self._databases
                   for t, v in self.table_stats(conn, db).items()}
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")
         version = subprocess.run([self._dump, "--version"], capture_output=True, text=True,
                                  check=False).stdout.strip()
         return {"server_version": str(server), "tool_version": version,
-                "databases": list(self._databases), "tables": tables}
+                "databases": list(self._databases), "tables": tables, "tables_at": tables_at}
+
+    def _start_dumps(self, stats: Any) -> str:
+        """Start every database's dump and a REPEATABLE READ transaction on ``stats`` that
+        sees what the dumps see; return where the statistics stand (``tables_at``)."""
+        lock = self.connect()
+        tables_at = "dump snapshot"
+        with lock.cursor() as cur:
+            cur.execute(f"SET SESSION lock_wait_timeout = {_LOCK_WAIT}")
+            try:
+                # No commit can happen while it is held, so every transaction started
+                # under it sees the same data.
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+            except pymysql.MySQLError as exc:
+                tables_at = ("just before the dump: FLUSH TABLES WITH READ LOCK failed: "
+                             f"{exc.args[-1]}")
+        try:
+            with stats.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            for db in self._databases:
+                child = self.res.start(
+                    [self._dump, *self._client_args(), "--single-transaction", "--routines",
+                     "--triggers", "--events", "--hex-blob", "--skip-dump-date", "--verbose",
+                     *(["--dump-history"] if self._history else []), "--", db],
+                    f"{os.path.basename(self._dump)} of {db}", env=self._env())
+                if not child.wait_for_stderr(_STARTED, 60.0):
+                    if child.proc.poll() is not None:
+                        child.check()
+                    raise DumpFailed(f"{child.what} did not start its transaction in 60 s")
+                self._dumps[db] = child
+        finally:
+            with lock.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+        return tables_at
 
     def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
-        """Stream one dump per database into the sink."""
+        """Stream each database's dump (started by :meth:`describe`) into the sink."""
         self._sink = sink
         files: dict[str, int] = {}
         for db in self._databases:
             path = f"mysql/{db}.sql"
-            child = self.res.start(
-                [self._dump, *self._client_args(), "--single-transaction", "--routines",
-                 "--triggers", "--events", "--hex-blob", "--skip-dump-date", "--", db],
-                f"{self._dump.rsplit('/', 1)[-1]} of {db}", env=self._env())
+            child = self._dumps[db]
             files[path] = sink.add_stream(path, child.stdout)
             child.check()
         return {"files": files}
@@ -162,7 +226,10 @@ class MySQLSource:
 
     def restore(self, stored: StoredExport, history: list[StoredExport],
                 options: SourceRestoreOptions) -> RestoreReport:
-        """Replay the dump through the ``mariadb`` client into the target, then compare."""
+        """Replay the dump into a staging database, compare it with the records, and only
+        then move it into the target: created if missing, its contents replaced with
+        ``--clean``, added to with ``--force`` (refused if a name is taken). A failed replay
+        or comparison leaves the target as it was."""
         client = find_tool("mariadb") if _has("mariadb") else find_tool("mysql")
         source_db = options.source_database(stored)
         target_db = self.url.database or source_db
@@ -171,33 +238,67 @@ class MySQLSource:
             cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
                         (target_db,))
             exists = cur.fetchone() is not None
-            if exists and not (options.clean or options.force):
-                raise RestoreTargetExists(
-                    f"database {target_db!r} already exists at {self.url.redacted()}: pass "
-                    "--clean to replace it or --force to restore into it")
-            if exists and options.clean:
-                cur.execute(f"DROP DATABASE {_quote(target_db)}")
-            if not exists or options.clean:
-                cur.execute(f"CREATE DATABASE {_quote(target_db)}")
-        created = not exists or options.clean
+        if exists and not (options.clean or options.force):
+            raise RestoreTargetExists(
+                f"database {target_db!r} already exists at {self.url.redacted()}: pass "
+                "--clean to replace it or --force to restore into it")
+        tag = f"_abk_restore_{os.getpid()}"
+        staging = target_db if not exists else f"{target_db[:40]}{tag}"
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {_quote(staging)}")
         try:
-            self.res.feed([client, *self._client_args(), "--", target_db],
-                          f"mariadb client into {target_db}", stored.reader,
-                          f"mysql/{source_db}.sql", env=self._env())
+            self._replay(client, admin, stored, source_db, staging, target_db)
+            actual = self.table_stats(admin, staging)
+            checks = []
+            for table, rows, checksum in iter_tables(stored.source):
+                db, _, name = table.partition("/")
+                if db == source_db:
+                    checks.append(TableCheck(name, rows, checksum,
+                                             *restored_stats(actual, name)))
+            bad = [c for c in checks if not c.ok]
+            if bad:
+                raise RestoreMismatch(
+                    f"the restored copy of {target_db} differs from the backup in "
+                    f"{len(bad)} table(s), first {bad[0].table}: {bad[0].restored_rows} rows "
+                    f"(expected {bad[0].rows})"
+                    + (", checksum differs" if bad[0].restored_rows == bad[0].rows else "")
+                    + ("; target left as it was" if exists else ""))
+            if exists and options.clean:
+                swap_in(admin, staging, target_db, f"{target_db[:40]}_abk_old_{os.getpid()}")
+            elif exists:
+                merge_in(admin, staging, target_db)
         except BaseException:
-            if not exists:
-                with contextlib.suppress(pymysql.MySQLError), admin.cursor() as cur:
-                    cur.execute(f"DROP DATABASE IF EXISTS {_quote(target_db)}")
+            self._drop(admin, staging)
             raise
-        actual = self.table_stats(admin, target_db)
-        checks = []
-        for table, rows, checksum in iter_tables(stored.source):
-            db, _, name = table.partition("/")
-            if db == source_db:
-                checks.append(TableCheck(name, rows, checksum, *restored_stats(actual, name)))
+        if exists:
+            self._drop(admin, staging)
         return RestoreReport(self.url.with_database(target_db).redacted(), checks,
                              {"database": target_db, "source_database": source_db,
-                              "created": created})
+                              "created": not exists})
+
+    def _replay(self, client: str, admin: Any, stored: StoredExport, source_db: str,
+                staging: str, target_db: str) -> None:
+        # The client's own packet limit (16 MiB) must not be what stops a large row; the
+        # server's limit is then named in the error, with what to do about it.
+        try:
+            self.res.feed([client, *self._client_args(), "--max-allowed-packet=1G", "--",
+                           staging], f"mariadb client into {target_db}", stored.reader,
+                          f"mysql/{source_db}.sql", env=self._env())
+        except RestoreError as exc:
+            text = str(exc).lower()
+            if "max_allowed_packet" not in text and "gone away" not in text:
+                raise
+            with admin.cursor() as cur:
+                cur.execute("SELECT @@GLOBAL.max_allowed_packet")
+                (limit,) = cur.fetchone()
+            raise RestoreError(
+                f"{exc} (a statement of the dump is larger than the server's "
+                f"max_allowed_packet of {int(limit) // (1 << 20)} MiB: raise it, e.g. "
+                "SET GLOBAL max_allowed_packet = 1073741824, and restore again)") from None
+
+    def _drop(self, admin: Any, name: str) -> None:
+        with contextlib.suppress(pymysql.MySQLError), admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {_quote(name)}")
 
     def cleanup(self) -> None:
         """Kill children, remove temp dirs, close connections."""

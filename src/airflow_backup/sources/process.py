@@ -8,6 +8,7 @@ what still runs and removes what is left; sources call it from ``cleanup()``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -83,7 +84,9 @@ _ERROR_WORD = re.compile(r"\b(?:error|fatal)\b", re.IGNORECASE)
 
 
 def _last_line(message: str) -> str:
-    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    # "-- " lines are a client's --verbose progress, never the error.
+    lines = [ln.strip() for ln in message.strip().splitlines()
+             if ln.strip() and not ln.startswith("-- ")]
     # A Python program (the airflow CLI) ends with its exception: that is the cause, not
     # the source lines of the traceback above it.
     exceptions = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
@@ -131,6 +134,7 @@ class Child:
                  ) -> None:
         self.what = what
         self._stderr = bytearray()
+        self._seen = threading.Condition()
         full_env = dict(os.environ)
         for key, value in (env or {}).items():  # None: leave the variable out
             if value is None:
@@ -148,10 +152,26 @@ class Child:
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
-        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):  # type: ignore[union-attr]
-            self._stderr += chunk
-            if len(self._stderr) > 2 * _STDERR_KEEP:
-                del self._stderr[:-_STDERR_KEEP]
+        # read1: whatever has arrived, so wait_for_stderr sees a line as soon as it is printed.
+        stderr = cast(io.BufferedReader, self.proc.stderr)
+        for chunk in iter(lambda: stderr.read1(4096), b""):
+            with self._seen:
+                self._stderr += chunk
+                if len(self._stderr) > 2 * _STDERR_KEEP:
+                    del self._stderr[:-_STDERR_KEEP]
+                self._seen.notify_all()
+        with self._seen:
+            self._done = True
+            self._seen.notify_all()
+
+    _done = False
+
+    def wait_for_stderr(self, marker: bytes, timeout: float) -> bool:
+        """Wait until the child has printed ``marker`` on stderr; return False if it closed
+        stderr (exited) or ``timeout`` seconds passed first."""
+        with self._seen:
+            return self._seen.wait_for(lambda: marker in self._stderr or self._done,
+                                       timeout) and marker in self._stderr
 
     @property
     def stdout(self) -> BinaryIO:
