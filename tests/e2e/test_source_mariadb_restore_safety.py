@@ -228,3 +228,26 @@ def test_counts_are_those_of_the_dump_snapshot_under_a_writer(
     out = _ok(run_cli(repo, "restore", "latest", "--tag", "busy", "--target",
                       f"{BASE}/{db}_copy"))
     assert "rows+checksum match" in out
+
+
+def test_without_reload_privilege_counts_are_taken_just_before_and_say_so(
+        repo: Path, maria: Any, names: list[str], db_tools: dict[str, str]) -> None:
+    import json
+
+    db, user = unique("abk_noreload"), "abk_noreload"
+    names.append(db)
+    _shop(maria, db)
+    with maria.cursor() as cur:
+        cur.execute(f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw-nr-1'")
+        cur.execute(f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON `{db}`.* "
+                    f"TO '{user}'@'%'")
+    try:
+        _ok(run_cli(repo, "backup", f"mysql://{user}@127.0.0.1:3306/{db}", "--tag", "nr",
+                    env={"AIRFLOW_BACKUP_SOURCE_PASSWORD": "pw-nr-1"}))
+    finally:
+        with maria.cursor() as cur:
+            cur.execute(f"DROP USER '{user}'@'%'")
+    source = json.loads(_ok(run_cli(repo, "snapshots", "--json")))[0]["airflow_backup"]["source"]
+    assert source["tables_at"].startswith("just before the dump: FLUSH TABLES WITH READ LOCK")
+    assert "RELOAD" in source["tables_at"]
+    assert source["tables"][f"{db}/orders"]["rows"] == 500
