@@ -214,3 +214,68 @@ def test_object_store_prefix_skips_unchanged_objects_and_restores(
     _ok(run_cli(repo, "restore", "latest", "--tag", "s3", "--target",
                 f"s3://{bucket}/logs{q}", "--clean"))
     assert listing("logs") == second
+
+
+def test_object_store_keeps_every_key_and_its_headers_and_metadata(
+        moto_endpoint: str, repo: Path, tmp_path: Path) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    bucket = unique("e2e-meta").replace("_", "-")
+    s3.create_bucket(Bucket=bucket)
+    objects = {
+        "site/index.html": dict(Body=b"<h1>hi</h1>", ContentType="text/html; charset=utf-8",
+                                CacheControl="max-age=300", ContentLanguage="en",
+                                Metadata={"owner": "web", "build_id": "42"}),
+        "site/app.js.gz": dict(Body=os.urandom(5000), ContentType="application/javascript",
+                               ContentEncoding="gzip",
+                               ContentDisposition='attachment; filename="app.js"'),
+        "site/assets/": dict(Body=b"a folder marker that holds data"),
+        "site/empty/": dict(Body=b""),
+        "site/a//b": dict(Body=b"double slash"),
+        "site/./dot": dict(Body=b"dot segment"),
+    }
+    for key, args in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, **args)  # type: ignore[arg-type]
+
+    def state(prefix: str) -> dict[str, Any]:
+        out = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                 Prefix=prefix + "/"):
+            for item in page.get("Contents", []):
+                head = s3.head_object(Bucket=bucket, Key=item["Key"])
+                body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                out[item["Key"][len(prefix) + 1:]] = (
+                    hashlib.sha256(body).hexdigest(), head.get("ContentType"),
+                    head.get("ContentEncoding"), head.get("CacheControl"),
+                    head.get("ContentDisposition"), head.get("ContentLanguage"),
+                    head.get("Metadata"))
+        return out
+
+    original = state("site")
+    assert len(original) == 6
+    q = f"?endpoint_url={moto_endpoint}"
+    out = _ok(run_cli(repo, "backup", f"s3://{bucket}/site{q}", "--tag", "meta"))
+    assert "6 object(s) downloaded" in out
+    _ok(run_cli(repo, "restore", "latest", "--tag", "meta", "--target",
+                f"s3://{bucket}/copy{q}"))
+    assert state("copy") == original
+    # an unchanged second backup reuses every node, headers included
+    out = _ok(run_cli(repo, "backup", f"s3://{bucket}/site{q}", "--tag", "meta"))
+    assert "0 object(s) downloaded, 6 unchanged" in out
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "site/" + k}
+                                                          for k in original]})
+    _ok(run_cli(repo, "restore", "latest", "--tag", "meta", "--target",
+                f"s3://{bucket}/site{q}"))
+    assert state("site") == original
+    s3.put_object(Bucket=bucket, Key="site/assets/", Body=b"damaged", ContentType="x/y")
+    s3.put_object(Bucket=bucket, Key="site/stray/", Body=b"")
+    _ok(run_cli(repo, "restore", "latest", "--tag", "meta", "--target",
+                f"s3://{bucket}/site{q}", "--clean"))
+    assert state("site") == original
+    # the escaped paths restore as plain files too
+    _ok(run_cli(repo, "restore", "latest", "--tag", "meta", "--target", str(tmp_path / "f")))
+    files = sorted(str(p.relative_to(tmp_path / "f")) for p in (tmp_path / "f").rglob("*")
+                   if p.is_file())
+    assert "objects/assets/%" in files and "objects/a/%/b" in files
+    assert "objects/%2E/dot" in files
