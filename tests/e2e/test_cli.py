@@ -12,24 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import FAST_KDF, run_cli
+from support.cli import FAST_KDF, repo, run_cli
 from support.cli import ok as _ok
 from support.cli import one_line_error as _one_line_error
 from support.tools import run_restic
 from support.trees import restored_path
+
+__all__ = ["repo"]  # fixtures
 
 PW = "secret-pw"
 
 
 
 
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from support.cli import ok_stdout as _ok
-from support.cli import one_line_error, run_cli
+from support.cli import one_line_error, repo, run_cli
 from support.sources import (
     AIRFLOW_CONN_SECRET,
     PG_BASE,
@@ -32,7 +32,7 @@ from support.sources import (
     unique,
 )
 
-__all__ = ["airflow_bin", "airflow_templates", "db_tools", "pg"]  # fixtures
+__all__ = ["airflow_bin", "airflow_templates", "db_tools", "pg", "repo"]  # fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +42,6 @@ _one_line_error = functools.partial(one_line_error, exit_code=1)
 
 
 
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 def test_existing_keys_fail_skip_overwrite_and_revision_check(

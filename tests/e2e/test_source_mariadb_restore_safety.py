@@ -14,19 +14,12 @@ from typing import Any
 import pytest
 
 from support.cli import ok_stdout as _ok
-from support.cli import one_line_error, run_cli
+from support.cli import one_line_error, repo, run_cli
 from support.sources import db_tools, maria, my_fingerprint, unique
 
-__all__ = ["db_tools", "maria"]  # fixtures
+__all__ = ["db_tools", "maria", "repo"]  # fixtures
 
 BASE = "mysql://root@127.0.0.1:3306"
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from support.cli import ok_stdout as _ok
-from support.cli import one_line_error, run_cli
+from support.cli import one_line_error, repo, run_cli
 from support.sources import db_tools, maria, my_fingerprint, sqlite_fingerprint, unique
 
-__all__ = ["db_tools", "maria"]  # fixtures
+__all__ = ["db_tools", "maria", "repo"]  # fixtures
 
 USER, SECRET = "abk_e2e", "E2e-Secret-pw-7"
 
@@ -31,13 +31,6 @@ _one_line_error = functools.partial(one_line_error, exit_code=1)
 
 
 
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 @pytest.fixture

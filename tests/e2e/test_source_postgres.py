@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from support.cli import ok_stdout as _ok
-from support.cli import one_line_error, run_cli
+from support.cli import one_line_error, repo, run_cli
 from support.sources import (
     PG_BASE,
     db_tools,
@@ -29,7 +29,7 @@ from support.sources import (
     unique,
 )
 
-__all__ = ["db_tools", "pg"]  # fixtures
+__all__ = ["db_tools", "pg", "repo"]  # fixtures
 
 
 _one_line_error = functools.partial(one_line_error, exit_code=1)
@@ -45,13 +45,6 @@ def _snapshots(repo: Path) -> list[dict[str, Any]]:
 
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 @pytest.fixture
@@ -289,3 +282,97 @@ def test_owner_false_restores_a_plain_dump_whose_roles_are_gone(
             "ALTER TABLE t OWNER TO nobody;", "GRANT ALL ON t TO nobody;"]
         body = c.execute("SELECT prosrc FROM pg_proc WHERE proname = 'f'").fetchone()
         assert body is not None and "\nGRANT SELECT ON t TO PUBLIC;\n" in body[0]
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_checks_do_not_depend_on_column_order_session_settings_or_encoding(
+        fmt: str, pg: psycopg.Connection[Any], repo: Path, dbs: list[str],
+        db_tools: dict[str, str]) -> None:
+    """pg_dump gives an inheritance child its parent's columns first, ALTER DATABASE … SET
+    timezone changes how timestamptz prints, and a LATIN1 database restored into a UTF8 one
+    holds the same text in other bytes: none of that is a difference in the data."""
+    db = unique("pg_odd")
+    dbs += [db, db + "_copy"]
+    pg.execute(f"CREATE DATABASE \"{db}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+               "TEMPLATE template0")
+    pg.execute(f"ALTER DATABASE \"{db}\" SET timezone = 'Asia/Tokyo'")
+    with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as conn:
+        conn.execute("CREATE TABLE parent (a int, b text)")
+        conn.execute("CREATE TABLE child (c timestamptz, a int, b text)")
+        conn.execute("ALTER TABLE child INHERIT parent")
+        conn.execute("INSERT INTO parent VALUES (1, 'café'), (2, NULL)")
+        conn.execute("INSERT INTO child VALUES ('2024-03-01 12:00+00', 3, 'crème'), "
+                     "(NULL, 4, 'NULL')")
+        conn.execute("CREATE TABLE money_and_floats (m money, f float8, i interval)")
+        conn.execute("INSERT INTO money_and_floats VALUES (12.34, 0.1, '-3 mons 2 days')")
+    url = f"{PG_BASE}/{db}" + ("?format=custom" if fmt == "custom" else "")
+    _ok(run_cli(repo, "backup", url, "--tag", "odd"))
+    assert _snapshots(repo)[0]["airflow_backup"]["source"]["stats_version"] == 2
+    out = _ok(run_cli(repo, "restore", "latest", "--tag", "odd", "--target",
+                      f"{PG_BASE}/{db}_copy"))
+    assert "public.child: 2 rows, rows+checksum match" in out
+    assert "public.parent: 2 rows, rows+checksum match" in out
+
+    def content(name: str) -> list[Any]:
+        with psycopg.connect(f"{PG_BASE}/{name}") as conn:
+            return [sorted(conn.execute(q).fetchall(), key=repr) for q in (
+                "SELECT a, b FROM ONLY parent", "SELECT a, b, c FROM child",
+                "SELECT m::numeric, f, i FROM money_and_floats")]
+
+    assert content(db + "_copy") == content(db)
+    # a drill of such a database passes (it restores into a scratch database the same way)
+    _ok(run_cli(repo, "restore", "latest", "--tag", "odd", "--target",
+                f"{PG_BASE}/{db}", "--clean"))
+
+
+def test_database_properties_come_back_with_a_new_database(
+        pg: psycopg.Connection[Any], repo: Path, dbs: list[str],
+        db_tools: dict[str, str]) -> None:
+    db, role, reader = unique("pg_props"), unique("abk_owner"), unique("abk_reader")
+    dbs += [db, db + "_copy", db + "_clean"]
+    for r in (role, reader):
+        pg.execute(f'CREATE ROLE "{r}"')
+    try:
+        pg.execute(f"CREATE DATABASE \"{db}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                   f"TEMPLATE template0 OWNER \"{role}\"")
+        pg.execute(f"ALTER DATABASE \"{db}\" SET timezone = 'Asia/Tokyo'")
+        pg.execute(f"ALTER DATABASE \"{db}\" SET work_mem = '12MB'")
+        pg.execute(f"COMMENT ON DATABASE \"{db}\" IS 'the sales ledger'")
+        pg.execute(f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC')
+        pg.execute(f'GRANT CONNECT ON DATABASE "{db}" TO "{reader}"')
+        with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (x text)")
+            conn.execute("INSERT INTO t VALUES ('é')")
+
+        def props(name: str) -> tuple[Any, ...]:
+            return tuple(pg.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, pg_get_userbyid(datdba), "
+                "datacl::text, shobj_description(oid, 'pg_database'), (SELECT array_agg(c "
+                "ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE "
+                "s.setdatabase = d.oid AND s.setrole = 0) FROM pg_database d WHERE datname = %s",
+                (name,)).fetchone() or ())
+
+        original = props(db)
+        _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}", "--tag", "props"))
+        out = _ok(run_cli(repo, "restore", "latest", "--tag", "props", "--target",
+                          f"{PG_BASE}/{db}_copy"))
+        assert "note:" not in out
+        assert props(db + "_copy") == original
+        # --clean of a plain dump swaps in a new database: it gets them too
+        pg.execute(f'ALTER DATABASE "{db}" RESET work_mem')
+        pg.execute(f'COMMENT ON DATABASE "{db}" IS NULL')
+        _ok(run_cli(repo, "restore", "latest", "--tag", "props", "--target",
+                    f"{PG_BASE}/{db}", "--clean"))
+        assert props(db) == original
+        # where the owner role does not exist, the restore says so and still succeeds
+        for name in (db, db + "_copy"):
+            pg.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        pg.execute(f'DROP ROLE "{reader}"')
+        out = _ok(run_cli(repo, "restore", "latest", "--tag", "props", "--target",
+                          f"{PG_BASE}/{db}_clean"))
+        assert f"note: privileges of role {reader}: no such role here" in out
+    finally:
+        for name in dbs:
+            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for r in (role, reader):
+            pg.execute(f'DROP ROLE IF EXISTS "{r}"')

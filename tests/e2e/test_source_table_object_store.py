@@ -24,23 +24,16 @@ import pytest
 import s3fs
 
 from support.cli import ok_stdout as _ok
-from support.cli import run_cli
+from support.cli import repo, run_cli
 from support.sources import PG_BASE, moto_endpoint, pg, pg_fingerprint, unique
 
-__all__ = ["moto_endpoint", "pg"]  # fixtures
+__all__ = ["moto_endpoint", "pg", "repo"]  # fixtures
 
 
 
 
 def _snapshots(repo: Path, *args: str) -> list[dict[str, Any]]:
     return list(json.loads(_ok(run_cli(repo, "snapshots", "--json", *args))))
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    _ok(run_cli(path, "init"))
-    return path
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["FAST_KDF", "ok", "ok_stdout", "one_line_error", "run_cli"]
+import pytest
+
+__all__ = ["FAST_KDF", "ok", "ok_stdout", "one_line_error", "repo", "run_cli"]
 
 #: Cheap scrypt parameters for keys made by tests (readers honour whatever a key file says).
 FAST_KDF = "1024,8,1"
@@ -63,3 +65,11 @@ def one_line_error(proc: subprocess.CompletedProcess[bytes], exit_code: int | No
     assert len(lines) == 1, lines
     assert "Traceback" not in lines[0]
     return lines[0]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository initialised by the CLI (``init``) in the test's temp directory."""
+    path = tmp_path / "repo"
+    ok(run_cli(path, "init"))
+    return path

@@ -241,7 +241,12 @@ class FieldError(ValueError):
     path in the document (``packs[2].blobs[0].offset``), empty for the document itself."""
 
     def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}" if field else problem)
+        # The path holds the document's own keys: an error message shows them escaped (one
+        # line) and shortened.
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in field)
+        if len(shown) > 120:
+            shown = shown[:100] + "…" + shown[-19:]
+        super().__init__(f"{shown}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
 

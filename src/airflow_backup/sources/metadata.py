@@ -51,6 +51,8 @@ class SourceDescription(TypedDict, total=False):
     tool_version: str  # postgresql, mysql, sqlite, object_store
     databases: list[str]  # every source: the database(s), file, table's database or prefix
     tables: dict[str, TableStats]  # postgresql and mysql ("db/table"), sqlite, airflow
+    database_properties: dict[str, JSONObject]  # postgresql: per database (pg_database.py)
+    stats_version: int  # postgresql: how "tables" was computed (absent: 1)
     tables_at: str  # mysql: "dump snapshot", or why the counts were taken just before it
     format: str  # postgresql: plain, custom or directory
     globals: bool  # postgresql: pg_dumpall --globals-only is stored too

@@ -261,9 +261,11 @@ class ObjectStoreSource:
         expected = 0
         keys = {path: _node_key(path, node) for path, node in nodes.items()}
         for path, node in sorted(nodes.items()):
-            key, headers = keys[path], _node_headers(node)
+            key = keys[path]
+            # Headers go (and are compared) where the target keeps them: S3, not memory://.
+            headers = _node_headers(node) if self.url.scheme == "s3" else None
             extra: dict[str, object] = {}
-            if headers is not None and self.url.scheme == "s3":
+            if headers is not None:
                 extra = {h: v for h, v in headers.items() if h in _HEADERS}
                 extra["Metadata"] = headers.get("Metadata") or {}
             self._write(key, stored.reader, path, extra)
@@ -280,7 +282,8 @@ class ObjectStoreSource:
                 continue
             present += 1
             # The headers are compared only where the backup recorded them.
-            headers = self._headers(key) if _node_headers(node) is not None else None
+            headers = (self._headers(key) if self.url.scheme == "s3"
+                       and _node_headers(node) is not None else None)
             got = (got + _part(key, sha.hexdigest(), headers)) % (1 << 64)
         # Into an empty (or cleaned) prefix, nothing but the restored objects may be there.
         count = len(self._list(self.root)) if options.clean or not existing else present

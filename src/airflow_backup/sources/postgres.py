@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from airflow_backup.errors import ConfigError, RestoreError, RestoreTargetExists, ValidationFailed
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import (
     ExportSink,
     RestoreReport,
@@ -46,6 +47,12 @@ from airflow_backup.sources.metadata import (
     TocCounts,
     ValidationFacts,
 )
+from airflow_backup.sources.pg_database import (
+    apply_properties,
+    compare_properties,
+    create_database,
+    read_properties,
+)
 from airflow_backup.sources.process import Resources, classify_failure, find_tool
 
 __all__ = ["PostgresSource", "pg_table_stats"]
@@ -53,35 +60,71 @@ __all__ = ["PostgresSource", "pg_table_stats"]
 _SUFFIX = {"plain": ".sql", "custom": ".pgdump", "directory": ".dir"}
 _PLAIN_HEAD = b"-- PostgreSQL database dump"
 _PLAIN_TAIL = b"-- PostgreSQL database dump complete"
-_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
-             "::bigint), 0)::text FROM {} t")
+#: Before stats_version 2: each row's text in column order, under the session's settings,
+#: and a parent's rows including its inheritance children's.
+_LEGACY_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))"
+                    "::bit(60)::bigint), 0)::text FROM {} t")
+#: Each row hashed as its columns' text in column-NAME order, NULL distinct from 'NULL', as
+#: UTF-8 bytes: equal for the same data whatever the column order (pg_dump cannot always
+#: keep an inheritance child's), the database encoding or (with _FIXED_SETTINGS) the session.
+_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(convert_to(concat_ws("
+             "E'\\x1f', {}), 'UTF8')), 1, 15))::bit(60)::bigint), 0)::text FROM ONLY {} t")
+#: Settings that change how values print (ALTER DATABASE … SET timezone changes timestamptz).
+_FIXED_SETTINGS = ("SELECT set_config('timezone', 'UTC', false), "
+                   "set_config('datestyle', 'ISO, YMD', false), "
+                   "set_config('intervalstyle', 'postgres', false), "
+                   "set_config('extra_float_digits', '3', false), "
+                   "set_config('bytea_output', 'hex', false), "
+                   "set_config('lc_monetary', 'C', false), "
+                   "set_config('search_path', 'pg_catalog', false)")
+#: What ``stats_version`` a snapshot's table statistics follow (absent: 1, the legacy ones).
+STATS_VERSION = 2
+
+
+def _checksum_query(conn: psycopg.Connection[Any], oid: int, ident: sql.Identifier
+                    ) -> sql.Composed:
+    columns = [str(r[0]) for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY attname COLLATE \"C\"", (oid,)).fetchall()]
+    values = sql.SQL(", ").join(
+        sql.SQL("quote_nullable(t.{}::text)").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL(_CHECKSUM).format(values or sql.SQL("''"), ident)
 
 
 def pg_table_stats(conn: psycopg.Connection[Any], checksum_max_bytes: int,
-                   only: list[str] | None = None) -> dict[str, TableStats]:
+                   only: list[str] | None = None, legacy: bool = False
+                   ) -> dict[str, TableStats]:
     """Return ``{schema.table: {rows, checksum}}`` for the user tables visible on ``conn``.
 
-    The checksum is an order-independent sum of per-row MD5 prefixes of the row's text form;
-    tables over ``checksum_max_bytes`` (or all, if negative) get only a count.
+    The checksum (``pgsum2:``) is an order-independent sum of per-row MD5 prefixes, each of
+    the row's column values by column name, read under fixed output settings (this sets
+    them for the session); rows of an inheritance child count for the child only.
+    ``legacy`` computes the statistics of snapshots before ``stats_version`` 2 instead.
+    Tables over ``checksum_max_bytes`` (or all, if negative) get only a count.
     """
+    conn.execute(_FIXED_SETTINGS)
     rows = conn.execute(
-        "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+        "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), c.oid FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
         "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
         "ORDER BY 1, 2").fetchall()
     out: dict[str, TableStats] = {}
-    for schema, name, size in rows:
+    for schema, name, size, oid in rows:
         key = f"{schema}.{name}"
         if only is not None and key not in only:
             continue
         ident = sql.Identifier(schema, name)
         if checksum_max_bytes >= 0 and size <= checksum_max_bytes:
-            count, checksum = conn.execute(sql.SQL(_CHECKSUM).format(ident)).fetchone() or (0, "")
-            out[key] = {"rows": int(count), "checksum": f"pgsum:{checksum}"}
+            if legacy:
+                query, prefix = sql.SQL(_LEGACY_CHECKSUM).format(ident), "pgsum:"
+            else:
+                query, prefix = _checksum_query(conn, oid, ident), "pgsum2:"
+            count, checksum = conn.execute(query).fetchone() or (0, "")
+            out[key] = {"rows": int(count), "checksum": f"{prefix}{checksum}"}
         else:
-            (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)
-                                    ).fetchone() or (0,)
+            count_query = "SELECT count(*) FROM {}" if legacy else "SELECT count(*) FROM ONLY {}"
+            (count,) = conn.execute(sql.SQL(count_query).format(ident)).fetchone() or (0,)
             out[key] = {"rows": int(count)}
     return out
 
@@ -199,6 +242,7 @@ class PostgresSource:
             self._databases = [r[0] for r in first.execute(
                 "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
                 "ORDER BY 1").fetchall()]
+        properties = {db: read_properties(first, db) for db in self._databases}
         tables: dict[str, TableStats] = {}
         for db in self._databases:
             conn = self.connect(db, autocommit=False)
@@ -215,7 +259,8 @@ class PostgresSource:
                                  text=True, check=False).stdout.strip()
         return {"server_version": server[0] if server else "", "tool_version": version,
                 "databases": list(self._databases), "format": self.format,
-                "globals": self.url.flag("globals"), "tables": tables}
+                "globals": self.url.flag("globals"), "tables": tables,
+                "stats_version": STATS_VERSION, "database_properties": properties}
 
     def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Run pg_dump per database (and pg_dumpall for globals) into the sink."""
@@ -320,12 +365,19 @@ class PostgresSource:
         if self.url.flag("globals") and "postgresql/globals.sql" in stored.reader.files():
             self._psql_globals(stored.reader)
         plain = f"postgresql/{source_db}.sql" in stored.reader.files(f"postgresql/{source_db}.sql")
+        recorded = stored.source.get("database_properties") or {}
+        props = recorded.get(source_db) if isinstance(recorded, dict) else None
+        props = props if isinstance(props, dict) else {}
+        owner = self.url.param("owner").lower() not in ("false", "0", "no", "off")
         if exists and options.clean and plain:
             # A plain dump is replayed into a new database, swapped in only once it succeeded.
             staging = f"{target_db[:40]}_abk_restore_{os.getpid()}"
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+            notes = create_database(admin, staging, props)
             try:
                 self._psql(stored.reader, f"postgresql/{source_db}.sql", staging)
+                # After the replay: a setting such as default_transaction_read_only must
+                # not apply to it.
+                notes += apply_properties(admin, staging, props, owner)
             except BaseException:
                 self._drop(admin, staging)
                 raise
@@ -333,35 +385,48 @@ class PostgresSource:
                 sql.Identifier(target_db)))
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                 sql.Identifier(staging), sql.Identifier(target_db)))
-            return self._compare(stored, source_db, target_db, created=False)
-        if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
+            return self._compare(stored, source_db, target_db, False, props, notes, owner)
+        notes = [] if exists else create_database(admin, target_db, props)
         try:
             if plain:
                 self._psql(stored.reader, f"postgresql/{source_db}.sql", target_db)
             else:
                 self._pg_restore(stored.reader, source_db, target_db, options.clean)
+            if not exists:
+                notes += apply_properties(admin, target_db, props, owner)
         except BaseException:
             if not exists:
                 self._drop(admin, target_db)
             raise
-        return self._compare(stored, source_db, target_db, created=not exists)
+        return self._compare(stored, source_db, target_db, not exists,
+                             props if not exists else {}, notes, owner)
 
     def _compare(self, stored: StoredExport, source_db: str, target_db: str,
-                 created: bool) -> RestoreReport:
+                 created: bool, props: JSONObject | None = None,
+                 notes: list[str] | None = None, owner: bool = True) -> RestoreReport:
+        """Compare the restored tables (and, where the restore made the database, its
+        properties) with the records."""
         recorded = {t.split("/", 1)[1]: (rows, checksum) for t, rows, checksum
                     in iter_tables(stored.source) if t.startswith(source_db + "/")}
         conn = self.connect(target_db)
         actual = pg_table_stats(conn, -1 if not any(c for _, c in recorded.values())
-                                else 1 << 62, list(recorded))
+                                else 1 << 62, list(recorded),
+                                legacy=stored.source.get("stats_version") != STATS_VERSION)
         checks = []
         for t, (rows, checksum) in sorted(recorded.items()):
             got_rows, got_checksum = restored_stats(actual, t)
             checks.append(TableCheck(t, rows, checksum, got_rows,
                                      got_checksum if checksum else ""))
-        return RestoreReport(self.url.with_database(target_db).redacted(), checks,
-                             {"database": target_db, "source_database": source_db,
-                              "created": created})
+        details: JSONObject = {"database": target_db, "source_database": source_db,
+                               "created": created}
+        notes = list(notes or [])
+        if props:
+            admin = self.connect("postgres")
+            notes += [d for d in compare_properties(admin, target_db, props, owner)
+                      if not any(d.split(":", 1)[0] in n for n in notes)]
+        if notes:
+            details["notes"] = list(notes)
+        return RestoreReport(self.url.with_database(target_db).redacted(), checks, details)
 
     def _pg_restore(self, reader: SnapshotReader, source_db: str, target_db: str,
                     clean: bool) -> None:

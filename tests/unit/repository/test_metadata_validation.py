@@ -354,3 +354,11 @@ def test_decoded_index_entries_load_as_blob_types(repo: Repository) -> None:
                                                                       BlobType.TREE}
     finally:
         repo.storage.remove(Handle(FileType.INDEX, name))
+
+
+def test_a_field_path_with_control_characters_or_of_any_length_is_one_short_line() -> None:
+    from airflow_backup.repository.gojson import FieldError
+
+    message = str(FieldError("x_extra." + "k\n" * 5000, "inf is not a JSON number"))
+    assert "\n" not in message and len(message) < 200
+    assert message.startswith("x_extra.k\\nk") and message.endswith(": inf is not a JSON number")

@@ -66,6 +66,9 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             how = "rows+checksum" if c.checksum_compared else "rows"
             unit = "objects" if c.table == "objects" else "rows"
             out.line(f"  {c.table}: {c.restored_rows} {unit}, {how} match")
+        notes = outcome.details.get("notes")
+        for note in notes if isinstance(notes, list) else []:
+            out.line(f"  note: {note}")
         out.result(f"restored snapshot {outcome.short_id} into {outcome.target}: "
                    f"{len(outcome.tables)} table(s) verified in {elapsed:.2f}s")
     return 0
