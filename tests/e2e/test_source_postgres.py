@@ -376,3 +376,36 @@ def test_database_properties_come_back_with_a_new_database(
             pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         for r in (role, reader):
             pg.execute(f'DROP ROLE IF EXISTS "{r}"')
+
+
+def test_a_failed_forced_plain_restore_with_large_objects_leaves_nothing(
+        repo: Path, pg: psycopg.Connection[Any], dbs: list[str],
+        db_tools: dict[str, str]) -> None:
+    """pg_dump puts the large objects' data between its own BEGIN and COMMIT; that COMMIT
+    must not end psql's single transaction, or a later failure leaves half a restore."""
+    db, target = unique("lob"), unique("lob_target")
+    dbs += [db, target]
+    pg.execute(f'CREATE DATABASE "{db}"')
+    with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as c:
+        c.execute("CREATE TABLE docs (id int PRIMARY KEY, body oid, note text)")
+        c.execute("INSERT INTO docs VALUES (1, lo_from_bytea(0, 'large object one'), "
+                  "'BEGIN;'), (2, lo_from_bytea(0, 'two'), 'COMMIT;')")
+    _ok(run_cli(repo, "backup", f"{PG_BASE}/{db}", "--tag", "lob"))
+    # The target already has a relation named like the dump's primary key: the restore
+    # fails at the constraint, after the tables and the large objects.
+    pg.execute(f'CREATE DATABASE "{target}"')
+    with psycopg.connect(f"{PG_BASE}/{target}", autocommit=True) as c:
+        c.execute("CREATE TABLE docs_pkey (x int)")
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--tag", "lob", "--target",
+                                   f"{PG_BASE}/{target}", "--force"))
+    assert "docs_pkey" in line, line
+    with psycopg.connect(f"{PG_BASE}/{target}") as c:
+        assert c.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+        assert c.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND "
+                         "relnamespace = 'public'::regnamespace").fetchall() == [("docs_pkey",)]
+    # and a restore that can succeed brings the large objects and the look-alike rows back
+    _ok(run_cli(repo, "restore", "latest", "--tag", "lob", "--target", f"{PG_BASE}/{db}",
+                "--clean"))
+    with psycopg.connect(f"{PG_BASE}/{db}") as c:
+        assert c.execute("SELECT id, lo_get(body), note FROM docs ORDER BY id").fetchall() == [
+            (1, b"large object one", "BEGIN;"), (2, b"two", "COMMIT;")]

@@ -134,13 +134,18 @@ _OWNERSHIP = re.compile(rb"^(?:ALTER \S.* OWNER TO \S+;|(?:GRANT|REVOKE) .*;"
 _DOLLAR_TAG = re.compile(rb"\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$")
 
 
-class _WithoutOwnership:
-    """``owner=false`` for plain dumps, as ``pg_restore --no-owner --no-privileges`` does for
-    the others: leaves out pg_dump's ownership and privilege statements (``ALTER … OWNER
-    TO``, ``GRANT``, ``REVOKE``, ``ALTER DEFAULT PRIVILEGES``) — never a line of COPY data or
-    of a dollar-quoted function body."""
+class _PlainDumpFilter:
+    """What of a plain dump reaches ``psql --single-transaction``. pg_dump wraps the large
+    objects' data in its own ``BEGIN;`` … ``COMMIT;``, whose COMMIT would end psql's single
+    transaction early (a later failure would leave the tables and large objects before it
+    in the target): those two lines are left out. With ``owner=False``, as
+    ``pg_restore --no-owner --no-privileges`` does for the other formats, pg_dump's
+    ownership and privilege statements (``ALTER … OWNER TO``, ``GRANT``, ``REVOKE``,
+    ``ALTER DEFAULT PRIVILEGES``) are left out too. Never a line of COPY data or of a
+    dollar-quoted function body."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: bool = True) -> None:
+        self._owner = owner
         self._copy = False
         self._dollar: bytes | None = None
 
@@ -161,7 +166,9 @@ class _WithoutOwnership:
             if tags.count(tag) % 2:
                 self._dollar = tag  # a body opens on this line and goes on
                 return True
-        return not _OWNERSHIP.match(line)
+        if line.rstrip(b"\r\n") in (b"BEGIN;", b"COMMIT;"):
+            return False
+        return self._owner or not _OWNERSHIP.match(line)
 
 
 class PostgresSource:
@@ -448,8 +455,8 @@ class PostgresSource:
         child.check(RestoreError)
 
     def _psql(self, reader: SnapshotReader, path: str, target_db: str) -> None:
-        keep = (_WithoutOwnership().keep
-                if self.url.param("owner").lower() in ("false", "0", "no", "off") else None)
+        keep = _PlainDumpFilter(
+            self.url.param("owner").lower() not in ("false", "0", "no", "off")).keep
         self.res.feed([self._tools["psql"], "-X", "-q", "-v", "ON_ERROR_STOP=1",
                        "--single-transaction", "-f", "-"], f"psql into {target_db}", reader,
                       path, env=self.env(target_db), keep_line=keep)
