@@ -39,6 +39,8 @@ BENCH_REPEAT ?= 1
 BENCH_TOOLS ?= ours,restic,borg
 BENCH_ARGS ?=
 
+PG_REGRESS := /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+DEB_SRC := /etc/apt/sources.list.d/airflow-backup-deb-src.sources
 TOOL_PAIRS := $(foreach b,$(APT_TOOLS),$(b):$(or $(APT_PACKAGE.$(b)),$(b)))
 
 # Airflow lives in its own venv (only the Airflow-metadata source tests call its CLI), so the
@@ -116,6 +118,21 @@ tools:
 	else \
 	  for pair in $(TOOL_PAIRS); do echo "tools: $${pair%%:*} -> $$(command -v $${pair%%:*})"; done; \
 	fi
+	@# The PostgreSQL regression database test builds pg_regress's database from Debian's
+	@# postgresql-15 source package (apt-get source needs a deb-src entry) with the
+	@# server headers and pgxs's pg_regress from postgresql-server-dev-15.
+	@if { [ ! -x $(PG_REGRESS) ] || [ ! -f $(DEB_SRC) ]; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "tools: installing postgresql-server-dev-15 dpkg-dev and a deb-src entry"; \
+	  printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' \
+	    'Suites: bookworm bookworm-updates' 'Components: main' \
+	    'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+	    > $(DEB_SRC); \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-server-dev-15 dpkg-dev; \
+	fi; \
+	if [ -x $(PG_REGRESS) ]; then echo "tools: pg_regress -> $(PG_REGRESS)"; \
+	elif [ "$${CI:-}" = true ]; then echo "tools: ERROR: $(PG_REGRESS) missing" >&2; exit 1; \
+	else echo "tools: WARNING: $(PG_REGRESS) missing; the regression-database test is skipped" >&2; fi
 
 lint: venv airflow-venv
 	$(BIN)/ruff check src tests examples

@@ -115,5 +115,11 @@ def compare_properties(admin: psycopg.Connection[Any], name: str, props: JSONObj
     keys = ["encoding", "lc_collate", "lc_ctype", "comment", "settings"]
     if owner:
         keys += ["owner", "acl"]
+    def same(key: str) -> bool:
+        a, b = now.get(key), props.get(key)
+        if key == "acl" and isinstance(a, list) and isinstance(b, list):
+            return sorted(map(str, a)) == sorted(map(str, b))  # the order means nothing
+        return a == b
+
     return [f"{k}: {now.get(k)!r} (backup: {props.get(k)!r})" for k in keys
-            if k in props and now.get(k) != props.get(k)]
+            if k in props and not same(k)]
