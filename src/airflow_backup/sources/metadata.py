@@ -63,6 +63,7 @@ class SourceDescription(TypedDict, total=False):
     key: str  # table: the row key ("" for none)
     deleted: str  # table: the soft-delete column ("" for none)
     columns: list[str]  # table
+    column_types: dict[str, str]  # table (postgresql, mysql): each column's source type
     objects: int  # object_store
     bytes: int  # object_store
     airflow_version: str  # airflow

@@ -19,8 +19,16 @@ from airflow_backup.errors import ConfigError, SourceUnavailable
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import SourceURL
 from airflow_backup.sources.checksum import row_checksum
+from airflow_backup.sources.column_types import ColumnPlan, plan_column
 
 __all__ = ["SqlTable", "open_sql"]
+
+_PG_OUTPUT_SETTINGS = ("SELECT set_config('timezone', 'UTC', false), "
+                       "set_config('datestyle', 'ISO, YMD', false), "
+                       "set_config('intervalstyle', 'postgres', false), "
+                       "set_config('extra_float_digits', '3', false), "
+                       "set_config('bytea_output', 'hex', false), "
+                       "set_config('lc_monetary', 'C', false)")
 
 
 class SqlTable:
@@ -71,6 +79,36 @@ class SqlTable:
         finally:
             cur.close()
 
+    def column_plans(self, table: str) -> list[ColumnPlan]:
+        """Return how each column of ``table`` is carried (see :mod:`.column_types`)."""
+        if self.engine == "postgresql":
+            rows = self._all("SELECT attname, format_type(atttypid, atttypmod) FROM "
+                             "pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND "
+                             "NOT attisdropped ORDER BY attnum", (self.quote(table),))
+        elif self.engine == "mysql":
+            schema, _, name = table.rpartition(".")
+            rows = self._all("SELECT column_name, column_type FROM information_schema.columns "
+                             "WHERE table_schema = COALESCE(NULLIF(%s, ''), DATABASE()) AND "
+                             "table_name = %s ORDER BY ordinal_position", (schema, name))
+        else:
+            rows = [(r[1], r[2]) for r in self._all(
+                f"PRAGMA table_info({self.quote(table)})")]
+        self.rollback()
+        return [plan_column(self.engine, str(n), str(t)) for n, t in rows]
+
+    def select_list(self, plans: list[ColumnPlan]) -> str:
+        """Return the SELECT list reading each column as its plan says (text or native)."""
+        out = []
+        for p in plans:
+            q = self.quote(p.name)
+            if not p.as_text:
+                out.append(q)
+            elif self.engine == "postgresql":
+                out.append(f"{q}::text")
+            else:
+                out.append(f"CAST({q} AS CHAR)")
+        return ", ".join(out)
+
     def table_exists(self, table: str) -> bool:
         """Return whether ``table`` exists."""
         try:
@@ -87,11 +125,12 @@ class SqlTable:
     # ---- reading -------------------------------------------------------------------------
 
     def select_since(self, table: str, columns: list[str], watermark: str, since: object,
-                     batch: int) -> Iterator[list[tuple[Any, ...]]]:
+                     batch: int, select: str = "") -> Iterator[list[tuple[Any, ...]]]:
         """Yield batches of rows with ``watermark >= since`` (all rows if None), in order:
         rows at ``since`` itself are read again, because one committed after the previous
-        export may carry the same value (the caller skips those it already has)."""
-        cols = ", ".join(self.quote(c) for c in columns)
+        export may carry the same value (the caller skips those it already has).
+        ``select`` is the SELECT list (default: the columns as they are)."""
+        cols = select or ", ".join(self.quote(c) for c in columns)
         query = f"SELECT {cols} FROM {self.quote(table)}"
         params: tuple[Any, ...] = ()
         if since is not None:
@@ -131,12 +170,14 @@ class SqlTable:
             return f"NOT COALESCE({self.quote(column)}, false)"
         return f"COALESCE({self.quote(column)}, 0) = 0"
 
-    def count_and_checksum(self, table: str, with_checksum: bool) -> tuple[int, int]:
-        """Return the row count and (if asked) the order-independent checksum of ``table``."""
+    def count_and_checksum(self, table: str, with_checksum: bool, select: str = ""
+                           ) -> tuple[int, int]:
+        """Return the row count and (if asked) the order-independent checksum of ``table``
+        (its rows read through the SELECT list ``select``, default ``*``)."""
         cur = self._cursor()
         total = count = 0
         try:
-            cur.execute(f"SELECT * FROM {self.quote(table)}")
+            cur.execute(f"SELECT {select or '*'} FROM {self.quote(table)}")
             while rows := cur.fetchmany(10_000):
                 count += len(rows)
                 if with_checksum:
@@ -171,13 +212,17 @@ class SqlTable:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def create_table(self, table: str, schema: pa.Schema, drop: bool) -> None:
-        """Create ``table`` with columns typed from an Arrow schema (drop it first if asked)."""
+    def create_table(self, table: str, schema: pa.Schema, drop: bool,
+                     types: dict[str, str] | None = None) -> None:
+        """Create ``table`` with the source's column ``types`` (same engine), else with
+        columns typed from an Arrow schema; drop it first if asked."""
         cur = self._cursor()
         try:
             if drop:
                 cur.execute(f"DROP TABLE {self.quote(table)}")
-            cols = ", ".join(f"{self.quote(f.name)} {self._sql_type(f.type)}" for f in schema)
+            cols = ", ".join(f"{self.quote(f.name)} "
+                             f"{types[f.name] if types else self._sql_type(f.type)}"
+                             for f in schema)
             cur.execute(f"CREATE TABLE {self.quote(table)} ({cols})")
         finally:
             cur.close()
@@ -203,18 +248,25 @@ class SqlTable:
             return {"postgresql": "BYTEA", "mysql": "LONGBLOB"}.get(e, "BLOB")
         return "LONGTEXT" if e == "mysql" else "TEXT"
 
-    def apply(self, table: str, data: pa.Table, key: str, deleted: str) -> None:
-        """Apply one increment: replace rows with the same ``key``, drop soft-deleted rows."""
+    def apply(self, table: str, data: pa.Table, key: str, deleted: str,
+              casts: dict[str, str] | None = None) -> None:
+        """Apply one increment: replace rows with the same ``key``, drop soft-deleted rows.
+        ``casts``: the PostgreSQL type each text-carried column's values are cast to."""
         rows = data.to_pylist()
         names = list(data.column_names)
+        casts = casts or {}
+
+        def mark(name: str) -> str:
+            return f"{self.mark}::{casts[name]}" if name in casts else self.mark
+
         cur = self._cursor()
         try:
             if key and rows:
                 cur.executemany(f"DELETE FROM {self.quote(table)} WHERE "
-                                f"{self.quote(key)} = {self.mark}", [(r[key],) for r in rows])
+                                f"{self.quote(key)} = {mark(key)}", [(r[key],) for r in rows])
             keep = [r for r in rows if not (deleted and r.get(deleted))]
             if keep:
-                marks = ", ".join([self.mark] * len(names))
+                marks = ", ".join(mark(n) for n in names)
                 cols = ", ".join(self.quote(n) for n in names)
                 conv = _sqlite_value if self.engine == "sqlite" else _same
                 cur.executemany(f"INSERT INTO {self.quote(table)} ({cols}) VALUES ({marks})",
@@ -263,8 +315,11 @@ def open_sql(url: SourceURL, create: bool = False) -> SqlTable:
         from airflow_backup.sources.postgres import PostgresSource
 
         pg = PostgresSource(inner)
-        return SqlTable("postgresql", pg.connect(inner.database or "postgres", autocommit=False),
-                        inner.database, pg)
+        conn = pg.connect(inner.database or "postgres", autocommit=False)
+        # Text-carried values (interval, money, timetz …) print the same in every session.
+        conn.execute(_PG_OUTPUT_SETTINGS)
+        conn.commit()
+        return SqlTable("postgresql", conn, inner.database, pg)
     if engine == "mysql":
         from airflow_backup.sources.mysql import MySQLSource
 

@@ -41,6 +41,7 @@ from airflow_backup.sources.base import (
     TableCheck,
 )
 from airflow_backup.sources.checksum import row_checksum, row_digest
+from airflow_backup.sources.column_types import plan_column
 from airflow_backup.sources.metadata import (
     ExportFacts,
     SourceDescription,
@@ -106,10 +107,16 @@ class TableExportSource:
             if col and col not in columns:
                 raise ConfigError(f"table {self.table} has no column {col!r}")
         self._columns = columns
-        return {"engine": db.engine, "server_version": db.server_version(),
-                "databases": [db.database],
-                "table": self.table, "watermark": self.watermark, "key": self.key,
-                "deleted": self.deleted, "columns": columns}
+        self._plans = db.column_plans(self.table) if db.engine != "sqlite" else []
+        if [p.name for p in self._plans] not in ([], columns):
+            raise DumpFailed(f"the columns of {self.table} changed while it was described")
+        described: SourceDescription = {
+            "engine": db.engine, "server_version": db.server_version(),
+            "databases": [db.database], "table": self.table, "watermark": self.watermark,
+            "key": self.key, "deleted": self.deleted, "columns": columns}
+        if self._plans:
+            described["column_types"] = {p.name: p.source_type for p in self._plans}
+        return described
 
     def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Export rows past the previous watermark as one Parquet file."""
@@ -127,13 +134,15 @@ class TableExportSource:
                           boundary=[str(d) for d in seen] if isinstance(seen, list) else [])
         mark = self._columns.index(self.watermark)
         errors: list[BaseException] = []
+        select = db.select_list(self._plans) if self._plans else ""
+        schema = pa.schema([(p.name, p.arrow) for p in self._plans]) if self._plans else None
 
         def produce() -> None:
             try:
                 with pa.PythonFile(cast(Any, write_fd), mode="w") as out:
                     writer: pq.ParquetWriter | None = None
                     for rows in db.select_since(self.table, self._columns, self.watermark,
-                                                since_value, _BATCH):
+                                                since_value, _BATCH, select):
                         batch = []
                         for row in rows:
                             digest = row_digest(row)
@@ -150,12 +159,12 @@ class TableExportSource:
                         state.rows += len(batch)
                         if not self.key:
                             state.checksum = row_checksum(batch, state.checksum)
-                        rb = _record_batch(self._columns, batch, writer)
+                        rb = _record_batch(self._columns, batch, writer, schema)
                         if writer is None:
                             writer = pq.ParquetWriter(out, rb.schema)
                         writer.write_batch(rb)
                     if writer is None:
-                        empty = pa.schema([(c, pa.string()) for c in self._columns])
+                        empty = schema or pa.schema([(c, pa.string()) for c in self._columns])
                         writer = pq.ParquetWriter(out, empty)
                     writer.close()
             except BaseException as exc:
@@ -215,6 +224,13 @@ class TableExportSource:
         self.table = self.table or str(recorded.get("table", ""))
         db = self._open(create=True)
         exists = db.table_exists(self.table)
+        recorded_types = recorded.get("column_types")
+        plans = [plan_column(db.engine, str(n), str(t)) for n, t in recorded_types.items()] \
+            if isinstance(recorded_types, dict) and recorded.get("engine") == db.engine else []
+        # Same engine: the table gets the source's own column types, text values cast back.
+        types = {p.name: p.source_type for p in plans} or None
+        casts = {p.name: p.source_type for p in plans if p.as_text} \
+            if db.engine == "postgresql" else {}
         if exists and not (options.clean or options.force):
             raise RestoreTargetExists(f"table {self.table} already exists at "
                                       f"{self.url.redacted()}: pass --clean to recreate it or "
@@ -225,9 +241,9 @@ class TableExportSource:
                 table = pq.read_table(pa.BufferReader(export.reader.read_bytes(
                     str(export.export["file"]))))
                 if not created and (not exists or options.clean):
-                    db.create_table(self.table, table.schema, drop=exists)
+                    db.create_table(self.table, table.schema, drop=exists, types=types)
                     created = True
-                db.apply(self.table, table, key, deleted)
+                db.apply(self.table, table, key, deleted, casts)
         except Exception as exc:
             if created:
                 with contextlib.suppress(Exception):
@@ -237,7 +253,8 @@ class TableExportSource:
             raise RestoreError(f"restore into table {self.table} failed: "
                                f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
         facts = stored.export
-        rows, checksum = db.count_and_checksum(self.table, not key)
+        rows, checksum = db.count_and_checksum(self.table, not key,
+                                               db.select_list(plans) if plans else "")
         expected_sum = str(facts.get("checksum_total", ""))
         same_engine = recorded.get("engine", db.engine) == db.engine
         check = TableCheck(self.table, json_int(facts.get("rows_total")),
@@ -258,8 +275,14 @@ class TableExportSource:
 
 
 def _record_batch(columns: list[str], batch: list[tuple[Any, ...]],
-                  writer: pq.ParquetWriter | None) -> pa.RecordBatch:
+                  writer: pq.ParquetWriter | None, schema: pa.Schema | None = None
+                  ) -> pa.RecordBatch:
     data = {c: [row[i] for row in batch] for i, c in enumerate(columns)}
+    if schema is not None:  # the column plans' types (PostgreSQL, MariaDB)
+        try:
+            return pa.RecordBatch.from_pydict(data, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise DumpFailed(f"a value does not fit its column's type: {exc}") from None
     if writer is not None:
         try:
             return pa.RecordBatch.from_pydict(data, schema=writer.schema_arrow)
