@@ -409,3 +409,49 @@ def test_a_failed_forced_plain_restore_with_large_objects_leaves_nothing(
     with psycopg.connect(f"{PG_BASE}/{db}") as c:
         assert c.execute("SELECT id, lo_get(body), note FROM docs ORDER BY id").fetchall() == [
             (1, b"large object one", "BEGIN;"), (2, b"two", "COMMIT;")]
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom", "directory"])
+def test_failed_restores_leave_the_target_as_it_was_in_every_format(
+        fmt: str, repo: Path, pg: psycopg.Connection[Any], dbs: list[str],
+        db_tools: dict[str, str]) -> None:
+    """--clean replays into a staging database and swaps only after the replay and the
+    checks; --force restores in one transaction, a directory dump included."""
+    db, role, other = unique("keep"), unique("gone"), unique("keep_other")
+    dbs += [db, other]
+    pg.execute(f'CREATE ROLE "{role}"')
+    pg.execute(f'CREATE DATABASE "{db}"')
+    with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        c.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+        c.execute(f'ALTER TABLE t OWNER TO "{role}"')
+    url = f"{PG_BASE}/{db}" + ("" if fmt == "plain" else f"?format={fmt}")
+    _ok(run_cli(repo, "backup", url, "--tag", "keep"))
+    with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as c:
+        c.execute("REASSIGN OWNED BY \"%s\" TO postgres" % role)
+        c.execute("INSERT INTO t VALUES (1000, 'written after the backup')")
+    pg.execute(f'DROP ROLE "{role}"')
+
+    def state(name: str) -> Any:
+        with psycopg.connect(f"{PG_BASE}/{name}") as c:
+            return c.execute("SELECT count(*), max(id) FROM t").fetchone()
+
+    before = state(db)
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--tag", "keep", "--target",
+                                   f"{PG_BASE}/{db}", "--clean"))
+    assert "does not exist" in line, line
+    assert state(db) == before == (101, 1000)
+    assert pg.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                      (f"{db}%abk%",)).fetchall() == []
+
+    # --force into a database where the dump's primary key name is taken: nothing of the
+    # dump stays behind, not even with a directory dump.
+    pg.execute(f'CREATE DATABASE "{other}"')
+    with psycopg.connect(f"{PG_BASE}/{other}", autocommit=True) as c:
+        c.execute("CREATE TABLE t_pkey (x int)")
+    line = _one_line_error(run_cli(repo, "restore", "latest", "--tag", "keep", "--target",
+                                   f"{PG_BASE}/{other}?owner=false", "--force"))
+    assert "t_pkey" in line, line
+    with psycopg.connect(f"{PG_BASE}/{other}") as c:
+        assert c.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace "
+                         "= 'public'::regnamespace").fetchall() == [("t_pkey",)]

@@ -26,7 +26,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from airflow_backup.errors import ConfigError, RestoreError, RestoreTargetExists, ValidationFailed
+from airflow_backup.errors import (
+    ConfigError,
+    RestoreError,
+    RestoreMismatch,
+    RestoreTargetExists,
+    ValidationFailed,
+)
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import (
     ExportSink,
@@ -382,49 +388,60 @@ class PostgresSource:
         props = recorded.get(source_db) if isinstance(recorded, dict) else None
         props = props if isinstance(props, dict) else {}
         owner = self.url.param("owner").lower() not in ("false", "0", "no", "off")
-        if exists and options.clean and plain:
-            # A plain dump is replayed into a new database, swapped in only once it succeeded.
-            staging = f"{target_db[:40]}_abk_restore_{os.getpid()}"
-            notes = create_database(admin, staging, props)
-            try:
-                self._psql(stored.reader, f"postgresql/{source_db}.sql", staging)
+        # Into an existing database with --clean, the dump is replayed into a new staging
+        # database, checked there, and swapped in only then: a failed replay or check
+        # leaves the target as it was. --force restores into the existing database in one
+        # transaction (all formats; a directory dump then without -j).
+        staged = exists and options.clean
+        into = f"{target_db[:40]}_abk_restore_{os.getpid()}" if staged else target_db
+        fresh = staged or not exists
+        notes = create_database(admin, into, props) if fresh else []
+        try:
+            if plain:
+                self._psql(stored.reader, f"postgresql/{source_db}.sql", into)
+            else:
+                self._pg_restore(stored.reader, source_db, into, atomic=not fresh)
+            if fresh:
                 # After the replay: a setting such as default_transaction_read_only must
                 # not apply to it.
-                notes += apply_properties(admin, staging, props, owner)
-            except BaseException:
-                self._drop(admin, staging)
-                raise
+                notes += apply_properties(admin, into, props, owner)
+            report = self._compare(stored, source_db, into, target_db, not exists,
+                                   props if fresh else {}, notes, owner)
+            bad = report.mismatches()
+            if bad and fresh:
+                raise RestoreMismatch(
+                    f"the restored copy of {target_db} differs from the backup in {len(bad)} "
+                    f"table(s), first {bad[0].table}: {bad[0].restored_rows} rows (expected "
+                    f"{bad[0].rows})" + (", checksum differs" if bad[0].restored_rows
+                                         == bad[0].rows else "")
+                    + ("; target left as it was" if exists else ""))
+        except BaseException:
+            if fresh:
+                self._drop(admin, into)
+            raise
+        if staged:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
                 sql.Identifier(target_db)))
             admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(staging), sql.Identifier(target_db)))
-            return self._compare(stored, source_db, target_db, False, props, notes, owner)
-        notes = [] if exists else create_database(admin, target_db, props)
-        try:
-            if plain:
-                self._psql(stored.reader, f"postgresql/{source_db}.sql", target_db)
-            else:
-                self._pg_restore(stored.reader, source_db, target_db, options.clean)
-            if not exists:
-                notes += apply_properties(admin, target_db, props, owner)
-        except BaseException:
-            if not exists:
-                self._drop(admin, target_db)
-            raise
-        return self._compare(stored, source_db, target_db, not exists,
-                             props if not exists else {}, notes, owner)
+                sql.Identifier(into), sql.Identifier(target_db)))
+        return report
 
-    def _compare(self, stored: StoredExport, source_db: str, target_db: str,
+    def _compare(self, stored: StoredExport, source_db: str, into: str, target_db: str,
                  created: bool, props: JSONObject | None = None,
                  notes: list[str] | None = None, owner: bool = True) -> RestoreReport:
-        """Compare the restored tables (and, where the restore made the database, its
-        properties) with the records."""
+        """Compare the tables restored into the database ``into`` (and, where the restore
+        made it, its properties) with the records; the report names ``target_db``."""
         recorded = {t.split("/", 1)[1]: (rows, checksum) for t, rows, checksum
                     in iter_tables(stored.source) if t.startswith(source_db + "/")}
-        conn = self.connect(target_db)
-        actual = pg_table_stats(conn, -1 if not any(c for _, c in recorded.values())
-                                else 1 << 62, list(recorded),
-                                legacy=stored.source.get("stats_version") != STATS_VERSION)
+        conn = self.connect(into)
+        try:
+            actual = pg_table_stats(conn, -1 if not any(c for _, c in recorded.values())
+                                    else 1 << 62, list(recorded),
+                                    legacy=stored.source.get("stats_version") != STATS_VERSION)
+        finally:
+            # A staging database is renamed next: no connection may stay open on it.
+            self._conns.remove(conn)
+            conn.close()
         checks = []
         for t, (rows, checksum) in sorted(recorded.items()):
             got_rows, got_checksum = restored_stats(actual, t)
@@ -435,17 +452,17 @@ class PostgresSource:
         notes = list(notes or [])
         if props:
             admin = self.connect("postgres")
-            notes += [d for d in compare_properties(admin, target_db, props, owner)
+            notes += [d for d in compare_properties(admin, into, props, owner)
                       if not any(d.split(":", 1)[0] in n for n in notes)]
         if notes:
             details["notes"] = list(notes)
         return RestoreReport(self.url.with_database(target_db).redacted(), checks, details)
 
     def _pg_restore(self, reader: SnapshotReader, source_db: str, target_db: str,
-                    clean: bool) -> None:
+                    atomic: bool) -> None:
+        """Restore a custom or directory dump; ``atomic``: in one transaction even for a
+        directory dump (which then gives up -j)."""
         argv = [self._tools["pg_restore"], "--exit-on-error", "-d", target_db]
-        if clean:
-            argv += ["--clean", "--if-exists"]
         if self.url.param("owner").lower() in ("false", "0", "no", "off"):
             argv += ["--no-owner", "--no-privileges"]
         what = f"pg_restore into {target_db}"
@@ -455,7 +472,8 @@ class PostgresSource:
             return
         tmp = self.res.temp_dir("pgrestore")
         reader.extract(f"postgresql/{source_db}.dir", tmp)
-        child = self.res.start([*argv, "-j", str(self.jobs), "-Fd",
+        parallel = ["--single-transaction"] if atomic else ["-j", str(self.jobs)]
+        child = self.res.start([*argv, *parallel, "-Fd",
                                 os.path.join(tmp, f"{source_db}.dir")], what,
                                env=self.env(target_db), stdout=subprocess.DEVNULL)
         child.check(RestoreError)
