@@ -428,7 +428,7 @@ def test_failed_restores_leave_the_target_as_it_was_in_every_format(
     url = f"{PG_BASE}/{db}" + ("" if fmt == "plain" else f"?format={fmt}")
     _ok(run_cli(repo, "backup", url, "--tag", "keep"))
     with psycopg.connect(f"{PG_BASE}/{db}", autocommit=True) as c:
-        c.execute("REASSIGN OWNED BY \"%s\" TO postgres" % role)
+        c.execute(f'REASSIGN OWNED BY "{role}" TO postgres')
         c.execute("INSERT INTO t VALUES (1000, 'written after the backup')")
     pg.execute(f'DROP ROLE "{role}"')
 
