@@ -244,3 +244,24 @@ def test_without_reload_privilege_counts_are_taken_just_before_and_say_so(
     assert source["tables_at"].startswith("just before the dump: FLUSH TABLES WITH READ LOCK")
     assert "RELOAD" in source["tables_at"]
     assert source["tables"][f"{db}/orders"]["rows"] == 500
+
+
+def test_a_new_database_gets_the_source_character_set_and_collation(
+        repo: Path, maria: Any, names: list[str], db_tools: dict[str, str]) -> None:
+    db = unique("abk_latin")
+    names += [db, db + "_copy"]
+    with maria.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET latin1 COLLATE latin1_german1_ci")
+        cur.execute(f"CREATE TABLE `{db}`.t (name VARCHAR(20))")
+        cur.execute(f"INSERT INTO `{db}`.t VALUES ('Müller'), ('Straße')")
+    _ok(run_cli(repo, "backup", f"{BASE}/{db}", "--tag", "latin"))
+    _ok(run_cli(repo, "restore", "latest", "--tag", "latin", "--target", f"{BASE}/{db}_copy"))
+
+    def defaults(name: str) -> Any:
+        with maria.cursor() as cur:
+            cur.execute("SELECT default_character_set_name, default_collation_name FROM "
+                        "information_schema.schemata WHERE schema_name = %s", (name,))
+            return cur.fetchone()
+
+    assert defaults(db + "_copy") == defaults(db) == ("latin1", "latin1_german1_ci")
+    assert _schema(maria, db + "_copy") == _schema(maria, db)

@@ -33,6 +33,7 @@ from airflow_backup.errors import (
     RestoreTargetExists,
     ValidationFailed,
 )
+from airflow_backup.jsontypes import JSONObject
 from airflow_backup.sources.base import (
     ExportSink,
     RestoreReport,
@@ -154,6 +155,7 @@ class MySQLSource:
             else:
                 cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")
                 self._databases = [str(r[0]) for r in cur.fetchall() if r[0] not in _SYSTEM]
+        properties = {db: self._properties(conn, db) for db in self._databases}
         tables_at = self._start_dumps(conn)
         tables = {f"{db}/{t}": v for db in self._databases
                   for t, v in self.table_stats(conn, db).items()}
@@ -162,7 +164,18 @@ class MySQLSource:
         version = subprocess.run([self._dump, "--version"], capture_output=True, text=True,
                                  check=False).stdout.strip()
         return {"server_version": str(server), "tool_version": version,
-                "databases": list(self._databases), "tables": tables, "tables_at": tables_at}
+                "databases": list(self._databases), "tables": tables, "tables_at": tables_at,
+                "database_properties": properties}
+
+    @staticmethod
+    def _properties(conn: Any, database: str) -> JSONObject:
+        """Return what the dump leaves out of a database: its default character set and
+        collation (a restore creates the database with them)."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT default_character_set_name, default_collation_name FROM "
+                        "information_schema.schemata WHERE schema_name = %s", (database,))
+            row = cur.fetchone()
+        return {"character_set": str(row[0]), "collation": str(row[1])} if row else {}
 
     def _start_dumps(self, stats: Any) -> str:
         """Start every database's dump and a REPEATABLE READ transaction on ``stats`` that
@@ -244,8 +257,22 @@ class MySQLSource:
                 "--clean to replace it or --force to restore into it")
         tag = f"_abk_restore_{os.getpid()}"
         staging = target_db if not exists else f"{target_db[:40]}{tag}"
+        recorded = stored.source.get("database_properties")
+        props = recorded.get(source_db) if isinstance(recorded, dict) else None
+        props = props if isinstance(props, dict) else {}
+        # A new database gets the source's defaults (tables carry their own); the staging
+        # database the target's, since its tables move into the target.
         with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {_quote(staging)}")
+            cur.execute("SELECT default_character_set_name, default_collation_name FROM "
+                        "information_schema.schemata WHERE schema_name = %s", (target_db,))
+            row = cur.fetchone()
+        charset, collation = (row if row else (props.get("character_set"),
+                                               props.get("collation")))
+        create = f"CREATE DATABASE {_quote(staging)}"
+        if charset and collation:
+            create += f" CHARACTER SET {_quote(str(charset))} COLLATE {_quote(str(collation))}"
+        with admin.cursor() as cur:
+            cur.execute(create)
         try:
             self._replay(client, admin, stored, source_db, staging, target_db)
             actual = self.table_stats(admin, staging)
