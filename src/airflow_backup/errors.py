@@ -9,6 +9,7 @@ caller reacts, not by where the error happened::
     │   └── InvalidConfigFile       a jobs config file is malformed (exit 2, one line per problem)
     ├── SourceError                 a data source could not be read or exported
     │   ├── SourceUnavailable       the source is down or missing
+    │   ├── SourceMissing           a source path does not exist (not retried)
     │   ├── SourceAuthFailed        the source rejected the credentials
     │   ├── ToolMissing             a client program (pg_dump, mariadb-dump, airflow) is absent
     │   ├── DumpFailed              the export started but did not complete; nothing was saved
@@ -72,6 +73,7 @@ __all__ = [
     "SnapshotNotFound",
     "SourceAuthFailed",
     "SourceError",
+    "SourceMissing",
     "SourceUnavailable",
     "StorageError",
     "ToolMissing",
@@ -135,6 +137,11 @@ class SourceUnavailable(SourceError):
     """The data source is unreachable or missing; a later attempt may succeed."""
 
     retryable = True
+
+
+class SourceMissing(SourceError):
+    """A file or directory named as a source does not exist. Not retried: waiting does not
+    create it (a typo, or data that was never there), so the job fails at once."""
 
 
 class SourceAuthFailed(SourceError):

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import difflib
 import gc
 import json
+import re
 import signal
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
@@ -23,6 +26,7 @@ from typing import NoReturn
 from airflow_backup import __version__
 from airflow_backup.cli.commands import ALL_COMMANDS
 from airflow_backup.cli.context import GlobalOptions
+from airflow_backup.cli.help_texts import VERB_HELP
 from airflow_backup.cli.output import Printer, configure_logging
 from airflow_backup.errors import EXIT_ERROR, BackupError, InvalidConfigFile, exit_code_for
 
@@ -44,6 +48,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         text = f"{message} (see '{self.prog} --help')"
+        typo = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$",
+                        message)
+        if typo:  # one line naming the closest choice, not the whole list
+            choices = re.findall(r"'([^']*)'", typo[3])
+            close = difflib.get_close_matches(typo[2], choices, n=1, cutoff=0.5)
+            what = "command" if typo[1] == "COMMAND" else "choice"
+            text = (f"unknown {what} {typo[2]!r}"
+                    + (f": did you mean {close[0]!r}?" if close else
+                       f" (choose from {', '.join(choices)})")
+                    + f" (see '{self.prog} --help')")
         if _JSON_ERRORS[0]:  # scripts parse stderr too: an exit_error message
             self.exit(EXIT_ERROR, json.dumps({"message_type": "exit_error", "code": EXIT_ERROR,
                                               "message": text}) + "\n")
@@ -112,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     for name, sub_parser in sub.choices.items():
         _add_global_options(sub_parser, suppress=True)
-        sub_parser.epilog = sub_parser.epilog or EPILOG
-        del name
+        description, examples = VERB_HELP[name]
+        paragraphs = [description, *([sub_parser.description] if sub_parser.description
+                                     else [])]
+        sub_parser.description = "\n\n".join(textwrap.fill(p, 88) for p in paragraphs)
+        sub_parser.epilog = ("examples:\n" + "".join(f"  {e}\n" for e in examples) + "\n"
+                             + (sub_parser.epilog or textwrap.fill(EPILOG, 88)))
+        sub_parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

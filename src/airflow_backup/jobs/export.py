@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from airflow_backup.errors import ConfigError, SourceError, SourceUnavailable
+from airflow_backup.errors import ConfigError, SourceError, SourceMissing
 from airflow_backup.jobs.config import Config
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.filechecks import is_sqlite, sqlite_problem
@@ -98,7 +98,8 @@ def _describe(url: str, position: int) -> DescribedSource:
 
 
 def export_step(config: Config, job: str) -> ExportOutcome:
-    """Resolve the job's sources. Raise SourceUnavailable if a path is missing or a source
+    """Resolve the job's sources. Raise SourceMissing if a path is missing, SourceUnavailable
+    if a source
     cannot be reached, ConfigError for an unknown source scheme."""
     spec = config.jobs[job]
     paths: list[str] = []
@@ -109,7 +110,7 @@ def export_step(config: Config, job: str) -> ExportOutcome:
             continue
         path = os.path.abspath(os.path.expanduser(src.removeprefix("file://")))
         if not os.path.lexists(path):
-            raise SourceUnavailable(f"source {path}: no such file or directory")
+            raise SourceMissing(f"source {path}: no such file or directory")
         paths.append(path)
     return ExportOutcome(job=job, paths=tuple(paths), sources=tuple(sources))
 

@@ -141,6 +141,17 @@ class RepositorySpec:
                                        read_ahead=is_remote_url(self.url))
 
 
+def init_repository(spec: RepositorySpec, version: int = 2) -> tuple[bool, str]:
+    """Create the repository ``spec`` names with its password, unless one is there already.
+    Return ``(created, repository id)``; raise WrongPassword if an existing one does not
+    open with the password (so a typo is found now, not at the first backup)."""
+    storage = spec.open_storage()
+    if storage.exists(CONFIG_HANDLE):
+        repo = Repository.open(storage, spec.password.read(), spec.key_hint or None)
+        return False, repo.config.id
+    return True, Repository.init(storage, spec.password.read(), version=version).config.id
+
+
 def open_repository(spec: RepositorySpec) -> Repository:
     """Open the repository ``spec`` names (not its fallbacks). A missing repository is
     reported before the password is read. Raise RepositoryNotFound, WrongPassword,

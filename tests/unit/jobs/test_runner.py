@@ -36,7 +36,7 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: dict[str, objec
 def test_retries_back_off_exponentially_with_jitter(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _, data = _setup(tmp_path, monkeypatch, {
-        "sources": [str(tmp_path / "absent")],
+        "sources": ["postgresql://postgres@127.0.0.1:1/unreachable"],  # connection refused
         "retry": {"attempts": 4, "initial_delay": 2, "multiplier": 3, "max_delay": 10,
                   "jitter": 0.5}})
     sleeps: list[float] = []
@@ -48,6 +48,17 @@ def test_retries_back_off_exponentially_with_jitter(tmp_path: Path,
     for got, base in zip(sleeps, [2, 6, 10], strict=True):  # 2·3^n capped at 10, + jitter
         assert base <= got <= base + 0.5
     json.dumps(result.to_json())
+
+
+def test_a_missing_source_path_fails_at_once(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _, data = _setup(tmp_path, monkeypatch, {"sources": [str(tmp_path / "absent")],
+                                             "retry": {"attempts": 5}})
+    sleeps: list[float] = []
+    result = run_job(parse_config(data), "j", sleep=sleeps.append)
+    assert result.status == "failed" and result.attempts == 1 and sleeps == []
+    assert result.error and result.error.error_type == "SourceMissing"
+    assert "no such file or directory" in result.error.message
 
 
 def test_non_retryable_error_stops_at_once(tmp_path: Path,

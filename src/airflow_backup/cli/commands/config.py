@@ -9,7 +9,7 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 
-__all__ = ["register", "run", "sample_text"]
+__all__ = ["make_demo_data", "register", "run", "sample_text"]
 
 
 def register(sub: Any) -> None:
@@ -18,7 +18,36 @@ def register(sub: Any) -> None:
                                       "sample")
     p.add_argument("action", choices=["validate", "schema", "sample"])
     p.add_argument("file", nargs="?", default="", help="the config file (for validate)")
+    p.add_argument("--demo-data", action="store_true",
+                   help="sample: also create the small data set it backs up (an SQLite "
+                        "database and a DAG file below $AIRFLOW_BACKUP_DEMO_DIR, default "
+                        "./demo), so that it runs as printed")
     p.set_defaults(func=run)
+
+
+def make_demo_data(env: dict[str, str] | None = None) -> str:
+    """Create what the sample job backs up, if absent: ``DIR/data/airflow.db`` (SQLite) and
+    ``DIR/data/dags/example_dag.py``; return DIR (``$AIRFLOW_BACKUP_DEMO_DIR`` or ./demo)."""
+    import os
+    import sqlite3
+
+    base = (env if env is not None else dict(os.environ)).get("AIRFLOW_BACKUP_DEMO_DIR",
+                                                              "./demo")
+    dags = os.path.join(base, "data", "dags")
+    os.makedirs(dags, exist_ok=True)
+    database = os.path.join(base, "data", "airflow.db")
+    if not os.path.exists(database):
+        with sqlite3.connect(database) as conn:
+            conn.execute("CREATE TABLE dag_run (id INTEGER PRIMARY KEY, dag_id TEXT, "
+                         "state TEXT)")
+            conn.executemany("INSERT INTO dag_run (dag_id, state) VALUES (?, ?)",
+                             [(f"example_{i % 3}", "success") for i in range(100)])
+        conn.close()
+    dag = os.path.join(dags, "example_dag.py")
+    if not os.path.exists(dag):
+        with open(dag, "w", encoding="utf-8") as f:
+            f.write('"""A DAG file for the airflow-backup sample to back up."""\n')
+    return base
 
 
 def sample_text() -> str:
@@ -39,6 +68,10 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         return 0
     if args.action == "sample":
         print(sample_text(), end="")
+        if args.demo_data:
+            import sys
+
+            print(f"demo data in {make_demo_data()}/data", file=sys.stderr)
         return 0
     if not args.file:
         from airflow_backup.errors import ConfigError
