@@ -69,6 +69,13 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "tag": ("Add, remove or set tags on snapshots (a snapshot gets a new id, as in restic).",
             ("airflow-backup -r /srv/backup tag --add keep latest",
              "airflow-backup -r /srv/backup tag --tag nightly --set monthly")),
+    "copy": ("Copy snapshots from another repository (--from-repo, with its own password) "
+             "into this one, re-encrypting with this repository's key and transferring only "
+             "the data it lacks; snapshots copied before are skipped, so a scheduled copy is "
+             "incremental (the offsite copy of the 3-2-1 rule).",
+             ("airflow-backup -r s3:s3.amazonaws.com/offsite/backups copy "
+              "--from-repo /srv/backup --from-password-file /etc/ab/local.pw",
+              "airflow-backup -r /mnt/usb/backup copy --from-repo /srv/backup --tag nightly")),
     "unlock": ("Remove stale locks: those of processes that are gone or older than 30 "
                "minutes (--remove-all: every lock).",
                ("airflow-backup -r /srv/backup unlock",)),

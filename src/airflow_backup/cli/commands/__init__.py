@@ -12,6 +12,7 @@ from airflow_backup.cli.commands import (
     cat,
     check,
     config,
+    copy,
     diff,
     drill,
     dump,
@@ -33,7 +34,7 @@ from airflow_backup.cli.commands import (
 )
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
-                                  prune, check, repair, stats, tag, unlock, cat, key,
+                                  prune, check, repair, stats, tag, copy, unlock, cat, key,
                                   config, run, status, drill, runbook, version]
 
 __all__ = ["ALL_COMMANDS"]
