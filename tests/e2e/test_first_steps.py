@@ -73,3 +73,34 @@ def test_a_missing_source_path_fails_without_retrying(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "FAILED in export after 1 attempt(s): SourceMissing" in proc.stdout, proc
     assert "retrying" not in proc.stderr
+
+
+def test_the_jobs_config_is_found_as_borgmatic_finds_its_own(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    env = {**_env(tmp_path), "DEMO_REPO_PASSWORD": "pw",
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+           "AIRFLOW_BACKUP_DEMO_DIR": str(tmp_path / "demo")}
+
+    def cli(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["airflow-backup", *argv], cwd=work, env={**env, **extra},
+                              capture_output=True, text=True, timeout=300)
+
+    nothing = cli("status")
+    assert nothing.returncode == 1 and len(nothing.stderr.splitlines()) == 1
+    assert "no jobs config file" in nothing.stderr and "/etc/airflow-backup/jobs.yaml" in \
+        nothing.stderr
+    sample = cli("config", "sample", "--demo-data")
+    assert sample.returncode == 0
+    home_config = tmp_path / "xdg" / "airflow-backup" / "jobs.yaml"
+    home_config.parent.mkdir(parents=True)
+    home_config.write_text(sample.stdout)
+    assert cli("init", "--config", str(home_config)).returncode == 0
+    ran = cli("run", "quickstart")  # the job named, the config found in ~/.config
+    assert ran.returncode == 0, ran
+    other = tmp_path / "elsewhere.conf"
+    other.write_text(sample.stdout)
+    assert cli("status", "-c", str(other), "quickstart").returncode == 0  # -c: any name
+    assert cli("status", "quickstart", AIRFLOW_BACKUP_CONFIG=str(other)).returncode == 0
+    missing = cli("status", "quickstart", AIRFLOW_BACKUP_CONFIG=str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr, missing

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from airflow_backup.cli.commands.jobs_config_args import add_config_args, resolve_config_args
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError
@@ -16,9 +17,7 @@ __all__ = ["register", "run"]
 def register(sub: Any) -> None:
     """Add the ``drill`` parser."""
     p = sub.add_parser("drill", help="restore-drill jobs into a sandbox and measure the RTO")
-    p.add_argument("config", help="jobs config file (YAML)")
-    p.add_argument("jobs", nargs="*", help="jobs to drill (default: those with a drill "
-                                           "section)")
+    add_config_args(p, "jobs to drill (default: those with a drill section)")
     p.add_argument("--as-of", default="", metavar="TIME",
                    help="drill the newest backup taken at or before TIME")
     p.add_argument("--metrics-file", default="", metavar="FILE",
@@ -28,6 +27,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Drill; exit 1 if any drill failed or exceeded its RTO."""
+    resolve_config_args(args)
     from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.runner import publish_metrics, run_drill

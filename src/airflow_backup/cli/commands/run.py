@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from airflow_backup.cli.commands.jobs_config_args import add_config_args, resolve_config_args
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.cli.progress import make_progress
@@ -17,8 +18,7 @@ def register(sub: Any) -> None:
     """Add the ``run`` parser."""
     p = sub.add_parser("run", help="run backup jobs: export, validate, store, verify, "
                                    "retention, notify")
-    p.add_argument("config", help="jobs config file (YAML)")
-    p.add_argument("jobs", nargs="*", help="jobs to run (default: all, in file order)")
+    add_config_args(p, "jobs to run (default: all, in file order)")
     p.add_argument("--metrics-file", default="", metavar="FILE",
                    help="Prometheus textfile to write afterwards (default: metrics_file of "
                         "the config, if set)")
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     job invalid on its own does not stop the others: it is named on stderr and, when it was
     to run, the exit status is 2 once the valid jobs have run (a named invalid job: 2 at
     once, nothing run)."""
+    resolve_config_args(args)
     from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config_isolated
     from airflow_backup.jobs.runner import publish_metrics, run_job

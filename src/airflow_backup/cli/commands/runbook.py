@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from airflow_backup.cli.commands.jobs_config_args import add_config_args, resolve_config_args
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 
@@ -15,8 +16,7 @@ __all__ = ["register", "run"]
 def register(sub: Any) -> None:
     """Add the ``runbook`` parser."""
     p = sub.add_parser("runbook", help="write a Markdown recovery runbook per job")
-    p.add_argument("config", help="jobs config file (YAML)")
-    p.add_argument("jobs", nargs="*", help="jobs to include (default: all)")
+    add_config_args(p, "jobs to include (default: all)")
     p.add_argument("-O", "--output", default="", metavar="FILE",
                    help="write to FILE instead of standard output")
     p.set_defaults(func=run)
@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Render the runbook."""
+    resolve_config_args(args)
     from airflow_backup.jobs.load import load_config
     from airflow_backup.jobs.runbook import render_runbook
 

@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from airflow_backup.cli.commands.jobs_config_args import add_config_args, resolve_config_args
 from airflow_backup.cli.context import GlobalOptions
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError
@@ -23,8 +24,7 @@ def register(sub: Any) -> None:
     """Add the ``status`` parser."""
     p = sub.add_parser("status", help="freshness (age vs RPO), last drill and RTO, "
                                       "repository health per job; exit 1 on an RPO breach")
-    p.add_argument("config", help="jobs config file (YAML)")
-    p.add_argument("jobs", nargs="*", help="jobs to report (default: all)")
+    add_config_args(p, "jobs to report (default: all)")
     p.add_argument("--metrics-file", default="", metavar="FILE",
                    help="Prometheus textfile to write (default: metrics_file of the config)")
     p.add_argument("--alert", action="store_true",
@@ -53,6 +53,7 @@ def _read_state(path: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     """Print the status; exit 1 if any RPO is breached or a repository is unhealthy."""
+    resolve_config_args(args)
     from airflow_backup.cli.context import cache_spec
     from airflow_backup.jobs.load import load_config_isolated
     from airflow_backup.jobs.watch import watch
