@@ -178,3 +178,22 @@ def test_operators_and_generated_dags_share_the_jobs_asset(
     assert [a.uri for a in generated] == [a.uri for a in operator] == [
         "airflow-backup://jobs/files"]
     assert dags["drill__files"].timetable.asset_condition.objects[0].uri == generated[0].uri
+
+
+def test_the_copy_task_puts_the_jobs_snapshots_offsite(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with receiver() as rx:
+        dags, offsite = _dags(tmp_path, monkeypatch, "outcomes_copy", rx.url,
+                              {"copy_to": ["fallback"]})
+        first = dags["backup__files"].test()
+        second = dags["backup__files"].test()
+    for dr in (first, second):
+        assert dr.state == "success", {k: v.state for k, v in _tis(dr).items()}
+        assert _tis(dr)["copy"].state == "success"
+    one, two = _xcom(first, "copy")["targets"], _xcom(second, "copy")["targets"]
+    assert [t["repository"] for t in one] == ["fallback"] and len(one[0]["copied"]) == 1
+    assert len(two[0]["copied"]) == 1 and two[0]["skipped"] == 1
+    primary_ids = [_xcom(dr, "store")["snapshots"][0]["id"] for dr in (first, second)]
+    copies = open_repo(offsite).list_snapshots()
+    assert sorted(s.original.hex() for s in copies if s.original) == sorted(primary_ids)
+    assert all("job=files" in s.tags for s in copies)

@@ -6,6 +6,7 @@ Prometheus metrics that prometheus_client parses, and runbooks."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -64,6 +65,8 @@ MALFORMED = {
     "bad timezone": ("schedule", {"cron": "0 2 * * *", "timezone": "Nowhere/City"},
                      "jobs.nightly.schedule.timezone: unknown time zone"),
     "unknown repository": ("repository", "elsewhere", "jobs.nightly.repository: unknown"),
+    "unknown copy target": ("copy_to", ["offsite"], "jobs.nightly.copy_to.0: unknown repository"),
+    "copy to itself": ("copy_to", ["main"], "jobs.nightly.copy_to.0: the job's own repository"),
     "no sources": ("sources", [], "jobs.nightly.sources: must not be empty"),
     "bad rpo": ("rpo", "soon", "jobs.nightly.rpo: invalid duration"),
     "zero attempts": ("retry", {"attempts": 0}, "jobs.nightly.retry.attempts: must be ≥ 1"),
@@ -331,3 +334,47 @@ def test_a_broken_job_does_not_stop_the_others_in_run_and_status(tmp_path: Path)
     doc = json.loads(r.stdout)
     assert doc["invalid"] == ["jobs.broken"] and not doc["ok"]
     assert [j["job"] for j in doc["jobs"]] == ["nightly"]
+
+
+def test_copy_to_keeps_an_offsite_copy_that_catches_up_after_a_failure(
+        tmp_path: Path, restic_bin: str) -> None:
+    """``copy_to``: after each backup the job's snapshots go to the offsite repository (its
+    own password); while it is unreachable the job fails at the copy step with its snapshot
+    stored, and the next run copies everything it missed."""
+    from support.tools import run_restic
+
+    offsite = tmp_path / "offsite"
+    r = run_cli(offsite, "init", password="offsite-pw")
+    assert r.returncode == 0, r.stderr
+    _init(tmp_path / "repo")
+    cfg = _config(tmp_path, {"sources": [str(_data(tmp_path))], "copy_to": ["offsite"]},
+                  repos={"main": {"url": str(tmp_path / "repo"), "password_env": "JOB_REPO_PW"},
+                         "offsite": {"url": str(offsite), "password_env": "OFFSITE_PW",
+                                     "retry": {"attempts": 1}}})
+    env = _env(OFFSITE_PW="offsite-pw")
+
+    def run() -> subprocess.CompletedProcess[bytes]:
+        return run_cli(None, "run", str(cfg), "--json", env=env, password=None)
+
+    def offsite_originals() -> list[str]:
+        out = run_cli(offsite, "snapshots", "--json", password="offsite-pw")
+        return sorted(str(s.get("original", "")) for s in json.loads(out.stdout))
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    steps = json.loads(first.stdout.splitlines()[-1])["steps"]
+    assert list(steps)[-1] == "copy" and steps["copy"]["targets"][0]["repository"] == "offsite"
+    assert offsite_originals() == sorted(s["id"] for s in _snapshots(tmp_path / "repo"))
+    moved = tmp_path / "offsite-away"
+    offsite.rename(moved)
+    failed = run()
+    assert failed.returncode == 10, failed.stderr  # the offsite repository is not there
+    outcome = json.loads(failed.stdout.splitlines()[-1])
+    assert outcome["failed_step"] == "copy" and len(_snapshots(tmp_path / "repo")) == 2
+    moved.rename(offsite)
+    third = run()
+    assert third.returncode == 0, third.stderr
+    assert offsite_originals() == sorted(s["id"] for s in _snapshots(tmp_path / "repo"))
+    check = run_restic(offsite, "check", "--read-data", password="offsite-pw",
+                       restic_bin=restic_bin)
+    assert b"no errors were found" in check.stdout

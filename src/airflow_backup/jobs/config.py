@@ -396,6 +396,10 @@ class Job(_Model):
     drill: DrillConfig | None = Field(None, description="restore drill settings")
     excludes: list[str] = Field(default_factory=list, description="exclude patterns for paths")
     tags: list[str] = Field(default_factory=list, description="extra snapshot tags")
+    copy_to: list[str] = Field(
+        default_factory=list, description="repositories (names of 'repositories' entries) "
+        "that receive a copy of the job's snapshots after each backup (restic copy: the "
+        "offsite copy; a target that missed a run catches up at the next)")
     on_incomplete: Incomplete = Field(
         "fail", description="Airflow: a partial (unreadable files) or degraded (fallback "
         "repository) backup fails the DAG run's last task ('fail', default) or succeeds "

@@ -93,6 +93,12 @@ def _cross_check(cfg: Config) -> list[str]:
             known = ", ".join(sorted(cfg.repositories))
             problems.append(f"jobs.{name}.repository: unknown repository {job.repository!r} "
                             f"(known: {known})")
+        for i, target in enumerate(job.copy_to):
+            if target not in cfg.repositories:
+                problems.append(f"jobs.{name}.copy_to.{i}: unknown repository {target!r}")
+            elif target == job.repository:
+                problems.append(f"jobs.{name}.copy_to.{i}: the job's own repository cannot "
+                                "be a copy target")
     return problems
 
 

@@ -32,6 +32,7 @@ from airflow_backup.jobs.repos import (
     verify_options,
 )
 from airflow_backup.operations.backup import BackupOutcome, BackupRequest, backup
+from airflow_backup.operations.copy import CopyOutcome, copy_job_snapshots
 from airflow_backup.operations.drill import DrillOutcome, drill
 from airflow_backup.operations.outcome import Failure, Outcome, Status
 from airflow_backup.operations.retention import RetentionOutcome, retention
@@ -41,6 +42,7 @@ from airflow_backup.operations.status import statuses, write_metrics
 from airflow_backup.operations.tags import job_tag
 from airflow_backup.operations.verify import VerifyOutcome, verify_snapshots
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.select import SnapshotFilter
 
 __all__ = [
     "STEPS",
@@ -48,6 +50,7 @@ __all__ = [
     "JobEvents",
     "JobOutcome",
     "StepRecord",
+    "copy_step",
     "publish_metrics",
     "retention_step",
     "run_drill",
@@ -56,7 +59,7 @@ __all__ = [
     "verify_step",
 ]
 
-STEPS = ("export", "validate", "store", "verify", "retention", "notify")
+STEPS = ("export", "validate", "store", "verify", "retention", "copy", "notify")
 
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
@@ -115,6 +118,18 @@ def retention_step(ctx: JobContext, job: str, repository: str) -> RetentionOutco
                      lock_wait=ctx.config.repositories[repository].lock_wait)
 
 
+def copy_step(ctx: JobContext, job: str, repository: str) -> CopyOutcome:
+    """Copy the job's snapshots from ``repository`` (where its backup landed) into each of
+    its ``copy_to`` repositories that lacks them (none configured: nothing to do)."""
+    spec = ctx.config.jobs[job]
+    targets = [(name, ctx.repository(name)) for name in spec.copy_to if name != repository]
+    if not targets:
+        return CopyOutcome()
+    return copy_job_snapshots(ctx.repository(repository), targets,
+                              SnapshotFilter(tags=[job_tag(job)]),
+                              lock_wait=ctx.config.repositories[repository].lock_wait)
+
+
 def run_job(config: Config, job: str, *, events: JobEvents | None = None,
             cache: CacheSpec | None = None,
             sleep: Callable[[float], None] = time.sleep) -> JobOutcome:
@@ -161,6 +176,8 @@ def run_job(config: Config, job: str, *, events: JobEvents | None = None,
         landed = store
         step("verify", lambda: verify_step(ctx, job, landed))
         step("retention", lambda: retention_step(ctx, job, landed.repository))
+        if config.jobs[job].copy_to:
+            step("copy", lambda: copy_step(ctx, job, landed.repository))
     except _StepFailed as exc:
         failure = Failure.of(exc.exc, exc.step)
     outcome = JobOutcome(

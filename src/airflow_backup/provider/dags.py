@@ -62,6 +62,7 @@ from airflow_backup.operations.restore import OnExisting
 from airflow_backup.provider.assets import backup_asset
 from airflow_backup.provider.notifications.job import JobNotifier
 from airflow_backup.provider.operators.jobs import (
+    JobCopyOperator,
     JobDrillOperator,
     JobExportOperator,
     JobNotifyOperator,
@@ -136,6 +137,8 @@ def _backup_dag(config_path: str, name: str, job: Job, deadline_alerts: bool) ->
         notify = JobNotifyOperator(task_id="notify", store=store.output, **common)
         retention = JobRetentionOperator(task_id="retention", store=store.output, **common)
         export >> validate >> store >> verify >> notify >> retention
+        if job.copy_to:
+            retention >> JobCopyOperator(task_id="copy", store=store.output, **common)
     return dag
 
 

@@ -31,6 +31,7 @@ from airflow_backup.jobs.notify import send, store_notice
 from airflow_backup.jobs.repos import repository_spec
 from airflow_backup.jobs.runner import (
     JobContext,
+    copy_step,
     publish_metrics,
     retention_step,
     run_drill,
@@ -216,6 +217,19 @@ class JobRetentionOperator(_FromStore):
             outcome = retention_step(JobContext(config), self.job,
                                      self.store_outcome().repository)
         return retention_json(outcome)
+
+
+class JobCopyOperator(_FromStore):
+    """Copy the job's snapshots into its ``copy_to`` repositories (the offsite copy), from
+    where its backup landed; each target gets what it lacks (``airflow-backup run``'s copy
+    step)."""
+
+    def execute(self, context: Context) -> JSONObject:
+        """Return per target the new snapshot ids and the blobs and bytes transferred."""
+        config = self.config()
+        with engine_errors():
+            outcome = copy_step(JobContext(config), self.job, self.store_outcome().repository)
+        return outcome.to_json()
 
 
 def _backup_run(context: Context, job: str) -> dict[str, str]:
