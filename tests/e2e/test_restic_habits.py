@@ -229,3 +229,27 @@ def test_ls_json_nodes_equal_restics(tmp_path: Path) -> None:
     perms = {d["name"]: d["permissions"] for d in nodes(ours)}
     assert perms["link"] == "Lrwxrwxrwx" and perms["fifo"].startswith("p")
     assert perms["special"] == "ugrwxrwxr-x" and perms["sticky"] == "dtrwxrwxrwx"
+
+
+def test_list_prints_what_restic_list_prints(tmp_path: Path) -> None:
+    """``list snapshots|index|packs|keys|locks|blobs``: the same lines as restic 0.14's, on
+    a repository with two snapshots (restic lists in storage order: compared sorted)."""
+    restic = require_tool("restic")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a").write_text("a" * 5000)
+    repo = tmp_path / "repo"
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    for content in ("one", "two"):
+        (data / "b").write_text(content)
+        assert run_cli(repo, "backup", str(data), password=PW).returncode == 0
+    env = {"RESTIC_PASSWORD": PW, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for kind in ("snapshots", "index", "packs", "keys", "locks", "blobs"):
+        theirs = subprocess.run([restic, "-r", str(repo), "--no-lock", "list", kind], env=env,
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+        ours = run_cli(repo, "list", kind, password=PW)
+        assert ours.returncode == 0, ours.stderr
+        assert sorted(ours.stdout.decode().splitlines()) == sorted(theirs.splitlines()), kind
+        assert kind == "locks" or ours.stdout.strip()
+    bad = run_cli(repo, "list", "blob", password=PW)
+    assert bad.returncode == 1 and b"did you mean 'blobs'?" in bad.stderr

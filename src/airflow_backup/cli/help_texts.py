@@ -83,6 +83,10 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
             "index, a key, a lock, a tree, or a blob's bytes.",
             ("airflow-backup -r /srv/backup cat config",
              "airflow-backup -r /srv/backup cat snapshot 1a2b3c4d")),
+    "list": ("Print the ids of the repository's snapshots, index files, packs, keys or "
+             "locks, one per line, or its indexed blobs as TYPE ID, as restic list does.",
+             ("airflow-backup -r /srv/backup list snapshots",
+              "airflow-backup -r /srv/backup list blobs")),
     "key": ("List, add, remove or change the keys (passwords) that open the repository.",
             ("airflow-backup -r /srv/backup key list",
              "airflow-backup -r /srv/backup key add --new-password-file new.txt")),

@@ -19,6 +19,7 @@ from airflow_backup.cli.commands import (
     forget,
     init,
     key,
+    list_cmd,
     ls,
     prune,
     repair,
@@ -34,7 +35,7 @@ from airflow_backup.cli.commands import (
 )
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
-                                  prune, check, repair, stats, tag, copy, unlock, cat, key,
-                                  config, run, status, drill, runbook, version]
+                                  prune, check, repair, stats, tag, copy, unlock, cat,
+                                  list_cmd, key, config, run, status, drill, runbook, version]
 
 __all__ = ["ALL_COMMANDS"]
