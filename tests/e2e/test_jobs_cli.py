@@ -108,7 +108,7 @@ def test_failing_source_notifies_once_and_stores_nothing(tmp_path: Path) -> None
                    if json.loads(x).get("message_type") == "job_result"]
         assert results[0]["status"] == "failed"
         assert results[0]["failed_step"] == "export"
-        assert results[0]["attempts"] == 2
+        assert results[0]["attempts"] == 1  # a missing path is not retried (SourceMissing)
         assert len(rx.messages) == 1, rx.messages
     msg = rx.messages[0]
     assert msg["type"] == "failure"
