@@ -193,7 +193,11 @@ def test_broken_source_retries_with_growing_delays_alerts_once_no_snapshot(
     with receiver() as rx:
         config, repo_dir, _ = _setup(tmp_path, monkeypatch, rx.url, attempts=4,
                                      name="jobs_broken")
-        os.unlink(tmp_path / "app.db")  # the source is gone
+        # The database as an sqlite:// source: gone, it is unavailable (retried), whereas a
+        # missing path is a mistake that no retry fixes (SourceMissing, failed at once).
+        db = tmp_path / "app.db"
+        config.write_text(config.read_text().replace(f", {db}]", f", sqlite://{db}]"))
+        os.unlink(db)  # the source is gone
         dags = _dags(config, "jobs_broken")
         backup = dags["backup__files"]
         assert (backup.default_args["retries"], backup.default_args["retry_delay"]) == (
