@@ -253,3 +253,40 @@ def test_list_prints_what_restic_list_prints(tmp_path: Path) -> None:
         assert kind == "locks" or ours.stdout.strip()
     bad = run_cli(repo, "list", "blob", password=PW)
     assert bad.returncode == 1 and b"did you mean 'blobs'?" in bad.stderr
+
+
+def test_find_finds_what_restic_find_finds(tmp_path: Path) -> None:
+    """``find`` (-i, several patterns, a directory match covering its contents): the same
+    text and the same JSON, match by match, as restic 0.14's on the same repository."""
+    import os
+
+    restic = require_tool("restic")
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("hi")
+    (data / "sub" / "b.TXT").write_text("x")
+    (data / "c.log").write_text("log")
+    os.symlink("a.txt", data / "link.txt")
+    repo = tmp_path / "repo"
+    assert run_cli(repo, "init", password=PW).returncode == 0
+    assert run_cli(repo, "backup", str(data), password=PW).returncode == 0
+    (data / "d.txt").write_text("new")
+    assert run_cli(repo, "backup", str(data), password=PW).returncode == 0
+    env = {"RESTIC_PASSWORD": PW, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TZ": "UTC"}
+    for args in (["*.txt"], ["-i", "*.txt"], ["sub", "*.log"], ["nothing-like-it"]):
+        theirs = subprocess.run([restic, "-r", str(repo), "--no-lock", "--json", "find", *args],
+                                env=env, capture_output=True, text=True, timeout=120,
+                                check=True).stdout
+        ours = run_cli(repo, "--json", "find", *args, password=PW, env={"TZ": "UTC"})
+        assert ours.returncode == 0, ours.stderr
+
+        def by_snapshot(text: str) -> dict[str, list[dict[str, object]]]:
+            return {r["snapshot"]: r["matches"] for r in json.loads(text)}
+
+        assert by_snapshot(ours.stdout.decode()) == by_snapshot(theirs), args
+        text_theirs = subprocess.run([restic, "-r", str(repo), "--no-lock", "find", *args],
+                                     env=env, capture_output=True, text=True, timeout=120,
+                                     check=True).stdout
+        text_ours = run_cli(repo, "find", *args, password=PW, env={"TZ": "UTC"})
+        assert sorted(text_ours.stdout.decode().splitlines()) == \
+            sorted(text_theirs.splitlines()), args

@@ -87,6 +87,11 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
              "locks, one per line, or its indexed blobs as TYPE ID, as restic list does.",
              ("airflow-backup -r /srv/backup list snapshots",
               "airflow-backup -r /srv/backup list blobs")),
+    "find": ("Search the snapshots for files and directories whose path matches a pattern "
+             "(as for --exclude: '*.log' at any depth; -i ignores case), as restic find "
+             "does; --json prints restic's array of matches per snapshot.",
+             ("airflow-backup -r /srv/backup find '*.sqlite'",
+              "airflow-backup -r /srv/backup find -i --tag nightly 'airflow.cfg'")),
     "key": ("List, add, remove or change the keys (passwords) that open the repository.",
             ("airflow-backup -r /srv/backup key list",
              "airflow-backup -r /srv/backup key add --new-password-file new.txt")),

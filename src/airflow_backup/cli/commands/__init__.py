@@ -16,6 +16,7 @@ from airflow_backup.cli.commands import (
     diff,
     drill,
     dump,
+    find,
     forget,
     init,
     key,
@@ -36,6 +37,7 @@ from airflow_backup.cli.commands import (
 
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
                                   prune, check, repair, stats, tag, copy, unlock, cat,
-                                  list_cmd, key, config, run, status, drill, runbook, version]
+                                  list_cmd, find, key, config, run, status, drill, runbook,
+                                  version]
 
 __all__ = ["ALL_COMMANDS"]
