@@ -11,7 +11,12 @@ from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.errors import ConfigError, RestoreMismatch
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.sources.base import RestoreReport, SourceRestoreOptions, StoredExport
+from airflow_backup.sources.base import (
+    RestoreReport,
+    SourceRestoreOptions,
+    StoredExport,
+    mismatch_summary,
+)
 from airflow_backup.sources.metadata import (
     SourceDescription,
     SourceMetadata,
@@ -112,10 +117,7 @@ def restore_source(repo: Repository, snapshot: Snapshot, target: str,
         source.cleanup()
     bad = report.mismatches()
     if bad:
-        first = bad[0]
         raise RestoreMismatch(
-            f"restored {report.target}, but {len(bad)} table(s) differ from the backup; "
-            f"first: {first.table}: {first.restored_rows} rows (expected {first.rows})"
-            + (", checksum differs" if first.restored_rows == first.rows else "")
+            f"restored {report.target}, but {mismatch_summary(bad)}"
             + (f" ({report.details['hint']})" if report.details.get("hint") else ""))
     return report

@@ -42,6 +42,7 @@ __all__ = [
     "SourceURL",
     "StoredExport",
     "TableCheck",
+    "mismatch_summary",
     "restored_stats",
     "source_password",
 ]
@@ -162,6 +163,14 @@ class TableCheck:
         if self.restored_rows != self.rows:
             return False
         return not self.checksum or self.checksum == self.restored_checksum
+
+
+def mismatch_summary(bad: list[TableCheck]) -> str:
+    """Describe failed table checks in one line: how many, and the first one's numbers."""
+    first = bad[0]
+    return (f"{len(bad)} table(s) differ from the backup; first: {first.table}: "
+            f"{first.restored_rows} rows (expected {first.rows})"
+            + (", checksum differs" if first.restored_rows == first.rows else ""))
 
 
 def restored_stats(actual: dict[str, TableStats], table: str) -> tuple[int | None, str]:

@@ -43,6 +43,7 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
     iter_tables,
+    mismatch_summary,
     restored_stats,
     source_password,
 )
@@ -262,15 +263,11 @@ class MySQLSource:
         props = props if isinstance(props, dict) else {}
         # A new database gets the source's defaults (tables carry their own); the staging
         # database the target's, since its tables move into the target.
-        with admin.cursor() as cur:
-            cur.execute("SELECT default_character_set_name, default_collation_name FROM "
-                        "information_schema.schemata WHERE schema_name = %s", (target_db,))
-            row = cur.fetchone()
-        charset, collation = (row if row else (props.get("character_set"),
-                                               props.get("collation")))
+        defaults = self._properties(admin, target_db) if exists else props
         create = f"CREATE DATABASE {_quote(staging)}"
-        if charset and collation:
-            create += f" CHARACTER SET {_quote(str(charset))} COLLATE {_quote(str(collation))}"
+        if defaults.get("character_set") and defaults.get("collation"):
+            create += (f" CHARACTER SET {_quote(str(defaults['character_set']))} "
+                       f"COLLATE {_quote(str(defaults['collation']))}")
         with admin.cursor() as cur:
             cur.execute(create)
         try:
@@ -285,11 +282,8 @@ class MySQLSource:
             bad = [c for c in checks if not c.ok]
             if bad:
                 raise RestoreMismatch(
-                    f"the restored copy of {target_db} differs from the backup in "
-                    f"{len(bad)} table(s), first {bad[0].table}: {bad[0].restored_rows} rows "
-                    f"(expected {bad[0].rows})"
-                    + (", checksum differs" if bad[0].restored_rows == bad[0].rows else "")
-                    + ("; target left as it was" if exists else ""))
+                    f"the restored copy of {target_db} is not the backup: "
+                    f"{mismatch_summary(bad)}" + ("; target left as it was" if exists else ""))
             if exists and options.clean:
                 swap_in(admin, staging, target_db, f"{target_db[:40]}_abk_old_{os.getpid()}")
             elif exists:

@@ -43,6 +43,7 @@ from airflow_backup.sources.base import (
     StoredExport,
     TableCheck,
     iter_tables,
+    mismatch_summary,
     restored_stats,
     source_password,
 )
@@ -61,7 +62,7 @@ from airflow_backup.sources.pg_database import (
 )
 from airflow_backup.sources.process import Resources, classify_failure, find_tool
 
-__all__ = ["PostgresSource", "pg_table_stats"]
+__all__ = ["OUTPUT_SETTINGS", "PostgresSource", "pg_table_stats"]
 
 _SUFFIX = {"plain": ".sql", "custom": ".pgdump", "directory": ".dir"}
 _PLAIN_HEAD = b"-- PostgreSQL database dump"
@@ -75,14 +76,16 @@ _LEGACY_CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 
 #: keep an inheritance child's), the database encoding or (with _FIXED_SETTINGS) the session.
 _CHECKSUM = ("SELECT count(*), coalesce(sum(('x' || substr(md5(convert_to(concat_ws("
              "E'\\x1f', {}), 'UTF8')), 1, 15))::bit(60)::bigint), 0)::text FROM ONLY {} t")
-#: Settings that change how values print (ALTER DATABASE … SET timezone changes timestamptz).
-_FIXED_SETTINGS = ("SELECT set_config('timezone', 'UTC', false), "
+#: Settings that change how values print (ALTER DATABASE … SET timezone changes timestamptz):
+#: the checks and the table exports' text-carried columns read under these.
+OUTPUT_SETTINGS = ("SELECT set_config('timezone', 'UTC', false), "
                    "set_config('datestyle', 'ISO, YMD', false), "
                    "set_config('intervalstyle', 'postgres', false), "
                    "set_config('extra_float_digits', '3', false), "
                    "set_config('bytea_output', 'hex', false), "
-                   "set_config('lc_monetary', 'C', false), "
-                   "set_config('search_path', 'pg_catalog', false)")
+                   "set_config('lc_monetary', 'C', false)")
+#: The checks also fix search_path, so that regclass and friends print qualified alike.
+_FIXED_SETTINGS = OUTPUT_SETTINGS + ", set_config('search_path', 'pg_catalog', false)"
 #: What ``stats_version`` a snapshot's table statistics follow (absent: 1, the legacy ones).
 STATS_VERSION = 2
 
@@ -410,11 +413,8 @@ class PostgresSource:
             bad = report.mismatches()
             if bad and fresh:
                 raise RestoreMismatch(
-                    f"the restored copy of {target_db} differs from the backup in {len(bad)} "
-                    f"table(s), first {bad[0].table}: {bad[0].restored_rows} rows (expected "
-                    f"{bad[0].rows})" + (", checksum differs" if bad[0].restored_rows
-                                         == bad[0].rows else "")
-                    + ("; target left as it was" if exists else ""))
+                    f"the restored copy of {target_db} is not the backup: "
+                    f"{mismatch_summary(bad)}" + ("; target left as it was" if exists else ""))
         except BaseException:
             if fresh:
                 self._drop(admin, into)

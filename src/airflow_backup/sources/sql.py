@@ -23,12 +23,6 @@ from airflow_backup.sources.column_types import ColumnPlan, plan_column
 
 __all__ = ["SqlTable", "open_sql"]
 
-_PG_OUTPUT_SETTINGS = ("SELECT set_config('timezone', 'UTC', false), "
-                       "set_config('datestyle', 'ISO, YMD', false), "
-                       "set_config('intervalstyle', 'postgres', false), "
-                       "set_config('extra_float_digits', '3', false), "
-                       "set_config('bytea_output', 'hex', false), "
-                       "set_config('lc_monetary', 'C', false)")
 
 
 class SqlTable:
@@ -312,12 +306,12 @@ def open_sql(url: SourceURL, create: bool = False) -> SqlTable:
     engine = url.scheme.split("+", 1)[1]
     inner = SourceURL(engine, url.username, url.password, url.host, url.port, url.path, ())
     if engine == "postgresql":
-        from airflow_backup.sources.postgres import PostgresSource
+        from airflow_backup.sources.postgres import OUTPUT_SETTINGS, PostgresSource
 
         pg = PostgresSource(inner)
         conn = pg.connect(inner.database or "postgres", autocommit=False)
         # Text-carried values (interval, money, timetz …) print the same in every session.
-        conn.execute(_PG_OUTPUT_SETTINGS)
+        conn.execute(OUTPUT_SETTINGS)
         conn.commit()
         return SqlTable("postgresql", conn, inner.database, pg)
     if engine == "mysql":
