@@ -11,46 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scheduler import API_USER, AirflowStack, ApiClient, airflow_stack
+from browser import signed_in_tab
+from scheduler import AirflowStack, ApiClient, airflow_stack
 from test_scheduler_e2e import _make_repo
 
 from airflow_backup.connections import ConnectionFields
 from airflow_backup.operations.connection_spec import spec_from_connection
 from airflow_backup.operations.spec import open_repository
 from conftest import PASSWORD
-from support.tools import require_tool
 
 pytestmark = pytest.mark.slow
-
-#: Chromium as root in a sandbox without a network: the flags of the machine notes.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[tuple[AirflowStack, Any]]:
     """A signed-in browser page on a running api-server."""
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
     with airflow_stack(tmp_path / "home", "LocalExecutor") as stack:
         stack.start("api-server", "api-server")
         ApiClient(stack).wait_ready()
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                         args=CHROMIUM_ARGS)
-            try:
-                tab = browser.new_page(viewport={"width": 1280, "height": 900})
-                tab.set_default_timeout(30_000)
-                tab.goto(stack.api_url + "/")
-                tab.get_by_label("Username").fill(API_USER)
-                tab.get_by_label("Password").fill(stack.api_password)
-                tab.get_by_role("button", name="Sign in").click()
-                tab.wait_for_url(lambda url: "/auth/login" not in url)
-                yield stack, tab
-            finally:
-                browser.close()
+        with signed_in_tab(stack) as tab:
+            yield stack, tab
 
 
 def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(

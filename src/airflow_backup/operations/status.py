@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from airflow_backup.errors import BackupError, describe
@@ -21,8 +22,14 @@ from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.storage.atomic import replace_file
 
-__all__ = ["JobStatus", "JobWatch", "format_age", "job_status", "render_metrics", "statuses",
-           "write_metrics"]
+__all__ = ["JobStatus", "JobWatch", "SnapshotReader", "drill_record", "format_age", "job_status",
+           "render_metrics", "statuses", "write_metrics"]
+
+#: Reads every snapshot of one repository (raising BackupError when it cannot): how
+#: :func:`job_status` sees a repository. The default opens it and lists its snapshots; the
+#: Backups page passes a cached reader (:class:`~airflow_backup.operations.overview.
+#: SnapshotCache`).
+SnapshotReader = Callable[[RepositorySpec], Sequence[Snapshot]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +96,30 @@ def _duration(sn: Snapshot) -> float | None:
     return (parse_ns(s.backup_end)[0] - parse_ns(s.backup_start)[0]) / 1e9
 
 
-def _drill_record(sn: Snapshot) -> JSONObject:
+def drill_record(sn: Snapshot) -> JSONObject:
+    """Return the drill result a drill record snapshot holds (empty if none)."""
     meta = sn.extra.get("airflow_backup")
     drill = meta.get("drill") if isinstance(meta, dict) else None
     return drill if isinstance(drill, dict) else {}
 
 
+def _opening_reader(repos: dict[str, Repository]) -> SnapshotReader:
+    def read(target: RepositorySpec) -> Sequence[Snapshot]:
+        repo = repos.get(target.label) or open_repository(target)
+        repos[target.label] = repo
+        return repo.list_snapshots()
+    return read
+
+
 def job_status(watch: JobWatch, now: float | None = None,
-               repos: dict[str, Repository] | None = None) -> JobStatus:
+               repos: dict[str, Repository] | None = None,
+               read: SnapshotReader | None = None) -> JobStatus:
     """Return the status of ``watch.job``. A repository that cannot be opened makes
     ``healthy`` false (and, if no snapshot is found elsewhere, the RPO counts as breached).
-    ``repos`` caches opened repositories by label across calls."""
+    ``repos`` caches opened repositories by label across calls; ``read`` replaces opening
+    and listing them."""
     now = time.time() if now is None else now
-    repos = {} if repos is None else repos
+    read = read or _opening_reader({} if repos is None else repos)
     job = watch.job
     st = JobStatus(job, watch.spec.label, True, "ok", rpo=watch.rpo,
                    drill_max_rto=watch.max_rto, drill_max_age=watch.drill_max_age,
@@ -112,9 +130,7 @@ def job_status(watch: JobWatch, now: float | None = None,
     for target in watch.spec.chain():
         name = target.label
         try:
-            repo = repos.get(name) or open_repository(target)
-            repos[name] = repo
-            snaps = repo.list_snapshots()
+            snaps = read(target)
         except BackupError as exc:
             problems.append(f"{name}: {describe(exc)}")
             continue
@@ -138,7 +154,7 @@ def job_status(watch: JobWatch, now: float | None = None,
     if watch.rpo is not None:
         st.rpo_breach = st.age is None or st.age > watch.rpo
     if drill is not None:
-        record = _drill_record(drill)
+        record = drill_record(drill)
         st.drill_time = _seconds(drill)
         st.drill_ok = bool(record.get("ok"))
         rto = record.get("rto")

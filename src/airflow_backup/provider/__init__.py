@@ -90,6 +90,24 @@ def get_provider_info() -> dict[str, Any]:
             "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
         }],
         "notifications": [f"{modules}.notifications.apprise.BackupNotifier"],
+        "config": {
+            "airflow_backup": {
+                "description": "The Backups page in the Airflow UI (airflow-backup).",
+                "options": {
+                    "jobs_config": {
+                        "description": "The jobs config files the Backups page shows "
+                                       "(comma-separated paths). Default: the file the "
+                                       "airflow-backup CLI would find ($AIRFLOW_BACKUP_CONFIG,"
+                                       " ~/.config/airflow-backup/jobs.yaml, "
+                                       "/etc/airflow-backup/jobs.yaml).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/dags/backups.yaml",
+                        "default": "",
+                    },
+                },
+            },
+        },
         "triggers": [{
             "integration-name": "airflow-backup",
             "python-modules": [f"{modules}.triggers.freshness"],

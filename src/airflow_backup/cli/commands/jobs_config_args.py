@@ -10,6 +10,7 @@ import argparse
 import os
 
 from airflow_backup.errors import ConfigError
+from airflow_backup.jobs.places import config_places, find_config
 
 __all__ = ["add_config_args", "config_places", "resolve_config_args"]
 
@@ -21,13 +22,6 @@ def add_config_args(parser: argparse.ArgumentParser, jobs_help: str) -> None:
                              "is a file, else the first of " + ", ".join(config_places()))
     parser.add_argument("words", nargs="*", metavar="[CONFIG] JOB",
                         help=f"the config file unless -c is given, then {jobs_help}")
-
-
-def config_places() -> list[str]:
-    """Where a jobs config is looked for when none is named, in order."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return ["$AIRFLOW_BACKUP_CONFIG", os.path.join(xdg, "airflow-backup", "jobs.yaml"),
-            "/etc/airflow-backup/jobs.yaml"]
 
 
 def resolve_config_args(args: argparse.Namespace) -> None:
@@ -42,12 +36,9 @@ def resolve_config_args(args: argparse.Namespace) -> None:
         args.config, args.jobs = words[0], words[1:]
         return
     args.jobs = words
-    if os.environ.get("AIRFLOW_BACKUP_CONFIG"):
-        args.config = os.environ["AIRFLOW_BACKUP_CONFIG"]
+    found = find_config()
+    if found is not None:
+        args.config = found
         return
-    for place in config_places()[1:]:
-        if os.path.isfile(place):
-            args.config = place
-            return
     raise ConfigError("no jobs config file: name it (airflow-backup run jobs.yaml, or -c "
                       f"FILE), or put it in one of {', '.join(config_places())}")
