@@ -12,7 +12,8 @@ redirect for the page), the jobs' states and timelines, and no secret anywhere i
 return. The browser test (Playwright driving Debian's chromium, headless) signs in, opens
 Backups from Airflow's navigation, sees both states, opens the timeline of ``files``,
 triggers a restore of its newest snapshot through the page's form and waits for the run to
-succeed, then compares the restored files with the originals. Both print the page's timings
+succeed, runs a drill with the row's button, then compares the restored files with the
+originals. Both print the page's timings
 (``-s`` shows them); screenshots are written to ``$AIRFLOW_BACKUP_SCREENSHOTS`` when set.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -273,6 +275,20 @@ def test_the_page_shows_both_jobs_and_restores_a_snapshot_through_its_form(
         expect(run.locator(".badge")).to_have_text("success", timeout=240_000)
         href = run.get_attribute("href") or ""
         assert "/dags/restore__files/runs/" in href
+
+        # The row's Drill button triggers drill__files; its run is followed to the end. New
+        # DAGs start paused (Airflow's default): the row says so until it is unpaused.
+        expect(files_row.locator(".paused")).to_contain_text("paused: backup, drill")
+        deployment.api.unpause("drill__files")
+        tab.reload()
+        frame = tab.frame_locator("iframe").first
+        files_row = frame.locator("tr[data-job='files']")
+        expect(files_row.locator(".paused")).to_contain_text("paused: backup")
+        expect(files_row.locator(".paused")).not_to_contain_text("drill")
+        files_row.get_by_role("button", name="Drill files now").click()
+        drill_run = files_row.locator(".run-slot a.run")
+        expect(drill_run).to_have_attribute("href", re.compile("/dags/drill__files/runs/"))
+        expect(drill_run.locator(".badge")).to_have_text("success", timeout=240_000)
 
         # The narrow layout still shows every job and its state.
         tab.set_viewport_size({"width": 420, "height": 900})

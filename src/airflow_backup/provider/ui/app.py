@@ -33,6 +33,7 @@ from airflow_backup.provider.ui.deployment import (
     JobEntry,
     dag_ids,
     latest_runs,
+    paused_dags,
 )
 
 __all__ = ["DEPLOYMENT", "app"]
@@ -79,7 +80,8 @@ def _base_path() -> str:
     return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
 
 
-def _job_json(entry: JobEntry, runs: dict[str, dict[str, Any]], *, timeline: bool) -> JSONObject:
+def _job_json(entry: JobEntry, runs: dict[str, dict[str, Any]], paused: set[str], *,
+              timeline: bool) -> JSONObject:
     ids = dag_ids(entry.name)
     backup_run = runs.get(ids["backup"])
     failed = (f"last backup run {backup_run['run_id']} failed"
@@ -89,6 +91,7 @@ def _job_json(entry: JobEntry, runs: dict[str, dict[str, Any]], *, timeline: boo
     out["config"] = entry.config_path
     out["dags"] = dict(ids)
     out["runs"] = {kind: runs.get(dag_id) for kind, dag_id in ids.items()}
+    out["paused"] = [kind for kind, dag_id in ids.items() if dag_id in paused]
     if timeline:
         out["restore_form"] = entry.restore_form()
     return out
@@ -129,7 +132,8 @@ def jobs(user: User) -> JSONObject:
     """Every job the user may see, without timelines, and the configs' problems."""
     started = time.monotonic()
     entries = _visible(user)
-    runs = latest_runs([d for e in entries for d in dag_ids(e.name).values()])
+    ids = [d for e in entries for d in dag_ids(e.name).values()]
+    runs, paused = latest_runs(ids), paused_dags(ids)
     configs: list[Any] = []
     for path, loaded, problem in DEPLOYMENT.configs():
         problems = [problem] if problem else []
@@ -138,7 +142,7 @@ def jobs(user: User) -> JSONObject:
                          for part, lines in sorted(loaded.broken.items())]
         configs.append({"path": path, "problems": problems})
     return {"version": __version__, "generated_at": time.time(), "configs": configs,
-            "jobs": [_job_json(e, runs, timeline=False) for e in entries],
+            "jobs": [_job_json(e, runs, paused, timeline=False) for e in entries],
             "seconds": round(time.monotonic() - started, 4)}
 
 
@@ -148,5 +152,5 @@ def job(job: str, user: User) -> JSONObject:
     entry = next((e for e in _visible(user) if e.name == job), None)
     if entry is None:
         raise HTTPException(404, f"no job {job!r}")
-    runs = latest_runs(list(dag_ids(job).values()))
-    return _job_json(entry, runs, timeline=True)
+    ids = list(dag_ids(job).values())
+    return _job_json(entry, latest_runs(ids), paused_dags(ids), timeline=True)

@@ -28,7 +28,8 @@ from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.overview import JobOverview, SnapshotCache, job_overview
 from airflow_backup.operations.restore import OnExisting
 
-__all__ = ["DAG_KINDS", "Deployment", "JobEntry", "config_paths", "dag_ids"]
+__all__ = ["DAG_KINDS", "Deployment", "JobEntry", "config_paths", "dag_ids", "latest_runs",
+           "paused_dags"]
 
 log = logging.getLogger("airflow_backup.provider.ui")
 
@@ -156,3 +157,15 @@ def latest_runs(ids: list[str]) -> dict[str, dict[str, Any]]:
                 "end": run.end_date.isoformat() if run.end_date else None,
             }
     return out
+
+
+def paused_dags(ids: list[str]) -> set[str]:
+    """Return the DAGs of ``ids`` that are paused (a run triggered there waits until they
+    are unpaused)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return set(session.scalars(select(DagModel.dag_id).where(
+            DagModel.dag_id.in_(ids), DagModel.is_paused.is_(True))))

@@ -99,7 +99,8 @@
   }
 
   // Shows the run's link and follows its state until it ends. The slot elements outlive
-  // the periodic re-rendering (slotFor), and a followed slot is left alone by it.
+  // the periodic re-rendering (slotFor), and a slot showing a run triggered here keeps
+  // showing it.
   const slots = new Map();
   function slotFor(key, id) {
     if (!slots.has(key)) slots.set(key, el("div", { class: "run-slot", id }));
@@ -109,13 +110,13 @@
     const show = (state) => {
       slot.replaceChildren(runLink({ dag_id: dagId, run_id: run.dag_run_id, state }));
     };
-    slot.dataset.following = "1";
+    slot.dataset.followed = "1";
     show(run.state || "queued");
     const poll = async () => {
       try {
         const r = await getJSON(`${BASE}/api/v2/dags/${encodeURIComponent(dagId)}/dagRuns/${encodeURIComponent(run.dag_run_id)}`);
         show(r.state);
-        if (TERMINAL.has(r.state)) { delete slot.dataset.following; load(); return; }
+        if (TERMINAL.has(r.state)) { load(); return; }
       } catch (e) { /* keep polling */ }
       setTimeout(poll, 2000);
     };
@@ -157,7 +158,7 @@
     const rows = data.jobs.map((j) => {
       const st = j.status;
       const slot = slotFor("row:" + j.job);
-      if (!slot.dataset.following) slot.replaceChildren(runLink(j.runs.backup));
+      if (!slot.dataset.followed) slot.replaceChildren(runLink(j.runs.backup));
       const repo = j.repositories[0] || {};
       return el("tr", { "data-job": j.job },
         el("td", { "data-label": "Job" },
@@ -179,7 +180,9 @@
            el("span", { class: "mono", text: repo.location || st.repository }),
            el("div", { class: "muted", text: (repo.healthy === false ? "unreadable" : "healthy")
                                               + ` · ${bytes(repo.size)} · ${repo.snapshots ?? 0} snapshots` })),
-        el("td", { "data-label": "Actions" }, actionButtons(j, slot), slot));
+        el("td", { "data-label": "Actions" }, actionButtons(j, slot),
+           j.paused.length ? el("div", { class: "muted paused", text: `paused: ${j.paused.join(", ")} (a run waits until its DAG is unpaused)` }) : null,
+           slot));
     });
     $("#jobs tbody").replaceChildren(...(rows.length ? rows
       : [el("tr", {}, el("td", { colspan: 6, class: "muted",
