@@ -378,3 +378,52 @@ def test_copy_to_keeps_an_offsite_copy_that_catches_up_after_a_failure(
     check = run_restic(offsite, "check", "--read-data", password="offsite-pw",
                        restic_bin=restic_bin)
     assert b"no errors were found" in check.stdout
+
+
+def test_a_jobs_exclusion_settings_store_what_backup_with_the_same_flags_stores(
+        tmp_path: Path) -> None:
+    """``exclude_caches``, ``exclude_if_present``, ``exclude_larger_than``, ``iexcludes`` and
+    ``one_file_system`` in a job go through the same backup operation as the flags of
+    ``backup``: ``run`` stores exactly the entries ``backup`` stores."""
+    data = _data(tmp_path)
+    (data / "cache").mkdir()
+    (data / "cache" / "CACHEDIR.TAG").write_bytes(
+        b"Signature: 8a477f597d28d172789f06886806bc55\n")
+    (data / "cache" / "blob").write_text("cached")
+    (data / "private").mkdir()
+    (data / "private" / ".nobackup").touch()
+    (data / "private" / "secret.txt").write_text("not for the backup")
+    (data / "big.iso").write_bytes(b"\0" * 5000)
+    (data / "NOTES.TMP").write_text("scratch")
+    repo = tmp_path / "repo"
+    _init(repo)
+    job = {"sources": [str(data)], "exclude_caches": True, "exclude_if_present": [".nobackup"],
+           "exclude_larger_than": "4K", "iexcludes": ["*.tmp"], "one_file_system": True}
+    r = run_cli(None, "run", str(_config(tmp_path, job)), "--json", env=_env(), password=None)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(repo, "backup", str(data), "--exclude-caches", "--exclude-if-present",
+                ".nobackup", "--exclude-larger-than", "4K", "--iexclude", "*.tmp", "-x",
+                password=PW)
+    assert r.returncode == 0, r.stderr
+
+    def entries(snapshot: str) -> list[str]:
+        out = run_cli(repo, "ls", "--json", snapshot, password=PW)
+        assert out.returncode == 0, out.stderr
+        nodes = [json.loads(line) for line in out.stdout.splitlines()]
+        return [n["path"][len(str(data)):] for n in nodes
+                if n.get("struct_type") == "node" and n["path"].startswith(str(data))]
+
+    by_run, by_backup = (entries(s["id"]) for s in _snapshots(repo))
+    # sub/b.bin (16 KiB) and big.iso are over 4K, NOTES.TMP matches *.tmp.
+    assert by_run == by_backup == ["", "/a.txt", "/cache", "/cache/CACHEDIR.TAG", "/private",
+                                   "/private/.nobackup", "/sub"]
+
+
+def test_a_bad_exclusion_setting_is_a_config_error(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"sources": [str(_data(tmp_path))],
+                             "exclude_larger_than": "1.5G", "exclude_if_present": [":x"]})
+    r = run_cli(None, "config", "validate", str(cfg), env=_env(), password=None)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "exclude_larger_than" in err and "1.5" in err
+    assert "exclude_if_present" in err and "no name for exclusion tagfile" in err

@@ -30,11 +30,11 @@ from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
 from airflow_backup.archiver.content import ContentResult, ContentSaver
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
+from airflow_backup.archiver.exclude import Exclusions
 from airflow_backup.archiver.known import DirCache, KnownDirs, Walked, dir_cache_path
 from airflow_backup.archiver.nodes import StatLike, node_from_stat, same_file_node
 from airflow_backup.archiver.options import BackupOptions, BackupResult
 from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
-from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.archiver.pending import PendingDir, VirtualDir, place, settle
 from airflow_backup.archiver.warm import MetadataWarmer, read_listing
 from airflow_backup.errors import ConfigError
@@ -69,7 +69,7 @@ class Archiver:
         self.events = events or ArchiveEvents()
         self.chunker = Chunker(repo.config.chunker_polynomial)
         self.stats = ArchiveStats()
-        self._excludes = PatternSet([])
+        self._exclusions = Exclusions()
         self._with_atime = False
         self._queue: deque[PendingDir] = deque()
         self._saver: ContentSaver | None = None
@@ -94,7 +94,10 @@ class Archiver:
         targets = [t for t in targets if t not in missing]
         for t in missing:
             self._error(t, FileNotFoundError(errno.ENOENT, "no such file or directory"))
-        self._excludes = PatternSet(options.excludes)
+        self._exclusions = Exclusions.of(options, warn=self.events.warning)
+        if self._warmed is not None and self._warmed.exclusions.key != self._exclusions.key:
+            self._warmed.forget()  # its listings were read under other rules
+            self._warmed = None
         self._with_atime = options.with_atime
         start = datetime.now(UTC).astimezone()
         self.repo.load_index()
@@ -110,11 +113,14 @@ class Archiver:
         root = VirtualDir(b"/")
         for t in targets:
             place(root, t)
+        warmed = self._warmed
         with ContentSaver(self.repo, self.chunker, options.workers) as saver:
             self._saver = saver
             parent_root = ParentTree.load(self.repo, parent.tree if parent else None)
             top = self._walk_virtual(root, parent_root)
             self._finalize(block=True)
+        if warmed is not None:  # marker files met in the listings the walk took from it
+            self._exclusions.adopt_warnings(warmed.exclusions)
         assert top.tree_id is not None
         result = self._finish(options, top.tree_id, paths, start, parent)
         if self._known is not None and not self.stats.errors:
@@ -159,13 +165,13 @@ class Archiver:
         if options.dir_cache is None or options.with_atime:
             return None
         scope = DirCache.scope(options.hostname or socket.gethostname(), paths,
-                               options.excludes)
+                               options.excludes, self._exclusions.scope)
         storage = self.repo.storage
         cache = DirCache.load(dir_cache_path(options.dir_cache, self.repo, scope),
                               self.repo.key, scope,
                               lambda sid: storage.exists(Handle(FileType.SNAPSHOT, sid)))
         warmed = self._warmed
-        return KnownDirs(self.repo, cache, self._excludes,
+        return KnownDirs(self.repo, cache, self._exclusions,
                          warmed.take_listing if warmed is not None else lambda _path: None)
 
     def _walk_virtual(self, vdir: VirtualDir, parent: ParentTree) -> PendingDir:
@@ -199,18 +205,25 @@ class Archiver:
         if listing is None and self._warmed is not None:
             listing = self._warmed.take_listing(path)
         if listing is None and known is not None:
-            listing = read_listing(path, self._excludes)
-        if listing is not None:
+            listing = read_listing(path, self._exclusions)
+        if listing is not None:  # its entries are those the exclusion rules keep
             if known is not None:
                 pending.walked = Walked.of(listing)
             return [(name, prefix + name, s) for name, s in listing]
         with os.scandir(path) as it:
             names = sorted(e.name for e in it)
-        return [(name, prefix + name, None) for name in names]
+        exclusions = self._exclusions
+        if not exclusions:
+            return [(name, prefix + name, None) for name in names]
+        tags = exclusions.tags(path, names)
+        return [(name, prefix + name, None) for name in names
+                if not exclusions.rejects_name(prefix + name, name, tags)]
 
     def _walk_target(self, pending: PendingDir, name: bytes, path: bytes) -> None:
         """Add the backup target ``path`` (entry ``name`` of ``pending``) and, for a
         directory, everything below it."""
+        if self._exclusions and self._exclusions.rejects_target(path):
+            return
         frame = self._enter(pending, name, path, None)
         if frame is not None:
             self._walk([frame])
@@ -254,13 +267,14 @@ class Archiver:
 
     def _add_entry(self, pending: PendingDir, name: bytes, path: bytes,
                    s: StatLike | None = None) -> tuple[Node, PendingDir] | None:
-        """Add the entry ``name`` of ``pending``; return (node, its PendingDir) for a
-        directory the walk must descend into, else None."""
-        if self._excludes and self._excludes.matches(path):
-            return None
+        """Add the entry ``name`` of ``pending`` (one the exclusion rules keep by its name);
+        return (node, its PendingDir) for a directory the walk must descend into, else None.
+        """
         try:
             if s is None:
                 s = os.lstat(path)
+            if self._exclusions and self._exclusions.rejects_stat(path, s):
+                return None
             if not self._with_atime:
                 kept = pending.parent.raw.get(name)
                 if same_file_node(kept, s):

@@ -27,3 +27,7 @@ class ArchiveEvents:
 
     def item_error(self, path: str, message: str) -> None:
         """Called when an item could not be read and was skipped."""
+
+    def warning(self, message: str) -> None:
+        """Called for a problem that leaves the backup complete, e.g. an exclusion marker
+        file that exists but does not qualify (restic prints the same warning)."""

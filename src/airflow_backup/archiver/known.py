@@ -10,14 +10,15 @@ attributes.
 
 So after a successful backup the client remembers, per directory, a *fingerprint* and the
 tree id it produced. The fingerprint is an HMAC, under a key derived from the repository's
-master key, of the backup's options, the directory's entries (names and every ``lstat``
-field but the access time), their owners' names and the tree ids of its sub-directories.
+master key, of the backup's options (host, paths and every exclusion rule: the *scope*), the
+directory's entries that the exclusion rules keep (names and every ``lstat`` field but the
+access time), their owners' names and the tree ids of its sub-directories.
 The next backup with a parent computes the fingerprints bottom-up from the listings (most of
 them already read by the metadata warm-up during the key derivation) and takes a known
 directory's tree id without loading any tree below it, if the index still holds that tree.
 
 The file lives in the cache directory, ``<cache root>/<repository id>/dirs/<scope>``, one per
-host, paths and options, sealed with the master key (AES-256-CTR and Poly1305, as every
+host, paths and exclusion rules, sealed with the master key (AES-256-CTR and Poly1305, as every
 repository file): it holds tree ids and counts, and nothing in it can be read or changed
 without the key. It names the snapshot that holds every tree it lists, and is used only
 while that snapshot exists: a snapshot keeps its trees and their data from being pruned,
@@ -39,8 +40,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_backup.archiver.exclude import Exclusions
 from airflow_backup.archiver.nodes import group_name, user_name
-from airflow_backup.archiver.patterns import PatternSet
 from airflow_backup.archiver.warm import Listing, read_listing
 from airflow_backup.errors import IntegrityError
 from airflow_backup.repository.crypto import Key
@@ -85,9 +86,15 @@ class DirCache:
         self._seen: dict[bytes, Subtree] = {}
 
     @staticmethod
-    def scope(hostname: str, paths: Sequence[str], excludes: Sequence[str]) -> bytes:
-        """Return the digest of what, besides the file system, decides a backup's trees."""
+    def scope(hostname: str, paths: Sequence[str], excludes: Sequence[str],
+              rules: Sequence[str] = ()) -> bytes:
+        """Return the digest of what, besides the file system, decides a backup's trees:
+        the host, the paths, the exclude patterns and the other exclusion ``rules``
+        (:attr:`Exclusions.scope <airflow_backup.archiver.exclude.Exclusions.scope>`), so
+        that backups with other exclusion flags never share remembered trees."""
         parts = [hostname, *sorted(paths), "\0", *excludes]
+        if rules:  # without them the digest is the one of earlier versions: files stay valid
+            parts += ["\0", *rules]
         return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).digest()
 
     @classmethod
@@ -179,11 +186,11 @@ class KnownDirs:
     the walk (up to ``hold`` entries), so it need not ``lstat`` them again.
     """
 
-    def __init__(self, repo: Repository, cache: DirCache, excludes: PatternSet,
+    def __init__(self, repo: Repository, cache: DirCache, exclusions: Exclusions,
                  listings: Callable[[bytes], Listing | None], hold: int = 262_144) -> None:
         self._repo = repo
         self._cache = cache
-        self._excludes = excludes
+        self._exclusions = exclusions
         self._listings = listings
         self._checked: dict[bytes, Subtree | None] = {}
         self._held: dict[bytes, Listing] = {}
@@ -195,7 +202,7 @@ class KnownDirs:
         every directory below it on the way (once: the walk asks again as it goes down)."""
         if path in self._checked:
             return self._checked.pop(path)
-        listing = self._listings(path) or read_listing(path, self._excludes)
+        listing = self._listings(path) or read_listing(path, self._exclusions)
         if listing is None:
             return None  # the walk meets (and reports) the problem itself
         prefix = path.rstrip(b"/") + b"/"

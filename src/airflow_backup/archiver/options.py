@@ -17,6 +17,11 @@ __all__ = ["BackupOptions", "BackupResult"]
 class BackupOptions:
     """What a backup stores and how the snapshot is labelled.
 
+    ``excludes``, ``iexcludes``, ``exclude_if_present``, ``exclude_caches``,
+    ``exclude_larger_than`` (bytes, see :func:`airflow_backup.archiver.exclude.parse_size`)
+    and ``one_file_system`` leave paths out as restic's flags of the same names do
+    (:mod:`airflow_backup.archiver.exclude`); only ``excludes`` is recorded in the snapshot
+    (restic records none of the others either).
     ``parent`` names the parent snapshot (id prefix); by default it is the latest snapshot of
     the same host and paths. ``force`` re-reads every file. ``with_atime`` stores real access
     times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
@@ -27,6 +32,11 @@ class BackupOptions:
 
     paths: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
+    iexcludes: list[str] = field(default_factory=list)
+    exclude_if_present: list[str] = field(default_factory=list)
+    exclude_caches: bool = False
+    exclude_larger_than: int | None = None
+    one_file_system: bool = False
     tags: list[str] = field(default_factory=list)
     hostname: str | None = None
     time: datetime | None = None

@@ -22,7 +22,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
-from airflow_backup.archiver.patterns import PatternSet
+from airflow_backup.archiver.exclude import Exclusions
 
 __all__ = ["Listing", "MetadataWarmer", "SlimStat", "read_listing"]
 
@@ -106,10 +106,10 @@ class Listing:
         return self._digest
 
 
-def read_listing(top: bytes, excludes: PatternSet,
+def read_listing(top: bytes, exclusions: Exclusions,
                  stopped: Callable[[], bool] = lambda: False) -> Listing | None:
-    """List directory ``top`` and ``lstat`` its entries, leaving out those ``excludes``
-    matches. Return None if it cannot be listed, an entry cannot be ``lstat``-ed, or
+    """List directory ``top`` and ``lstat`` its entries, leaving out those ``exclusions``
+    reject. Return None if it cannot be listed, an entry cannot be ``lstat``-ed, or
     ``stopped()`` turns true on the way: the backup's walk then meets (and reports) the
     problem itself."""
     try:
@@ -119,16 +119,21 @@ def read_listing(top: bytes, excludes: PatternSet,
         return None
     prefix = top.rstrip(b"/") + b"/"
     listing = Listing()
+    active = bool(exclusions)
+    tags = exclusions.tags(top, names)
     for name in names:
         if stopped():
             return None
         path = prefix + name
-        if excludes and excludes.matches(path):
+        if active and exclusions.rejects_name(path, name, tags):
             continue
         try:
-            listing.add(name, os.lstat(path))
+            s = os.lstat(path)
         except OSError:
             return None
+        if active and exclusions.rejects_stat(path, s):
+            continue
+        listing.add(name, s)
     return listing
 
 
@@ -140,16 +145,20 @@ _MAX_AGE = 30.0
 
 
 class MetadataWarmer:
-    """A context manager: ``lstat`` everything below ``paths`` (skipping ``excludes``) in a
-    background thread, in the backup walk's order, until the block exits.
+    """A context manager: ``lstat`` everything below ``paths`` (skipping ``excludes``, or
+    what ``exclusions`` rejects: the backup's rules) in a background thread, in the backup
+    walk's order, until the block exits.
 
     Leaving the block stops the thread and waits for it; an entry that cannot be read is
     skipped silently. Given no paths (a stream backup), it does nothing.
     """
 
-    def __init__(self, paths: Sequence[str], excludes: Sequence[str] = ()) -> None:
+    def __init__(self, paths: Sequence[str], excludes: Sequence[str] = (), *,
+                 exclusions: Exclusions | None = None) -> None:
         self._targets = sorted({os.fsencode(os.path.abspath(p)) for p in paths})
-        self._excludes = PatternSet(list(excludes))
+        #: The rules its listings were read with: the walk takes them only under the same.
+        self.exclusions = exclusions if exclusions is not None else Exclusions(
+            excludes=excludes, targets=paths)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.visited = 0
@@ -197,7 +206,7 @@ class MetadataWarmer:
         stopped = self._stop.is_set
         while stack and not stopped():
             top = stack.pop()
-            listing = read_listing(top, self._excludes, stopped)
+            listing = read_listing(top, self.exclusions, stopped)
             if listing is None:
                 continue  # not a directory, unreadable, or stopped: the walk will see
             self.visited += len(listing)

@@ -22,6 +22,12 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
                "a new snapshot. Unchanged files are not read again; data is deduplicated "
                "against everything in the repository.",
                ("airflow-backup -r /srv/backup backup /etc /home --exclude '*.tmp'",
+                "airflow-backup -r /srv/backup backup /home --iexclude '*.iso' "
+                "--iexclude-file iexcludes.txt",
+                "airflow-backup -r /srv/backup backup /home --exclude-caches "
+                "--exclude-if-present .nobackup --exclude-if-present 'BACKUP.SKIP:skip me'",
+                "airflow-backup -r /srv/backup backup /srv/data --exclude-larger-than 100M",
+                "airflow-backup -r /srv/backup backup -x / /home",
                 "airflow-backup -r /srv/backup backup --files-from list.txt --tag nightly",
                 "airflow-backup -r /srv/backup backup postgresql://backup@db:5432/sales",
                 "airflow-backup -r /srv/backup backup --stdin --stdin-filename dump.sql")),

@@ -395,6 +395,18 @@ class Job(_Model):
                                                       "seconds or 36h/7d")
     drill: DrillConfig | None = Field(None, description="restore drill settings")
     excludes: list[str] = Field(default_factory=list, description="exclude patterns for paths")
+    iexcludes: list[str] = Field(default_factory=list, description="exclude patterns for "
+                                 "paths, ignoring case (restic --iexclude)")
+    exclude_caches: bool = Field(False, description="leave out the contents of directories "
+                                 "holding a valid CACHEDIR.TAG (restic --exclude-caches)")
+    exclude_if_present: list[str] = Field(
+        default_factory=list, description="leave out the contents of directories holding "
+        "this file, 'NAME' or 'NAME:HEADER' (restic --exclude-if-present)")
+    exclude_larger_than: str | None = Field(
+        None, description="leave out files larger than this size, e.g. 512K, 100M, 2G "
+        "(restic --exclude-larger-than)")
+    one_file_system: bool = Field(False, description="do not cross file system boundaries "
+                                  "(restic --one-file-system)")
     tags: list[str] = Field(default_factory=list, description="extra snapshot tags")
     copy_to: list[str] = Field(
         default_factory=list, description="repositories (names of 'repositories' entries) "
@@ -409,6 +421,24 @@ class Job(_Model):
     @classmethod
     def _rpo(cls, v: Any) -> float | None:
         return None if v is None else parse_seconds(v)
+
+    @field_validator("exclude_larger_than", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # YAML reads a plain byte count as a number
+        if not isinstance(v, str):
+            raise ValueError("must be a size such as 512K, 100M or 2G")
+        from airflow_backup.archiver.exclude import parse_size
+        return _accepted(parse_size, v) if v else None
+
+    @field_validator("exclude_if_present")
+    @classmethod
+    def _tag_specs(cls, v: list[str]) -> list[str]:
+        from airflow_backup.archiver.exclude import parse_tag_spec
+        return [_accepted(parse_tag_spec, spec) for spec in v]
 
     @field_validator("sources")
     @classmethod

@@ -94,6 +94,10 @@ def store_step(ctx: JobContext, export: ExportOutcome,
     job = ctx.config.jobs[export.job]
     urls = tuple(job.sources[s.position] for s in export.sources)
     request = BackupRequest(paths=export.paths, sources=urls, excludes=tuple(job.excludes),
+                            iexcludes=tuple(job.iexcludes), exclude_caches=job.exclude_caches,
+                            exclude_if_present=tuple(job.exclude_if_present),
+                            exclude_larger_than=job.exclude_larger_than,
+                            one_file_system=job.one_file_system,
                             tags=(job_tag(export.job), *job.tags), job=export.job)
     # Verify and retention use the repository the backup opened: its key is derived once.
     def keep(target: RepositorySpec, repo: Repository) -> None:

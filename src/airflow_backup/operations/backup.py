@@ -20,6 +20,7 @@ from typing import BinaryIO, ClassVar
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions, BackupResult
 from airflow_backup.archiver.events import ArchiveEvents
+from airflow_backup.archiver.exclude import Exclusions, parse_size, parse_tag_spec
 from airflow_backup.archiver.warm import MetadataWarmer
 from airflow_backup.errors import ConfigError
 from airflow_backup.jsontypes import JSONObject
@@ -60,12 +61,23 @@ class StreamInput:
 class BackupRequest:
     """What to back up and how to label it. Exactly one of ``paths``, ``sources`` (data-source
     URLs) or ``stream`` may be combined as the front end allows; paths and sources together
-    give one snapshot for the paths and one per source."""
+    give one snapshot for the paths and one per source.
+
+    The exclusion settings apply to ``paths`` as restic's backup flags of the same names
+    (:mod:`airflow_backup.archiver.exclude`): ``excludes`` and ``iexcludes`` (patterns,
+    the second case-insensitive), ``exclude_caches``, ``exclude_if_present``
+    (``NAME[:HEADER]``), ``exclude_larger_than`` (a size such as ``512``, ``100K``,
+    ``2M``, ``1G``, ``4T``; empty or None: no limit) and ``one_file_system``."""
 
     paths: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     stream: StreamInput | None = None
     excludes: tuple[str, ...] = ()
+    iexcludes: tuple[str, ...] = ()
+    exclude_caches: bool = False
+    exclude_if_present: tuple[str, ...] = ()
+    exclude_larger_than: str | None = None
+    one_file_system: bool = False
     tags: tuple[str, ...] = ()
     hostname: str | None = None
     time: datetime | None = None
@@ -80,6 +92,14 @@ class BackupRequest:
                               "stream")
         if self.stream is not None and (self.paths or self.sources):
             raise ConfigError("a stream is backed up on its own, without paths or sources")
+        for spec in self.exclude_if_present:
+            parse_tag_spec(spec)
+        self.size_limit()
+
+    def size_limit(self) -> int | None:
+        """Return ``exclude_larger_than`` in bytes (None: no limit). Raise ConfigError if
+        it is not a size."""
+        return parse_size(self.exclude_larger_than) if self.exclude_larger_than else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +215,13 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
                           "read twice")
     started = time.monotonic()
     unreadable: list[tuple[str, str]] = []
-    warmer = MetadataWarmer(list(request.paths), list(request.excludes))
+    base = BackupOptions(
+        paths=list(request.paths), excludes=list(request.excludes),
+        iexcludes=list(request.iexcludes), exclude_if_present=list(request.exclude_if_present),
+        exclude_caches=request.exclude_caches, exclude_larger_than=request.size_limit(),
+        one_file_system=request.one_file_system, hostname=request.hostname,
+        time=request.time, force=request.force, with_atime=request.with_atime)
+    warmer = MetadataWarmer(base.paths, exclusions=Exclusions.of(base))
 
     def opener(target: RepositorySpec) -> Repository:
         if target is spec:
@@ -214,12 +240,11 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
         if attempt.degraded:
             meta["degraded"] = {"primary": attempt.primary.location,
                                 "reasons": list(attempt.failures)}
-        options = BackupOptions(
-            paths=list(request.paths), excludes=list(request.excludes), tags=tags,
-            hostname=request.hostname, time=request.time, metadata=meta,
+        options = replace(
+            base, tags=tags, metadata=meta,
             # A parent names a snapshot of the primary; a fallback picks its own.
-            parent=None if attempt.degraded else request.parent, force=request.force,
-            with_atime=request.with_atime, dir_cache=attempt.spec.cache.directory_cache())
+            parent=None if attempt.degraded else request.parent,
+            dir_cache=attempt.spec.cache.directory_cache())
         archiver = Archiver(repo, events, warmed=None if attempt.degraded else warmer)
         out: list[StoredSnapshot] = []
         unreadable.clear()

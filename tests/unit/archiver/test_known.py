@@ -257,3 +257,48 @@ def test_several_targets_a_file_target_and_hard_links(repo: Repository, tree: Pa
     assert trees(with_cache)[0] == trees(first)[0] and trees(with_cache)[1] != trees(first)[1]
     node, _ = find_node(repo, with_cache.snapshot.tree, str(single))
     assert node is not None and node.size == len("changed")
+
+
+#: Each exclusion option with a value that leaves something out of the ``tree`` fixture
+#: (once it has a cache directory tag in d0 and a .nobackup marker in d1/e0).
+EXCLUSION_OPTIONS: dict[str, dict[str, object]] = {
+    "exclude_caches": {"exclude_caches": True},
+    "exclude_if_present": {"exclude_if_present": [".nobackup"]},
+    "exclude_larger_than": {"exclude_larger_than": 101},
+    "iexcludes": {"iexcludes": ["*/F1.TXT"]},
+    "one_file_system": {"one_file_system": True},  # no mount below: the same files
+}
+
+
+@pytest.mark.parametrize("option", list(EXCLUSION_OPTIONS))
+def test_other_exclusion_options_never_take_trees_remembered_under_others(
+        repo: Repository, tree: Path, tmp_path: Path, option: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup with other exclusion options than the last one gives the tree of a fresh
+    backup with those options; each option set remembers its directories in a file of its
+    own (the cache's scope holds every exclusion rule), so neither spoils the other's."""
+    (tree / "d0" / "CACHEDIR.TAG").write_bytes(
+        b"Signature: 8a477f597d28d172789f06886806bc55")
+    (tree / "d1" / "e0" / ".nobackup").touch()
+    kw = EXCLUSION_OPTIONS[option]
+    cache = tmp_path / "cache"
+    dirs = cache / repo.config.id / "dirs"
+    plain = _backup(repo, tree, cache)
+    assert _subtree(repo, _backup(repo, tree, cache), tree) == _subtree(repo, plain, tree)
+
+    flagged = _backup(repo, tree, cache, **kw)
+    fresh = _backup(repo, tree, None, force=True, **kw)
+    assert _subtree(repo, flagged, tree) == _subtree(repo, fresh, tree)
+    assert flagged.stats.total_files_processed == fresh.stats.total_files_processed
+    assert flagged.stats.total_bytes_processed == fresh.stats.total_bytes_processed
+    if option != "one_file_system":
+        assert _subtree(repo, flagged, tree) != _subtree(repo, plain, tree)
+    assert len(list(dirs.iterdir())) == 2, "one remembered-directories file per option set"
+
+    # Back and forth: each option set finds its own remembered trees again.
+    again = _backup(repo, tree, cache)
+    assert _subtree(repo, again, tree) == _subtree(repo, plain, tree)
+    loads = _count_tree_loads(monkeypatch)
+    flagged_again = _backup(repo, tree, cache, **kw)
+    assert _subtree(repo, flagged_again, tree) == _subtree(repo, flagged, tree)
+    assert len(loads) <= len(tree.parts), "the option set's own trees were reused"

@@ -8,9 +8,11 @@ excludes its contents).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from airflow_backup.archiver.patterns import PatternSet
+from airflow_backup.archiver.patterns import PatternSet, go_lower
 
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), [
@@ -141,3 +143,39 @@ def test_negated_patterns_unmatch_in_order_and_patterns_are_cleaned() -> None:
     includes = PatternSet(["/data/**", "!/data/skip"])
     assert includes.may_match_below("/data") and not includes.may_match_below("/data/skip")
     assert not PatternSet(["!/data"]).matches("/data")  # a negation alone matches nothing
+
+
+@pytest.mark.parametrize(("pattern", "path", "expected"), [
+    # Go's filepath.Match works on runes (restic 0.14 excludes café with 'caf?').
+    ("*/caf?", "/t/café", True),
+    ("*/caf?", "/t/caféé", False),
+    ("*/caf[^e]", "/t/café", True),
+    ("*/caf[à-ê]é", "/t/caféé", True),
+    ("*/caf[é]", "/t/cafe", False),
+    ("*/x?y", b"/t/x\xffy", True),                # an invalid byte is one rune
+    ("*/x??y", b"/t/x\xff\xfey", True),
+])
+def test_classes_and_question_marks_match_characters_like_go(
+        pattern: str, path: str | bytes, expected: bool) -> None:
+    assert PatternSet([pattern]).matches(path) is expected
+
+
+@pytest.mark.parametrize(("pattern", "path", "expected"), [
+    ("*.TXT", "/d/file.txt", True),
+    ("*.txt", "/d/FILE.TXT", True),
+    ("/HOME/*/Docs", "/home/u/docs/a", True),
+    ("*/[A-Z]ile.txt", "/d/File.TXT", True),     # the class is lower-cased too, as by Go
+    ("*/ix", "/d/İx", True),                     # Go: İ → i (Python's lower: i̇)
+    ("*/ας", "/d/ΑΣ", False),                    # Go: Σ → σ, never the final ς
+    ("*/ασ", "/d/ΑΣ", True),
+    ("*/bad?name", b"/d/BAD\xffNAME", True),     # an invalid byte becomes U+FFFD
+    ("*/bad\ufffdname", b"/d/bad\xffname", True),
+])
+def test_fold_case_lower_cases_like_go(pattern: str, path: str | bytes, expected: bool) -> None:
+    assert PatternSet([pattern], fold_case=True).matches(path) is expected
+
+
+def test_fold_case_keeps_negation_and_go_lower() -> None:
+    ps = PatternSet(["/data/*", "!/DATA/Keep"], fold_case=True)
+    assert ps.matches("/Data/x") and not ps.matches("/data/KEEP/y")
+    assert go_lower("ÀB" + os.fsdecode(b"\xff")) == "àb\ufffd"

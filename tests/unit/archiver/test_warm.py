@@ -61,16 +61,17 @@ def test_leaving_the_block_stops_the_walk_and_joins_the_thread(tmp_path: Path) -
             (d / f"f{j}").touch()
     reached = threading.Event()
     warmer = MetadataWarmer([str(tmp_path)], ["no-such-name"])
-    real_matches = warmer._excludes.matches
+    real_rejects = warmer.exclusions.rejects_name
 
-    def first_entry_waits_for_the_stop(path: bytes | str) -> bool:
+    def first_entry_waits_for_the_stop(path: bytes, name: bytes,
+                                       tags: frozenset[bytes]) -> bool:
         # The first entry holds the walk until the block has been left.
         if not reached.is_set():
             reached.set()
             assert warmer._stop.wait(30)
-        return real_matches(path)
+        return real_rejects(path, name, tags)
 
-    warmer._excludes.matches = first_entry_waits_for_the_stop  # type: ignore[method-assign]
+    warmer.exclusions.rejects_name = first_entry_waits_for_the_stop  # type: ignore[method-assign]
     with warmer:
         assert reached.wait(30)
     assert "warm-metadata" not in {t.name for t in threading.enumerate()}

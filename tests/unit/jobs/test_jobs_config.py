@@ -57,6 +57,10 @@ MALFORMED = [
      "jobs.nightly.notifications.on.0: must be one of"),
     ("repositories.spare.password_file", _DELETE,
      "repositories.spare: give exactly one of password_file"),
+    ("jobs.nightly.exclude_larger_than", "1.5K",
+     "jobs.nightly.exclude_larger_than: invalid size '1.5K'"),
+    ("jobs.nightly.exclude_if_present", [":HEADER"],
+     "jobs.nightly.exclude_if_present: no name for exclusion tagfile"),
 ]
 
 
@@ -68,6 +72,18 @@ def test_malformed_config_names_the_field(path: str, value: object, expected: st
     assert info.value.exit_code == EXIT_CONFIG == 2
     assert len(info.value.problems) == 1, info.value.problems
     assert info.value.problems[0].startswith(expected), info.value.problems
+
+
+def test_exclusion_settings_load_as_given() -> None:
+    data = _with("jobs.nightly.exclude_larger_than", 1024)  # YAML reads a bare number
+    data["jobs"]["nightly"].update(  # type: ignore[index]
+        exclude_caches=True, exclude_if_present=[".nobackup", "TAG:Header: x"],
+        iexcludes=["*.TMP"], one_file_system=True)
+    job = parse_config(data, env={}).jobs["nightly"]
+    assert (job.exclude_larger_than, job.exclude_caches, job.exclude_if_present,
+            job.iexcludes, job.one_file_system) == (
+        "1024", True, [".nobackup", "TAG:Header: x"], ["*.TMP"], True)
+    assert parse_config(GOOD, env={}).jobs["nightly"].exclude_larger_than is None
 
 
 def test_good_config_loads_with_parsed_durations() -> None:
@@ -120,6 +136,14 @@ def test_the_example_in_docs_jobs_md_validates(tmp_path: Path) -> None:
     assert set(cfg.jobs) == {"metadata-db", "dags"}
     assert cfg.jobs["dags"].sources[1] == "/opt/airflow/plugins"
     assert cfg.repositories["primary"].fallbacks == ["nfs"]
+
+
+def test_the_exclusion_example_in_docs_jobs_md_validates(tmp_path: Path) -> None:
+    section = (ROOT / "docs/jobs.md").read_text().split("## Excluding files", 1)[1]
+    (tmp_path / "jobs.yaml").write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    job = load_config(tmp_path / "jobs.yaml", env={}).jobs["airflow-home"]
+    assert job.exclude_caches and job.one_file_system and job.exclude_larger_than == "500M"
+    assert job.exclude_if_present == [".nobackup", "BACKUP.SKIP:skip this directory"]
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [

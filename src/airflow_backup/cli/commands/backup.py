@@ -36,6 +36,23 @@ def register(sub: Any) -> None:
                    help="exclude paths matching PATTERN (repeatable)")
     p.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
                    help="read exclude patterns from FILE, one per line")
+    p.add_argument("--iexclude", action="append", default=[], metavar="PATTERN",
+                   help="as --exclude, but ignoring case (repeatable)")
+    p.add_argument("--iexclude-file", action="append", default=[], metavar="FILE",
+                   help="as --exclude-file, but ignoring case")
+    p.add_argument("--exclude-caches", action="store_true",
+                   help="leave out the contents of directories holding a valid CACHEDIR.TAG "
+                        "(the directory and the tag file are kept)")
+    p.add_argument("--exclude-if-present", action="append", default=[],
+                   metavar="FILENAME[:HEADER]",
+                   help="leave out the contents of directories holding FILENAME (that starts "
+                        "with HEADER, if given); the directory and FILENAME are kept "
+                        "(repeatable)")
+    p.add_argument("--exclude-larger-than", default="", metavar="SIZE",
+                   help="leave out files larger than SIZE (bytes, or with a unit: 512K, "
+                        "100M, 2G, 1T)")
+    p.add_argument("-x", "--one-file-system", action="store_true",
+                   help="do not cross file system boundaries (mount points are kept, empty)")
     p.add_argument("--files-from", action="append", default=[], metavar="FILE",
                    help="read the paths to back up from FILE, one per line ('#' comments, "
                         "glob patterns expanded; repeatable)")
@@ -98,6 +115,9 @@ class _Progress(ArchiveEvents):
             self.out.info(f"[{stats.total_files_processed} files, "
                           f"{human_size(stats.total_bytes_processed)}] {path}")
 
+    def warning(self, message: str) -> None:
+        self.out.warn(message)  # as restic: the same text on stderr, also with --json
+
     def item_error(self, path: str, message: str) -> None:
         if self.out.json_mode:
             self.out.json({"message_type": "error", "error": {"message": message},
@@ -120,16 +140,18 @@ def expand_pattern_line(line: str) -> str:
     return _ENV_REF.sub(sub, line)
 
 
-def _excludes(args: argparse.Namespace) -> list[str]:
-    excludes = list(args.exclude)
-    for path in args.exclude_file:
+def _patterns(patterns: list[str], files: list[str]) -> list[str]:
+    """Return ``patterns`` and those of the exclude ``files`` (blank lines and ``#``
+    comments skipped, ``$VAR`` expanded, as restic reads them)."""
+    out = list(patterns)
+    for path in files:
         try:
             with open(path, encoding="utf-8") as f:
-                excludes += [expand_pattern_line(ln.strip()) for ln in f
-                             if ln.strip() and not ln.lstrip().startswith("#")]
+                out += [expand_pattern_line(ln.strip()) for ln in f
+                        if ln.strip() and not ln.lstrip().startswith("#")]
         except OSError as exc:
             raise ConfigError(f"cannot read exclude file {path}: {exc.strerror}") from None
-    return excludes
+    return out
 
 
 def _command_stream(argv: list[str], filename: str) -> StreamInput:
@@ -219,7 +241,11 @@ def _request(args: argparse.Namespace) -> BackupRequest:
     tags = tuple(t for group in args.tag for t in group.split(",") if t)
     return BackupRequest(
         paths=() if streamed or urls else tuple(args.paths), sources=tuple(urls),
-        stream=stream, excludes=tuple(_excludes(args)), tags=tags,
+        stream=stream, excludes=tuple(_patterns(args.exclude, args.exclude_file)),
+        iexcludes=tuple(_patterns(args.iexclude, args.iexclude_file)),
+        exclude_caches=args.exclude_caches, exclude_if_present=tuple(args.exclude_if_present),
+        exclude_larger_than=args.exclude_larger_than or None,
+        one_file_system=args.one_file_system, tags=tags,
         hostname=args.host or None, time=snapshot_time(args.time) if args.time else None,
         parent=args.parent or None, force=args.force, with_atime=args.with_atime)
 
