@@ -330,3 +330,43 @@ def _snapshot_handle(snapshot_id: str) -> Any:
     from airflow_backup.storage.base import FileType, Handle
 
     return Handle(FileType.SNAPSHOT, snapshot_id)
+
+
+def _forbidden(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a probe must not read, count, lock or dump the data")
+
+
+#: What reads a source's data (counts, checksums, locks, dumps, listings, exports): the
+#: store step's describe and export, never the export step's probe.
+_READS_DATA = ("airflow_backup.sources.postgres.pg_table_stats",
+               "airflow_backup.sources.mysql.MySQLSource.table_stats",
+               "airflow_backup.sources.mysql.MySQLSource._start_dumps",
+               "airflow_backup.sources.sqlite.sqlite_table_stats",
+               "airflow_backup.sources.object_store.ObjectStoreSource._list",
+               "airflow_backup.sources.airflow_metadata.AirflowMetadataSource._export")
+
+
+def test_probe_checks_the_source_without_reading_its_data(
+        case: Case, private_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_backup.sources.registry import open_source
+
+    case.prepare()
+    children_before = set(child_pids())
+    for target in _READS_DATA:
+        monkeypatch.setattr(target, _forbidden)
+    source = open_source(case.url)
+    try:
+        described = source.probe()
+    finally:
+        source.cleanup()
+    assert described, "a probe describes what it found"
+    if case.kind != "table":  # a table export's broken URL names a missing table: checked too
+        broken = open_source(case.broken)
+        with pytest.raises(SourceError) as info:
+            try:
+                broken.probe()
+            finally:
+                broken.cleanup()
+        assert "\n" not in str(info.value)
+    assert leftover_temp(private_tmp) == []
+    assert set(child_pids()) <= children_before

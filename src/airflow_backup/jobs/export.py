@@ -3,8 +3,9 @@ input before anything is stored.
 
 Paths are checked for existence and readability; SQLite files among them pass SQLite's
 ``PRAGMA quick_check`` (a corrupt database would otherwise be backed up silently). Source URLs
-are opened through the sources registry and described (server reachable, tables with row
-counts); a database export itself streams straight into the repository in the store step and
+are opened through the sources registry and probed (tools installed, server reachable,
+credentials accepted: :meth:`~airflow_backup.sources.base.DataSource.probe`, which reads no
+data); a database export itself streams straight into the repository in the store step and
 is read back and validated by its source before its snapshot is committed.
 """
 
@@ -47,13 +48,12 @@ def shown_source(source: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DescribedSource:
-    """A data source of the job as its source described it (no credentials): its position
-    in the job's ``sources``, redacted URL, kind and how many tables it listed."""
+    """A data source of the job as its probe found it (no credentials): its position in the
+    job's ``sources``, redacted URL and kind."""
 
     position: int
     url: str
     kind: str
-    tables: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +72,7 @@ class ExportOutcome(Outcome):
         assert isinstance(sources, list) and isinstance(paths, list)
         return cls(job=str(doc["job"]), paths=tuple(str(p) for p in paths),
                    sources=tuple(DescribedSource(int(str(s["position"])), str(s["url"]),
-                                                 str(s["kind"]), int(str(s.get("tables", 0))))
+                                                 str(s["kind"]))
                                  for s in sources if isinstance(s, dict)))
 
 
@@ -89,10 +89,10 @@ def _describe(url: str, position: int) -> DescribedSource:
 
     source = open_source(url)
     try:
-        described = source.describe()
-        tables = described.get("tables") or {}
-        return DescribedSource(position, source.url.redacted(), source.kind,
-                               len(tables) if isinstance(tables, dict | list) else 0)
+        # A probe, not a description: counts, checksums, locks and dumps are the store
+        # step's (which describes the source once, at the export's snapshot).
+        source.probe()
+        return DescribedSource(position, source.url.redacted(), source.kind)
     finally:
         source.cleanup()
 
@@ -132,6 +132,5 @@ def validate_step(export: ExportOutcome) -> ValidateOutcome:
                 checks.append(f"{c}: SQLite quick_check ok")
         checks.append(f"{path}: readable")
     for described in export.sources:
-        checks.append(f"{described.url}: {described.kind} reachable"
-                      + (f", {described.tables} table(s) described" if described.tables else ""))
+        checks.append(f"{described.url}: {described.kind} reachable")
     return ValidateOutcome(job=export.job, checks=tuple(checks))

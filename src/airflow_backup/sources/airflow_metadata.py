@@ -282,6 +282,21 @@ class AirflowMetadataSource:
 
     # ---- backup --------------------------------------------------------------------------
 
+    def probe(self) -> SourceDescription:
+        """Ask the CLI for its version and database URL, then probe that database; export
+        nothing (no secrets are written to disk)."""
+        info = self._run_all({"version": ["version"],
+                              "conn": ["config", "get-value", "database", "sql_alchemy_conn"]})
+        described: SourceDescription = {"airflow_version": info["version"].splitlines()[-1],
+                                        "home": self._home()}
+        if self.url.param("database", "true").lower() not in ("false", "0", "no"):
+            db = open_parsed(sqlalchemy_to_source_url(info["conn"].splitlines()[-1]))
+            try:
+                described["database"] = {"kind": db.kind, **db.probe()}
+            finally:
+                db.cleanup()
+        return described
+
     def describe(self) -> SourceDescription:
         """Ask the CLI for version, database URL and fernet key; export the logical data."""
         self._tmp = self.res.temp_dir("airflow")

@@ -322,6 +322,14 @@ class DataSource(Protocol):
         so that a bad source fails early."""
         ...
 
+    def probe(self) -> SourceDescription:
+        """Check, cheaply, that the source can be backed up now: its tools are installed,
+        its server answers and accepts the credentials, what the URL names exists. Read no
+        data, count nothing, lock nothing, start no dump; return a short description (e.g.
+        its databases). Raise what :meth:`describe` raises. A job's export step calls this;
+        the store step then describes and exports once."""
+        ...
+
     def export(self, sink: ExportSink, previous: StoredExport | None) -> ExportFacts:
         """Stream the export into ``sink``; return facts to record (sizes, watermarks).
 

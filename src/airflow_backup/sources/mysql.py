@@ -135,14 +135,13 @@ class MySQLSource:
 
     # ---- backup --------------------------------------------------------------------------
 
-    def describe(self) -> SourceDescription:
-        """Check the dump tool and the server, start one dump per database and record the
-        databases and their tables' counts/checksums at the dumps' snapshot."""
-        self._dump = find_tool("mariadb-dump") if _has("mariadb-dump") else find_tool("mysqldump")
-        help_text = subprocess.run([self._dump, "--help"], capture_output=True, text=True,
-                                   check=False).stdout
-        self._history = "--dump-history" in help_text
-        conn = self.connect()
+    @staticmethod
+    def _dump_tool() -> str:
+        return find_tool("mariadb-dump") if _has("mariadb-dump") else find_tool("mysqldump")
+
+    def _server_and_databases(self, conn: Any) -> tuple[str, list[str]]:
+        """The server's version, and the database the URL names (ConfigError-like failure
+        if it does not exist) or every non-system database."""
         with conn.cursor() as cur:
             cur.execute("SELECT VERSION()")
             (server,) = cur.fetchone()
@@ -152,10 +151,26 @@ class MySQLSource:
                 if cur.fetchone() is None:
                     raise classify_failure(f"MySQL at {self.url.redacted()}",
                                            f"Unknown database '{self.url.database}'")
-                self._databases = [self.url.database]
-            else:
-                cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")
-                self._databases = [str(r[0]) for r in cur.fetchall() if r[0] not in _SYSTEM]
+                return str(server), [self.url.database]
+            cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")
+            return str(server), [str(r[0]) for r in cur.fetchall() if r[0] not in _SYSTEM]
+
+    def probe(self) -> SourceDescription:
+        """Check the dump tool and the server (and the database the URL names) without
+        locking, counting or dumping anything."""
+        self._dump_tool()
+        server, databases = self._server_and_databases(self.connect())
+        return {"server_version": server, "databases": databases}
+
+    def describe(self) -> SourceDescription:
+        """Check the dump tool and the server, start one dump per database and record the
+        databases and their tables' counts/checksums at the dumps' snapshot."""
+        self._dump = self._dump_tool()
+        help_text = subprocess.run([self._dump, "--help"], capture_output=True, text=True,
+                                   check=False).stdout
+        self._history = "--dump-history" in help_text
+        conn = self.connect()
+        server, self._databases = self._server_and_databases(conn)
         properties = {db: self._properties(conn, db) for db in self._databases}
         tables_at = self._start_dumps(conn)
         tables = {f"{db}/{t}": v for db in self._databases

@@ -199,6 +199,21 @@ class ObjectStoreSource:
 
     # ---- backup --------------------------------------------------------------------------
 
+    def probe(self) -> SourceDescription:
+        """Ask the store about the bucket once (endpoint, credentials and bucket work);
+        list nothing."""
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.invalidate_cache()
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            raise SourceUnavailable(f"object store {self.url.redacted()}: no such bucket "
+                                    f"{bucket!r}") from None
+        except Exception as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SourceUnavailable(f"object store {self.url.redacted()}: {message}") from None
+        return {"databases": [self.root]}
+
     def describe(self) -> SourceDescription:
         """List the prefix; record how many objects and bytes it holds."""
         self._listing = self._list(self.root)

@@ -250,6 +250,25 @@ class PostgresSource:
 
     # ---- backup --------------------------------------------------------------------------
 
+    def _databases_on(self, conn: Any) -> list[str]:
+        """The database the URL names, else every database that accepts connections."""
+        if self.url.database:
+            return [self.url.database]
+        return [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
+            "ORDER BY 1").fetchall()]
+
+    def probe(self) -> SourceDescription:
+        """Check the tools and the server (connecting to the database the URL names) without
+        reading a table or exporting a snapshot."""
+        for name in ("pg_dump", "pg_restore", *(("pg_dumpall",) if self.url.flag("globals")
+                                                 else ())):
+            find_tool(name)
+        conn = self.connect(self.url.database or "postgres")
+        server = conn.execute("SHOW server_version").fetchone()
+        return {"server_version": server[0] if server else "",
+                "databases": self._databases_on(conn)}
+
     def describe(self) -> SourceDescription:
         """Check tools and server, open one snapshot per database, record counts/checksums."""
         tools = {n: find_tool(n) for n in ("pg_dump", "pg_restore")}
@@ -258,12 +277,7 @@ class PostgresSource:
         self._tools = tools
         first = self.connect(self.url.database or "postgres")
         server = first.execute("SHOW server_version").fetchone()
-        if self.url.database:
-            self._databases = [self.url.database]
-        else:
-            self._databases = [r[0] for r in first.execute(
-                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
-                "ORDER BY 1").fetchall()]
+        self._databases = self._databases_on(first)
         properties = {db: read_properties(first, db) for db in self._databases}
         tables: dict[str, TableStats] = {}
         for db in self._databases:

@@ -92,6 +92,21 @@ class SQLiteSource:
         self.res = Resources()
         self._copy = ""
 
+    def probe(self) -> SourceDescription:
+        """Check that the file is a SQLite database that can be opened read-only (its
+        schema version is read; no table is)."""
+        if not os.path.isfile(self.path):
+            raise SourceUnavailable(f"SQLite database {self.path}: no such file")
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise SourceUnavailable(f"SQLite database {self.path}: {exc}") from None
+        return {"databases": [os.path.basename(self.path)]}
+
     def describe(self) -> SourceDescription:
         """Copy the database with the online backup API; check and count the copy."""
         if not os.path.isfile(self.path):

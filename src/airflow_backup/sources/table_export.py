@@ -97,6 +97,10 @@ class TableExportSource:
 
     # ---- backup --------------------------------------------------------------------------
 
+    def probe(self) -> SourceDescription:
+        """Check the table and its columns (describing a table export reads no rows)."""
+        return self.describe()
+
     def describe(self) -> SourceDescription:
         """Check the table and its watermark column exist; record the server version."""
         if not self.watermark:
