@@ -25,11 +25,13 @@ caller reacts, not by where the error happened::
     │   ├── RepositoryNotFound      no repository at that location
     │   ├── RepositoryLocked        another process holds a conflicting lock
     │   ├── WrongPassword           no key file opens with the given password
-    │   └── IntegrityError          stored bytes do not match their id or MAC
+    │   ├── IntegrityError          stored bytes do not match their id or MAC
+    │   └── WalConflict             a WAL file is already archived with different content
     ├── RestoreError                a restore could not write its target
     │   ├── UnsafePath              a tree names a path that would escape the target
     │   ├── RestoreTargetExists     the target already exists and --clean/--force was not given
-    │   └── RestoreMismatch         the restored data does not match the recorded counts/checksums
+    │   ├── RestoreMismatch         the restored data does not match the recorded counts/checksums
+    │   └── WalMissing              a WAL file asked for is not in the archive (end of WAL)
     └── Interrupted                 the user pressed Ctrl-C
 
 Lower-level exceptions are mapped at the boundary with ``raise X(...) from exc``. The tree is
@@ -80,6 +82,8 @@ __all__ = [
     "TransientStorageError",
     "UnsafePath",
     "ValidationFailed",
+    "WalConflict",
+    "WalMissing",
     "WrongPassword",
     "describe",
     "exit_code_for",
@@ -237,6 +241,12 @@ class IntegrityError(RepositoryError):
     """Stored bytes failed a MAC, hash or structure check. The message names the file."""
 
 
+class WalConflict(RepositoryError):
+    """A WAL file (segment, ``.history``, ``.partial``, ``.backup``) is already archived under
+    this name with different content. Never retried and never overwritten: PostgreSQL must
+    keep the file and a person must look (two clusters archiving into one place?)."""
+
+
 class RestoreError(BackupError):
     """A restore could not write its target."""
 
@@ -252,6 +262,11 @@ class RestoreTargetExists(RestoreError):
 
 class RestoreMismatch(RestoreError):
     """After a restore, row counts or checksums differ from those recorded at backup time."""
+
+
+class WalMissing(RestoreError):
+    """A WAL file asked for by ``restore_command`` is not in the archive. PostgreSQL expects
+    this at the end of the archived WAL and when it probes for timeline history files."""
 
 
 class Interrupted(BackupError):

@@ -22,6 +22,7 @@ from airflow_backup.cli.commands import (
     key,
     list_cmd,
     ls,
+    pg,
     prune,
     repair,
     restore,
@@ -38,6 +39,6 @@ from airflow_backup.cli.commands import (
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
                                   prune, check, repair, stats, tag, copy, unlock, cat,
                                   list_cmd, find, key, config, run, status, drill, runbook,
-                                  version]
+                                  pg, version]
 
 __all__ = ["ALL_COMMANDS"]

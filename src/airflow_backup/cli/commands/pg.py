@@ -1,0 +1,276 @@
+"""``pg``: PostgreSQL point-in-time recovery (engine: :mod:`airflow_backup.pitr`).
+
+- ``pg archive-wal %p``: the ``archive_command``; exit 0 only once the file is stored, also
+  when the same content was archived before; different content under that name is an error.
+- ``pg restore-wal %f %p``: the ``restore_command``; exit 1 when the file is not archived
+  (the end of WAL, or a ``.history`` probe), exit 126 on any other error after retrying, so
+  that recovery aborts instead of ending early at a WAL file it could not fetch.
+- ``pg basebackup --dbname URL``: ``pg_basebackup`` streamed into a snapshot.
+- ``pg restore --target-dir DIR [--target-*]``: base backup + recovery configuration.
+- ``pg list``: the base backups and the archived WAL, as the catalogue sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+from airflow_backup.cli.context import GlobalOptions, open_repository, repository_url
+from airflow_backup.cli.output import Printer
+from airflow_backup.errors import BackupError, ConfigError, WalMissing, first_line
+from airflow_backup.pitr.catalog import PitrCatalog
+from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.cache import resolve_cache_root
+
+__all__ = ["register", "restore_command", "run"]
+
+#: restore_command's exit status for a real failure: above 125, PostgreSQL aborts recovery
+#: (exit 1 would mean "no such file": recovery would end there and promote).
+EXIT_ABORT_RECOVERY = 126
+_FETCH_ATTEMPTS = 3
+
+
+def register(sub: Any) -> None:
+    """Add the ``pg`` parser and its sub-commands."""
+    p = sub.add_parser("pg", help="PostgreSQL point-in-time recovery (WAL archive, base "
+                                  "backups, restore to a time/LSN/xid/restore point)")
+    verbs = p.add_subparsers(dest="pg_command", metavar="PG_COMMAND", required=True)
+    a = verbs.add_parser("archive-wal", help="archive_command: store one WAL file (%%p)")
+    a.add_argument("path", help="the WAL file to archive (%%p)")
+    a.set_defaults(func=_archive_wal)
+    r = verbs.add_parser("restore-wal", help="restore_command: fetch WAL file %%f into %%p")
+    r.add_argument("name", help="the WAL file name (%%f)")
+    r.add_argument("dest", help="where to write it (%%p)")
+    r.set_defaults(func=_restore_wal)
+    b = verbs.add_parser("basebackup", help="take a base backup with pg_basebackup")
+    b.add_argument("--dbname", "-d", required=True, metavar="URL",
+                   help="the server, postgresql://user@host:port (password from "
+                        "AIRFLOW_BACKUP_SOURCE_PASSWORD(_FILE), PGPASSWORD or ~/.pgpass)")
+    b.add_argument("--label", default="airflow-backup", help="backup label")
+    b.add_argument("--tag", action="append", default=[], help="extra snapshot tag")
+    b.add_argument("--host", default=None, help="hostname recorded in the snapshot")
+    b.add_argument("--spread-checkpoint", action="store_true",
+                   help="let the server spread the starting checkpoint (default: fast)")
+    b.set_defaults(func=_basebackup)
+    s = verbs.add_parser("restore", help="restore a base backup and configure recovery")
+    s.add_argument("--target-dir", required=True, metavar="DIR",
+                   help="new or empty directory for the data directory")
+    group = s.add_mutually_exclusive_group()
+    group.add_argument("--target-time", metavar="TIME",
+                       help="recover to this time (e.g. '2025-01-31 12:00:00+00')")
+    group.add_argument("--target-lsn", metavar="LSN", help="recover to this LSN (X/Y)")
+    group.add_argument("--target-xid", metavar="XID", help="recover to this transaction id")
+    group.add_argument("--target-name", metavar="NAME",
+                       help="recover to this pg_create_restore_point() name")
+    group.add_argument("--target-immediate", action="store_true",
+                       help="stop as soon as the base backup is consistent")
+    s.add_argument("--target-action", choices=("pause", "promote", "shutdown"),
+                   default="pause", help="what the server does at the target (default: "
+                                         "pause, as PostgreSQL)")
+    s.add_argument("--target-timeline", default="latest",
+                   help="recovery_target_timeline (default: latest)")
+    s.add_argument("--target-exclusive", action="store_true",
+                   help="stop just before the target instead of just after it")
+    s.add_argument("--backup", default="", metavar="ID",
+                   help="base backup snapshot to use (default: the newest that ended "
+                        "before the target)")
+    s.add_argument("--wal-password-file", default="", metavar="FILE",
+                   help="password file for the server's restore_command (default: the "
+                        "password source of this command; never the password itself)")
+    s.set_defaults(func=_restore)
+    ls = verbs.add_parser("list", help="list base backups and archived WAL")
+    ls.set_defaults(func=_list)
+    # Global options go before the PG_COMMAND: ``airflow-backup -r REPO pg archive-wal %p``.
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """Dispatch to the ``pg`` sub-command (argparse sets ``func`` to it)."""
+    raise ConfigError("missing pg sub-command")  # unreachable: the sub-command is required
+
+
+def _catalog(repo: Repository, gopts: GlobalOptions) -> PitrCatalog:
+    root = None if gopts.no_cache else resolve_cache_root(gopts.cache_dir or None)
+    return PitrCatalog(repo, root)
+
+
+def _archive_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    from airflow_backup.pitr.wal import archive_wal
+
+    started = time.monotonic()
+    repo = open_repository(gopts)
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        done = archive_wal(repo, _catalog(repo, gopts), args.path)
+    seconds = time.monotonic() - started
+    if out.json_mode:
+        out.json({"message_type": "wal_archived", "name": done.name,
+                  "snapshot_id": done.snapshot_id, "size": done.size,
+                  "already_archived": done.already, "seconds": round(seconds, 3)})
+    elif done.already:
+        out.result(f"{done.name}: already archived with the same content "
+                   f"(snapshot {done.snapshot_id[:8]})")
+    else:
+        out.result(f"{done.name}: archived as snapshot {done.snapshot_id[:8]} "
+                   f"in {seconds:.2f}s")
+    return 0
+
+
+def _restore_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    from airflow_backup.pitr.wal import fetch_wal
+
+    delay = 1.0
+    for attempt in range(1, _FETCH_ATTEMPTS + 1):
+        try:
+            repo = open_repository(gopts)
+            with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+                fetch_wal(repo, _catalog(repo, gopts), args.name, args.dest)
+            return 0
+        except WalMissing as exc:
+            out.info(first_line(exc))
+            return 1
+        except (BackupError, OSError) as exc:
+            retry = isinstance(exc, OSError) or exc.retryable
+            if retry and attempt < _FETCH_ATTEMPTS:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            sys.stderr.write(f"Fatal: {args.name}: {first_line(exc)} (recovery aborted "
+                             "rather than ended early)\n")
+            return EXIT_ABORT_RECOVERY
+    return EXIT_ABORT_RECOVERY  # pragma: no cover - the loop always returns
+
+
+def _basebackup(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    from airflow_backup.pitr.basebackup import take_base_backup
+
+    repo = open_repository(gopts)
+    started = time.monotonic()
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        done = take_base_backup(repo, args.dbname, label=args.label, tags=list(args.tag),
+                                hostname=args.host,
+                                fast_checkpoint=not args.spread_checkpoint)
+    catalog = _catalog(repo, gopts)
+    catalog.remember(done.snapshot)
+    catalog.save()
+    m = done.meta
+    if out.json_mode:
+        out.json({"message_type": "basebackup", "snapshot_id": done.snapshot.id,
+                  "size": done.size, "seconds": round(time.monotonic() - started, 3), **m})
+    else:
+        out.result(f"base backup {done.snapshot.id[:8]} saved: {done.size} bytes, "
+                   f"WAL {m['start_lsn']}..{m['stop_lsn']} on timeline {m['timeline']}, "
+                   f"ended {m['stop_time']}")
+    return 0
+
+
+def _self_command() -> list[str]:
+    """Return the argv prefix that runs this program again."""
+    argv0 = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if argv0 and os.path.basename(argv0).startswith("airflow-backup") \
+            and os.access(argv0, os.X_OK):
+        return [argv0]
+    return [sys.executable, "-m", "airflow_backup"]
+
+
+#: The password sources, in the order :func:`~airflow_backup.cli.password.password_source`
+#: reads them after --password-file.
+_PASSWORD_VARS = ("AIRFLOW_BACKUP_PASSWORD_FILE", "AIRFLOW_BACKUP_PASSWORD",
+                  "AIRFLOW_BACKUP_PASSWORD_COMMAND", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD",
+                  "RESTIC_PASSWORD_COMMAND")
+
+
+def restore_command(gopts: GlobalOptions, password_file: str = "") -> tuple[str, str]:
+    """Return (the ``restore_command`` for the restored server, a note on where its password
+    comes from). The password itself is never in it: a password file is named, a password
+    command is passed on, a password from the environment must be in the server's."""
+    env = os.environ
+    parts = [*_self_command(), "-r", repository_url(gopts)]
+    prefix = ""
+    pw_file = password_file or gopts.password_file
+    var = ""
+    if not pw_file:
+        given = [v for v in _PASSWORD_VARS
+                 if (v in env if v.endswith("PASSWORD") else bool(env.get(v)))]
+        if not given:
+            raise ConfigError("cannot tell the restored server where the repository "
+                              "password comes from: use --wal-password-file FILE")
+        var = given[0]
+        if var.endswith("_FILE"):
+            pw_file = env[var]
+    if pw_file:
+        parts += ["--password-file", os.path.abspath(pw_file)]
+        note = f"the server reads the repository password from {os.path.abspath(pw_file)}"
+    elif var.endswith("_COMMAND"):
+        prefix = f"{var}={shlex.quote(env[var])} "
+        note = f"the server runs {var} for the repository password"
+    else:
+        note = (f"start the server with {var} in its environment (restore_command reads "
+                "the password from there)")
+    if gopts.cache_dir:
+        parts += ["--cache-dir", os.path.abspath(gopts.cache_dir)]
+    parts += ["pg", "restore-wal", "%f", "%p"]
+    return prefix + " ".join(p if p in ("%f", "%p") else shlex.quote(p) for p in parts), note
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str]:
+    for kind in ("time", "lsn", "xid", "name"):
+        value = getattr(args, f"target_{kind}")
+        if value:
+            return kind, str(value)
+    return ("immediate", "") if args.target_immediate else ("latest", "")
+
+
+def _restore(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    from airflow_backup.pitr.recovery import RecoveryTarget, restore_base_backup
+
+    kind, value = _target(args)
+    target = RecoveryTarget(kind, value, action=args.target_action,
+                            timeline=args.target_timeline, inclusive=not args.target_exclusive)
+    command, note = restore_command(gopts, args.wal_password_file)
+    repo = open_repository(gopts)
+    started = time.monotonic()
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        done = restore_base_backup(repo, _catalog(repo, gopts), target, args.target_dir,
+                                   command, backup_id=args.backup)
+    seconds = time.monotonic() - started
+    m = done.backup.meta
+    if out.json_mode:
+        out.json({"message_type": "pg_restore", "snapshot_id": done.backup.snapshot_id,
+                  "target_dir": str(done.target_dir), "size": done.size,
+                  "seconds": round(seconds, 3), "settings": list(done.settings),
+                  "password_note": note})
+    else:
+        out.line(f"base backup {done.backup.snapshot_id[:8]} (WAL {m.get('start_lsn')}.."
+                 f"{m.get('stop_lsn')}, ended {m.get('stop_time')}); postgresql.auto.conf:")
+        for line in done.settings:
+            out.line(f"  {line}")
+        out.line(f"note: {note}")
+        out.result(f"restored {done.size} bytes into {done.target_dir} in {seconds:.1f}s; "
+                   "start the server on it to recover (recovery.signal written)")
+    return 0
+
+
+def _list(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    repo = open_repository(gopts)
+    catalog = _catalog(repo, gopts)
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        catalog.refresh()
+    bases = catalog.entries("basebackup")
+    wal = catalog.entries("wal")
+    if out.json_mode:
+        out.json({"message_type": "pitr_catalog",
+                  "base_backups": [{"snapshot_id": b.snapshot_id, **b.meta} for b in bases],
+                  "wal": [{"snapshot_id": w.snapshot_id, **w.meta} for w in wal]})
+        return 0
+    out.table(["ID", "Stop time", "Start LSN", "Stop LSN", "TLI", "Label"],
+              [[b.snapshot_id[:8], str(b.meta.get("stop_time", "")),
+                str(b.meta.get("start_lsn", "")), str(b.meta.get("stop_lsn", "")),
+                str(b.meta.get("timeline", "")), str(b.meta.get("label", ""))] for b in bases])
+    names = sorted(w.name for w in wal)
+    span = f": {names[0]} .. {names[-1]}" if names else ""
+    out.result(f"{len(bases)} base backup(s), {len(names)} archived WAL file(s){span}")
+    return 0

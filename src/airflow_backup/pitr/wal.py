@@ -1,0 +1,134 @@
+"""Archive WAL files into the repository and fetch them back (``archive_command`` and
+``restore_command``).
+
+The contract of ``archive_command`` (PostgreSQL docs, "Setting Up WAL Archiving"):
+:func:`archive_wal` returns only once the file is durable (its snapshot, index and pack
+written, which the storage layer fsyncs); a file already archived under the same name with
+identical content is a success without writing anything (PostgreSQL may archive a file again
+after a crash); different content raises :class:`~airflow_backup.errors.WalConflict` and is
+never overwritten (``.history`` files included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from airflow_backup.archiver.archive import Archiver
+from airflow_backup.archiver.options import BackupOptions
+from airflow_backup.errors import (
+    ConfigError,
+    IntegrityError,
+    SourceMissing,
+    WalConflict,
+    WalMissing,
+)
+from airflow_backup.jsontypes import JSONObject
+from airflow_backup.pitr.catalog import WAL_TAG, PitrCatalog, pitr_metadata
+from airflow_backup.pitr.names import parse_wal_name
+from airflow_backup.repository.repo import Repository
+from airflow_backup.restorer.dump import dump_file
+
+__all__ = ["ArchivedWal", "archive_wal", "fetch_wal"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedWal:
+    """What :func:`archive_wal` did: ``already`` if an identical copy was there."""
+
+    name: str
+    snapshot_id: str
+    size: int
+    already: bool
+
+
+def archive_wal(repo: Repository, catalog: PitrCatalog, path: str | os.PathLike[str], *,
+                hostname: str | None = None) -> ArchivedWal:
+    """Store the WAL file at ``path`` (``%p``) under its base name (see the module doc).
+
+    Raise ConfigError for a name that is not a WAL file, SourceMissing if the file cannot be
+    read, WalConflict if another content is archived under that name, or a storage error.
+    """
+    name = os.path.basename(os.fspath(path))
+    wal = parse_wal_name(name)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SourceMissing(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    catalog.refresh()
+    for entry in catalog.wal(name):
+        sn = repo.load_snapshot(entry.snapshot_id)
+        stored = pitr_metadata(sn) or {}
+        if stored.get("name") != name:
+            raise IntegrityError(f"snapshot {sn.short_id} is not the WAL file {name} the "
+                                 "local PITR cache says it is")
+        if stored.get("sha256") == digest and stored.get("size") == len(data):
+            return ArchivedWal(name, sn.id, len(data), already=True)
+        raise WalConflict(f"{name} is already archived (snapshot {sn.short_id}) with "
+                          "different content; refusing to overwrite it")
+    meta: JSONObject = {"pitr": {"kind": "wal", "name": name, "type": wal.kind,
+                                 "timeline": wal.timeline, "size": len(data),
+                                 "sha256": digest}}
+    options = BackupOptions(tags=[WAL_TAG, f"timeline={wal.timeline_hex}", f"segment={name}"],
+                            hostname=hostname, metadata=meta)
+    result = Archiver(repo).backup_stream(io.BytesIO(data), name, options)
+    catalog.remember(result.snapshot)
+    catalog.save()
+    return ArchivedWal(name, result.snapshot.id, len(data), already=False)
+
+
+class _Hashing:
+    """A binary writer that hashes what it passes on."""
+
+    def __init__(self, out: io.BufferedWriter) -> None:
+        self.out, self.sha = out, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
+              dest: str | os.PathLike[str]) -> int:
+    """Write the archived WAL file ``name`` (``%f``) to ``dest`` (``%p``); return its size.
+
+    The file appears at ``dest`` only complete and verified (temp file, fsync, rename).
+    Raise WalMissing if it is not archived, ConfigError for a bad name, IntegrityError if the
+    stored copy does not match the SHA-256 recorded when it was archived.
+    """
+    parse_wal_name(name)
+    catalog.refresh()
+    entries = catalog.wal(name)
+    if not entries:
+        raise WalMissing(f"{name}: not in the WAL archive")
+    sn = repo.load_snapshot(entries[0].snapshot_id)
+    meta = pitr_metadata(sn) or {}
+    if meta.get("name") != name:
+        raise IntegrityError(f"snapshot {sn.short_id} is not the WAL file {name} the local "
+                             "PITR cache says it is")
+    target = Path(dest)
+    if target.is_dir():
+        raise ConfigError(f"{target}: is a directory (restore-wal takes %f and %p)")
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            hashing = _Hashing(f)
+            size = dump_file(repo, sn, name, cast(BinaryIO, hashing))
+            os.fsync(f.fileno())
+        if hashing.sha.hexdigest() != meta.get("sha256") or size != meta.get("size"):
+            raise IntegrityError(f"{name}: restored content does not match the SHA-256 "
+                                 f"recorded in snapshot {sn.short_id}")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return size
