@@ -1,7 +1,9 @@
 """Back up paths into a snapshot, the way restic lays them out.
 
 The absolute path of every target is kept: backing up ``/srv/data`` gives a root tree holding
-``srv``, holding ``data``. Intermediate directories carry their real metadata.
+``srv``, holding ``data``; a relative target keeps the path as given (``cd /srv && backup
+data`` gives ``/data``; see :mod:`airflow_backup.archiver.targets`). Intermediate directories
+carry their real metadata; the snapshot's ``paths`` are always absolute.
 
 The walk runs in the calling thread: it lists directories in name order, stats entries and
 hands regular files to a :class:`ContentSaver` pool. Directories wait in post-order (children
@@ -36,6 +38,7 @@ from airflow_backup.archiver.nodes import StatLike, node_from_stat, same_file_no
 from airflow_backup.archiver.options import BackupOptions, BackupResult
 from airflow_backup.archiver.parent import NO_PARENT, ParentTree, find_parent, unchanged
 from airflow_backup.archiver.pending import PendingDir, VirtualDir, place, settle
+from airflow_backup.archiver.targets import Target, resolve_targets, snapshot_paths
 from airflow_backup.archiver.warm import MetadataWarmer, read_listing
 from airflow_backup.errors import ConfigError
 from airflow_backup.jsontypes import JSONObject
@@ -85,15 +88,23 @@ class Archiver:
         skipped and recorded."""
         if not options.paths:
             raise ConfigError("nothing to back up: give at least one path")
-        targets = sorted({os.fsencode(os.path.abspath(p)) for p in options.paths})
-        if b"/" in targets:
-            targets = [b"/"]
-        missing = [t for t in targets if not os.path.lexists(t)]
+        paths = snapshot_paths(list(options.paths))
+        if "/" in paths:
+            paths = ["/"]
+            targets = [Target(b"/", (), b"/")]
+        else:
+            try:
+                targets = resolve_targets(list(options.paths))
+            except OSError as exc:  # "." or ".." that cannot be listed
+                raise ConfigError(f"{exc.filename}: {exc.strerror or exc}") from exc
+        if not targets:  # "." of an empty directory
+            raise ConfigError(f"{paths[0]}: the directory is empty, nothing to back up")
+        missing = [t for t in targets if not os.path.lexists(t.real)]
         if len(missing) == len(targets):
-            raise ConfigError(f"{os.fsdecode(missing[0])}: no such file or directory")
+            raise ConfigError(f"{os.fsdecode(missing[0].real)}: no such file or directory")
         targets = [t for t in targets if t not in missing]
         for t in missing:
-            self._error(t, FileNotFoundError(errno.ENOENT, "no such file or directory"))
+            self._error(t.real, FileNotFoundError(errno.ENOENT, "no such file or directory"))
         self._exclusions = Exclusions.of(options, warn=self.events.warning)
         if self._warmed is not None and self._warmed.exclusions.key != self._exclusions.key:
             self._warmed.forget()  # its listings were read under other rules
@@ -101,7 +112,6 @@ class Archiver:
         self._with_atime = options.with_atime
         start = datetime.now(UTC).astimezone()
         self.repo.load_index()
-        paths = [os.fsdecode(t) for t in targets]
         parent = self._parent(options, paths)
         if parent is None and self._warmed is not None:
             # Every file is read anyway: the listings would save little time and hold memory

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from airflow_backup.archiver.content import ContentResult, SmallFile
 from airflow_backup.archiver.known import Walked
 from airflow_backup.archiver.parent import ParentTree
+from airflow_backup.archiver.targets import Target
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.repository.tree import Node
 
@@ -20,6 +21,7 @@ class VirtualDir:
     def __init__(self, path: bytes) -> None:
         self.path = path
         self.children: dict[bytes, VirtualDir | bytes] = {}
+        self.bases: dict[bytes, bytes] = {}  # (the root's) top-level name -> its directory
 
 
 # A kept parent node is its JSON object; see ParentTree.
@@ -63,21 +65,33 @@ class PendingDir:
         return True
 
 
-def place(root: VirtualDir, target: bytes) -> None:
-    """Add backup target ``target`` (an absolute path) below ``root``, with the virtual
-    directories on the way; a target inside another target adds nothing, and ``/`` makes
-    ``root`` itself the target."""
-    parts = [p for p in target.split(b"/") if p]
+def place(root: VirtualDir, target: bytes | Target) -> None:
+    """Add backup target ``target`` below ``root``, with the virtual directories on the way
+    (an absolute path, or a :class:`~airflow_backup.archiver.targets.Target` whose ``parts``
+    say where it goes in the snapshot); a target inside another target adds nothing, and
+    ``/`` makes ``root`` itself the target. A top-level name already taken by a target from
+    another directory gets restic's suffix: ``data``, ``data-1``, ``data-2``."""
+    if isinstance(target, bytes):
+        target = Target(target, tuple(p for p in target.split(b"/") if p), b"/")
+    parts = list(target.parts)
+    if not parts:
+        root.children = {}
+        return
+    name, i = parts[0], 0
+    while name in root.children and root.bases.get(name, target.base) != target.base:
+        i += 1
+        name = parts[0] + b"-%d" % i
+    root.bases[name] = target.base
+    base = target.base.rstrip(b"/")
+    parts[0] = name
     cur = root
     for i, part in enumerate(parts[:-1]):
         nxt = cur.children.get(part)
         if isinstance(nxt, bytes):
             return  # a parent directory is itself a target and includes this one
         if nxt is None:
-            nxt = VirtualDir(b"/" + b"/".join(parts[: i + 1]))
+            real = [target.parts[0], *parts[1 : i + 1]]
+            nxt = VirtualDir(base + b"/" + b"/".join(real))
             cur.children[part] = nxt
         cur = nxt
-    if parts:
-        cur.children[parts[-1]] = target
-    else:
-        root.children = {}
+    cur.children[parts[-1]] = target.real

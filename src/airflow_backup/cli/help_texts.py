@@ -44,6 +44,9 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
                 "select files, --as-of picks the newest snapshot at or before a time.",
                 ("airflow-backup -r /srv/backup restore latest --target /tmp/restore",
                  "airflow-backup -r /srv/backup restore latest --target /tmp/r --include /etc",
+                 "airflow-backup -r /srv/backup restore latest:/srv/data --target /srv/data "
+                 "--overwrite if-changed --delete --dry-run -vv",
+                 "airflow-backup -r /srv/backup restore latest --target /tmp/r --sparse --json",
                  "airflow-backup -r /srv/backup restore latest --tag sales "
                  "--target postgresql://backup@db:5432/sales_copy")),
     "dump": ("Print one file of a snapshot to standard output (a directory as a tar stream).",
@@ -122,6 +125,18 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "runbook": ("Write a Markdown recovery runbook per job: the exact commands, with "
                 "airflow-backup and with plain restic, to bring each source back.",
                 ("airflow-backup runbook jobs.yaml --output RUNBOOK.md",)),
+    "pg": ("PostgreSQL point-in-time recovery: archive WAL from archive_command "
+           "(archive-wal %p), fetch it from restore_command (restore-wal %f %p), take base "
+           "backups with pg_basebackup (basebackup), restore one and configure recovery to a "
+           "time, LSN, xid or restore point (restore), list what is there (list). "
+           "See docs/pitr.md.",
+           ("airflow-backup -r /srv/backup pg archive-wal pg_wal/000000010000000000000001",
+            "airflow-backup -r /srv/backup pg restore-wal 000000010000000000000001 "
+            "pg_wal/RECOVERYXLOG",
+            "airflow-backup -r /srv/backup pg basebackup --dbname postgresql://postgres@db:5432",
+            "airflow-backup -r /srv/backup pg restore --target-dir /srv/pg-restored "
+            "--target-time '2025-01-31 12:00:00+00' --target-action promote",
+            "airflow-backup -r /srv/backup pg list")),
     "version": ("Print the version of airflow-backup and of the repository format it writes.",
                 ("airflow-backup version",)),
 }

@@ -9,6 +9,7 @@ A source restore compares row counts and checksums with those recorded at backup
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from airflow_backup.operations.outcome import Outcome, Status
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import SnapshotFilter, resolve_snapshot
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.restorer.restore import RestoreOptions, Restorer
+from airflow_backup.restorer.restore import RestoreOptions, Restorer, RestoreStats
 
 __all__ = ["OnExisting", "RestoreOutcome", "RestoreRequest", "TableCheck", "restore"]
 
@@ -56,10 +57,19 @@ class RestoreRequest:
     on_existing: OnExisting = OnExisting.FAIL
     database: str = ""
     verify: bool = False
+    # restic's restore flags (a directory restore): --dry-run, --overwrite, --delete, --sparse
+    dry_run: bool = False
+    overwrite: str = "always"
+    delete: bool = False
+    sparse: bool = False
 
     def __post_init__(self) -> None:
         if not self.target:
             raise ConfigError("the restore target must not be empty")
+        if (self.delete and os.path.normpath(self.target) == "/" and not self.includes
+                and not self.excludes):
+            raise ConfigError("'--target / --delete' must be combined with an include or "
+                              "exclude filter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +99,14 @@ class RestoreOutcome(Outcome):
     verified: int = 0
     errors: tuple[tuple[str, str], ...] = ()
     tables: tuple[TableCheck, ...] = ()
+    # restic's restore counters (see RestoreStats): items to restore and their bytes, items
+    # finished, skipped by the overwrite rule, paths deleted
+    total_files: int = 0
+    total_bytes: int = 0
+    files_restored: int = 0
+    files_skipped: int = 0
+    bytes_skipped: int = 0
+    files_deleted: int = 0
     details: JSONObject = field(default_factory=dict)
 
     @property
@@ -98,9 +116,13 @@ class RestoreOutcome(Outcome):
 
 
 def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0,
-            on_selected: Callable[[Snapshot], None] | None = None) -> RestoreOutcome:
+            on_selected: Callable[[Snapshot], None] | None = None,
+            on_item: Callable[[str, str, int, RestoreStats], None] | None = None
+            ) -> RestoreOutcome:
     """Restore per ``request`` under a shared lock (``on_selected`` is told which snapshot
-    was picked before anything is written). A directory restore salvages: what cannot be
+    was picked before anything is written; ``on_item(action, path, size, counters so far)``
+    of each item of a directory restore, restic's actions: restored, updated, unchanged,
+    deleted -- also in a dry run). A directory restore salvages: what cannot be
     restored (lost or damaged data, unsafe names, failed writes or verification) is listed in
     ``errors`` and the status is partial. Raise SnapshotNotFound, ConfigError, RestoreError
     (RestoreTargetExists, RestoreMismatch, …) or a storage error."""
@@ -133,14 +155,27 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
                                         bool(c.checksum),
                                         c.ok) for c in report.checks),
                 details=dict(report.details), duration=time.monotonic() - started)
-        stats = Restorer(repo).restore(sn, RestoreOptions(
+        if request.dry_run and request.verify:
+            raise ConfigError("--dry-run and --verify are mutually exclusive")
+        restorer = Restorer(repo)
+        each_item: Callable[[str, str, int], None] | None = None
+        if on_item is not None:
+            tell = on_item
+
+            def each_item(action: str, path: str, size: int) -> None:
+                tell(action, path, size, restorer.stats)
+
+        stats = restorer.restore(sn, RestoreOptions(
             target=request.target, includes=list(request.includes),
             excludes=list(request.excludes), subpath=subpath or "/", salvage=True,
-            verify=request.verify))
+            verify=request.verify, dry_run=request.dry_run, overwrite=request.overwrite,
+            delete=request.delete, sparse=request.sparse, on_item=each_item))
     return RestoreOutcome(
         snapshot_id=sn.id, snapshot_time=sn.time, target=request.target, files=stats.files,
         dirs=stats.dirs, others=stats.others, bytes=stats.bytes, verified=stats.verified,
-        errors=tuple(stats.errors),
+        errors=tuple(stats.errors), total_files=stats.total, total_bytes=stats.total_bytes,
+        files_restored=stats.restored, files_skipped=stats.skipped,
+        bytes_skipped=stats.bytes_skipped, files_deleted=stats.deleted,
         status=Status.PARTIAL if stats.errors else Status.SUCCESS,
         warnings=tuple(f"{p}: {why}" for p, why in stats.errors[:10]),
         duration=time.monotonic() - started)

@@ -4,7 +4,8 @@ A pack's blobs may belong to many files and a file's blobs to many packs, so the
 first plans (blob → file offsets, grouped by pack), creates every file at its final size
 (sparse), then lets worker threads read packs in parallel. Neighbouring blobs of a pack are
 fetched with one ranged read. Each blob is verified (MAC, then SHA-256) before its bytes are
-written; all-zero blobs are not written at all, which leaves holes in sparse files. Memory is
+written; with ``sparse``, all-zero blobs (and a blob's leading zeros) are not written at all,
+which leaves holes. Memory is
 bounded by one read range (at most a pack), one decrypted and one decompressed blob per
 worker, in buffers each worker reuses.
 
@@ -83,8 +84,12 @@ def _split_small(work: _PackWork) -> tuple[_PackWork, _PackWork]:
 class PackFiller:
     """Collects (file, offset, blob) writes, then performs them pack by pack."""
 
-    def __init__(self, repo: Repository, workers: int | None = None) -> None:
+    def __init__(self, repo: Repository, workers: int | None = None, *,
+                 sparse: bool = False) -> None:
+        """``sparse``: leave holes for all-zero blobs and for the zero bytes a blob starts
+        with (restic's ``--sparse``); otherwise every byte is written, as restic does."""
         self.repo = repo
+        self.sparse = sparse
         self.workers = workers or io_workers(repo.storage)
         self._packs: dict[bytes, _PackWork] = defaultdict(_PackWork)
         self.bytes_written = 0
@@ -283,8 +288,11 @@ class PackFiller:
     def _write(self, plain: bytes | memoryview, targets: list[_Target],
                on_file_done: Callable[[FileJob, int | None], None]) -> None:
         # All zeros (a hole)? The first and last bytes rule out nearly every blob cheaply.
-        zero = (not plain or (plain[0] == 0 and plain[-1] == 0
-                              and bytes(plain).count(0) == len(plain)))
+        zero = self.sparse and (not plain or (plain[0] == 0 and plain[-1] == 0
+                                              and bytes(plain).count(0) == len(plain)))
+        skip = 0  # sparse: the zero bytes it starts with are left as a hole (restic's rule)
+        if self.sparse and not zero and plain[0] == 0:
+            skip = len(plain) - len(bytes(plain).lstrip(b"\0"))
         for t in targets:
             fd: int | None = None
             job = t.job
@@ -293,8 +301,8 @@ class PackFiller:
                     if zero:
                         job.zero_tail = True
                     fd = self._open(job)
-                    view = memoryview(plain)
-                    pos = t.offset
+                    view = memoryview(plain)[skip:]
+                    pos = t.offset + skip
                     while view and not zero:
                         n = os.pwrite(fd, view, pos)
                         view, pos = view[n:], pos + n

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import enum
 import errno
 import hashlib
 import os
+import shutil
 import stat as st
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airflow_backup.archiver.patterns import PatternSet
-from airflow_backup.errors import IntegrityError, NotFound, RestoreError, UnsafePath
+from airflow_backup.errors import ConfigError, IntegrityError, NotFound, RestoreError, UnsafePath
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
@@ -35,7 +38,14 @@ from airflow_backup.repository.tree import Node, posix_mode
 from airflow_backup.restorer.filler import FileJob, PackFiller
 from airflow_backup.restorer.walk import find_node, show_name, unsafe_reason
 
-__all__ = ["RestoreOptions", "RestoreStats", "Restorer"]
+__all__ = ["NO_SIZE", "OVERWRITE_MODES", "RestoreOptions", "RestoreStats", "Restorer"]
+
+#: The size ``on_item`` is given for a directory, link or other node without content, and
+#: for a deleted path (restic prints no size for those).
+NO_SIZE = -1
+
+#: restic's ``--overwrite`` values; "always" is restic's default.
+OVERWRITE_MODES = ("always", "if-changed", "if-newer", "never")
 
 _PENDING, _FRESH, _EXISTING, _FAILED = range(4)
 _TREE, _NODE, _DIR_DONE = range(3)  # kinds of work on the walk's stack
@@ -65,6 +75,18 @@ class RestoreOptions:
     subpath: str = "/"
     salvage: bool = False
     verify: bool = False
+    dry_run: bool = False
+    overwrite: str = "always"
+    delete: bool = False
+    sparse: bool = False
+    on_item: Callable[[str, str, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.overwrite not in OVERWRITE_MODES:
+            raise ConfigError(f"invalid overwrite behavior {self.overwrite!r}, must be one of "
+                              f"({'|'.join(OVERWRITE_MODES)})")
+        if self.dry_run and self.verify:
+            raise ConfigError("--dry-run and --verify are mutually exclusive")
 
 
 @dataclass(slots=True)
@@ -79,6 +101,7 @@ class _Dir:
     snap_path: bytes
     parent: _Dir | None = None
     state: int = _PENDING
+    names: set[bytes] | None = None  # every name in its tree, once loaded (for --delete)
 
 
 @dataclass(slots=True)
@@ -93,6 +116,15 @@ class RestoreStats:
     bytes: int = 0
     verified: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # restic's restore counters (its JSON status and summary): items to restore (files,
+    # directories, other nodes) and their bytes, items finished, skipped by the overwrite
+    # rule (or already up to date), and paths deleted by --delete.
+    total: int = 0
+    total_bytes: int = 0
+    restored: int = 0
+    skipped: int = 0
+    bytes_skipped: int = 0
+    deleted: int = 0
 
 
 def _reason(exc: BaseException) -> str:
@@ -117,13 +149,15 @@ class Restorer:
         self._links: list[tuple[bytes, bytes, bytes]] = []
         self._failed: set[bytes] = set()  # files not written: nothing may be linked to them
         self._dirs: list[tuple[Node, bytes, bytes]] = []
-        self._jobs: dict[int, tuple[Node, bytes]] = {}
+        self._jobs: dict[int, tuple[Node, bytes, str]] = {}
         self._kinds: list[_Kind] = []
         self._includes = PatternSet([])
         self._excludes = PatternSet([])
         self._verify = False
+        self._workers = workers
         self._filler = PackFiller(repo, workers)
         self._lock = threading.Lock()
+        self._options = RestoreOptions(target="")
 
     def restore(self, snapshot: Snapshot, options: RestoreOptions) -> RestoreStats:
         """Restore ``snapshot`` into ``options.target``; return what was written.
@@ -137,37 +171,59 @@ class Restorer:
         written is removed. Storage errors other than a missing pack are raised at once,
         after the incomplete files are removed and the directories' metadata set.
 
-        Include and exclude patterns match the full snapshot path (as ``ls`` prints it), also
-        when restoring ``options.subpath``. A directory only descended into (an include may
-        match below it) is created only if something below it is restored."""
+        ``options.subpath`` (restic's ``SNAPSHOT:SUBFOLDER``) must name a directory: its
+        contents are restored into the target, and include and exclude patterns match paths
+        below it (``/foo`` for ``SUBFOLDER/foo``); without it they match the full snapshot
+        path, as ``ls`` prints it. A directory only descended into (an include may match
+        below it) is created only if something below it is restored.
+
+        ``overwrite`` decides for what exists in the target (restic's ``--overwrite``),
+        ``delete`` removes what the snapshot does not hold (only what the patterns select,
+        never below a directory whose tree could not be read), ``dry_run`` changes nothing
+        and only counts and reports (``on_item(action, path, size)`` with restic's actions:
+        restored, updated, unchanged, deleted)."""
         self.repo.load_index()
+        options = dataclasses.replace(options)  # (a dry run or --delete may change it)
+        self._options = options
         self._includes = PatternSet(options.includes)
         self._excludes = PatternSet(options.excludes)
         self._verify = options.verify
+        self._filler = PackFiller(self.repo, self._workers, sparse=options.sparse)
+        node, root_tree = find_node(self.repo, snapshot.tree, options.subpath)
+        tree: bytes | None = root_tree
+        unsafe = ""
+        if node is not None:
+            # find_node matched these components exactly: this is the node's snapshot path.
+            parts = options.subpath.encode("utf-8", "surrogateescape").split(b"/")
+            path = b"/" + b"/".join(p for p in parts if p)
+            problem = unsafe_reason(node.name)  # ("ID:/.." finds a node named "..")
+            if problem is not None:
+                unsafe, tree = problem, None
+            elif node.type != "dir" or node.subtree is None:
+                raise ConfigError(f"{show_name(path)}: not a directory in the snapshot "
+                                  f"(SNAPSHOT:SUBFOLDER restores a directory's contents)")
+            else:
+                tree = node.subtree
         target = os.fsencode(os.path.abspath(options.target))
-        os.makedirs(target, exist_ok=True)
-        node, tree = find_node(self.repo, snapshot.tree, options.subpath)
+        if not options.dry_run:
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.isdir(target):
+            options.overwrite = "never"  # nothing exists there to compare (restic's note)
         root = _Dir(target, b"/", state=_EXISTING)
         try:
-            if node is None:
-                self._walk([(_TREE, tree, root, b"")])
+            if tree is None:
+                self._error(path, f"refusing unsafe entry: {unsafe}", _Kind.UNSAFE)
             else:
-                # find_node matched these components exactly: this is the node's snapshot
-                # path.
-                parts = options.subpath.encode("utf-8", "surrogateescape").split(b"/")
-                path = b"/" + b"/".join(p for p in parts if p)
-                problem = unsafe_reason(node.name)  # ("ID:/.." finds a node named "..")
-                if problem is None:
-                    self._walk([(_NODE, node, root, path)])
-                else:
-                    self._error(path, f"refusing unsafe entry: {problem}", _Kind.UNSAFE)
-            self._filler.run(self._file_done)
-            self.stats.bytes = self._filler.bytes_written
-            self._make_links()
+                self._walk([(_TREE, tree, root, b"")])
+            if options.delete:
+                self._delete_unexpected(root)
+            if not options.dry_run:
+                self._filler.run(self._file_done)
+                self._make_links()
         finally:
             # Deepest first: a directory's own entries are done before it gets its mode and
             # times -- also when the restore stops early.
-            for dnode, dest, snap_path in self._dirs:
+            for dnode, dest, snap_path in [] if options.dry_run else self._dirs:
                 try:
                     self._set_metadata(dnode, dest)
                 except OSError as exc:
@@ -220,15 +276,18 @@ class Restorer:
             kind, item, parent, snap_path = stack.pop()
             if kind == _TREE:
                 assert isinstance(item, bytes)
-                nodes = self._load_tree(item, snap_path)
+                nodes = self._load_tree(item, snap_path, parent)
                 stack.extend(reversed([(_NODE, n, parent, snap_path + b"/" + n.name)
                                        for n in nodes]))
                 continue
             assert isinstance(item, Node)
             if kind == _DIR_DONE:
                 if parent.state in (_FRESH, _EXISTING):
+                    if self._options.delete:
+                        self._delete_unexpected(parent)
                     self.stats.dirs += 1
                     self._dirs.append((item, parent.dest, snap_path))
+                    self._report("restored", snap_path, NO_SIZE)
                 continue
             if parent.state == _FAILED:  # its error is recorded; nothing below it can be
                 continue
@@ -238,15 +297,19 @@ class Restorer:
                 if item.subtree is not None and d.state != _FAILED:
                     stack.append((_TREE, item.subtree, d, snap_path))
 
-    def _load_tree(self, tree_id: bytes, snap_dir: bytes) -> list[Node]:
+    def _load_tree(self, tree_id: bytes, snap_dir: bytes, d: _Dir) -> list[Node]:
         """Return the nodes of a tree that may be restored, in order: unsafe names and
         second entries of a name are left out and reported (when selected), and so is a tree
-        that cannot be loaded."""
+        that cannot be loaded. ``d.names`` gets every name of the tree (what --delete keeps);
+        an unsafe name turns --delete off, as in restic."""
         try:
             nodes = self.repo.load_tree(tree_id)
         except (IntegrityError, NotFound) as exc:
             self._error(snap_dir, f"the directory's contents are lost: {exc}", _Kind.DAMAGED)
             return []
+        d.names = {n.name for n in nodes}
+        if any(unsafe_reason(n.name) is not None for n in nodes):
+            self._options.delete = False
         out: list[Node] = []
         seen: set[bytes] = set()
         for node in nodes:
@@ -295,6 +358,8 @@ class Restorer:
         if node.type == "dir":
             d = _Dir(dest, snap_path, parent)
             if wanted:
+                with self._lock:
+                    self.stats.total += 1
                 self._ensure(d)
             return d
         # Sockets and irregular files cannot be recreated, as in restic; devices need root.
@@ -307,22 +372,149 @@ class Restorer:
             if node.type == "file":
                 self._plan_file(node, dest, snap_path, parent.state == _FRESH)
                 return None
-            self._clear(dest)
-            if node.type == "symlink":
-                os.symlink(node.linktarget, dest)
-            elif node.type == "fifo":
-                os.mkfifo(dest, 0o600)
-            else:
-                kind = st.S_IFBLK if node.type == "dev" else st.S_IFCHR
-                os.mknod(dest, kind | 0o600, node.device)
+            with self._lock:
+                self.stats.total += 1
+            if self._decide(node, dest, parent.state == _FRESH) == "skip":
+                self._count_skipped(snap_path, node.size or 0)
+                return None
+            if not self._options.dry_run:
+                self._clear(dest)
+                if node.type == "symlink":
+                    os.symlink(node.linktarget, dest)
+                elif node.type == "fifo":
+                    os.mkfifo(dest, 0o600)
+                else:
+                    kind = st.S_IFBLK if node.type == "dev" else st.S_IFCHR
+                    os.mknod(dest, kind | 0o600, node.device)
+                self._set_metadata(node, dest)
             self.stats.others += 1
-            self._set_metadata(node, dest)
+            self._report("restored", snap_path, NO_SIZE)
         except OSError as exc:
             self._error(snap_path, _reason(exc))
         return None
 
+    # ---- overwrite, delete and reporting -------------------------------------------------
+
+    def _report(self, action: str, path: bytes, size: int, *, count: bool = True) -> None:
+        """Count an item as finished (``count``) and tell ``on_item`` (thread-safe)."""
+        with self._lock:
+            if count and action in ("restored", "updated"):
+                self.stats.restored += 1
+            on_item = self._options.on_item
+            if on_item is not None:
+                on_item(action, show_name(path or b"/"), size)
+
+    def _count_skipped(self, snap_path: bytes, size: int) -> None:
+        with self._lock:
+            self.stats.skipped += 1
+            self.stats.bytes_skipped += size
+        self._report("unchanged", snap_path, size)
+
+    def _decide(self, node: Node, dest: bytes, fresh: bool) -> str:
+        """Return what restic's overwrite rule does with ``node`` at ``dest``: "restored"
+        (nothing there, or not a regular file we can compare), "updated" (a file whose
+        content differs), "unchanged" (same content: only its metadata is set) or "skip"
+        (kept as it is: ``never``, or ``if-newer`` and the snapshot's is not newer)."""
+        if fresh:
+            return "restored"
+        try:
+            s = os.lstat(dest)
+        except FileNotFoundError:
+            return "restored"
+        mode = self._options.overwrite
+        if mode == "never":
+            return "skip"
+        if mode == "if-newer":
+            try:
+                newer = parse_ns(node.mtime)[0] > s.st_mtime_ns
+            except ValueError:
+                newer = False
+            if not newer:
+                return "skip"
+        if node.type != "file" or not st.S_ISREG(s.st_mode):
+            return "restored"
+        if s.st_size != (node.size or 0):
+            return "updated"
+        if mode == "if-changed":
+            with contextlib.suppress(ValueError):
+                if parse_ns(node.mtime)[0] == s.st_mtime_ns:
+                    return "unchanged"
+        return "unchanged" if self._same_content(dest, node) else "updated"
+
+    def _same_content(self, dest: bytes, node: Node) -> bool:
+        """Return whether the regular file at ``dest`` holds exactly ``node``'s content."""
+        try:
+            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            offset = 0
+            for blob_id in node.content or []:
+                entry = self.repo.index.lookup(BlobType.DATA, blob_id)
+                if entry is None:
+                    return False
+                length = entry.blob.plain_length
+                data = os.pread(fd, length, offset)
+                while 0 < len(data) < length:
+                    more = os.pread(fd, length - len(data), offset + len(data))
+                    if not more:
+                        break
+                    data += more
+                if len(data) != length or hashlib.sha256(data).digest() != blob_id:
+                    return False
+                offset += length
+            return os.fstat(fd).st_size == offset
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def _delete_unexpected(self, d: _Dir) -> None:
+        """--delete: remove the entries of directory ``d`` that its snapshot tree does not
+        hold and the patterns select (everything below them too), reporting each path
+        removed, deepest first. Nothing is removed where the tree could not be read."""
+        if d.names is None or not self._options.delete:
+            return
+        try:
+            entries = sorted(os.listdir(d.dest))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._error(d.snap_path, f"cannot list the directory for --delete: {_reason(exc)}")
+            return
+        for name in entries:
+            if name in d.names or not self._selected(d.snap_path + b"/" + name, False)[0]:
+                continue
+            path = d.dest + b"/" + name
+            victims = [path]
+            try:
+                if st.S_ISDIR(os.lstat(path).st_mode):
+                    for top, dirs, files in os.walk(path):
+                        victims += [top + b"/" + n for n in sorted(dirs) + sorted(files)]
+                if not self._options.dry_run:
+                    if len(victims) > 1 or st.S_ISDIR(os.lstat(path).st_mode):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+            except OSError as exc:
+                self._error(d.snap_path + b"/" + name, f"could not delete: {_reason(exc)}")
+                continue
+            for victim in reversed(victims):
+                with self._lock:
+                    self.stats.deleted += 1
+                self._report("deleted", victim, NO_SIZE, count=False)
+
     def _make_dir(self, dest: bytes) -> bool:
-        """Create a directory; return False if a real directory was already there."""
+        """Create a directory; return False if a real directory was already there. A dry
+        run creates nothing and returns whether nothing is there."""
+        if self._options.dry_run:
+            try:
+                mode = os.lstat(dest).st_mode
+            except FileNotFoundError:
+                return True
+            if not st.S_ISDIR(mode):
+                raise UnsafePath(f"{show_name(dest)} exists and is not a directory")
+            return False
         try:
             os.mkdir(dest, 0o700)
         except FileExistsError:
@@ -332,25 +524,55 @@ class Restorer:
         return True
 
     def _clear(self, dest: bytes) -> None:
-        """Remove a non-directory left at ``dest`` so that it can be recreated."""
+        """Remove a non-directory left at ``dest`` so that it can be recreated; with
+        --delete also a directory (restic: a non-empty directory where the snapshot has a
+        file)."""
         try:
             if not st.S_ISDIR(os.lstat(dest).st_mode):
                 os.unlink(dest)
+            elif self._options.delete:
+                shutil.rmtree(dest)
         except FileNotFoundError:
             pass
 
     # ---- files ---------------------------------------------------------------------------
 
     def _plan_file(self, node: Node, dest: bytes, snap_path: bytes, fresh: bool) -> None:
+        key = (node.inode, node.device_id)
+        if node.links > 1 and node.inode and key in self._hardlinks:
+            if self._decide(node, dest, fresh) == "skip":
+                self._count_skipped(snap_path, 0)
+                return
+            with self._lock:
+                self.stats.total += 1
+            if self._options.dry_run:
+                self.stats.files += 1
+                self._report("restored", snap_path, NO_SIZE)
+            else:
+                self._links.append((self._hardlinks[key], dest, snap_path))
+            return
+        action = self._decide(node, dest, fresh)
+        size = node.size or 0
+        if action in ("skip", "unchanged"):
+            self._count_skipped(snap_path, size)
+            if node.links > 1 and node.inode:
+                self._hardlinks[key] = dest
+            if action == "unchanged" and not self._options.dry_run:
+                self._set_metadata(node, dest)
+            return
+        with self._lock:
+            self.stats.total += 1
+            self.stats.total_bytes += size
+        if node.links > 1 and node.inode:
+            self._hardlinks[key] = dest
+        if self._options.dry_run:
+            with self._lock:
+                self.stats.files += 1
+                self.stats.bytes += size
+            self._report(action, snap_path, size)
+            return
         if not fresh:
             self._clear(dest)
-        if node.links > 1 and node.inode:
-            key = (node.inode, node.device_id)
-            first = self._hardlinks.get(key)
-            if first is not None:
-                self._links.append((first, dest, snap_path))
-                return
-            self._hardlinks[key] = dest
         job = FileJob(dest)
         try:
             self._filler.add_file(job, node.content or [])
@@ -358,7 +580,7 @@ class Restorer:
             self._failed.add(dest)
             self._error(snap_path, f"its data is lost: {exc}", _Kind.DAMAGED)
             return
-        self._jobs[id(job)] = (node, snap_path)
+        self._jobs[id(job)] = (node, snap_path, action)
         if job.remaining == 0:  # an empty file: nothing will write it, create it now
             try:
                 fd = PackFiller.create(job)
@@ -371,7 +593,7 @@ class Restorer:
                 os.close(fd)
 
     def _file_done(self, job: FileJob, fd: int | None = None) -> None:
-        node, snap_path = self._jobs[id(job)]
+        node, snap_path, action = self._jobs[id(job)]
         if job.failed:  # the filler has removed what it wrote
             with self._lock:
                 self._failed.add(job.dest)
@@ -394,8 +616,10 @@ class Restorer:
             return
         with self._lock:
             self.stats.files += 1
+            self.stats.bytes += job.size
             if self._verify:
                 self.stats.verified += 1
+        self._report(action, snap_path, job.size)
 
     def _check_content(self, job: FileJob, node: Node) -> str | None:
         """Read the restored file back (before its metadata is set: its mode still lets us
@@ -439,6 +663,7 @@ class Restorer:
                 self._clear(dest)
                 os.link(first, dest, follow_symlinks=False)
                 self.stats.files += 1
+                self._report("restored", snap_path, NO_SIZE)
             except OSError as exc:
                 self._error(snap_path, _reason(exc))
 

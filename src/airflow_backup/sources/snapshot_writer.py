@@ -262,8 +262,11 @@ class SnapshotTreeReader:
 
     def extract(self, path: str, local_dir: str) -> None:
         """Restore directory ``path`` as ``local_dir/<its name>``."""
+        # A subpath restore puts the directory's contents into the target (restic >= 0.16's
+        # SNAPSHOT:SUBFOLDER), so the target is the directory itself.
+        path = "/" + path.strip("/")
         Restorer(self.repo).restore(self.snapshot, RestoreOptions(
-            target=local_dir, subpath="/" + path.strip("/")))
+            target=os.path.join(local_dir, os.path.basename(path)), subpath=path))
 
 
 class _Tap:

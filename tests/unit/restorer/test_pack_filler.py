@@ -51,7 +51,8 @@ def test_shared_blobs_sparse_files_and_one_read_per_pack(tmp_path: Path) -> None
     packs = len(list(storage.list(FileType.DATA)))
     storage.pack_reads = 0
     target = tmp_path / "restore"
-    stats = Restorer(repo, workers=3).restore(result.snapshot, RestoreOptions(target=str(target)))
+    stats = Restorer(repo, workers=3).restore(result.snapshot, RestoreOptions(
+        target=str(target), sparse=True))  # restic's --sparse; its default writes every byte
     out = target / src.relative_to("/")
     for i in range(50):
         assert (out / f"copy{i}").read_bytes() == (shared if i % 2 else shared[::-1])
@@ -63,6 +64,11 @@ def test_shared_blobs_sparse_files_and_one_read_per_pack(tmp_path: Path) -> None
     # One read per tree loaded (the root and every directory), plus each data pack read once
     # (its blobs coalesced into one ranged read) although 50 files share them.
     assert storage.pack_reads <= (stats.dirs + 1) + packs
+    dense = tmp_path / "dense"
+    Restorer(repo, workers=3).restore(result.snapshot, RestoreOptions(target=str(dense)))
+    img = dense / src.relative_to("/") / "sparse.img"
+    assert img.read_bytes() == sparse.read_bytes()
+    assert img.stat().st_blocks * 512 >= 24 * 1024 * 1024  # without --sparse: no holes
 
 
 def test_packs_of_small_files_have_their_own_thread_and_all_restore_exactly(

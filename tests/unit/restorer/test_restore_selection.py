@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
+from airflow_backup.errors import ConfigError
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.restorer.restore import RestoreOptions, Restorer
@@ -52,7 +53,10 @@ def test_include_creates_only_what_holds_selected_items(
         assert (out / "docs").stat().st_mtime_ns == (src / "docs").stat().st_mtime_ns
 
 
-def test_patterns_match_full_snapshot_paths_when_restoring_a_sub_path(tmp_path: Path) -> None:
+def test_a_sub_path_restores_its_contents_and_patterns_are_relative_to_it(
+        tmp_path: Path) -> None:
+    """restic >= 0.16's SNAPSHOT:SUBFOLDER (doc/050_restore.rst): the contents of SUBFOLDER
+    go into the target, and --include/--exclude name paths below it (``/secret``)."""
     src = tmp_path / "src"
     repo, sn = _backup(src, {"data/public": b"P", "data/secret": b"S"})
     sub = str(src / "data")
@@ -62,6 +66,11 @@ def test_patterns_match_full_snapshot_paths_when_restoring_a_sub_path(tmp_path: 
         Restorer(repo).restore(sn, RestoreOptions(target=str(target), subpath=sub, **patterns))
         return _found(target)
 
-    assert restore(excludes=[f"{sub}/secret"]) == ["data", "data/public"]
-    assert restore(includes=[f"{sub}/public"]) == ["data", "data/public"]
-    assert restore(excludes=["/data/secret"]) == ["data", "data/public", "data/secret"]
+    assert restore() == ["public", "secret"]
+    assert restore(excludes=["/secret"]) == ["public"]
+    assert restore(includes=["/public"]) == ["public"]
+    assert restore(excludes=[f"{sub}/secret"]) == ["public", "secret"]  # full paths: no match
+    with pytest.raises(ConfigError, match="not a directory"):
+        Restorer(repo).restore(sn, RestoreOptions(target=str(tmp_path / "f"),
+                                                  subpath=f"{sub}/public"))
+    assert not (tmp_path / "f").exists()  # refused before anything is written

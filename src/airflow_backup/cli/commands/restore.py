@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import threading
 import time
 from typing import Any
 
@@ -14,12 +16,30 @@ from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from airflow_backup.operations.restore import RestoreOutcome, RestoreRequest, restore
+from airflow_backup.restorer.restore import NO_SIZE, OVERWRITE_MODES, RestoreStats
 
 EPILOG = """A damaged repository restores as much as it can: every file whose data is intact
 is restored. Each item that is not (its pack missing or damaged, its directory's tree
 unreadable, an unsafe name in the snapshot, a failed write, a --verify mismatch) is named
 on stderr as 'PATH: reason' (with --json: {"message_type":"error","error":{"message":...},
 "during":"restore","item":PATH}); a file that could not be fully written is removed.
+
+restic's restore flags: --dry-run changes nothing and reports what a restore would do (with
+-vv each item: 'restored', 'updated', 'unchanged' or 'deleted', as restic prints them; with
+--json and -vv as verbose_status lines); --overwrite always|if-changed|if-newer|never decides
+for files already in the target (default always: a file whose content already matches is
+left as it is and counted as skipped, any other is rewritten); --delete removes what the
+snapshot does not hold from the restored directories (only what --include/--exclude select;
+check with --dry-run -vv first); --sparse leaves holes for runs of zeros. SNAPSHOT:SUBFOLDER
+restores the contents of SUBFOLDER into the target, and its --include/--exclude patterns are
+relative to SUBFOLDER (/foo for SUBFOLDER/foo), as in restic >= 0.16.
+
+examples:
+  airflow-backup restore latest --target /tmp/restore
+  airflow-backup restore latest:/home/user/work --target /tmp/work --include /foo
+  airflow-backup restore latest --target /srv/data --overwrite if-newer --dry-run -vv
+  airflow-backup restore latest:/srv/data --target /srv/data --delete --dry-run -vv
+  airflow-backup restore latest --target /tmp/restore --sparse --json
 
 exit status: 0 ok, 1 error (the restore could not start, or stopped), 3 partial restore
 (some items were skipped, see stderr), 10 no repository, 11 repository locked, 12 wrong
@@ -31,14 +51,24 @@ def register(sub: Any) -> None:
     p = sub.add_parser("restore", help="restore a snapshot into a directory",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshot", nargs="?", default="",
-                   help="snapshot id prefix or 'latest', optionally ID:SUBPATH to restore only "
-                        "that sub-directory (may be omitted, or 'latest[:SUBPATH]', with "
-                        "--as-of)")
+                   help="snapshot id prefix or 'latest', optionally ID:SUBFOLDER to restore "
+                        "the contents of that directory into the target (may be omitted, or "
+                        "'latest[:SUBFOLDER]', with --as-of)")
     p.add_argument("-t", "--target", required=True, help="directory to restore into")
     p.add_argument("-i", "--include", action="append", default=[], metavar="PATTERN",
                    help="restore only paths matching PATTERN (repeatable)")
     p.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
                    help="do not restore paths matching PATTERN (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="do not write any data, just show what would be done (each item with "
+                        "-vv)")
+    p.add_argument("--overwrite", choices=OVERWRITE_MODES, default="always",
+                   metavar="{" + ",".join(OVERWRITE_MODES) + "}",
+                   help="what to do with files already in the target (default: always)")
+    p.add_argument("--delete", action="store_true",
+                   help="delete files from the target directory if they do not exist in the "
+                        "snapshot; use '--dry-run -vv' to check what would be deleted")
+    p.add_argument("--sparse", action="store_true", help="restore files as sparse")
     p.add_argument("--verify", action="store_true",
                    help="read every restored file back and compare it with the snapshot's "
                         "data; a file that differs is removed and reported (exit status 3)")
@@ -56,31 +86,47 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         if args.verify:
             raise ConfigError("--verify is for a directory restore; a data-source restore "
                               "always compares row counts and checksums")
+        if args.dry_run or args.delete or args.sparse or args.overwrite != "always":
+            raise ConfigError("--dry-run, --overwrite, --delete and --sparse are for a "
+                              "directory restore")
         return restore_into_source(args, gopts, out)
+    if args.dry_run and args.verify:
+        raise ConfigError("--dry-run and --verify are mutually exclusive")
+    if args.include and args.exclude:
+        raise ConfigError("exclude and include patterns are mutually exclusive")
     request = RestoreRequest(target=args.target, snapshot=args.snapshot,
                              filter=filter_from_args(args), as_of=args.as_of or "",
                              includes=tuple(args.include), excludes=tuple(args.exclude),
-                             verify=args.verify)
+                             verify=args.verify, dry_run=args.dry_run,
+                             overwrite=args.overwrite, delete=args.delete, sparse=args.sparse)
     repo = open_repository(gopts)
     started = time.monotonic()
+    items = _ItemReport(out, gopts.verbose, started)
     outcome = restore(repo, request, lock_wait=gopts.retry_lock,
                       on_selected=lambda sn: out.line(
                           f"restoring snapshot {sn.short_id} of {sn.paths} at {sn.time} to "
-                          f"{args.target}"))
+                          f"{args.target}"),
+                      on_item=items)
     elapsed = time.monotonic() - started
     _report_skipped(outcome, out)
     if out.json_mode:
+        # restic's summary (doc/075_scripting.rst), then our own fields.
         summary: dict[str, Any] = {
-            "message_type": "summary", "snapshot_id": outcome.snapshot_id,
-            "files_restored": outcome.files, "dirs_restored": outcome.dirs,
-            "bytes_restored": outcome.bytes, "total_errors": len(outcome.errors),
-            "total_duration": elapsed}
+            "message_type": "summary", "seconds_elapsed": int(elapsed),
+            "total_files": outcome.total_files, "files_restored": outcome.files_restored,
+            "files_skipped": outcome.files_skipped, "files_deleted": outcome.files_deleted,
+            "total_bytes": outcome.total_bytes, "bytes_restored": outcome.bytes,
+            "bytes_skipped": outcome.bytes_skipped, "snapshot_id": outcome.snapshot_id,
+            "dirs_restored": outcome.dirs, "total_errors": len(outcome.errors),
+            "total_duration": elapsed, "dry_run": args.dry_run}
         if args.verify:
             summary["files_verified"] = outcome.verified
         out.json(summary)
     else:
+        out.line(_summary_line(outcome, elapsed))
         out.line(f"restored {outcome.files} files, {outcome.dirs} dirs, {outcome.others} "
-                 f"others, {human_size(outcome.bytes)} in {elapsed:.2f}s")
+                 f"others, {human_size(outcome.bytes)} in {elapsed:.2f}s"
+                 + (" (dry run: nothing was written)" if args.dry_run else ""))
         if args.verify:
             out.line(f"verified {outcome.verified} files")
     if outcome.errors:
@@ -98,3 +144,73 @@ def _report_skipped(outcome: RestoreOutcome, out: Printer) -> None:
                                  "during": "restore", "item": path}))
         else:
             out.warn(f"{path}: {reason}")
+
+
+def format_bytes(n: int) -> str:
+    """Return ``n`` bytes as restic's ui.FormatBytes writes them (``2.812 KiB``)."""
+    for shift, unit in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.3f} {unit}"
+    return f"{n} B"
+
+
+def format_duration(seconds: float) -> str:
+    """Return a duration as restic's ui.FormatDuration writes it (``0:05``, ``1:02:03``)."""
+    sec = int(seconds)
+    hours, rest = divmod(sec, 3600)
+    minutes, sec = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
+def _summary_line(o: RestoreOutcome, elapsed: float) -> str:
+    """restic's text summary of a restore (ui/restore/text.go Finish)."""
+    took = format_duration(elapsed)
+    if o.files_restored == o.total_files and o.bytes == o.total_bytes:
+        line = (f"Summary: Restored {o.total_files} files/dirs ({format_bytes(o.total_bytes)}) "
+                f"in {took}")
+    else:
+        line = (f"Summary: Restored {o.files_restored} / {o.total_files} files/dirs "
+                f"({format_bytes(o.bytes)} / {format_bytes(o.total_bytes)}) in {took}")
+    if o.files_skipped:
+        line += f", skipped {o.files_skipped} files/dirs {format_bytes(o.bytes_skipped)}"
+    if o.files_deleted:
+        line += f", deleted {o.files_deleted} files/dirs"
+    return line
+
+
+class _ItemReport:
+    """Show each restored, updated, unchanged or deleted item as restic does with -vv (text
+    lines, or verbose_status JSON lines), and with --json a restic status line at most once
+    a second (called from the restore's worker threads)."""
+
+    def __init__(self, out: Printer, verbose: int, started: float) -> None:
+        self.out = out
+        self.each = verbose >= 2 and not out.quiet  # restic's --verbose=2 (-vv)
+        self.started = started
+        self.last = started
+        self.lock = threading.Lock()
+
+    def __call__(self, action: str, path: str, size: int, stats: RestoreStats) -> None:
+        with self.lock:
+            if self.each:
+                if self.out.json_mode:
+                    self.out.json({"message_type": "verbose_status", "action": action,
+                                   "item": path, "size": max(size, 0)})
+                elif size == NO_SIZE:
+                    sys.stdout.write(f"{action:<9} {path}\n")
+                else:
+                    sys.stdout.write(f"{action:<9} {path} with size {format_bytes(size)}\n")
+            now = time.monotonic()
+            if self.out.json_mode and now - self.last >= 1.0:
+                self.last = now
+                self.out.json(_status(stats, now - self.started))
+
+
+def _status(stats: RestoreStats, elapsed: float) -> dict[str, Any]:
+    """restic's restore status message (doc/075_scripting.rst)."""
+    return {"message_type": "status", "seconds_elapsed": int(elapsed),
+            "percent_done": stats.bytes / stats.total_bytes if stats.total_bytes else 0.0,
+            "total_files": stats.total, "files_restored": stats.restored,
+            "files_skipped": stats.skipped, "files_deleted": stats.deleted,
+            "total_bytes": stats.total_bytes, "bytes_restored": stats.bytes,
+            "bytes_skipped": stats.bytes_skipped}
