@@ -74,7 +74,7 @@ def test_forget_prune_then_restic_check_read_data_and_exact_restores(
     lines = out.stdout.decode().splitlines()  # type: ignore[attr-defined]
     groups, summary = json.loads(lines[0]), json.loads(lines[-1])
     assert len(groups[0]["keep"]) == 3 and len(groups[0]["remove"]) == 3
-    assert summary["message_type"] == "prune" and summary["packs_to_repack"] > 0
+    assert summary["message_type"] == "summary" and summary["packs_to_repack"] > 0
     after = _pack_bytes(repo)
     print(f"\npack bytes before forget --prune: {before}, after: {after} "
           f"({100 * (before - after) / before:.1f}% smaller)")

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from airflow_backup.repository.gojson import go_text
+
 __all__ = ["Printer", "configure_logging"]
 
 
@@ -41,8 +43,10 @@ class Printer:
         self.verbose = verbose
 
     def json(self, obj: Any) -> None:
-        """Write one JSON document as a line on stdout."""
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        """Write one JSON document as a line on stdout. Text that is not valid UTF-8 (a
+        non-UTF-8 file name) is written as Go's encoder writes it: each invalid byte as
+        U+FFFD, as restic prints such names."""
+        sys.stdout.write(go_text(json.dumps(obj, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
 
     def line(self, text: str = "") -> None:

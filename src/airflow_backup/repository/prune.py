@@ -113,6 +113,12 @@ class PruneStats:
     packs_remove: int = 0
     packs_unreferenced: int = 0
     packs_missing_unneeded: int = 0
+    #: Packs by use, as restic counts them: every blob used, some, none.
+    packs_used: int = 0
+    packs_partly_used: int = 0
+    packs_unused: int = 0
+    #: Bytes of kept packs holding blobs stored uncompressed (restic's "not yet compressed").
+    uncompressed_size: int = 0
 
     @property
     def freed_size(self) -> int:
@@ -130,6 +136,7 @@ class _PackUsage:
     used_size: int = 0
     unused_size: int = 0
     uncompressed_tree: bool = False
+    uncompressed: bool = False
 
 
 @dataclass(slots=True)
@@ -250,6 +257,8 @@ def plan_prune(repo: Repository, options: PruneOptions | None = None, *,
                     st.unused_size += b.length
             if _compress_on_repack(repo, b):
                 u.uncompressed_tree = True
+            if not b.compressed:
+                u.uncompressed = True
         usage[pack_id] = u
 
     small = repo.pack_size * 4 // 5 if options.repack_small else repo.pack_size // 25
@@ -265,6 +274,14 @@ def plan_prune(repo: Repository, options: PruneOptions | None = None, *,
                 plan.missing_unneeded.add(pack_id)
                 st.packs_missing_unneeded += 1
             continue
+        if not u.used_blobs:
+            st.packs_unused += 1
+        elif u.unused_blobs:
+            st.packs_partly_used += 1
+        else:
+            st.packs_used += 1
+        if u.uncompressed and repo.config.version >= 2:
+            st.uncompressed_size += u.size
         if u.used_blobs and stored[name] != u.size:
             raise IntegrityError(f"pack {name}: size {stored[name]} differs from the {u.size} "
                                  "bytes the index implies; run 'repair index' first")
@@ -304,6 +321,8 @@ def plan_prune(repo: Repository, options: PruneOptions | None = None, *,
             st.repack_size += u.size
             st.repack_freed_blobs += u.unused_blobs
             st.repack_freed_size += u.unused_size
+            if u.uncompressed and repo.config.version >= 2:
+                st.uncompressed_size -= u.size
         else:
             plan.keep.add(u.pack)
     st.packs_keep, st.packs_repack = len(plan.keep), len(plan.repack)

@@ -33,15 +33,19 @@ def test_diff_reports_added_removed_modified_type_and_metadata(
     b = backup(mem_repo, {"same": b"s", "changed": b"2", "new/y": b"y", "turns/z": b"z"})
     changes = [(c.modifier, c.path.removeprefix(str(src))) for c in
                diff_snapshots(mem_repo, a, b).changes]
+    # As restic: a type change is one "T" line, its new contents are not listed as added.
     assert changes == [("M", "/changed"), ("-", "/gone/"), ("-", "/gone/x"), ("+", "/new/"),
-                       ("+", "/new/y"), ("T", "/turns/"), ("+", "/turns/z")]
+                       ("+", "/new/y"), ("T", "/turns/")]
     os.chmod(src / "same", 0o600)
     c = backup(mem_repo, {"same": b"s", "changed": b"2", "new/y": b"y", "turns/z": b"z"})
     assert ("U", f"{src}/same") in [(x.modifier, x.path) for x in
                                     diff_snapshots(mem_repo, b, c, metadata=True).changes]
     assert all(x.modifier != "U" for x in diff_snapshots(mem_repo, b, c).changes)
     result = diff_snapshots(mem_repo, a, b)
-    assert result.changed_files == 1 and result.added.files == 2 and result.removed.files == 2
+    assert result.changed_files == 1 and result.added.files == 1 and result.removed.files == 1
+    # restic's blob statistics: added "2" and "y" (a type change's new contents are not
+    # walked), removed "1", "x" and the old file "turns".
+    assert result.added.data_blobs == 2 and result.removed.data_blobs == 3
 
 
 def test_stats_counts_restore_size_and_distinct_data(mem_repo: Repository,

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from airflow_backup.cli.commands.common import snapshot_file_json
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
 from airflow_backup.errors import ConfigError, IntegrityError, first_line
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             out.warn(f"warning: {exc}")
             _print(obj, handle)
             return 0
-        _print(sn.to_json())
+        _print(snapshot_file_json(sn))
         return 0
     if args.type in ("blob", "tree"):
         repo.load_index()

@@ -94,8 +94,17 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
 
 
 def _report_json(report: CheckReport) -> dict[str, Any]:
+    """restic's documented check summary (restic >= 0.17; 0.14 printed text only), with our
+    own report added."""
     return {
-        "message_type": "check_summary", "ok": report.ok, "errors": report.errors,
+        "message_type": "summary", "num_errors": len(report.errors),
+        "broken_packs": sorted(report.damaged_packs),
+        # restic: a pack named by several index files -> "repair index"; a pack no index
+        # names, or one mixing data and tree blobs -> "prune".
+        "suggest_repair_index": any("index files" in h for h in report.hints),
+        "suggest_prune": any("not referenced in any index" in h or "mixes data" in h
+                             for h in report.hints),
+        "ok": report.ok, "errors": report.errors,
         "hints": report.hints, "snapshots": report.snapshots, "packs": report.packs,
         "packs_read": report.packs_read, "damaged_packs": report.damaged_packs,
         "damaged_snapshot_files": report.damaged_snapshot_files,

@@ -13,6 +13,7 @@ __all__ = [
     "add_as_of_arg",
     "add_filter_args",
     "filter_from_args",
+    "snapshot_file_json",
     "snapshot_json",
     "snapshot_rows",
 ]
@@ -65,9 +66,24 @@ def filter_from_args(args: argparse.Namespace) -> SnapshotFilter:
     return SnapshotFilter(hosts=list(args.host), tags=list(args.tag), paths=list(args.path))
 
 
+#: Snapshot fields Go's encoder leaves out when empty or zero (``omitempty`` in restic's
+#: Snapshot struct); restic prints a snapshot through that struct.
+_OMIT_EMPTY = ("hostname", "username", "uid", "gid")
+
+
+def snapshot_file_json(sn: Snapshot) -> dict[str, Any]:
+    """Return a snapshot as restic prints it (``cat snapshot``): its file's fields, those
+    Go leaves out when zero or empty left out."""
+    obj = sn.to_json()
+    for key in _OMIT_EMPTY:
+        if key in obj and not obj[key]:
+            del obj[key]
+    return obj
+
+
 def snapshot_json(sn: Snapshot) -> dict[str, Any]:
     """Return a snapshot as restic's ``snapshots --json`` shows it (with id and short_id)."""
-    obj = sn.to_json()
+    obj = snapshot_file_json(sn)
     obj["id"] = sn.id
     obj["short_id"] = sn.short_id
     return obj

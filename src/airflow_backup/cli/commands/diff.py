@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
 
 
 def _stats_json(s: DiffStats) -> dict[str, int]:
-    return {"files": s.files, "dirs": s.dirs, "others": s.others, "bytes": s.bytes}
+    return {"files": s.files, "dirs": s.dirs, "others": s.others, "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs, "bytes": s.bytes}
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
              f"{result.changed_files:>5} changed")
     out.line(f"Dirs:        {result.added.dirs:>5} new, {result.removed.dirs:>5} removed")
     out.line(f"Others:      {result.added.others:>5} new, {result.removed.others:>5} removed")
-    out.line(f"Added:   {human_size(result.added.bytes)}")
-    out.line(f"Removed: {human_size(result.removed.bytes)}")
+    out.line(f"Data Blobs:  {result.added.data_blobs:>5} new, "
+             f"{result.removed.data_blobs:>5} removed")
+    out.line(f"Tree Blobs:  {result.added.tree_blobs:>5} new, "
+             f"{result.removed.tree_blobs:>5} removed")
+    out.line(f"  Added:   {human_size(result.added.bytes)}")
+    out.line(f"  Removed: {human_size(result.removed.bytes)}")
     return 0

@@ -7,7 +7,6 @@ entries" line per snapshot with hits, then the paths; ``--json``: restic's array
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("-s", "--snapshot", action="append", default=[], metavar="ID",
                    help="only search this snapshot (repeatable; default: all that match "
                         "the filters)")
+    p.add_argument("-R", "--reverse", action="store_true",
+                   help="search the snapshots oldest first (default: youngest first)")
     add_filter_args(p)
     p.set_defaults(func=run)
 
@@ -53,7 +54,8 @@ def _node_json(path: str, node: Node) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    """Walk each selected snapshot (oldest first) and print what matches."""
+    """Walk each selected snapshot (youngest first, as restic; oldest first with
+    ``--reverse``) and print what matches."""
     fold = args.ignore_case
     patterns = PatternSet([p.lower() if fold else p for p in args.patterns])
     repo = open_repository(gopts)
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
         snaps = [s for s in select_snapshots(repo, filter_from_args(args), args.snapshot)
                  if not s.damaged]
+        # restic >= 0.17: youngest first (--reverse: oldest first); restic 0.14 went in
+        # the order the backend listed the snapshot files.
+        snaps.sort(key=lambda s: (s.time_ns, s.id), reverse=not args.reverse)
         for sn in snaps:
             matches = []
             for path, node in walk_tree(repo, sn.tree):
@@ -84,5 +89,5 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             for shown, _ in matches:
                 out.result(shown)
     if out.json_mode:
-        print(json.dumps(results, ensure_ascii=False))
+        out.json(results)
     return 0

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
                    help="snapshot id prefix or 'latest' (may be omitted with --as-of)")
     p.add_argument("dirs", nargs="*", help="only list below these snapshot paths")
     p.add_argument("-l", "--long", action="store_true", help="long listing")
+    p.add_argument("--recursive", action="store_true",
+                   help="with directories: also list what is in their subdirectories "
+                        "(default: the directories and their entries, as restic)")
     add_filter_args(p)
     add_as_of_arg(p)
     p.set_defaults(func=run)
@@ -36,6 +39,25 @@ def register(sub: Any) -> None:
 
 def _show(path: bytes) -> str:
     return os.fsdecode(path)
+
+
+def _has_prefix(prefix: str, path: str) -> bool:
+    return path == prefix or prefix == "/" or path.startswith(prefix + "/")
+
+
+def _listed(path: str, dirs: list[str], recursive: bool) -> bool:
+    """Whether restic's ``ls`` prints ``path`` given directory arguments: it is within one
+    of them and the walk descends into its parent (the parent is within one and
+    ``recursive``, or leads to one)."""
+    if not dirs:
+        return True
+    if not any(_has_prefix(d, path) for d in dirs):
+        return False
+    parent = path.rsplit("/", 1)[0] or "/"
+    if parent == "/" and path.count("/") == 1:
+        return True  # a top-level entry: the walk always starts at the root
+    return (recursive and any(_has_prefix(d, parent) for d in dirs)) or \
+        any(_has_prefix(parent, d) for d in dirs)
 
 
 def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
@@ -49,15 +71,15 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     prefixes = [d.rstrip("/") or "/" for d in dirs]
     if out.json_mode:
         obj = snapshot_json(sn)
+        # restic >= 0.17: message_type; struct_type (restic 0.14's only one) is deprecated.
+        obj["message_type"] = "snapshot"
         obj["struct_type"] = "snapshot"
         out.json(obj)
     else:
         out.line(f"snapshot {sn.short_id} of {sn.paths} at {sn.time}:")
     for path, node in walk_tree(repo, sn.tree):
         shown = _show(path)
-        if prefixes and not any(
-            shown == p or shown.startswith(p.rstrip("/") + "/") for p in prefixes
-        ):
+        if not _listed(shown, prefixes, args.recursive):
             continue
         if out.json_mode:
             entry: dict[str, Any] = {"name": _show(node.name), "type": node.type, "path": shown,
@@ -65,8 +87,10 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
             if node.type == "file":
                 entry["size"] = node.size
             entry.update({"mode": node.mode, "permissions": mode_string(node.mode),
-                          "mtime": node.mtime, "atime": node.atime, "ctime": node.ctime,
-                          "struct_type": "node"})
+                          "mtime": node.mtime, "atime": node.atime, "ctime": node.ctime})
+            if node.inode:  # restic >= 0.17 (omitted when 0)
+                entry["inode"] = node.inode
+            entry.update({"message_type": "node", "struct_type": "node"})
             out.json(entry)
         elif args.long:
             kind = _TYPE_CHAR.get(node.type, "-")

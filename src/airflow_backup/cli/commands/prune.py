@@ -10,7 +10,7 @@ from typing import Any
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
 from airflow_backup.operations.retention import PruneOutcome, prune
-from airflow_backup.repository.prune import PruneOptions, parse_size, unused_limit
+from airflow_backup.repository.prune import PruneOptions, PruneStats, parse_size, unused_limit
 
 __all__ = ["add_prune_args", "options_from_args", "progress_printer", "register",
            "render_prune", "run"]
@@ -60,12 +60,47 @@ def progress_printer(out: Printer) -> Callable[[str, int, int], None]:
     return progress
 
 
+def _restic_summary(st: PruneStats) -> dict[str, object]:
+    """restic's documented prune message (restic >= 0.17): a "summary" with nested blob,
+    byte and pack file counts, derived as restic derives them."""
+    blobs_total = st.used_blobs + st.unused_blobs + st.duplicate_blobs
+    blobs_removed = st.remove_blobs + st.repack_freed_blobs
+    size_total = st.used_size + st.duplicate_size + st.unused_size + st.unreferenced_size
+    size_removed = st.remove_size + st.repack_freed_size + st.unreferenced_size
+    return {
+        "message_type": "summary",
+        "blobs": {"used": st.used_blobs, "duplicate": st.duplicate_blobs,
+                  "unused": st.unused_blobs, "total": blobs_total,
+                  "repack": st.repack_blobs, "repack_remove": st.repack_freed_blobs,
+                  "remove": st.remove_blobs, "remove_total": blobs_removed,
+                  "remaining": blobs_total - blobs_removed},
+        "bytes": {"used": st.used_size, "duplicate": st.duplicate_size,
+                  "unused": st.unused_size, "unreferenced": st.unreferenced_size,
+                  "uncompressed": st.uncompressed_size, "total": size_total,
+                  "repack": st.repack_size, "repack_remove": st.repack_freed_size,
+                  "remove": st.remove_size, "remove_total": size_removed,
+                  "remaining": size_total - size_removed,
+                  "remaining_unused": st.duplicate_size + st.unused_size - st.remove_size
+                  - st.repack_freed_size},
+        "packfiles": {"used": st.packs_used, "unused": st.packs_unused,
+                      "partly_used": st.packs_partly_used,
+                      "unreferenced": st.packs_unreferenced,
+                      "total": st.packs_used + st.packs_partly_used + st.packs_unused
+                      + st.packs_unreferenced,
+                      "keep": st.packs_keep, "repack": st.packs_repack,
+                      "remove": st.packs_remove,
+                      "remove_total": st.packs_remove + st.packs_unreferenced},
+    }
+
+
 def render_prune(outcome: PruneOutcome, out: Printer) -> None:
-    """Print a prune's plan and what it did (restic's lines; a JSON object with --json)."""
+    """Print a prune's plan and what it did (restic's lines; with --json restic's
+    documented "summary" message, our own figures added)."""
     plan = outcome.plan
     st = plan.stats
     summary: dict[str, object] = {
-        "message_type": "prune", "dry_run": outcome.dry_run,
+        **_restic_summary(st),
+        "dry_run": outcome.dry_run,
         "used_blobs": st.used_blobs, "used_size": st.used_size,
         "duplicate_blobs": st.duplicate_blobs, "duplicate_size": st.duplicate_size,
         "unused_blobs": st.unused_blobs, "unused_size": st.unused_size,
