@@ -26,7 +26,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from airflow_backup import __version__
 from airflow_backup.archiver.chunker import MIN_SIZE, Chunker
@@ -153,7 +153,9 @@ class Archiver:
                     ctime=now, uid=os.getuid(), gid=os.getgid(), user=_current_user(),
                     content=[])
         with ContentSaver(self.repo, self.chunker, 1) as saver:
-            result = saver.save_stream(stream)
+            # save_stream only calls readinto, which the wrapper has.
+            counted = cast(BinaryIO, _CountedStream(stream, "/" + filename, self.events))
+            result = saver.save_stream(counted)
         node.content, node.size = result.content, result.size
         self._count_file(result, "new")
         self.events.item_done("/" + filename, "file", node.size, self.stats)
@@ -478,3 +480,23 @@ def _current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return ""
+
+
+class _CountedStream:
+    """A stream that tells ``events.stream_read`` how much has been read (progress)."""
+
+    def __init__(self, stream: BinaryIO, path: str, events: ArchiveEvents) -> None:
+        self._stream, self._path, self._events = stream, path, events
+        self._done = 0
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            n = int(readinto(buffer) or 0)
+        else:
+            data = self._stream.read(len(buffer))
+            n = len(data)
+            buffer[:n] = data
+        self._done += n
+        self._events.stream_read(self._path, self._done)
+        return n

@@ -25,6 +25,9 @@ class ArchiveEvents:
     def item_done(self, path: str, kind: str, size: int, stats: ArchiveStats) -> None:
         """Called after a file, dir or other item has been saved."""
 
+    def stream_read(self, path: str, done: int) -> None:
+        """Called as a stream backup reads: ``done`` bytes of ``path`` so far."""
+
     def item_error(self, path: str, message: str) -> None:
         """Called when an item could not be read and was skipped."""
 

@@ -21,10 +21,11 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import Self
 
 from airflow_backup.archiver.exclude import Exclusions
 
-__all__ = ["Listing", "MetadataWarmer", "SlimStat", "read_listing"]
+__all__ = ["BackgroundWalk", "Listing", "MetadataWarmer", "SlimStat", "read_listing"]
 
 
 class SlimStat:
@@ -144,31 +145,21 @@ _KEEP_MAX = 262_144
 _MAX_AGE = 30.0
 
 
-class MetadataWarmer:
-    """A context manager: ``lstat`` everything below ``paths`` (skipping ``excludes``, or
-    what ``exclusions`` rejects: the backup's rules) in a background thread, in the backup
-    walk's order, until the block exits.
+class BackgroundWalk:
+    """A context manager running :meth:`_walk` in a daemon thread from the start of the
+    block until it returns or the block exits (the thread is then told to stop, through
+    :meth:`stopped`, and waited for). Nothing runs when there are no targets."""
 
-    Leaving the block stops the thread and waits for it; an entry that cannot be read is
-    skipped silently. Given no paths (a stream backup), it does nothing.
-    """
+    _thread_name = "walk"
 
-    def __init__(self, paths: Sequence[str], excludes: Sequence[str] = (), *,
-                 exclusions: Exclusions | None = None) -> None:
+    def __init__(self, paths: Sequence[str]) -> None:
         self._targets = sorted({os.fsencode(os.path.abspath(p)) for p in paths})
-        #: The rules its listings were read with: the walk takes them only under the same.
-        self.exclusions = exclusions if exclusions is not None else Exclusions(
-            excludes=excludes, targets=paths)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.visited = 0
-        self._listings: dict[bytes, Listing] = {}
-        self._kept = 0
-        self._started = time.monotonic()
 
-    def __enter__(self) -> MetadataWarmer:
+    def __enter__(self) -> Self:
         if self._targets:
-            self._thread = threading.Thread(target=self._walk, name="warm-metadata",
+            self._thread = threading.Thread(target=self._walk, name=self._thread_name,
                                             daemon=True)
             self._thread.start()
         return self
@@ -179,12 +170,42 @@ class MetadataWarmer:
         if self._thread is not None:
             self._thread.join()
 
+    def stopped(self) -> bool:
+        """Return whether the walk was told to stop."""
+        return self._stop.is_set()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the walk to finish; return whether it has."""
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
         return True
+
+    def _walk(self) -> None:
+        raise NotImplementedError
+
+
+class MetadataWarmer(BackgroundWalk):
+    """A context manager: ``lstat`` everything below ``paths`` (skipping ``excludes``, or
+    what ``exclusions`` rejects: the backup's rules) in a background thread, in the backup
+    walk's order, until the block exits.
+
+    Leaving the block stops the thread and waits for it; an entry that cannot be read is
+    skipped silently. Given no paths (a stream backup), it does nothing.
+    """
+
+    _thread_name = "warm-metadata"
+
+    def __init__(self, paths: Sequence[str], excludes: Sequence[str] = (), *,
+                 exclusions: Exclusions | None = None) -> None:
+        super().__init__(paths)
+        #: The rules its listings were read with: the walk takes them only under the same.
+        self.exclusions = exclusions if exclusions is not None else Exclusions(
+            excludes=excludes, targets=paths)
+        self.visited = 0
+        self._listings: dict[bytes, Listing] = {}
+        self._kept = 0
+        self._started = time.monotonic()
 
     def forget(self) -> None:
         """Drop every listing kept (the walk will not use them)."""
@@ -203,7 +224,7 @@ class MetadataWarmer:
 
     def _walk(self) -> None:
         stack = list(reversed(self._targets))
-        stopped = self._stop.is_set
+        stopped = self.stopped
         while stack and not stopped():
             top = stack.pop()
             listing = read_listing(top, self.exclusions, stopped)

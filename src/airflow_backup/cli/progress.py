@@ -9,17 +9,21 @@ only emits events (:class:`~airflow_backup.jobs.events.JobEvents`); this is the 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from airflow_backup.archiver.events import ArchiveStats
+from airflow_backup.archiver.scan import Scanner, ScanTotals
 from airflow_backup.cli.output import human_size
 from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jsontypes import JSONObject
 
-__all__ = ["BackupBar", "JobProgress", "make_progress"]
+__all__ = ["BackupStatus", "JobProgress", "make_progress"]
 
 
 class JobProgress(JobEvents):
@@ -116,36 +120,116 @@ class RichJobProgress(JobProgress):
                                  files=stats.total_files_processed)
 
 
-class BackupBar:
-    """A rich live line for a plain ``backup`` on a terminal: files, bytes, rate, elapsed.
-    Callable from worker threads (rich's Progress is thread-safe)."""
+def _clock(seconds: float) -> str:
+    """restic's duration: ``M:SS``, or ``H:MM:SS`` from an hour on."""
+    total = int(seconds)
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            DownloadColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
 
-        self.progress = Progress(SpinnerColumn(), TextColumn("backup"),
-                                 TextColumn("{task.fields[files]} files"), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
-        self.task = self.progress.add_task("backup", total=None, files=0)
-        self.progress.start()
+def _fps(default: float) -> float:
+    """Updates per second: ``RESTIC_PROGRESS_FPS`` if set (as restic), else ``default``."""
+    try:
+        value = float(os.environ.get("RESTIC_PROGRESS_FPS", ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
-    def update(self, stats: ArchiveStats) -> None:
-        """Show the running totals."""
-        self.progress.update(self.task, completed=stats.total_bytes_processed,
-                             files=stats.total_files_processed)
+
+class BackupStatus:
+    """A backup's progress as restic shows it. With the scan's totals (see
+    :class:`~airflow_backup.archiver.scan.Scanner`): files and bytes done, the totals, and
+    once the scan is complete the percentage and an ETA from the bytes rate so far. On a
+    terminal one status line on stderr, redrawn (10 times a second); with ``--json`` a
+    ``status`` message on stdout every second (restic's fields); ``RESTIC_PROGRESS_FPS``
+    changes either rate. Items report through :meth:`update` from any thread."""
+
+    def __init__(self, *, terminal: bool, json_mode: bool, scanner: Scanner | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.terminal, self.json_mode, self.scanner = terminal, json_mode, scanner
+        self._clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._files = self._bytes = self._errors = 0
+        self._current = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if terminal or json_mode:
+            interval = 1.0 / _fps(10.0 if terminal else 1.0)
+            self._thread = threading.Thread(target=self._tick, args=(interval,),
+                                            name="backup-status", daemon=True)
+            self._thread.start()
+
+    def update(self, stats: ArchiveStats, path: str = "") -> None:
+        """Take the running totals after an item."""
+        with self._lock:
+            self._files, self._bytes = stats.total_files_processed, stats.total_bytes_processed
+            self._errors = len(stats.errors)
+            self._current = path or self._current
+
+    def update_stream(self, path: str, done: int) -> None:
+        """Take the bytes read so far of a stream being backed up."""
+        with self._lock:
+            self._bytes, self._current = done, path
+
+    def status(self) -> JSONObject:
+        """Return restic's ``status`` message for now."""
+        elapsed = self._clock() - self._started
+        totals = self.scanner.totals() if self.scanner is not None else ScanTotals()
+        with self._lock:
+            files, done, errors, current = self._files, self._bytes, self._errors, self._current
+        out: JSONObject = {"message_type": "status", "seconds_elapsed": int(elapsed)}
+        if totals.done and totals.bytes:
+            fraction = min(1.0, done / totals.bytes)
+            out["percent_done"] = fraction
+            if done:
+                out["seconds_remaining"] = int(elapsed * (totals.bytes - done) / done)
+        elif totals.done:
+            out["percent_done"] = 1.0 if files >= totals.files else 0.0
+        out.update({"total_files": totals.files, "files_done": files,
+                    "total_bytes": totals.bytes, "bytes_done": done, "error_count": errors})
+        if current:
+            out["current_files"] = [current]
+        return out
+
+    def line(self) -> str:
+        """Return restic's terminal status line for now."""
+        st = self.status()
+        text = f"[{_clock(float(cast(int, st['seconds_elapsed'])))}] "
+        if "percent_done" in st:
+            text += f"{100 * cast(float, st['percent_done']):.2f}%  "
+        text += (f"{st['files_done']} files {human_size(cast(int, st['bytes_done']))}, "
+                 f"total {st['total_files']} files {human_size(cast(int, st['total_bytes']))}, "
+                 f"{st['error_count']} errors")
+        if "seconds_remaining" in st:
+            text += f" ETA {_clock(float(cast(int, st['seconds_remaining'])))}"
+        return text
+
+    def _draw(self) -> None:
+        if self.json_mode:
+            sys.stdout.write(json.dumps(self.status()) + "\n")
+            sys.stdout.flush()
+        elif self.terminal:
+            width = shutil.get_terminal_size((100, 20)).columns
+            sys.stderr.write("\r\x1b[2K" + self.line()[:max(10, width - 1)])
+            sys.stderr.flush()
+
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._draw()
+            except OSError:  # the reader went away (a closed pipe): stop drawing
+                return
 
     def close(self) -> None:
-        """Remove the bar."""
-        self.progress.stop()
+        """Stop updating; clear the terminal line (a JSON run ends with its summary)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.terminal and not self.json_mode:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
 
 
 def make_progress(json_mode: bool, quiet: bool) -> JobProgress:

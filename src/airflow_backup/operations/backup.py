@@ -96,6 +96,16 @@ class BackupRequest:
             parse_tag_spec(spec)
         self.size_limit()
 
+    def options(self) -> BackupOptions:
+        """Return the archiver options of the paths' backup (without tags, metadata,
+        parent or directory cache, which the operation adds)."""
+        return BackupOptions(
+            paths=list(self.paths), excludes=list(self.excludes),
+            iexcludes=list(self.iexcludes), exclude_if_present=list(self.exclude_if_present),
+            exclude_caches=self.exclude_caches, exclude_larger_than=self.size_limit(),
+            one_file_system=self.one_file_system, hostname=self.hostname,
+            time=self.time, force=self.force, with_atime=self.with_atime)
+
     def size_limit(self) -> int | None:
         """Return ``exclude_larger_than`` in bytes (None: no limit). Raise ConfigError if
         it is not a size."""
@@ -215,12 +225,7 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
                           "read twice")
     started = time.monotonic()
     unreadable: list[tuple[str, str]] = []
-    base = BackupOptions(
-        paths=list(request.paths), excludes=list(request.excludes),
-        iexcludes=list(request.iexcludes), exclude_if_present=list(request.exclude_if_present),
-        exclude_caches=request.exclude_caches, exclude_larger_than=request.size_limit(),
-        one_file_system=request.one_file_system, hostname=request.hostname,
-        time=request.time, force=request.force, with_atime=request.with_atime)
+    base = request.options()
     warmer = MetadataWarmer(base.paths, exclusions=Exclusions.of(base))
 
     def opener(target: RepositorySpec) -> Repository:

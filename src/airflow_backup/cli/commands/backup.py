@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any, BinaryIO, cast
 
 from airflow_backup.archiver.events import ArchiveEvents, ArchiveStats
+from airflow_backup.archiver.exclude import Exclusions
+from airflow_backup.archiver.scan import Scanner
 from airflow_backup.cli.context import GlobalOptions, remember, repository_spec
 from airflow_backup.cli.output import Printer, human_size
-from airflow_backup.cli.progress import BackupBar
+from airflow_backup.cli.progress import BackupStatus
 from airflow_backup.errors import ConfigError, SourceError
 from airflow_backup.operations.backup import (
     BackupOutcome,
@@ -95,25 +97,40 @@ def snapshot_time(text: str) -> datetime:
 
 
 class _Progress(ArchiveEvents):
-    def __init__(self, out: Printer) -> None:
+    """The backup's events for the CLI: restic's status line on a terminal or status
+    messages with --json (totals from a scan ahead of the backup), -v lines otherwise."""
+
+    def __init__(self, out: Printer, request: BackupRequest) -> None:
         self.out = out
         self._last = time.monotonic()
-        # A live bar (files, bytes, rate, elapsed) on a terminal; plain -v lines otherwise.
-        self._bar = (BackupBar() if not (out.json_mode or out.quiet) and sys.stderr.isatty()
-                     else None)
+        terminal = not (out.json_mode or out.quiet) and sys.stderr.isatty()
+        json_status = out.json_mode and not out.quiet
+        self._scanner: Scanner | None = None
+        if request.paths and (terminal or json_status):
+            self._scanner = Scanner(request.paths, Exclusions.of(request.options()))
+            self._scanner.__enter__()
+        self._status = (BackupStatus(terminal=terminal, json_mode=json_status,
+                                     scanner=self._scanner)
+                        if terminal or json_status else None)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self._status is not None:
+            self._status.close()
+        if self._scanner is not None:
+            self._scanner.__exit__(None, None, None)
 
     def item_done(self, path: str, kind: str, size: int, stats: ArchiveStats) -> None:
-        if self._bar is not None:
-            self._bar.update(stats)
+        if self._status is not None:
+            self._status.update(stats, path)
         now = time.monotonic()
-        if self.out.verbose and now - self._last >= 1.0:
+        if self.out.verbose and not self.out.json_mode and now - self._last >= 1.0:
             self._last = now
             self.out.info(f"[{stats.total_files_processed} files, "
                           f"{human_size(stats.total_bytes_processed)}] {path}")
+
+    def stream_read(self, path: str, done: int) -> None:
+        if self._status is not None:
+            self._status.update_stream(path, done)
 
     def warning(self, message: str) -> None:
         self.out.warn(message)  # as restic: the same text on stderr, also with --json
@@ -301,7 +318,7 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     could not be read (partial)."""
     request = _request(args)
     spec = repository_spec(gopts, fallbacks=tuple(args.fallback_repo))
-    progress = _Progress(out)
+    progress = _Progress(out, request)
     try:
         outcome = backup(spec, request, events=progress,
                          on_open=lambda target, repo: remember(gopts, target, repo))
