@@ -134,7 +134,9 @@ class Archiver:
         assert top.tree_id is not None
         result = self._finish(options, top.tree_id, paths, start, parent)
         if self._known is not None and not self.stats.errors:
-            self._known.save(result.snapshot.id)
+            # Skipped: the parent holds the very same trees.
+            self._known.save(result.snapshot.id if result.saved else (parent.id if parent
+                                                                         else ""))
         return result
 
     def backup_stream(self, stream: BinaryIO, filename: str, options: BackupOptions,
@@ -471,6 +473,10 @@ class Archiver:
             summary=summary,
             extra=extra,
         )
+        if options.skip_if_unchanged and parent is not None and parent.tree == tree_id:
+            # restic's --skip-if-unchanged: the parent already is this snapshot.
+            self.repo.flush()
+            return BackupResult(snapshot, self.stats, saved=False)
         self.repo.save_snapshot(snapshot)
         return BackupResult(snapshot, self.stats)
 

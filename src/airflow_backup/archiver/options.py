@@ -27,7 +27,8 @@ class BackupOptions:
     times (by default atime = mtime, as restic does, which keeps unchanged trees identical).
     ``dir_cache`` is a cache root where the backup remembers its directories, so that the
     next one can reuse the trees of those unchanged without loading them
-    (:mod:`airflow_backup.archiver.known`); None leaves it off.
+    (:mod:`airflow_backup.archiver.known`); None leaves it off. ``skip_if_unchanged``
+    saves no snapshot when the tree equals the parent's (restic's ``--skip-if-unchanged``).
     """
 
     paths: list[str] = field(default_factory=list)
@@ -46,6 +47,7 @@ class BackupOptions:
     with_atime: bool = False
     workers: int | None = None
     dir_cache: str | None = None
+    skip_if_unchanged: bool = False
 
 
 @dataclass(slots=True)
@@ -54,6 +56,9 @@ class BackupResult:
 
     snapshot: Snapshot
     stats: ArchiveStats
+    #: False when ``skip_if_unchanged`` found the parent identical: ``snapshot`` was not
+    #: saved (its id is empty).
+    saved: bool = True
 
     @property
     def partial(self) -> bool:

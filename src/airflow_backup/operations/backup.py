@@ -78,6 +78,7 @@ class BackupRequest:
     exclude_if_present: tuple[str, ...] = ()
     exclude_larger_than: str | None = None
     one_file_system: bool = False
+    skip_if_unchanged: bool = False
     tags: tuple[str, ...] = ()
     hostname: str | None = None
     time: datetime | None = None
@@ -104,7 +105,8 @@ class BackupRequest:
             iexcludes=list(self.iexcludes), exclude_if_present=list(self.exclude_if_present),
             exclude_caches=self.exclude_caches, exclude_larger_than=self.size_limit(),
             one_file_system=self.one_file_system, hostname=self.hostname,
-            time=self.time, force=self.force, with_atime=self.with_atime)
+            time=self.time, force=self.force, with_atime=self.with_atime,
+            skip_if_unchanged=self.skip_if_unchanged)
 
     def size_limit(self) -> int | None:
         """Return ``exclude_larger_than`` in bytes (None: no limit). Raise ConfigError if
@@ -114,7 +116,8 @@ class BackupRequest:
 
 @dataclass(frozen=True, slots=True)
 class StoredSnapshot:
-    """One snapshot a backup saved. ``source`` is ``files``, ``stream`` or the redacted
+    """One snapshot a backup saved (``id`` empty if ``skip_if_unchanged`` found nothing
+    changed and saved none). ``source`` is ``files``, ``stream`` or the redacted
     source URL; ``kind`` the source kind; ``counters`` restic's summary counters; ``errors``
     how many items could not be read; ``export`` the source's recorded export facts."""
 
@@ -191,7 +194,9 @@ def _counters(stats: BackupCounters) -> BackupCounters:
 
 
 def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSnapshot:
-    return StoredSnapshot(result.snapshot.id, source, source, tuple(paths),
+    # Not saved (skip_if_unchanged): no id, as restic reports no snapshot.
+    return StoredSnapshot(result.snapshot.id if result.saved else "", source, source,
+                          tuple(paths),
                           _counters(result.stats), len(result.stats.errors),
                           time=result.snapshot.time)
 

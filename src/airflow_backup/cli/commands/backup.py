@@ -70,6 +70,8 @@ def register(sub: Any) -> None:
     p.add_argument("--parent", default="", metavar="SNAPSHOT",
                    help="compare with this snapshot to skip unchanged files (default: the "
                         "latest snapshot of the same host and paths)")
+    p.add_argument("--skip-if-unchanged", action="store_true",
+                   help="save no snapshot if nothing changed since the parent snapshot")
     p.add_argument("-f", "--force", action="store_true",
                    help="read every file, even those unchanged since the parent snapshot")
     p.add_argument("--with-atime", action="store_true",
@@ -264,7 +266,8 @@ def _request(args: argparse.Namespace) -> BackupRequest:
         exclude_larger_than=args.exclude_larger_than or None,
         one_file_system=args.one_file_system, tags=tags,
         hostname=args.host or None, time=snapshot_time(args.time) if args.time else None,
-        parent=args.parent or None, force=args.force, with_atime=args.with_atime)
+        parent=args.parent or None, force=args.force, with_atime=args.with_atime,
+        skip_if_unchanged=args.skip_if_unchanged)
 
 
 def _render(out: Printer, outcome: BackupOutcome, fallback: bool) -> None:
@@ -280,7 +283,9 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
         body: dict[str, object] = {
             "message_type": "summary", **sn.counters.counters(),
             "total_duration": outcome.duration,
-            "snapshot_id": sn.id, "errors": sn.errors, "status": outcome.status.value}
+            "errors": sn.errors, "status": outcome.status.value}
+        if sn.id:  # none when --skip-if-unchanged saved none (restic omits it too)
+            body["snapshot_id"] = sn.id
         if sn.kind not in ("files", "stream"):
             body.update(source=sn.source, kind=sn.kind, tables=sn.tables)
         if fallback:
@@ -310,6 +315,9 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
     out.line(f"processed {sn.files} files, {human_size(sn.bytes)} in "
              f"{outcome.duration:.2f}s")
     # As restic: -q prints nothing for a backup that worked (the exit status says it).
+    if not sn.id:
+        out.line("skipped creating snapshot")
+        return
     out.line(f"snapshot {sn.short_id} saved" + (f" to {outcome.location}" if fallback else ""))
 
 
