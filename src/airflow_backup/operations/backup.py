@@ -26,7 +26,7 @@ from airflow_backup.errors import ConfigError
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.fallback import Attempt, run_with_fallback
 from airflow_backup.operations.outcome import Outcome, Status
-from airflow_backup.operations.spec import RepositorySpec, open_repository
+from airflow_backup.operations.spec import CacheSpec, RepositorySpec, open_repository
 from airflow_backup.operations.tags import source_tag
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import COUNTER_FIELDS, BackupCounters
@@ -78,6 +78,7 @@ class BackupRequest:
     exclude_if_present: tuple[str, ...] = ()
     exclude_larger_than: str | None = None
     one_file_system: bool = False
+    dry_run: bool = False
     skip_if_unchanged: bool = False
     tags: tuple[str, ...] = ()
     hostname: str | None = None
@@ -172,6 +173,8 @@ class BackupOutcome(Outcome):
     snapshots: tuple[StoredSnapshot, ...] = ()
     unreadable: tuple[tuple[str, str], ...] = ()
     degraded_reasons: tuple[str, ...] = ()
+    #: A dry run: nothing was written; ``snapshots`` say what would have been.
+    dry_run: bool = False
 
     @property
     def bytes_added(self) -> int:
@@ -219,6 +222,16 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
         dict(export) if isinstance(export, dict) else {}, result.snapshot.time)
 
 
+def _dry_run_spec(spec: RepositorySpec) -> RepositorySpec:
+    """``spec`` for a dry run: its storage reads but never writes
+    (:class:`~airflow_backup.storage.dryrun.DryRunStorage`); no lock is written, no cache
+    (metadata or directories) is used or updated, no fallback is tried."""
+    from airflow_backup.storage.dryrun import DryRunStorage
+
+    return replace(spec, storage=lambda: DryRunStorage(spec.open_storage()),
+                   cache=CacheSpec(enabled=False), no_lock=True, fallbacks=())
+
+
 def backup(spec: RepositorySpec, request: BackupRequest, *,
            events: ArchiveEvents | None = None,
            on_open: Callable[[RepositorySpec, Repository], None] | None = None
@@ -228,6 +241,8 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
     if request.stream is not None and spec.fallbacks:
         raise ConfigError("a fallback repository needs paths or sources: a stream cannot be "
                           "read twice")
+    if request.dry_run:
+        spec = _dry_run_spec(spec)
     started = time.monotonic()
     unreadable: list[tuple[str, str]] = []
     base = request.options()
@@ -290,7 +305,8 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
     return BackupOutcome(status=status, duration=time.monotonic() - started,
                          warnings=tuple(warnings), repository=attempt.spec.label,
                          location=attempt.spec.location, snapshots=tuple(landed.value),
-                         unreadable=tuple(unreadable), degraded_reasons=attempt.failures)
+                         unreadable=tuple(unreadable), degraded_reasons=attempt.failures,
+                         dry_run=request.dry_run)
 
 
 def outcome_from_json(doc: JSONObject) -> BackupOutcome:

@@ -70,6 +70,8 @@ def register(sub: Any) -> None:
     p.add_argument("--parent", default="", metavar="SNAPSHOT",
                    help="compare with this snapshot to skip unchanged files (default: the "
                         "latest snapshot of the same host and paths)")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="do not write anything: show what would be added")
     p.add_argument("--skip-if-unchanged", action="store_true",
                    help="save no snapshot if nothing changed since the parent snapshot")
     p.add_argument("-f", "--force", action="store_true",
@@ -267,7 +269,7 @@ def _request(args: argparse.Namespace) -> BackupRequest:
         one_file_system=args.one_file_system, tags=tags,
         hostname=args.host or None, time=snapshot_time(args.time) if args.time else None,
         parent=args.parent or None, force=args.force, with_atime=args.with_atime,
-        skip_if_unchanged=args.skip_if_unchanged)
+        skip_if_unchanged=args.skip_if_unchanged, dry_run=args.dry_run)
 
 
 def _render(out: Printer, outcome: BackupOutcome, fallback: bool) -> None:
@@ -284,7 +286,9 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
             "message_type": "summary", **sn.counters.counters(),
             "total_duration": outcome.duration,
             "errors": sn.errors, "status": outcome.status.value}
-        if sn.id:  # none when --skip-if-unchanged saved none (restic omits it too)
+        if outcome.dry_run:
+            body["dry_run"] = True
+        elif sn.id:  # none when --skip-if-unchanged saved none (restic omits it too)
             body["snapshot_id"] = sn.id
         if sn.kind not in ("files", "stream"):
             body.update(source=sn.source, kind=sn.kind, tables=sn.tables)
@@ -310,11 +314,14 @@ def _render_snapshot(out: Printer, sn: StoredSnapshot, outcome: BackupOutcome,
                  f"{c.files_unmodified} unmodified")
         out.line(f"Dirs:        {c.dirs_new} new, {c.dirs_changed} changed, "
                  f"{c.dirs_unmodified} unmodified")
-    out.line(f"Added to the repository: {human_size(sn.added)} "
+    verb = "Would add" if outcome.dry_run else "Added"
+    out.line(f"{verb} to the repository: {human_size(sn.added)} "
              f"({human_size(sn.stored)} stored)")
     out.line(f"processed {sn.files} files, {human_size(sn.bytes)} in "
              f"{outcome.duration:.2f}s")
     # As restic: -q prints nothing for a backup that worked (the exit status says it).
+    if outcome.dry_run:
+        return
     if not sn.id:
         out.line("skipped creating snapshot")
         return
