@@ -23,7 +23,7 @@ from airflow_backup.cli.output import human_size
 from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jsontypes import JSONObject
 
-__all__ = ["BackupStatus", "JobProgress", "make_progress"]
+__all__ = ["BackupStatus", "JobProgress", "PhaseProgress", "make_progress"]
 
 
 class JobProgress(JobEvents):
@@ -229,6 +229,56 @@ class BackupStatus:
             self._thread.join()
         if self.terminal and not self.json_mode:
             sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+#: What each phase of check and prune counts, as restic names it on its progress lines.
+_PHASE_UNITS = {"snapshots": "snapshots", "index": "index files loaded", "packs": "packs",
+                "read-data": "packs", "trees": "snapshots", "repack": "packs repacked",
+                "delete": "files deleted"}
+
+
+class PhaseProgress:
+    """Progress of a phased operation (check, prune) as restic shows it: on a terminal one
+    line per phase on stderr, ``[0:03] 45.00%  9 / 20 packs``, redrawn (10 times a second,
+    ``RESTIC_PROGRESS_FPS``) and kept when the phase ends. Off a terminal, a line when a
+    phase ends and every 10 seconds — only with ``verbose`` if ``quiet_off_terminal``.
+    Nothing with ``--json`` or ``-q``. Called as ``progress(phase, done, total)`` (total 0:
+    not known)."""
+
+    def __init__(self, *, json_mode: bool, quiet: bool, verbose: bool = False,
+                 quiet_off_terminal: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.terminal = not (json_mode or quiet) and sys.stderr.isatty()
+        self.plain = (not (json_mode or quiet) and not self.terminal
+                      and (verbose or not quiet_off_terminal))
+        self._clock = clock
+        self._phase = ""
+        self._started = self._drawn = 0.0
+        self._interval = 1.0 / _fps(10.0)
+
+    def line(self, phase: str, done: int, total: int) -> str:
+        """Return the line for ``done`` of ``total`` in ``phase`` now."""
+        elapsed = self._clock() - self._started
+        unit = _PHASE_UNITS.get(phase, phase)
+        if total:
+            return f"[{_clock(elapsed)}] {100 * done / total:.2f}%  {done} / {total} {unit}"
+        return f"[{_clock(elapsed)}] {done} {unit}"
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = self._clock()
+        if phase != self._phase:
+            self._phase, self._started, self._drawn = phase, now, 0.0
+        finished = bool(total) and done >= total
+        if self.terminal:
+            if finished or now - self._drawn >= self._interval:
+                self._drawn = now
+                sys.stderr.write("\r\x1b[2K" + self.line(phase, done, total)
+                                 + ("\n" if finished else ""))
+                sys.stderr.flush()
+        elif self.plain and (finished or now - self._drawn >= 10.0):
+            self._drawn = now
+            sys.stderr.write(self.line(phase, done, total) + "\n")
             sys.stderr.flush()
 
 

@@ -71,3 +71,15 @@ def test_the_scan_counts_what_the_backup_would_keep(tmp_path: Path) -> None:
         assert scan.wait(10)
         totals = scan.totals()
     assert totals == ScanTotals(files=2, bytes=40, dirs=2, done=True)
+
+
+def test_phase_lines_as_restic_check_prints_them() -> None:
+    from airflow_backup.cli.progress import PhaseProgress
+
+    clock = Clock()
+    progress = PhaseProgress(json_mode=False, quiet=False, clock=clock)
+    progress("read-data", 0, 20)  # a phase starts: its clock starts
+    clock.t += 3
+    assert progress.line("read-data", 9, 20) == "[0:03] 45.00%  9 / 20 packs"
+    assert progress.line("index", 1, 1) == "[0:03] 100.00%  1 / 1 index files loaded"
+    assert progress.line("trees", 7, 0) == "[0:03] 7 snapshots"

@@ -4,12 +4,11 @@ and the snapshots and files it breaks. Exit status 1 if anything is wrong."""
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any
 
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer
+from airflow_backup.cli.progress import PhaseProgress
 from airflow_backup.errors import IntegrityError
 from airflow_backup.operations.verify import check
 from airflow_backup.repository.check import CheckOptions, CheckReport, parse_subset
@@ -29,21 +28,6 @@ def register(sub: Any) -> None:
                    help="read part of the packs: 'n/t' (group n of t), 'x%%' or a size "
                         "such as 500M (a random sample)")
     p.set_defaults(func=run)
-
-
-class _Progress:
-    """Progress on stderr: a line per phase when it ends, and every few seconds."""
-
-    def __init__(self, out: Printer) -> None:
-        self.out = out
-        self.show = not out.json_mode and not out.quiet
-        self.last = time.monotonic()
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self.show and (done == total or now - self.last >= 2.0):
-            self.last = now
-            sys.stderr.write(f"[{phase}] {done}/{total}\n")
 
 
 def _damage_lines(report: CheckReport) -> list[str]:
@@ -70,7 +54,8 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         parse_subset(args.read_data_subset)  # fail before asking for a password
     repo = open_repository(gopts)
     options = CheckOptions(read_data=args.read_data, read_data_subset=args.read_data_subset)
-    outcome = check(repo, options, lock_wait=gopts.retry_lock, progress=_Progress(out))
+    progress = PhaseProgress(json_mode=out.json_mode, quiet=out.quiet)
+    outcome = check(repo, options, lock_wait=gopts.retry_lock, progress=progress)
     report = outcome.report
     if out.json_mode:
         out.json(_report_json(report))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
 
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.cli.progress import PhaseProgress
 from airflow_backup.operations.retention import PruneOutcome, prune
 from airflow_backup.repository.prune import PruneOptions, PruneStats, parse_size, unused_limit
 
@@ -49,15 +49,10 @@ def register(sub: Any) -> None:
 
 
 def progress_printer(out: Printer) -> Callable[[str, int, int], None]:
-    """Return a prune progress callback printing at most a line a second (with -v)."""
-    last = [0.0]
-
-    def progress(phase: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done == total:
-            last[0] = now
-            out.info(f"[{phase}] {done}/{total}" if total else f"[{phase}] {done}")
-    return progress
+    """Return prune's progress: restic's redrawn line on a terminal; off a terminal a line
+    per phase (and every 10 s) with -v."""
+    return PhaseProgress(json_mode=out.json_mode, quiet=out.quiet, verbose=bool(out.verbose),
+                         quiet_off_terminal=True)
 
 
 def _restic_summary(st: PruneStats) -> dict[str, object]:
