@@ -44,16 +44,15 @@ def test_json_status_messages_carry_the_scanned_totals(repo: Path, tmp_path: Pat
     assert [m["bytes_done"] for m in status] == sorted(m["bytes_done"] for m in status)
 
 
-def test_a_terminal_gets_one_redrawn_line_with_percent_and_eta(repo: Path,
-                                                              tmp_path: Path) -> None:
-    data = _data(tmp_path)
+def _on_a_terminal(repo: Path, *args: str) -> tuple[bytes, list[str]]:
+    """Run the CLI with stderr on a pty; return its stdout and the status line's frames."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_BACKUP_",
                                                                        "RESTIC_"))}
     env.update(AIRFLOW_BACKUP_PASSWORD="secret-pw", AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF,
                RESTIC_PROGRESS_FPS="200", COLUMNS="160")
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "airflow_backup.cli", "-r", str(repo),
-                             "backup", str(data)], env=env, stdin=subprocess.DEVNULL,
+                             *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=follower)
     os.close(follower)
     written = bytearray()
@@ -70,11 +69,31 @@ def test_a_terminal_gets_one_redrawn_line_with_percent_and_eta(repo: Path,
     assert proc.returncode == 0, (out, bytes(written[-2000:]))
     frames = [f.strip() for f in written.decode().replace("\x1b[2K", "").split("\r")
               if f.strip()]
+    return out, frames
+
+
+def test_a_terminal_gets_one_redrawn_line_with_percent_and_eta(repo: Path,
+                                                              tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    out, frames = _on_a_terminal(repo, "backup", str(data))
     assert frames and all(f.startswith("[") for f in frames), frames[:5]
     with_eta = [f for f in frames if "%" in f and " ETA " in f]
     assert with_eta, frames[-5:]
     assert f"total {FILES} files 40.000 MiB" in with_eta[-1]
     assert "snapshot" in out.decode()  # the result on stdout, the status line gone
+
+
+def test_a_restore_on_a_terminal_shows_restics_status_line(repo: Path,
+                                                          tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    ok(run_cli(repo, "backup", data))
+    out, frames = _on_a_terminal(repo, "restore", "latest", "--target",
+                                 str(tmp_path / "restored"))
+    assert frames, "a status line while restoring"
+    # The total counts the files and every directory down to them (restic's files/dirs).
+    assert all(" files/dirs " in f and " files/dirs 40.000 MiB" in f.split(", total ")[1]
+               for f in frames), frames[-3:]
+    assert "Summary: Restored" in out.decode()
 
 
 def test_quiet_and_non_terminal_runs_print_no_status(repo: Path, tmp_path: Path) -> None:

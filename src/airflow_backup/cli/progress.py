@@ -23,7 +23,7 @@ from airflow_backup.cli.output import human_size
 from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jsontypes import JSONObject
 
-__all__ = ["BackupStatus", "JobProgress", "PhaseProgress", "make_progress"]
+__all__ = ["BackupStatus", "JobProgress", "PhaseProgress", "make_progress", "progress_fps"]
 
 
 class JobProgress(JobEvents):
@@ -128,7 +128,7 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-def _fps(default: float) -> float:
+def progress_fps(default: float) -> float:
     """Updates per second: ``RESTIC_PROGRESS_FPS`` if set (as restic), else ``default``."""
     try:
         value = float(os.environ.get("RESTIC_PROGRESS_FPS", ""))
@@ -156,7 +156,7 @@ class BackupStatus:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if terminal or json_mode:
-            interval = 1.0 / _fps(10.0 if terminal else 1.0)
+            interval = 1.0 / progress_fps(10.0 if terminal else 1.0)
             self._thread = threading.Thread(target=self._tick, args=(interval,),
                                             name="backup-status", daemon=True)
             self._thread.start()
@@ -255,7 +255,7 @@ class PhaseProgress:
         self._clock = clock
         self._phase = ""
         self._started = self._drawn = 0.0
-        self._interval = 1.0 / _fps(10.0)
+        self._interval = 1.0 / progress_fps(10.0)
 
     def line(self, phase: str, done: int, total: int) -> str:
         """Return the line for ``done`` of ``total`` in ``phase`` now."""

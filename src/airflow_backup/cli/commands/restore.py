@@ -14,6 +14,7 @@ from airflow_backup.cli.commands.source_restore import add_arguments, wants
 from airflow_backup.cli.commands.source_restore import run as restore_into_source
 from airflow_backup.cli.context import GlobalOptions, open_repository
 from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.cli.progress import progress_fps
 from airflow_backup.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from airflow_backup.operations.restore import RestoreOutcome, RestoreRequest, restore
 from airflow_backup.restorer.restore import NO_SIZE, OVERWRITE_MODES, RestoreStats
@@ -102,11 +103,14 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     repo = open_repository(gopts)
     started = time.monotonic()
     items = _ItemReport(out, gopts.verbose, started)
-    outcome = restore(repo, request, lock_wait=gopts.retry_lock,
-                      on_selected=lambda sn: out.line(
-                          f"restoring snapshot {sn.short_id} of {sn.paths} at {sn.time} to "
-                          f"{args.target}"),
-                      on_item=items)
+    try:
+        outcome = restore(repo, request, lock_wait=gopts.retry_lock,
+                          on_selected=lambda sn: out.line(
+                              f"restoring snapshot {sn.short_id} of {sn.paths} at {sn.time} "
+                              f"to {args.target}"),
+                          on_item=items)
+    finally:
+        items.close()
     elapsed = time.monotonic() - started
     _report_skipped(outcome, out)
     if out.json_mode:
@@ -189,6 +193,16 @@ class _ItemReport:
         self.started = started
         self.last = started
         self.lock = threading.Lock()
+        # restic's status line on a terminal (stderr), redrawn at most 10 times a second.
+        self.terminal = not (out.json_mode or out.quiet) and sys.stderr.isatty()
+        self.interval = 1.0 / progress_fps(10.0)
+        self.drawn = started - self.interval
+
+    def close(self) -> None:
+        """Clear the terminal status line."""
+        if self.terminal:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
 
     def __call__(self, action: str, path: str, size: int, stats: RestoreStats) -> None:
         with self.lock:
@@ -204,6 +218,24 @@ class _ItemReport:
             if self.out.json_mode and now - self.last >= 1.0:
                 self.last = now
                 self.out.json(_status(stats, now - self.started))
+            if self.terminal and now - self.drawn >= self.interval:
+                self.drawn = now
+                sys.stderr.write("\r\x1b[2K" + status_line(stats, now - self.started))
+                sys.stderr.flush()
+
+
+def status_line(stats: RestoreStats, elapsed: float) -> str:
+    """restic's restore status line (ui/restore/text.go): elapsed, percent of the bytes,
+    files/dirs and bytes done, the totals, what was skipped and deleted."""
+    percent = 100 * stats.bytes / stats.total_bytes if stats.total_bytes else 0.0
+    line = (f"[{format_duration(elapsed)}] {percent:.2f}%  {stats.restored} files/dirs "
+            f"{format_bytes(stats.bytes)}, total {stats.total} files/dirs "
+            f"{format_bytes(stats.total_bytes)}")
+    if stats.skipped:
+        line += f", skipped {stats.skipped} files/dirs {format_bytes(stats.bytes_skipped)}"
+    if stats.deleted:
+        line += f", deleted {stats.deleted} files/dirs"
+    return line
 
 
 def _status(stats: RestoreStats, elapsed: float) -> dict[str, Any]:
