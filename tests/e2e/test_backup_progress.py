@@ -113,3 +113,20 @@ def test_a_stream_backup_reports_the_bytes_read_so_far(repo: Path) -> None:
               if m["message_type"] == "status"]
     assert any(0 < m["bytes_done"] <= len(data) for m in status), status[-3:]
     assert all("percent_done" not in m for m in status)  # nothing to scan: no total
+
+
+def test_a_database_backup_reports_the_bytes_of_its_export(repo: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, blob BLOB)")
+        conn.executemany("INSERT INTO t (blob) VALUES (?)",
+                         [(os.urandom(4096),) for _ in range(4000)])  # ~16 MiB
+    proc = ok(run_cli(repo, "--json", "backup", f"sqlite://{db}",
+                      env={"RESTIC_PROGRESS_FPS": "200"}))
+    status = [m for m in map(json.loads, proc.stdout.decode().splitlines())
+              if m["message_type"] == "status"]
+    assert any(m["bytes_done"] > 0 for m in status), status[-3:]
+    done = [m["bytes_done"] for m in status]
+    assert done == sorted(done)

@@ -205,7 +205,7 @@ def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSn
 
 
 def _store_source(repo: Repository, url: str, request: BackupRequest,
-                  tags: list[str]) -> StoredSnapshot:
+                  tags: list[str], events: ArchiveEvents | None) -> StoredSnapshot:
     from airflow_backup.sources.actions import backup_source  # loads the source machinery
 
     if request.job:
@@ -213,7 +213,8 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
         from airflow_backup.sources.base import SourceURL
 
         tags = [*tags, source_tag(SourceURL.parse(url, allow_password=True).redacted())]
-    result = backup_source(repo, url, tags=tags, hostname=request.hostname, time=request.time)
+    result = backup_source(repo, url, tags=tags, hostname=request.hostname, time=request.time,
+                           on_read=events.stream_read if events is not None else None)
     source = result.metadata.get("source") or {}
     export = result.metadata.get("export") or {}
     return StoredSnapshot(
@@ -287,7 +288,7 @@ def backup(spec: RepositorySpec, request: BackupRequest, *,
             unreadable.extend(result.stats.errors)
             out.append(_stored(result, "files", request.paths))
         for url in request.sources:
-            out.append(_store_source(repo, url, request, tags))
+            out.append(_store_source(repo, url, request, tags, events))
         return out
 
     landed = run_with_fallback(spec, work, opener=opener)

@@ -4,6 +4,7 @@ restore → compare pipelines, with cleanup always.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,8 +71,10 @@ def stored_exports(repo: Repository, url: str, before: Snapshot | None = None
 
 def backup_source(repo: Repository, url: str, *, tags: list[str] | None = None,
                   hostname: str | None = None, time: datetime | None = None,
-                  allow_password: bool = False) -> SourceBackupResult:
-    """Export the source at ``url`` into a new snapshot and return it.
+                  allow_password: bool = False,
+                  on_read: Callable[[str, int], None] | None = None) -> SourceBackupResult:
+    """Export the source at ``url`` into a new snapshot and return it. ``on_read`` is
+    told the bytes of the export read so far (progress).
 
     The snapshot is written only after the export finished and its stored copy passed the
     source's validation; on any error nothing is listed, and temp files and child
@@ -83,7 +86,7 @@ def backup_source(repo: Repository, url: str, *, tags: list[str] | None = None,
                                         **source.describe()}
         history = stored_exports(repo, described["url"])
         writer = SnapshotWriter(repo, WriterOptions(tags=list(tags or []), hostname=hostname,
-                                                    time=time))
+                                                    time=time, on_read=on_read))
         facts = source.export(writer, history[-1] if history else None)
         provisional = writer.prepare()
         validation = source.validate(SnapshotTreeReader(repo, provisional))

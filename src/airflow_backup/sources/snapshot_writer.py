@@ -13,6 +13,7 @@ import getpass
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO, cast
@@ -39,11 +40,13 @@ _EDGE = 64 * 1024
 
 @dataclass(slots=True)
 class WriterOptions:
-    """How the snapshot is labelled."""
+    """How the snapshot is labelled; ``on_read(path, total)`` is told, as the export's
+    streams are read, the bytes read so far (all streams together), for progress."""
 
     tags: list[str] = field(default_factory=list)
     hostname: str | None = None
     time: datetime | None = None
+    on_read: Callable[[str, int], None] | None = None
 
 
 class _Dir:
@@ -63,16 +66,22 @@ class SnapshotWriter:
         self._root = _Dir()
         self._heads: dict[str, bytes] = {}
         self._tails: dict[str, bytes] = {}
+        self._read = 0
         self.digests: dict[str, str] = {}
         self._tree: bytes | None = None
         repo.load_index()
 
     # ---- ExportSink ----------------------------------------------------------------------
 
+    def _counted(self, path: str, n: int) -> None:
+        self._read += n
+        if self.options.on_read is not None:
+            self.options.on_read(path, self._read)
+
     def add_stream(self, path: str, stream: BinaryIO, mtime: datetime | None = None) -> int:
         """Store ``stream`` as file ``path``; return its size."""
         node = self._new_node(path, "file", mtime)
-        tap = _Tap(stream)
+        tap = _Tap(stream, path, self._counted if self.options.on_read else None)
         with ContentSaver(self.repo, self.chunker, workers=1) as saver:
             result = saver.save_stream(cast(BinaryIO, tap))
         content, size = result.content, result.size
@@ -270,10 +279,13 @@ class SnapshotTreeReader:
 
 
 class _Tap:
-    """Passes a stream through, keeping its SHA-256 and its first and last 64 KiB."""
+    """Passes a stream through, keeping its SHA-256 and its first and last 64 KiB, and
+    telling ``on_read`` how many bytes of ``path`` each read returned."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, path: str = "",
+                 on_read: Callable[[str, int], None] | None = None) -> None:
         self.stream = stream
+        self.path, self.on_read = path, on_read
         self.sha = hashlib.sha256()
         self.head = bytearray()
         self.tail = b""
@@ -281,6 +293,8 @@ class _Tap:
     def read(self, n: int = -1) -> bytes:
         data = self.stream.read(n)
         if data:
+            if self.on_read is not None:
+                self.on_read(self.path, len(data))
             self.sha.update(data)
             if len(self.head) < _EDGE:
                 self.head += data[: _EDGE - len(self.head)]
