@@ -7,17 +7,23 @@ pgbench runs; a sentinel row is inserted at several moments, each recorded as a 
 an xid and a named restore point; then for each target type a base backup is restored into
 a new directory, a second server recovers there, and exactly the sentinel rows before the
 target must exist. restic checks the repository, data included, at the end.
+
+Also: ``pg archive-wal`` SIGKILLed at many moments of a 16 MiB segment and run again; a
+restore after a promotion following the new timeline (on a server whose archiver is
+SIGKILLed on every file's first attempt); the round trip into an S3 repository on moto.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +32,7 @@ import pytest
 
 import airflow_backup
 from support.cli import FAST_KDF, ok, one_line_error, repo, run_cli
+from support.moto import MotoServer
 from support.pg_cluster import BIN, Cluster, own_cluster
 
 __all__ = ["repo"]  # the fixture, imported for the archive-contract tests
@@ -98,6 +105,87 @@ def test_restore_wal_aborts_recovery_on_real_errors(repo: Path, tmp_path: Path) 
     assert proc.returncode == 126, proc.stderr
 
 
+def _restic_check(repo_dir: Path | str, env: dict[str, str]) -> str:
+    """``restic unlock`` (the stale locks of killed processes) then ``restic check
+    --read-data``; assert both pass and return check's output."""
+    restic = shutil.which("restic")
+    assert restic is not None, "restic not found (run 'make tools')"
+    for args in (["unlock"], ["check", "--read-data"]):
+        proc = subprocess.run([restic, "-r", str(repo_dir), "--no-cache", *args], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc.stdout
+
+
+def _repo_files(repo_dir: Path, folder: str) -> set[str]:
+    return {str(p.relative_to(repo_dir)) for p in (repo_dir / folder).rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_killed_archiver_never_loses_or_corrupts_a_segment(repo: Path, tmp_path: Path) -> None:
+    """SIGKILL ``pg archive-wal`` on a 16 MiB segment at moments spread over its run (by
+    time, and as soon as a pack is being written, a pack is complete, an index or a snapshot
+    is being written), then archive the same segment again: it must succeed and restore the
+    exact bytes, and restic must find the repository sound, data included."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    cache = {"AIRFLOW_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
+    env.update(AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF, AIRFLOW_BACKUP_PASSWORD="secret-pw", **cache)
+    argv = [sys.executable, "-m", "airflow_backup.cli", "-r", str(repo), "pg", "archive-wal"]
+    wal = tmp_path / "pg_wal"
+    durations = []
+    for n in (0x0E, 0x0F):  # the second run is warm, as archive_command calls are
+        started = time.monotonic()
+        ok(run_cli(repo, "pg", "archive-wal", _segment(wal / f"0000000100000000000000{n:02X}", n),
+                   env=cache))
+        durations.append(time.monotonic() - started)
+    full = durations[-1]
+
+    def new_in(folder: str, tmp: bool) -> Callable[[set[str]], bool]:
+        def seen(before: set[str]) -> bool:
+            now = _repo_files(repo, folder) - before
+            return any(("/.tmp-" in f) == tmp for f in now)
+        return seen
+
+    moments: list[tuple[str, Callable[[set[str]], bool] | float]] = [
+        (f"{f:.0%} of a run", full * f) for f in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    moments += [("a pack being written", new_in("data", True)),
+                ("a pack complete", new_in("data", False)),
+                ("an index being written", new_in("index", True)),
+                ("an index complete", new_in("index", False)),
+                ("a snapshot being written", new_in("snapshots", True))]
+    report = [f"one 16 MiB archive-wal: {durations[0]:.2f}s cold, {full:.2f}s warm"]
+    hits = 0
+    for i, (what, when) in enumerate(moments):
+        seg = _segment(wal / f"0000000100000000000000{0x10 + i:02X}", i + 0x10)
+        before = {f for d in ("data", "index", "snapshots") for f in _repo_files(repo, d)}
+        proc = subprocess.Popen([*argv, str(seg)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if isinstance(when, float):
+            time.sleep(when)
+        else:
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and not when(before) and time.monotonic() < deadline:
+                time.sleep(0.0005)
+        proc.kill()
+        killed = proc.wait(timeout=30) == -signal.SIGKILL
+        hits += killed
+        after = {f for d in ("data", "index", "snapshots") for f in _repo_files(repo, d)}
+        again = ok(run_cli(repo, "pg", "archive-wal", seg, env=cache))
+        got = tmp_path / "RECOVERYXLOG"
+        ok(run_cli(repo, "pg", "restore-wal", seg.name, got, env=cache))
+        assert got.read_bytes() == seg.read_bytes(), (what, seg.name)
+        report.append(f"kill at {what}: {'killed' if killed else 'had finished'}, left "
+                      f"{len(after - before)} new file(s); again: "
+                      f"{again.stdout.decode().strip()}")
+    print("\n" + "\n".join(report))
+    assert hits >= len(moments) - 2, report  # the kills land while the archiver works
+    snaps = json.loads(ok(run_cli(repo, "snapshots", "--tag", "wal", "--json")).stdout)
+    names = sorted(str(sn["tags"][-1]) for sn in snaps)
+    assert len(names) == len(set(names)) == len(moments) + 2, names  # one per segment
+    _restic_check(repo, {**env, "RESTIC_PASSWORD": "secret-pw"})
+
+
 # ---- point-in-time recovery on a real cluster --------------------------------------------
 
 
@@ -122,6 +210,8 @@ def _launcher() -> list[str]:
 
 
 def _env(base: Path) -> dict[str, str]:
+    """The environment of the CLI and of the servers: the repository password, and
+    whatever else this process has (the moto fixture's AWS_* variables among it)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_", "PG"))}
     env.update(AIRFLOW_BACKUP_PASSWORD=PASSWORD, AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF,
@@ -132,7 +222,7 @@ def _env(base: Path) -> dict[str, str]:
     return env
 
 
-def _cli(base: Path, repo_dir: Path, *args: str, timeout: float = 600
+def _cli(base: Path, repo_dir: Path | str, *args: str, timeout: float = 600
          ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as the server's OS user (as archive_command runs)."""
     proc = subprocess.run(_as_postgres(*_launcher(), "-r", str(repo_dir), *args),
@@ -162,13 +252,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _recovered(base: Path, data: Path) -> Iterator[int]:
-    """Start a server on the restored ``data`` (own port, no archiving); yield its port once
-    recovery has ended (promoted)."""
+def _recovered(base: Path, data: Path, archive: str = "") -> Iterator[int]:
+    """Start a server on the restored ``data`` (own port; no archiving unless ``archive``
+    gives an archive_command); yield its port once recovery has ended (promoted)."""
     port, log = _free_port(), base / f"{data.name}.log"
+    mode = (f"-c archive_mode=on -c archive_command='{archive}'" if archive
+            else "-c archive_mode=off")
     started = _pg_ctl(base, "-D", str(data), "-l", str(log), "-w", "-t", "300", "-o",
                       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
-                      "-c archive_mode=off -c fsync=off", "start", timeout=330)
+                      f"{mode} -c fsync=off", "start", timeout=330)
     try:
         assert started.returncode == 0, (started.stderr, _tail(log))
         deadline = time.monotonic() + 300
@@ -208,6 +300,39 @@ def _wait_archived(conn: psycopg.Connection[tuple[object, ...]]) -> str:
             return last
         assert time.monotonic() < deadline, f"not archived: {last} (at {got})"
         time.sleep(0.2)
+
+
+def _start_archiving(cluster: Cluster, command: str) -> None:
+    """Turn archiving on with ``command`` and restart the server (whose environment,
+    :func:`_env`, carries the repository password and any AWS_* variables)."""
+    with _connect(cluster.port) as conn:
+        conn.execute("ALTER SYSTEM SET archive_mode = on")
+        conn.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+    restarted = _pg_ctl(cluster.base, "-D", str(cluster.data), "-l",
+                        str(cluster.base / "log"), "-w", "-m", "fast", "restart")
+    assert restarted.returncode == 0, restarted.stderr
+
+
+def _mark(conn: psycopg.Connection[tuple[object, ...]], row: int) -> str:
+    """Insert sentinel ``row``; return the time just after it committed (the next commit
+    comes more than a second later)."""
+    conn.execute("INSERT INTO sentinel VALUES (%s, clock_timestamp())", (row,))
+    got = conn.execute("SELECT clock_timestamp()::text").fetchone()
+    assert got is not None
+    time.sleep(1.1)
+    return str(got[0])
+
+
+def _ids(port: int) -> list[int]:
+    with _connect(port) as conn:
+        return [int(str(r[0])) for r in conn.execute("SELECT id FROM sentinel ORDER BY id")]
+
+
+def _timeline(port: int) -> int:
+    with _connect(port) as conn:
+        row = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+        assert row is not None
+        return int(str(row[0]))
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +421,160 @@ def test_point_in_time_recovery_to_every_target(archiving: Cluster) -> None:
                            env={**_env(base), "RESTIC_PASSWORD": PASSWORD},
                            capture_output=True, text=True, timeout=600, check=False)
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+
+
+# ---- timelines, with an archiver killed mid-segment --------------------------------------
+
+#: archive_command wrapper: the first attempt at each file is SIGKILLed after a delay that
+#: cycles through DELAYS (a real server's archiver killed mid-segment), then the file is
+#: archived again in the same call. Each first attempt's outcome goes to MARKS/<file>.
+_KILLER = """#!/bin/sh
+mark="{marks}/$2"
+if [ ! -e "$mark" ]; then
+  n=$(ls "{marks}" | wc -l)
+  d=$(echo "{delays}" | cut -d' ' -f$(( n % {count} + 1 )))
+  {command} "$1" >/dev/null 2>&1 &
+  pid=$!
+  sleep "$d"
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid"
+  echo "$? $d" > "$mark"
+fi
+exec {command} "$1"
+"""
+
+
+def _killing_archiver(base: Path, repo_dir: Path) -> str:
+    """Write the killer wrapper for ``repo_dir``; return the archive_command running it."""
+    marks = base / "kills"
+    marks.mkdir()
+    delays = "0.05 0.15 0.25 0.35 0.45 0.55"
+    command = " ".join([*_launcher(), "-r", str(repo_dir), "pg", "archive-wal"])
+    script = base / "archive-killer.sh"
+    script.write_text(_KILLER.format(marks=marks, delays=delays, count=len(delays.split()),
+                                     command=command))
+    script.chmod(0o755)
+    if os.getuid() == 0:
+        for path in (marks, script):
+            shutil.chown(path, "postgres")
+    return f"{script} %p %f"
+
+
+@pytest.mark.slow
+def test_restore_after_promotion_follows_the_new_timeline(tmp_path: Path) -> None:
+    """Timeline 1 archives (its archiver SIGKILLed mid-way through every file's first
+    attempt); a restore to a time on it is promoted to timeline 2, which archives into the
+    same repository (its .history included); then a restore to a time on timeline 2
+    (recovery_target_timeline latest) must use a base backup that can reach timeline 2 —
+    not the newer one taken on timeline 1 after the switch — and see exactly the rows of
+    timeline 2's history: timeline 1 up to the switch, then timeline 2 up to the target."""
+    t0 = time.monotonic()
+    with own_cluster() as cluster:
+        base, repo_dir = cluster.base, cluster.base / "repo"
+        _cli(base, repo_dir, "init")
+        archive = _killing_archiver(base, repo_dir)
+        _start_archiving(cluster, archive)
+        with _connect(cluster.port) as conn:
+            conn.execute("CREATE TABLE sentinel (id int PRIMARY KEY, at timestamptz)")
+            conn.execute("INSERT INTO sentinel VALUES (0, clock_timestamp())")
+            old = json.loads(_cli(base, repo_dir, "--json", "pg", "basebackup", "--dbname",
+                                  cluster.url()).stdout.splitlines()[-1])
+            t1 = _mark(conn, 1)                      # timeline 2 will branch here
+            _mark(conn, 2)
+            late = json.loads(_cli(base, repo_dir, "--json", "pg", "basebackup", "--dbname",
+                                   cluster.url()).stdout.splitlines()[-1])
+            _mark(conn, 3)                           # timeline 1 only
+            _wait_archived(conn)
+        setup = time.monotonic() - t0
+
+        # Restore to t1 and promote: timeline 2, archiving into the same repository.
+        branch = base / "branch"
+        _cli(base, repo_dir, "pg", "restore", "--target-dir", str(branch), "--target-time",
+             t1, "--target-action", "promote")
+        with _recovered(base, branch, archive=archive) as port:
+            assert _ids(port) == [0, 1] and _timeline(port) == 2
+            with _connect(port) as conn:
+                t2 = _mark(conn, 101)
+                _mark(conn, 102)                     # after the target on timeline 2
+                _wait_archived(conn)
+        branched = time.monotonic() - t0 - setup
+        listing = json.loads(_cli(base, repo_dir, "--json", "pg", "list").stdout)
+        names = {w["name"] for w in listing["wal"]}
+        assert "00000002.history" in names  # archived by the promoted server
+
+        # Restore to t2 on the latest timeline: the late backup (timeline 1, ended after
+        # the switch, before t2) cannot reach timeline 2; the old one can.
+        final = base / "final"
+        restored = json.loads(_cli(base, repo_dir, "--json", "pg", "restore", "--target-dir",
+                                   str(final), "--target-time", t2, "--target-action",
+                                   "promote").stdout.splitlines()[-1])
+        assert restored["snapshot_id"] == old["snapshot_id"] != late["snapshot_id"]
+        with _recovered(base, final) as port:
+            ids, tli = _ids(port), _timeline(port)
+        assert ids == [0, 1, 101], (ids, _tail(base / "final.log"))
+        assert tli == 3  # promoted once more, off timeline 2
+        recovered = time.monotonic() - t0 - setup - branched
+
+        # What the late backup would have done (the choice before timelines counted):
+        # PostgreSQL refuses to start, timeline 2 not being a child of its history.
+        wrong = base / "wrong"
+        _cli(base, repo_dir, "pg", "restore", "--target-dir", str(wrong), "--target-time",
+             t2, "--target-action", "promote", "--backup", late["snapshot_id"][:8])
+        refused = _pg_ctl(base, "-D", str(wrong), "-l", str(base / "wrong.log"), "-w", "-o",
+                          f"-p {_free_port()} -k {base} -c listen_addresses=127.0.0.1 "
+                          "-c archive_mode=off", "start", timeout=120)
+        assert refused.returncode != 0
+        assert "not a child of this server's history" in _tail(base / "wrong.log")
+
+        kills = sorted(f"{m.name}: {m.read_text().split()}" for m in (base / "kills").iterdir())
+        hit = [k for k in kills if "'137'" in k]
+        print(f"\ntimeline 1 + 2 base backups {setup:.1f}s; restore + promote to timeline 2 "
+              f"+ archive {branched:.1f}s; restore to timeline 2 {recovered:.1f}s; "
+              f"{len(hit)} of {len(kills)} first archive attempts SIGKILLed mid-way:\n"
+              + "\n".join(kills))
+        assert len(hit) >= 3, kills
+        _restic_check(repo_dir, {**_env(base), "RESTIC_PASSWORD": PASSWORD})
+
+
+# ---- an S3 repository (moto) --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_point_in_time_recovery_into_an_s3_repository(moto_server: MotoServer,
+                                                      s3_bucket: str) -> None:
+    """The same round trip with the repository on S3 (a moto server on 127.0.0.1): the
+    server's archive_command writes to ``s3://BUCKET/pitr`` with the credentials from its
+    environment, a base backup goes there too, and a restore to a target time recovers
+    exactly the sentinel rows before it, fetching WAL from S3; restic checks the bucket."""
+    url = f"s3://{s3_bucket}/pitr"
+    t0 = time.monotonic()
+    with own_cluster() as cluster:
+        base = cluster.base
+        env = _env(base)
+        assert env.get("AWS_ENDPOINT_URL") == moto_server.endpoint  # the server's env too
+        _cli(base, url, "init")
+        _start_archiving(cluster, " ".join([*_launcher(), "-r", url, "pg", "archive-wal",
+                                            "%p"]))
+        with _connect(cluster.port) as conn:
+            conn.execute("CREATE TABLE sentinel (id int PRIMARY KEY, at timestamptz)")
+            conn.execute("INSERT INTO sentinel VALUES (0, clock_timestamp())")
+            _cli(base, url, "pg", "basebackup", "--dbname", cluster.url())
+            t1 = _mark(conn, 1)
+            _mark(conn, 2)
+            last = _wait_archived(conn)
+        archived = time.monotonic() - t0
+        target = base / "restored"
+        _cli(base, url, "pg", "restore", "--target-dir", str(target), "--target-time", t1,
+             "--target-action", "promote")
+        auto = (target / "postgresql.auto.conf").read_text()
+        assert f"-r {url} pg restore-wal %f %p" in auto
+        assert env["AWS_SECRET_ACCESS_KEY"] not in auto and PASSWORD not in auto
+        with _recovered(base, target) as port:
+            ids = _ids(port)
+        assert ids == [0, 1], (ids, _tail(base / "restored.log"))
+        recovered = time.monotonic() - t0 - archived
+        snapshots = moto_server.list_keys(s3_bucket, "pitr/snapshots/")
+        print(f"\nS3: archived through {last} ({len(snapshots)} snapshots in the bucket) "
+              f"in {archived:.1f}s; restore + recovery to {t1}: {recovered:.1f}s")
+        _restic_check(moto_server.restic_url(s3_bucket, "pitr"),
+                      {**env, "RESTIC_PASSWORD": PASSWORD})

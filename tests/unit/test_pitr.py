@@ -14,7 +14,9 @@ from airflow_backup.pitr.catalog import CatalogEntry
 from airflow_backup.pitr.names import format_lsn, parse_lsn, parse_wal_name
 from airflow_backup.pitr.recovery import (
     RecoveryTarget,
+    TimelinePath,
     choose_base_backup,
+    parse_history,
     parse_target_time,
     recovery_settings,
 )
@@ -63,9 +65,40 @@ def test_tar_tap_keeps_label_and_manifest_whatever_the_read_sizes(step: int) -> 
     assert parse_backup_label(label.decode())["START WAL LOCATION"].startswith("0/2000028")
 
 
-def _backup(sid: str, stop_time: str, stop_lsn: str) -> CatalogEntry:
+def _backup(sid: str, stop_time: str, stop_lsn: str, timeline: int = 1) -> CatalogEntry:
     return CatalogEntry(sid * 64, stop_time, {"kind": "basebackup", "stop_time": stop_time,
-                                              "stop_lsn": stop_lsn})
+                                              "stop_lsn": stop_lsn, "timeline": timeline,
+                                              "stop_timeline": timeline})
+
+
+def test_timeline_history_files() -> None:
+    text = ("1\t0/3000000\tno recovery target specified\n\n"
+            "2\t0/9000A28\tbefore 2025-01-02 00:00:00+00\n")
+    assert parse_history(text) == {1: 0x3000000, 2: 0x9000A28}
+    with pytest.raises(ConfigError):
+        parse_history("x\ty\n")
+    with pytest.raises(ConfigError):
+        RecoveryTarget(timeline="two")
+    assert RecoveryTarget(timeline="2").timeline == "2"
+
+
+def test_backups_from_an_ancestor_timeline_only_before_the_switch() -> None:
+    """Timeline 2 branched off timeline 1 at 0/6000000: backup b (timeline 1, ended before
+    the switch) reaches it, backup c (timeline 1, ended after) cannot, d is on 2 itself."""
+    backups = [_backup("a", "2025-01-01T00:00:00Z", "0/1000000"),
+               _backup("b", "2025-01-02T00:00:00Z", "0/5000000"),
+               _backup("c", "2025-01-03T00:00:00Z", "0/9000000"),
+               _backup("d", "2025-01-05T00:00:00Z", "0/B000000", timeline=2),
+               _backup("e", "2025-01-06T00:00:00Z", "0/C000000", timeline=3)]
+    two = TimelinePath(2, {1: 0x6000000})
+    at = RecoveryTarget("time", "2025-01-04 00:00:00+00")
+    assert choose_base_backup(backups, at, path=two).snapshot_id[0] == "b"
+    assert choose_base_backup(backups, at).snapshot_id[0] == "c"  # timeline unknown
+    assert choose_base_backup(backups, RecoveryTarget(), path=two).snapshot_id[0] == "d"
+    one = TimelinePath(1, {})
+    assert choose_base_backup(backups, RecoveryTarget(), path=one).snapshot_id[0] == "c"
+    with pytest.raises(SnapshotNotFound, match="timeline 4"):
+        choose_base_backup(backups[2:3], RecoveryTarget(), path=TimelinePath(4, {1: 0x100}))
 
 
 def test_choose_the_newest_backup_that_ended_before_the_target() -> None:

@@ -18,8 +18,9 @@ Everything is stored as ordinary snapshots, encrypted and deduplicated like all 
   records start/stop LSN, start/stop time, timeline and label, read from the ``backup_label``
   and ``backup_manifest`` inside the stream. WAL comes from the archive (``-X none`` makes
   the server wait until the last segment the backup needs is archived).
-- **Recovery** (:mod:`.recovery`): pick the newest base backup that ended before the target,
-  extract it, write ``recovery.signal`` and the ``recovery_target_*`` settings with a
+- **Recovery** (:mod:`.recovery`): pick the newest base backup that ended before the
+  target and can reach the target timeline (per the archived ``.history`` files), extract
+  it, write ``recovery.signal`` and the ``recovery_target_*`` settings with a
   ``restore_command`` that fetches WAL from the repository.
 
 No Airflow imports and no printing here: the CLI (``airflow-backup pg ...``) renders.

@@ -4,7 +4,13 @@
 backup that ended after it cannot reach it: replay only goes forward). For a time target the
 recorded stop time decides, for an LSN target the stop LSN; an xid, a restore-point name, the
 end of the backup (``immediate``) or the end of the archive (``latest``) take the newest
-backup unless one is named. :func:`restore_base_backup` extracts it into an empty directory,
+backup unless one is named. Timelines count too: recovery follows the target timeline
+(``recovery_target_timeline``; ``latest`` is the highest timeline with an archived
+``.history`` file), and a backup fits only if it is on that timeline, or on one of its
+ancestors and ended no later than the point where the history file says that ancestor was
+left (a backup taken on timeline 1 after the switch to timeline 2 cannot reach timeline 2:
+PostgreSQL would refuse it with "requested timeline is not a child of this server's
+history"). :func:`restore_base_backup` extracts it into an empty directory,
 then writes ``recovery.signal`` and appends the recovery settings to
 ``postgresql.auto.conf``; the server does the rest when started.
 """
@@ -26,16 +32,19 @@ from airflow_backup.errors import (
     RestoreTargetExists,
     SnapshotNotFound,
     UnsafePath,
+    WalMissing,
 )
 from airflow_backup.pitr.basebackup import BASE_FILE
 from airflow_backup.pitr.catalog import CatalogEntry, PitrCatalog
-from airflow_backup.pitr.names import parse_lsn
+from airflow_backup.pitr.names import format_lsn, parse_lsn
+from airflow_backup.pitr.wal import read_wal
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.timefmt import parse_ns
 from airflow_backup.restorer.dump import dump_file
 
-__all__ = ["ACTIONS", "TARGET_KINDS", "RecoveryTarget", "RestoredBase", "choose_base_backup",
-           "parse_target_time", "recovery_settings", "restore_base_backup"]
+__all__ = ["ACTIONS", "TARGET_KINDS", "RecoveryTarget", "RestoredBase", "TimelinePath",
+           "choose_base_backup", "parse_history", "parse_target_time", "recovery_settings",
+           "restore_base_backup", "target_timeline"]
 
 TARGET_KINDS = ("time", "lsn", "xid", "name", "immediate", "latest")
 ACTIONS = ("pause", "promote", "shutdown")
@@ -67,6 +76,83 @@ class RecoveryTarget:
             parse_target_time(self.value)
         if self.kind == "xid" and not self.value.isdigit():
             raise ConfigError(f"--target-xid must be a transaction id, not {self.value!r}")
+        if self.timeline not in ("latest", "current"):
+            _timeline_number(self.timeline)
+
+
+def _timeline_number(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = 0
+    if value < 1 or value > 0xFFFFFFFF:
+        raise ConfigError(f"--target-timeline must be latest, current or a timeline id, "
+                          f"not {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePath:
+    """The timeline recovery follows (``timeline``) and where it left each ancestor:
+    ``switches[t]`` is the LSN at which timeline ``t`` ended (from ``TTTTTTTT.history``)."""
+
+    timeline: int
+    switches: dict[int, int]
+
+    def allows(self, entry: CatalogEntry) -> bool:
+        """Return whether the base backup ``entry`` can recover onto this timeline."""
+        tli = _int(entry.meta.get("stop_timeline", entry.meta.get("timeline", 1)))
+        if tli == self.timeline:
+            return True
+        switch = self.switches.get(tli)
+        return switch is not None and _stop_lsn(entry) <= switch
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def parse_history(text: str) -> dict[int, int]:
+    """Return ``{parent timeline: switch LSN}`` from a ``TTTTTTTT.history`` file (lines
+    ``parentTLI<TAB>switchpoint<TAB>reason``; comments and blank lines skipped). Raise
+    ConfigError for a line that cannot be read."""
+    out: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) < 2 or not fields[0].isdigit():
+            raise ConfigError(f"unreadable timeline history line {line!r}")
+        out[int(fields[0])] = parse_lsn(fields[1])
+    return out
+
+
+def target_timeline(repo: Repository, catalog: PitrCatalog, target: RecoveryTarget
+                    ) -> TimelinePath | None:
+    """Return the timeline ``target`` recovers onto and its switch points, or None when any
+    base backup's own timeline will do (``current``, or ``latest`` with no history file
+    archived). Raise SnapshotNotFound if a timeline above 1 has no archived history file."""
+    if target.timeline == "current":
+        return None
+    if target.timeline == "latest":
+        histories = [_int(e.meta.get("timeline")) for e in catalog.entries("wal")
+                     if e.meta.get("type") == "history"]
+        if not histories:
+            return None
+        tli = max(histories)
+    else:
+        tli = _timeline_number(target.timeline)
+    if tli == 1:
+        return TimelinePath(1, {})
+    name = f"{tli:08X}.history"
+    try:
+        text = read_wal(repo, catalog, name).decode("utf-8", "replace")
+    except WalMissing:
+        raise SnapshotNotFound(f"timeline {tli}: {name} is not in the WAL archive") from None
+    return TimelinePath(tli, parse_history(text))
 
 
 def parse_target_time(text: str) -> datetime:
@@ -88,10 +174,16 @@ def _stop_ns(entry: CatalogEntry) -> int:
     return parse_ns(str(entry.meta.get("stop_time", "")))[0]
 
 
+def _stop_lsn(entry: CatalogEntry) -> int:
+    return parse_lsn(str(entry.meta.get("stop_lsn", "0/0")))
+
+
 def choose_base_backup(backups: list[CatalogEntry], target: RecoveryTarget,
-                       backup_id: str = "") -> CatalogEntry:
+                       backup_id: str = "", path: TimelinePath | None = None
+                       ) -> CatalogEntry:
     """Return the base backup to restore for ``target`` (see the module docstring), or the
-    one whose snapshot id starts with ``backup_id``. Raise SnapshotNotFound if none fits."""
+    one whose snapshot id starts with ``backup_id``; with ``path``, only one that can reach
+    that timeline. Raise SnapshotNotFound if none fits."""
     if not backups:
         raise SnapshotNotFound("no base backup in the repository (run 'pg basebackup')")
     if backup_id:
@@ -100,18 +192,27 @@ def choose_base_backup(backups: list[CatalogEntry], target: RecoveryTarget,
             raise SnapshotNotFound(f"no single base backup matches {backup_id!r}")
         return found[0]
     fits = backups
+    if path is not None:
+        fits = [b for b in backups if path.allows(b)]
+        if not fits:
+            raise SnapshotNotFound(
+                f"no base backup can reach timeline {path.timeline}: none was taken on it, "
+                "nor on an ancestor before the switch ("
+                + ", ".join(f"timeline {t} left at {format_lsn(lsn)}"
+                            for t, lsn in sorted(path.switches.items())) + ")")
     if target.kind == "time":
         limit = int(parse_target_time(target.value).timestamp() * 1e9)
-        fits = [b for b in backups if _stop_ns(b) <= limit]
+        fits = [b for b in fits if _stop_ns(b) <= limit]
     elif target.kind == "lsn":
         lsn = parse_lsn(target.value)
-        fits = [b for b in backups if parse_lsn(str(b.meta.get("stop_lsn", "0/0"))) <= lsn]
+        fits = [b for b in fits if _stop_lsn(b) <= lsn]
     if not fits:
-        raise SnapshotNotFound(f"no base backup ended before the {target.kind} target "
+        on = f" on timeline {path.timeline}" if path is not None else ""
+        raise SnapshotNotFound(f"no base backup{on} ended before the {target.kind} target "
                                f"{target.value!r}; the oldest ended at "
                                f"{backups[0].meta.get('stop_time')} "
                                f"(LSN {backups[0].meta.get('stop_lsn')})")
-    return max(fits, key=lambda b: (_stop_ns(b), parse_lsn(str(b.meta.get("stop_lsn", "0/0")))))
+    return max(fits, key=lambda b: (_stop_ns(b), _stop_lsn(b)))
 
 
 def _quote(value: str) -> str:
@@ -207,7 +308,8 @@ def restore_base_backup(repo: Repository, catalog: PitrCatalog, target: Recovery
     backup fits, or a repository/storage error.
     """
     catalog.refresh()
-    entry = choose_base_backup(catalog.entries("basebackup"), target, backup_id)
+    path = None if backup_id else target_timeline(repo, catalog, target)
+    entry = choose_base_backup(catalog.entries("basebackup"), target, backup_id, path)
     out = Path(target_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RestoreTargetExists(f"{out}: not an empty directory")

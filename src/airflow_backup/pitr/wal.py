@@ -32,9 +32,10 @@ from airflow_backup.jsontypes import JSONObject
 from airflow_backup.pitr.catalog import WAL_TAG, PitrCatalog, pitr_metadata
 from airflow_backup.pitr.names import parse_wal_name
 from airflow_backup.repository.repo import Repository
+from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.restorer.dump import dump_file
 
-__all__ = ["ArchivedWal", "archive_wal", "fetch_wal"]
+__all__ = ["ArchivedWal", "archive_wal", "fetch_wal", "read_wal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +98,7 @@ class _Hashing:
         self.out.flush()
 
 
-def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
-              dest: str | os.PathLike[str]) -> int:
-    """Write the archived WAL file ``name`` (``%f``) to ``dest`` (``%p``); return its size.
-
-    The file appears at ``dest`` only complete and verified (temp file, fsync, rename).
-    Raise WalMissing if it is not archived, ConfigError for a bad name, IntegrityError if the
-    stored copy does not match the SHA-256 recorded when it was archived.
-    """
+def _lookup(repo: Repository, catalog: PitrCatalog, name: str) -> tuple[Snapshot, JSONObject]:
     parse_wal_name(name)
     catalog.refresh()
     entries = catalog.wal(name)
@@ -115,6 +109,34 @@ def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
     if meta.get("name") != name:
         raise IntegrityError(f"snapshot {sn.short_id} is not the WAL file {name} the local "
                              "PITR cache says it is")
+    return sn, meta
+
+
+def read_wal(repo: Repository, catalog: PitrCatalog, name: str) -> bytes:
+    """Return the content of the archived WAL file ``name`` (meant for the small
+    ``.history`` files), verified against its recorded SHA-256.
+
+    Raise WalMissing if it is not archived, IntegrityError if it does not match.
+    """
+    sn, meta = _lookup(repo, catalog, name)
+    buf = io.BytesIO()
+    dump_file(repo, sn, name, cast(BinaryIO, buf))
+    data = buf.getvalue()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256") or len(data) != meta.get("size"):
+        raise IntegrityError(f"{name}: restored content does not match the SHA-256 "
+                             f"recorded in snapshot {sn.short_id}")
+    return data
+
+
+def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
+              dest: str | os.PathLike[str]) -> int:
+    """Write the archived WAL file ``name`` (``%f``) to ``dest`` (``%p``); return its size.
+
+    The file appears at ``dest`` only complete and verified (temp file, fsync, rename).
+    Raise WalMissing if it is not archived, ConfigError for a bad name, IntegrityError if the
+    stored copy does not match the SHA-256 recorded when it was archived.
+    """
+    sn, meta = _lookup(repo, catalog, name)
     target = Path(dest)
     if target.is_dir():
         raise ConfigError(f"{target}: is a directory (restore-wal takes %f and %p)")

@@ -72,7 +72,9 @@ def register(sub: Any) -> None:
                    default="pause", help="what the server does at the target (default: "
                                          "pause, as PostgreSQL)")
     s.add_argument("--target-timeline", default="latest",
-                   help="recovery_target_timeline (default: latest)")
+                   help="recovery_target_timeline: latest (default: the highest timeline "
+                        "with an archived .history file), current, or a timeline id; the "
+                        "base backup is chosen among those that can reach it")
     s.add_argument("--target-exclusive", action="store_true",
                    help="stop just before the target instead of just after it")
     s.add_argument("--backup", default="", metavar="ID",
