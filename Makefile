@@ -24,6 +24,11 @@ APT_PACKAGE.mariadb-dump := mariadb-client
 # Browser tests of the Airflow UI: Debian's chromium, driven by Playwright (no downloaded browser).
 APT_TOOLS += chromium
 APT_PACKAGE.chromium := chromium
+# `generate` tests: man pages render with man(1) (groff underneath); zsh and fish check their
+# completion scripts.
+APT_TOOLS += man groff zsh fish
+APT_PACKAGE.man := man-db
+APT_PACKAGE.groff := groff-base
 APT_PACKAGE.mariadb := mariadb-client
 
 # Test processes (pytest-xdist): the suite mostly waits for subprocesses and servers, so two

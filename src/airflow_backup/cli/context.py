@@ -19,6 +19,7 @@ from airflow_backup.operations.spec import (
 from airflow_backup.operations.spec import open_repository as open_spec
 from airflow_backup.passwords import from_command, from_file
 from airflow_backup.repository.repo import Repository
+from airflow_backup.storage.limiter import RateLimits
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
@@ -47,6 +48,13 @@ class GlobalOptions:
     no_cache: bool = False
     cache_dir: str = ""
     no_lock: bool = False
+    limit_upload: int = 0
+    limit_download: int = 0
+
+    @property
+    def limits(self) -> RateLimits:
+        """Return --limit-upload/--limit-download (KiB/s, 0 unlimited)."""
+        return RateLimits(self.limit_upload, self.limit_download)
 
 
 def read_password(gopts: GlobalOptions, prompt: str = "enter password for repository: ") -> str:
@@ -137,12 +145,14 @@ def repository_spec(gopts: GlobalOptions, url: str | None = None,
     fb_password = _fallback_password(gopts) if fallbacks else None
     policy = retry_policy(gopts)
     cache = cache_spec(gopts)
+    limits = gopts.limits
     chain = tuple(RepositorySpec(u, fb_password, retry=policy, cache=cache,
-                                 lock_wait=gopts.retry_lock, inject_faults=False)
+                                 lock_wait=gopts.retry_lock, inject_faults=False,
+                                 limits=limits)
                   for u in fallbacks if fb_password is not None)
     return RepositorySpec(url, _password(gopts), retry=policy, cache=cache,
                           lock_wait=gopts.retry_lock, key_hint=gopts.key_hint,
-                          no_lock=gopts.no_lock, fallbacks=chain)
+                          no_lock=gopts.no_lock, fallbacks=chain, limits=limits)
 
 
 def retry_policy(gopts: GlobalOptions) -> RetryPolicy:

@@ -139,4 +139,14 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
             "airflow-backup -r /srv/backup pg list")),
     "version": ("Print the version of airflow-backup and of the repository format it writes.",
                 ("airflow-backup version",)),
+    "generate": ("Write shell completion for bash, zsh or fish ('-' for stdout) and man pages "
+                 "(airflow-backup.1 and one airflow-backup-VERB.1 per verb), all written from "
+                 "the command-line parser itself, as restic's generate does.",
+                 ("airflow-backup generate --bash-completion /etc/bash_completion.d/airflow-backup",
+                  "airflow-backup generate --zsh-completion "
+                  "/usr/local/share/zsh/site-functions/_airflow-backup",
+                  "airflow-backup generate --fish-completion "
+                  "~/.config/fish/completions/airflow-backup.fish",
+                  "airflow-backup generate --man /usr/local/share/man/man1",
+                  "airflow-backup generate --bash-completion -")),
 }

@@ -74,6 +74,18 @@ def _key_value(text: str) -> str:
     return text
 
 
+def _kib_per_second(text: str) -> int:
+    """Accept a rate in KiB/s as restic does: a whole number, 0 for unlimited."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: a whole number of KiB/s "
+                                         "(0 is unlimited)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must not be negative")
+    return value
+
+
 def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     def d(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
@@ -106,6 +118,11 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     parser.add_argument("--cache-dir", default=d(""), metavar="DIR",
                         help="metadata cache directory (env AIRFLOW_BACKUP_CACHE_DIR; "
                              "default ~/.cache/airflow-backup)")
+    parser.add_argument("--limit-upload", type=_kib_per_second, default=d(0), metavar="KiB/s",
+                        help="limit uploads to a maximum rate in KiB/s (default: unlimited)")
+    parser.add_argument("--limit-download", type=_kib_per_second, default=d(0),
+                        metavar="KiB/s",
+                        help="limit downloads to a maximum rate in KiB/s (default: unlimited)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
+    # A command that describes the whole program (``generate``) finds its parser here.
+    parser.set_defaults(root_parser=parser)
     for module in ALL_COMMANDS:
         module.register(sub)
     for name, sub_parser in sub.choices.items():
@@ -173,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json=args.json, verbose=args.verbose, quiet=args.quiet, debug=args.debug,
         retry_lock=args.retry_lock, options=list(args.option), no_cache=args.no_cache,
         cache_dir=args.cache_dir, no_lock=args.no_lock,
+        limit_upload=args.limit_upload, limit_download=args.limit_download,
     )
     out = Printer(gopts.json, gopts.quiet, gopts.verbose)
     configure_logging(gopts.json, gopts.quiet, gopts.verbose, gopts.debug)

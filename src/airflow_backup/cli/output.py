@@ -68,15 +68,20 @@ class Printer:
         """Write a warning on stderr."""
         sys.stderr.write(text + "\n")
 
-    def table(self, headers: list[str], rows: list[list[str]]) -> None:
-        """Write an aligned table on stdout."""
+    def table(self, headers: list[str], rows: list[list[str]], *,
+              blank_between_records: bool = False) -> None:
+        """Write an aligned table on stdout. A row whose first cell is empty continues the
+        record above it; ``blank_between_records`` puts an empty line between records (as
+        restic does when a snapshot spans several lines)."""
         widths = [len(h) for h in headers]
         for row in rows:
             widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         self.result(fmt.format(*headers).rstrip())
         self.result("-" * (sum(widths) + 2 * (len(widths) - 1)))
-        for row in rows:
+        for i, row in enumerate(rows):
+            if blank_between_records and i and row[0]:
+                self.result("")
             self.result(fmt.format(*row).rstrip())
         self.result("-" * (sum(widths) + 2 * (len(widths) - 1)))
 

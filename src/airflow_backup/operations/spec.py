@@ -26,6 +26,7 @@ from airflow_backup.storage.compose import (
     is_remote_url,
     open_repository_storage,
 )
+from airflow_backup.storage.limiter import RateLimits
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
@@ -116,6 +117,8 @@ class RepositorySpec:
     inject_faults: bool = True
     no_lock: bool = False
     fallbacks: tuple[RepositorySpec, ...] = ()
+    #: restic's --limit-upload/--limit-download (KiB/s; 0 unlimited), around the backend.
+    limits: RateLimits = field(default_factory=RateLimits)
     storage: Callable[[], Storage] | None = field(default=None, compare=False)
 
     @property
@@ -138,7 +141,8 @@ class RepositorySpec:
             return self.storage()
         faults = faults_from_env() if self.inject_faults else None
         return open_repository_storage(self.url, policy=self.retry, faults=faults,
-                                       read_ahead=is_remote_url(self.url))
+                                       read_ahead=is_remote_url(self.url),
+                                       limits=self.limits or None)
 
 
 def init_repository(spec: RepositorySpec, version: int = 2) -> tuple[bool, str]:

@@ -6,10 +6,13 @@ From the repository outwards::
      ReadAheadStorage   (optional, for object stores: one ranged GET serves many blob reads)
       RetryingStorage   (always; the only place that retries)
         FaultInjectingStorage   (optional; tests and drills)
-          backend       (local, fsspec: S3, GCS, Azure, SFTP, …)
+          RateLimitedStorage    (optional; --limit-upload/--limit-download, KiB/s)
+            backend     (local, fsspec: S3, GCS, Azure, SFTP, …)
 
 Retries sit outside fault injection so that injected faults are retried exactly like real
-ones, and inside the cache so that cache hits never wait for the network.
+ones, and inside the cache so that cache hits never wait for the network. The rate limiter
+sits right around the backend, as restic's does: what crosses the wire is paced, a retried
+transfer again, a cache hit never.
 
 Repository URLs may carry a per-repository retry policy in their query string
 (``s3://bucket/prefix?retry_attempts=5&retry_max_time=60``); local paths never do.
@@ -27,6 +30,7 @@ from airflow_backup.redact import strip_authority_userinfo
 from airflow_backup.storage.base import Storage
 from airflow_backup.storage.cache import CachingStorage, resolve_cache_root
 from airflow_backup.storage.faults import FaultInjectingStorage, FaultOptions, parse_fault_spec
+from airflow_backup.storage.limiter import RateLimitedStorage, RateLimits
 from airflow_backup.storage.readahead import ReadAheadStorage
 from airflow_backup.storage.registry import open_storage
 from airflow_backup.storage.remote import storage_for_fs
@@ -78,13 +82,15 @@ def open_repository_storage(
     faults: FaultOptions | None = None,
     sleep: Callable[[float], None] | None = None,
     read_ahead: bool = False,
+    limits: RateLimits | None = None,
 ) -> Storage:
     """Open a repository's storage with its wrappers.
 
     Exactly one of ``url``, ``fs`` (an fsspec filesystem, with ``root`` inside it) or
     ``backend`` (any Storage) names the store. ``policy`` is the retry policy (the URL's
     ``retry_*`` options override its fields); ``faults`` are FaultInjectingStorage keyword
-    arguments; ``read_ahead`` adds pack read-ahead (for object stores). The result is a
+    arguments; ``read_ahead`` adds pack read-ahead (for object stores); ``limits`` paces
+    uploads and downloads (restic's --limit-upload/--limit-download). The result is a
     RetryingStorage, or a ReadAheadStorage around one. Raise ConfigError for a bad URL or
     options.
     """
@@ -102,6 +108,8 @@ def open_repository_storage(
     else:
         assert backend is not None
         store = backend
+    if limits:
+        store = RateLimitedStorage.from_limits(store, limits)
     if faults:
         store = FaultInjectingStorage(store, **faults)
     retrying = (RetryingStorage(store, policy, sleep=sleep) if sleep is not None

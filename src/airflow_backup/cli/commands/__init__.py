@@ -18,6 +18,7 @@ from airflow_backup.cli.commands import (
     dump,
     find,
     forget,
+    generate,
     init,
     key,
     list_cmd,
@@ -39,6 +40,6 @@ from airflow_backup.cli.commands import (
 ALL_COMMANDS: list[ModuleType] = [init, backup, snapshots, ls, restore, dump, diff, forget,
                                   prune, check, repair, stats, tag, copy, unlock, cat,
                                   list_cmd, find, key, config, run, status, drill, runbook,
-                                  pg, version]
+                                  pg, version, generate]
 
 __all__ = ["ALL_COMMANDS"]

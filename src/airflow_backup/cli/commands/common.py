@@ -43,8 +43,12 @@ def snapshot_rows(snaps: list[Snapshot], reasons: dict[str, list[str]] | None = 
                   compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Return table headers and rows for snapshots (restic's columns; a Reasons column when
     ``reasons`` maps snapshot ids to why they are kept; ``compact``: no Paths column and a
-    line per tag, as ``restic snapshots --compact``)."""
-    headers = ["ID", "Time", "Host", "Tags"] + (["Reasons"] if reasons is not None else [])
+    line per tag, as ``restic snapshots --compact``). Headers are padded as restic 0.14 pads
+    them (``Host      ``, ``Tags      ``; compact ``Tags  ``): its columns are at least that
+    wide."""
+    tags_header = "Tags  " if compact else "Tags      "
+    headers = (["ID", "Time", "Host" if compact else "Host      ", tags_header]
+               + (["Reasons"] if reasons is not None else []))
     rows = []
     for s in snaps:
         when = parse_time(s.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")

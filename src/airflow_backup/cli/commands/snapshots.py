@@ -74,14 +74,28 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
         else:
             out.json([snapshot_json(s) for _, members in shown for s in members])
         return 0
-    total = 0
     for key, members in shown:
-        if group_by and key is not None:
-            k = key.to_json()
-            out.result(f"snapshots for (host [{k['hostname']}], paths {k['paths']}, "
-                       f"tags {k['tags']}):")
+        if group_by and key is not None and not args.ids:
+            heading = group_heading(key.to_json())
+            if heading:
+                out.result(heading)
         headers, rows = snapshot_rows(members, compact=args.compact)
-        out.table(headers, rows)
-        total += len(members)
-    out.result(f"{total} snapshots")
+        # restic 0.14: a blank line between snapshots once one of them lists several paths
+        multiline = not args.compact and any(len(s.paths) > 1 for s in members)
+        out.table(headers, rows, blank_between_records=multiline)
+        out.result(f"{len(members)} snapshots")  # per group, as restic's footer
     return 0
+
+
+def group_heading(key: dict[str, Any]) -> str:
+    """Return restic 0.14's heading of a group of snapshots, ``snapshots for (host [h], tags
+    [a, b], paths [/x, /y]):`` naming only what the group has, or "" for a group without
+    any (restic prints none)."""
+    parts = []
+    if key.get("hostname"):
+        parts.append(f"host [{key['hostname']}]")
+    if key.get("tags"):
+        parts.append(f"tags [{', '.join(key['tags'])}]")
+    if key.get("paths"):
+        parts.append(f"paths [{', '.join(key['paths'])}]")
+    return f"snapshots for ({', '.join(parts)}):" if parts else ""
