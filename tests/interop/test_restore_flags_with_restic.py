@@ -71,7 +71,11 @@ def test_relative_backup_paths_are_stored_as_restic_0_14_stores_them(
     sns = json.loads(run_restic(repo, "snapshots", "--json", password=PW).stdout)
     for sn, out in zip(sns[-2:], ("t_restic", "t_ours"), strict=True):
         run_restic(repo, "restore", sn["id"], "--target", world / out, password=PW)
-    assert compare_trees(world / "t_restic", world / "t_ours", check_root=False) == []
+    # With an absolute path the trees hold its ancestors (/tmp, …), whose mtimes other tests
+    # running at the same time change between the two backups: those are not compared.
+    outside = any(os.path.isabs(a) for a in args)
+    assert compare_trees(world / "t_restic", world / "t_ours", check_root=False,
+                         check_dir_mtime=not outside) == []
 
 
 def test_sub_folder_restores_the_folder_contents(world: Path) -> None:

@@ -86,6 +86,14 @@ class Printer:
         self.result("-" * (sum(widths) + 2 * (len(widths) - 1)))
 
 
+def duration(seconds: float) -> str:
+    """Return a duration as restic's ui.FormatDuration writes it (``0:05``, ``1:02:03``)."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, sec = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
 def human_size(n: float) -> str:
     """Return ``n`` bytes in restic's human style (KiB, MiB, …)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from airflow_backup.archiver.events import ArchiveStats
 from airflow_backup.archiver.scan import Scanner, ScanTotals
-from airflow_backup.cli.output import human_size
+from airflow_backup.cli.output import duration, human_size
 from airflow_backup.jobs.events import JobEvents
 from airflow_backup.jsontypes import JSONObject
 
@@ -120,14 +120,6 @@ class RichJobProgress(JobProgress):
                                  files=stats.total_files_processed)
 
 
-def _clock(seconds: float) -> str:
-    """restic's duration: ``M:SS``, or ``H:MM:SS`` from an hour on."""
-    total = int(seconds)
-    h, rest = divmod(total, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
 def progress_fps(default: float) -> float:
     """Updates per second: ``RESTIC_PROGRESS_FPS`` if set (as restic), else ``default``."""
     try:
@@ -196,14 +188,14 @@ class BackupStatus:
     def line(self) -> str:
         """Return restic's terminal status line for now."""
         st = self.status()
-        text = f"[{_clock(float(cast(int, st['seconds_elapsed'])))}] "
+        text = f"[{duration(float(cast(int, st['seconds_elapsed'])))}] "
         if "percent_done" in st:
             text += f"{100 * cast(float, st['percent_done']):.2f}%  "
         text += (f"{st['files_done']} files {human_size(cast(int, st['bytes_done']))}, "
                  f"total {st['total_files']} files {human_size(cast(int, st['total_bytes']))}, "
                  f"{st['error_count']} errors")
         if "seconds_remaining" in st:
-            text += f" ETA {_clock(float(cast(int, st['seconds_remaining'])))}"
+            text += f" ETA {duration(float(cast(int, st['seconds_remaining'])))}"
         return text
 
     def _draw(self) -> None:
@@ -262,8 +254,8 @@ class PhaseProgress:
         elapsed = self._clock() - self._started
         unit = _PHASE_UNITS.get(phase, phase)
         if total:
-            return f"[{_clock(elapsed)}] {100 * done / total:.2f}%  {done} / {total} {unit}"
-        return f"[{_clock(elapsed)}] {done} {unit}"
+            return f"[{duration(elapsed)}] {100 * done / total:.2f}%  {done} / {total} {unit}"
+        return f"[{duration(elapsed)}] {done} {unit}"
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         now = self._clock()

@@ -13,7 +13,7 @@ from airflow_backup.cli.commands.common import add_as_of_arg, add_filter_args, f
 from airflow_backup.cli.commands.source_restore import add_arguments, wants
 from airflow_backup.cli.commands.source_restore import run as restore_into_source
 from airflow_backup.cli.context import GlobalOptions, open_repository
-from airflow_backup.cli.output import Printer, human_size
+from airflow_backup.cli.output import Printer, duration, human_size
 from airflow_backup.cli.progress import progress_fps
 from airflow_backup.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 from airflow_backup.operations.restore import RestoreOutcome, RestoreRequest, restore
@@ -150,36 +150,22 @@ def _report_skipped(outcome: RestoreOutcome, out: Printer) -> None:
             out.warn(f"{path}: {reason}")
 
 
-def format_bytes(n: int) -> str:
-    """Return ``n`` bytes as restic's ui.FormatBytes writes them (``2.812 KiB``)."""
-    for shift, unit in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.3f} {unit}"
-    return f"{n} B"
-
-
-def format_duration(seconds: float) -> str:
-    """Return a duration as restic's ui.FormatDuration writes it (``0:05``, ``1:02:03``)."""
-    sec = int(seconds)
-    hours, rest = divmod(sec, 3600)
-    minutes, sec = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
-
-
 def _summary_line(o: RestoreOutcome, elapsed: float) -> str:
     """restic's text summary of a restore (ui/restore/text.go Finish)."""
-    took = format_duration(elapsed)
+    took = duration(elapsed)
     if o.files_restored == o.total_files and o.bytes == o.total_bytes:
-        line = (f"Summary: Restored {o.total_files} files/dirs ({format_bytes(o.total_bytes)}) "
+        line = (f"Summary: Restored {o.total_files} files/dirs ({human_size(o.total_bytes)}) "
                 f"in {took}")
     else:
         line = (f"Summary: Restored {o.files_restored} / {o.total_files} files/dirs "
-                f"({format_bytes(o.bytes)} / {format_bytes(o.total_bytes)}) in {took}")
-    if o.files_skipped:
-        line += f", skipped {o.files_skipped} files/dirs {format_bytes(o.bytes_skipped)}"
-    if o.files_deleted:
-        line += f", deleted {o.files_deleted} files/dirs"
-    return line
+                f"({human_size(o.bytes)} / {human_size(o.total_bytes)}) in {took}")
+    return line + _skipped_deleted(o.files_skipped, o.bytes_skipped, o.files_deleted)
+
+
+def _skipped_deleted(skipped: int, bytes_skipped: int, deleted: int) -> str:
+    """The end of restic's restore lines: what was skipped and deleted, if anything."""
+    text = f", skipped {skipped} files/dirs {human_size(bytes_skipped)}" if skipped else ""
+    return text + (f", deleted {deleted} files/dirs" if deleted else "")
 
 
 class _ItemReport:
@@ -213,7 +199,7 @@ class _ItemReport:
                 elif size == NO_SIZE:
                     sys.stdout.write(f"{action:<9} {path}\n")
                 else:
-                    sys.stdout.write(f"{action:<9} {path} with size {format_bytes(size)}\n")
+                    sys.stdout.write(f"{action:<9} {path} with size {human_size(size)}\n")
             now = time.monotonic()
             if self.out.json_mode and now - self.last >= 1.0:
                 self.last = now
@@ -228,14 +214,10 @@ def status_line(stats: RestoreStats, elapsed: float) -> str:
     """restic's restore status line (ui/restore/text.go): elapsed, percent of the bytes,
     files/dirs and bytes done, the totals, what was skipped and deleted."""
     percent = 100 * stats.bytes / stats.total_bytes if stats.total_bytes else 0.0
-    line = (f"[{format_duration(elapsed)}] {percent:.2f}%  {stats.restored} files/dirs "
-            f"{format_bytes(stats.bytes)}, total {stats.total} files/dirs "
-            f"{format_bytes(stats.total_bytes)}")
-    if stats.skipped:
-        line += f", skipped {stats.skipped} files/dirs {format_bytes(stats.bytes_skipped)}"
-    if stats.deleted:
-        line += f", deleted {stats.deleted} files/dirs"
-    return line
+    line = (f"[{duration(elapsed)}] {percent:.2f}%  {stats.restored} files/dirs "
+            f"{human_size(stats.bytes)}, total {stats.total} files/dirs "
+            f"{human_size(stats.total_bytes)}")
+    return line + _skipped_deleted(stats.skipped, stats.bytes_skipped, stats.deleted)
 
 
 def _status(stats: RestoreStats, elapsed: float) -> dict[str, Any]:
