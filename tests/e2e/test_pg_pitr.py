@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -218,8 +219,21 @@ def _env(base: Path) -> dict[str, str]:
                AIRFLOW_BACKUP_CACHE_DIR=str(base / "cache"))
     if os.getuid() == 0:
         src = Path(airflow_backup.__file__).resolve().parents[1]
-        env["PYTHONPATH"] = f"{src}{os.pathsep}{sysconfig.get_paths()['purelib']}"
+        packages = Path(sysconfig.get_paths()["purelib"])
+        _let_others_through(src, packages)
+        env["PYTHONPATH"] = f"{src}{os.pathsep}{packages}"
     return env
+
+
+def _let_others_through(*paths: Path) -> None:
+    """Give every directory above ``paths`` the search bit for others, so that the
+    ``postgres`` user can reach the checkout and its venv: a CI checkout in a ``mktemp -d``
+    directory (mode 0700) would otherwise hide them. Nothing becomes readable that was not."""
+    for path in paths:
+        for directory in (path, *path.parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def _cli(base: Path, repo_dir: Path | str, *args: str, timeout: float = 600
