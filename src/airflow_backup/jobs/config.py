@@ -139,6 +139,10 @@ class RepositoryConfig(_Model):
                                              "one cannot take a backup")
     lock_wait: float = Field(300.0, ge=0, description="how long a job step waits for a lock "
                              "another process holds (restic's --retry-lock), seconds or 5m")
+    limit_upload: int = Field(0, ge=0, description="upload limit in KiB/s (restic's "
+                              "--limit-upload); 0: unlimited")
+    limit_download: int = Field(0, ge=0, description="download limit in KiB/s (restic's "
+                                "--limit-download); 0: unlimited")
     maintenance: MaintenanceConfig = Field(
         default_factory=lambda: MaintenanceConfig.model_validate({}),
         description="scheduled check and prune (Airflow maintenance DAG)")

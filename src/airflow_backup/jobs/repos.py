@@ -5,8 +5,10 @@ settings become the options of the operations it runs. Nothing here opens or run
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from airflow_backup.errors import ConfigError
-from airflow_backup.jobs.config import Config, Job, RetentionConfig
+from airflow_backup.jobs.config import Config, Job, RepositoryConfig, RetentionConfig
 from airflow_backup.operations.drill import DrillOptions, FileCheck, SqlCheck
 from airflow_backup.operations.restore import OnExisting, RestoreRequest
 from airflow_backup.operations.retention import RetentionRequest
@@ -22,6 +24,7 @@ from airflow_backup.operations.tags import SourceFilter, backup_filter, job_tag
 from airflow_backup.operations.verify import VerifyOptions
 from airflow_backup.repository.forget import ExpirePolicy, parse_duration
 from airflow_backup.storage.compose import display_location
+from airflow_backup.storage.limiter import RateLimits
 from airflow_backup.storage.retry import RetryPolicy
 
 __all__ = [
@@ -48,9 +51,10 @@ def repository_spec(config: Config, name: str, cache: CacheSpec | None = None, *
         from airflow_backup.connections import get_connection
         from airflow_backup.operations.connection_spec import spec_from_connection
 
-        return spec_from_connection(get_connection(rc.connection), name=name, cache=cache,
-                                    lock_wait=rc.lock_wait, inject_faults=primary,
-                                    fallbacks=fallbacks)
+        return replace(spec_from_connection(get_connection(rc.connection), name=name,
+                                            cache=cache, lock_wait=rc.lock_wait,
+                                            inject_faults=primary, fallbacks=fallbacks),
+                       limits=_limits(rc))
     if rc.password_file:
         password = PasswordSource(PasswordKind.FILE, rc.password_file, label=f"repository {name}")
     elif rc.password_env:
@@ -63,7 +67,11 @@ def repository_spec(config: Config, name: str, cache: CacheSpec | None = None, *
     return RepositorySpec(rc.url, password, name=name,
                           retry=RetryPolicy(r.attempts, r.base_delay, r.max_delay, r.max_time),
                           cache=cache or CacheSpec(), lock_wait=rc.lock_wait,
-                          inject_faults=primary, fallbacks=fallbacks)
+                          inject_faults=primary, fallbacks=fallbacks, limits=_limits(rc))
+
+
+def _limits(rc: RepositoryConfig) -> RateLimits:
+    return RateLimits(rc.limit_upload, rc.limit_download)
 
 
 def step_retry(job: Job) -> StepRetry:

@@ -240,3 +240,23 @@ def test_nothing_to_salvage_refuses_the_whole_file(tmp_path: Path,
                                                    data: dict[str, object]) -> None:
     with pytest.raises(InvalidConfigFile):
         _isolated(tmp_path, data)
+
+
+def test_a_repository_can_limit_its_bandwidth_as_restic(tmp_path: Path) -> None:
+    from airflow_backup.jobs.repos import repository_spec
+    from airflow_backup.storage.limiter import RateLimitedStorage, RateLimits
+
+    data = {"repositories": {
+        "slow": {"url": str(tmp_path / "r"), "password_env": "X", "limit_upload": 512,
+                 "fallbacks": ["free"]},
+        "free": {"url": str(tmp_path / "f"), "password_env": "X"}},
+        "jobs": {"j": {"sources": [str(tmp_path)], "repository": "slow"}}}
+    spec = repository_spec(parse_config(data), "slow")
+    assert spec.limits == RateLimits(512, 0)
+    assert spec.fallbacks[0].limits == RateLimits(0, 0)  # each repository its own
+    store = spec.open_storage()
+    assert isinstance(getattr(store, "inner", None), RateLimitedStorage)
+    bad = {**data, "repositories": {"slow": {"url": "/r", "password_env": "X",
+                                             "limit_download": -1}}}
+    with pytest.raises(InvalidConfigFile, match="limit_download"):
+        parse_config(bad)
