@@ -29,6 +29,8 @@ PORT="${AIRFLOW_PORT:-8080}"
 export PATH="$ROOT/.venv-airflow/bin:$PATH"
 export AIRFLOW_HOME="$AIRFLOW_BACKUP_DEMO_DIR/airflow-standalone"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/examples/dags"
+# The Backups page (the provider's plugin) shows the jobs of this config.
+export AIRFLOW__AIRFLOW_BACKUP__JOBS_CONFIG="$ROOT/examples/quickstart.yaml"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
@@ -88,6 +90,9 @@ for _ in $(seq 1 120); do
     has_generated_dags && break
     sleep 1
 done
+PAGE_JOBS="$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/backups/api/jobs" \
+    | python3 -c 'import json,sys; print(" ".join(j["job"] for j in json.load(sys.stdin)["jobs"]))')"
+case " $PAGE_JOBS " in *" quickstart "*) ;; *) echo "airflow: the Backups page lists no quickstart job (log: $LOG)" >&2; exit 1 ;; esac
 ERRORS="$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/api/v2/importErrors" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_entries"])')"
 
@@ -96,6 +101,7 @@ cat <<MSG
   Airflow is running: http://localhost:$PORT
   Log in as:          admin / $ADMIN_PASSWORD   (generated; also in $PASSFILE)
   DAGs:               $DAGS
+  Backups page:       http://localhost:$PORT/plugin/backups   (jobs: $PAGE_JOBS)
   Import errors:      $ERRORS
   Try:                unpause and trigger backup__quickstart; its Asset event runs
                       drill__quickstart. Snapshots: AIRFLOW_BACKUP_PASSWORD=\$DEMO_REPO_PASSWORD
