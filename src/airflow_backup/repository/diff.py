@@ -14,6 +14,7 @@ from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node
+from airflow_backup.repository.walk import walk_nodes
 
 __all__ = ["Change", "DiffResult", "DiffStats", "diff_snapshots"]
 
@@ -97,19 +98,13 @@ class _Differ:
     def one_side(self, tree_id: bytes, prefix: str, modifier: str) -> None:
         stats = self.result.added if modifier == "+" else self.result.removed
         blobs = self.after if modifier == "+" else self.before
-        stack = [(prefix, iter(self.repo.load_tree(tree_id)))]
-        while stack:
-            parent, nodes = stack[-1]
-            node = next(nodes, None)
-            if node is None:
-                stack.pop()
-                continue
-            path = parent + _name(node) + ("/" if node.type == "dir" else "")
-            self.emit(path, modifier)
+        # ``prefix`` ends in "/" (a directory's diff path); the walker adds the separators
+        for raw, node in walk_nodes(self.repo, tree_id, prefix[:-1].encode("utf-8",
+                                                                          "surrogateescape")):
+            path = raw.decode("utf-8", "surrogateescape")
+            self.emit(path + ("/" if node.type == "dir" else ""), modifier)
             stats.add(node)
             _add_blobs(blobs, node)
-            if node.type == "dir" and node.subtree is not None:
-                stack.append((path, iter(self.repo.load_tree(node.subtree))))
 
     def collect(self, tree_id: bytes) -> None:
         stack = [tree_id]

@@ -10,7 +10,7 @@ references, and what deduplication and compression save.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from airflow_backup.errors import IntegrityError
@@ -20,6 +20,7 @@ from airflow_backup.repository.prune import referenced_blobs
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.repository.tree import Node
+from airflow_backup.repository.walk import walk_nodes
 
 __all__ = ["MODES", "ModeStats", "RepoStats", "compute_mode_stats", "compute_stats"]
 
@@ -151,18 +152,9 @@ class ModeStats:
         return out
 
 
-def _walk(repo: Repository, tree_id: bytes, prefix: str = "") -> Iterable[tuple[str, Node]]:
-    stack = [(prefix, iter(repo.load_tree(tree_id)))]
-    while stack:
-        parent, nodes = stack[-1]
-        node = next(nodes, None)
-        if node is None:
-            stack.pop()
-            continue
-        path = parent + "/" + node.name.decode("utf-8", "surrogateescape")
-        yield path, node
-        if node.type == "dir" and node.subtree is not None:
-            stack.append((path, iter(repo.load_tree(node.subtree))))
+def _walk(repo: Repository, tree_id: bytes) -> Iterator[tuple[str, Node]]:
+    for path, node in walk_nodes(repo, tree_id):
+        yield path.decode("utf-8", "surrogateescape"), node
 
 
 def compute_mode_stats(repo: Repository, snapshots: Iterable[Snapshot], mode: str) -> ModeStats:

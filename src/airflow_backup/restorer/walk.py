@@ -8,6 +8,7 @@ from airflow_backup.errors import ConfigError, UnsafePath
 from airflow_backup.repository.names import show_name
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.tree import Node
+from airflow_backup.repository.walk import walk_nodes
 
 __all__ = ["check_name", "find_node", "show_name", "unsafe_reason", "walk_tree"]
 
@@ -41,19 +42,7 @@ def walk_tree(
     Paths are absolute within the snapshot (``/srv/data/file``). Raise UnsafePath on a node
     name that could escape a restore target. Iterative: any depth of directories is walked.
     """
-    # A stack of iterators over the trees being walked, deepest last.
-    stack: list[tuple[bytes, Iterator[Node]]] = [(prefix, iter(repo.load_tree(tree_id)))]
-    while stack:
-        parent, nodes = stack[-1]
-        node = next(nodes, None)
-        if node is None:
-            stack.pop()
-            continue
-        check_name(node.name)
-        path = parent + b"/" + node.name
-        yield path, node
-        if node.type == "dir" and node.subtree is not None:
-            stack.append((path, iter(repo.load_tree(node.subtree))))
+    return walk_nodes(repo, tree_id, prefix, check_name)
 
 
 def find_node(repo: Repository, tree_id: bytes, path: str) -> tuple[Node | None, bytes]:
