@@ -26,7 +26,8 @@ caller reacts, not by where the error happened::
     │   ├── RepositoryLocked        another process holds a conflicting lock
     │   ├── WrongPassword           no key file opens with the given password
     │   ├── IntegrityError          stored bytes do not match their id or MAC
-    │   └── WalConflict             a WAL file is already archived with different content
+    │   ├── WalConflict             a WAL file is already archived with different content
+    │   └── WalGap                  the WAL archive misses files recovery needs (exit 1)
     ├── RestoreError                a restore could not write its target
     │   ├── UnsafePath              a tree names a path that would escape the target
     │   ├── RestoreTargetExists     the target already exists and --clean/--force was not given
@@ -83,6 +84,7 @@ __all__ = [
     "UnsafePath",
     "ValidationFailed",
     "WalConflict",
+    "WalGap",
     "WalMissing",
     "WrongPassword",
     "describe",
@@ -245,6 +247,14 @@ class WalConflict(RepositoryError):
     """A WAL file (segment, ``.history``, ``.partial``, ``.backup``) is already archived under
     this name with different content. Never retried and never overwritten: PostgreSQL must
     keep the file and a person must look (two clusters archiving into one place?)."""
+
+
+class WalGap(RepositoryError):
+    """``pg check`` found the WAL archive unable to recover what it should: a base backup
+    whose WAL is not all archived, a missing segment between the oldest base backup and the
+    newest archived segment, a missing ``.history`` file, or no restorable base backup. Exit
+    status 1, like ``check`` finding an error; never retried (waiting does not archive a
+    segment PostgreSQL has already recycled): take a new base backup after fixing archiving."""
 
 
 class RestoreError(BackupError):

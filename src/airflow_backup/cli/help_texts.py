@@ -128,15 +128,18 @@ VERB_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "pg": ("PostgreSQL point-in-time recovery: archive WAL from archive_command "
            "(archive-wal %p), fetch it from restore_command (restore-wal %f %p), take base "
            "backups with pg_basebackup (basebackup), restore one and configure recovery to a "
-           "time, LSN, xid or restore point (restore), list what is there (list). "
-           "See docs/pitr.md.",
+           "time, LSN, xid or restore point (restore), list what is there (list), find WAL "
+           "gaps and the recoverable window (check), forget old base backups and only the "
+           "WAL no kept one needs (forget). See docs/pitr.md.",
            ("airflow-backup -r /srv/backup pg archive-wal pg_wal/000000010000000000000001",
             "airflow-backup -r /srv/backup pg restore-wal 000000010000000000000001 "
             "pg_wal/RECOVERYXLOG",
             "airflow-backup -r /srv/backup pg basebackup --dbname postgresql://postgres@db:5432",
             "airflow-backup -r /srv/backup pg restore --target-dir /srv/pg-restored "
             "--target-time '2025-01-31 12:00:00+00' --target-action promote",
-            "airflow-backup -r /srv/backup pg list")),
+            "airflow-backup -r /srv/backup pg list",
+            "airflow-backup -r /srv/backup pg check",
+            "airflow-backup -r /srv/backup pg forget --keep-base 7 --prune")),
     "version": ("Print the version of airflow-backup and of the repository format it writes.",
                 ("airflow-backup version",)),
     "generate": ("Write shell completion for bash, zsh or fish ('-' for stdout) and man pages "

@@ -9,10 +9,11 @@ Both follow :func:`password_source`, so they cannot disagree on the order.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from airflow_backup.passwords import from_command, from_file
 
-__all__ = ["from_command", "from_file", "password_source", "repository_location"]
+__all__ = ["from_command", "from_file", "option_value", "password_source", "repository_location"]
 
 
 def repository_location(repo: str) -> str:
@@ -56,3 +57,21 @@ def password_source(password_file: str) -> tuple[str, str]:
     if env.get("RESTIC_PASSWORD_COMMAND"):
         return "command", env["RESTIC_PASSWORD_COMMAND"]
     return "prompt", ""
+
+
+def option_value(argv: Sequence[str], names: tuple[str, ...]) -> str:
+    """Return the value of the last of ``names`` in ``argv`` (``-r X``, ``-rX``,
+    ``--repo X`` or ``--repo=X``), or "" if absent."""
+    value = ""
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            break
+        for name in names:
+            if arg == name:
+                value = next(it, "")
+            elif name.startswith("--") and arg.startswith(name + "="):
+                value = arg[len(name) + 1 :]
+            elif not name.startswith("--") and arg.startswith(name) and len(arg) > len(name):
+                value = arg[len(name) :]
+    return value

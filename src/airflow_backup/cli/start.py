@@ -21,24 +21,6 @@ from collections.abc import Sequence
 __all__ = ["entrypoint", "unlock_ahead"]
 
 
-def _option(argv: Sequence[str], names: tuple[str, ...]) -> str:
-    """Return the value of the last of ``names`` in ``argv`` (``-r X``, ``-rX``,
-    ``--repo X`` or ``--repo=X``), or "" if absent."""
-    value = ""
-    it = iter(argv)
-    for arg in it:
-        if arg == "--":
-            break
-        for name in names:
-            if arg == name:
-                value = next(it, "")
-            elif name.startswith("--") and arg.startswith(name + "="):
-                value = arg[len(name) + 1 :]
-            elif not name.startswith("--") and arg.startswith(name) and len(arg) > len(name):
-                value = arg[len(name) :]
-    return value
-
-
 def unlock_ahead(argv: Sequence[str]) -> bool:
     """Given the command line, start deriving the repository's key in the background if
     the password comes from a file or the environment and the key file is known: a local
@@ -46,9 +28,9 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
     (:mod:`airflow_backup.cli.keyhint`; not with ``--no-cache``). Return whether it started.
     Never raises, prints or asks: anything unexpected means "not started"."""
     try:
-        from airflow_backup.cli.password import repository_location
+        from airflow_backup.cli.password import option_value, repository_location
 
-        url = repository_location(_option(argv, ("-r", "--repo")))
+        url = repository_location(option_value(argv, ("-r", "--repo")))
         if not url:
             return False
         remote = ":" in url  # s3:, sftp://, file:// …: anything but a plain local path
@@ -57,13 +39,13 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
         from airflow_backup.cli.password import password_source
         from airflow_backup.repository.kdf import derive_ahead, key_file_kdf
 
-        kind, password = password_source(_option(argv, ("--password-file",)))
+        kind, password = password_source(option_value(argv, ("--password-file",)))
         if kind != "password":
             return False
         if remote:
             from airflow_backup.cli.keyhint import read_key_hint
 
-            hint = read_key_hint(url, _option(argv, ("--cache-dir",)))
+            hint = read_key_hint(url, option_value(argv, ("--cache-dir",)))
             if hint is None:
                 return False
             _, salt, params = hint
@@ -89,6 +71,10 @@ def unlock_ahead(argv: Sequence[str]) -> bool:
 
 def entrypoint() -> None:
     """Console-script entry point."""
+    from airflow_backup.cli.wal_receipt import answer_from_receipt
+
+    if answer_from_receipt(sys.argv[1:]):
+        sys.exit(0)
     unlock_ahead(sys.argv[1:])
     from airflow_backup.cli.main import entrypoint as run_cli
 

@@ -22,6 +22,13 @@ Everything is stored as ordinary snapshots, encrypted and deduplicated like all 
   target and can reach the target timeline (per the archived ``.history`` files), extract
   it, write ``recovery.signal`` and the ``recovery_target_*`` settings with a
   ``restore_command`` that fetches WAL from the repository.
+- **Archiving ahead** (:mod:`.spool`): one ``archive_command`` call also stores the files
+  the server has marked ready and leaves receipts, so its next calls return at once.
+- **Gap check** (:mod:`.gaps`): every base backup's WAL archived, the segments of each
+  timeline contiguous (following ``.history`` switch points), the recoverable window.
+- **Retention** (:mod:`.retention`): keep the newest base backups and the WAL from the
+  oldest kept one's start segment on; forget the rest through the ordinary retention
+  operation (never a ``.history`` file).
 
 No Airflow imports and no printing here: the CLI (``airflow-backup pg ...``) renders.
 """

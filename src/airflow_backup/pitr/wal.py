@@ -22,20 +22,24 @@ from typing import BinaryIO, cast
 from airflow_backup.archiver.archive import Archiver
 from airflow_backup.archiver.options import BackupOptions
 from airflow_backup.errors import (
+    BackupError,
     ConfigError,
     IntegrityError,
     SourceMissing,
     WalConflict,
     WalMissing,
+    first_line,
 )
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.pitr.catalog import WAL_TAG, PitrCatalog, pitr_metadata
 from airflow_backup.pitr.names import parse_wal_name
+from airflow_backup.pitr.spool import ArchiveSpool, Receipt, ready_to_archive
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.restorer.dump import dump_file
 
-__all__ = ["ArchivedWal", "archive_wal", "fetch_wal", "read_wal"]
+__all__ = ["ArchiveRun", "ArchivedWal", "archive_wal", "archive_wal_ahead", "fetch_wal",
+           "read_wal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +50,14 @@ class ArchivedWal:
     snapshot_id: str
     size: int
     already: bool
+    sha256: str = ""
 
 
 def archive_wal(repo: Repository, catalog: PitrCatalog, path: str | os.PathLike[str], *,
-                hostname: str | None = None) -> ArchivedWal:
+                hostname: str | None = None, refresh: bool = True) -> ArchivedWal:
     """Store the WAL file at ``path`` (``%p``) under its base name (see the module doc).
 
+    ``refresh=False`` trusts ``catalog`` as it is (the caller refreshed it and saves it).
     Raise ConfigError for a name that is not a WAL file, SourceMissing if the file cannot be
     read, WalConflict if another content is archived under that name, or a storage error.
     """
@@ -62,7 +68,8 @@ def archive_wal(repo: Repository, catalog: PitrCatalog, path: str | os.PathLike[
     except OSError as exc:
         raise SourceMissing(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
     digest = hashlib.sha256(data).hexdigest()
-    catalog.refresh()
+    if refresh:
+        catalog.refresh()
     for entry in catalog.wal(name):
         sn = repo.load_snapshot(entry.snapshot_id)
         stored = pitr_metadata(sn) or {}
@@ -70,7 +77,7 @@ def archive_wal(repo: Repository, catalog: PitrCatalog, path: str | os.PathLike[
             raise IntegrityError(f"snapshot {sn.short_id} is not the WAL file {name} the "
                                  "local PITR cache says it is")
         if stored.get("sha256") == digest and stored.get("size") == len(data):
-            return ArchivedWal(name, sn.id, len(data), already=True)
+            return ArchivedWal(name, sn.id, len(data), already=True, sha256=digest)
         raise WalConflict(f"{name} is already archived (snapshot {sn.short_id}) with "
                           "different content; refusing to overwrite it")
     meta: JSONObject = {"pitr": {"kind": "wal", "name": name, "type": wal.kind,
@@ -80,8 +87,52 @@ def archive_wal(repo: Repository, catalog: PitrCatalog, path: str | os.PathLike[
                             hostname=hostname, metadata=meta)
     result = Archiver(repo).backup_stream(io.BytesIO(data), name, options)
     catalog.remember(result.snapshot)
-    catalog.save()
-    return ArchivedWal(name, result.snapshot.id, len(data), already=False)
+    if refresh:
+        catalog.save()
+    return ArchivedWal(name, result.snapshot.id, len(data), already=False, sha256=digest)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRun:
+    """What :func:`archive_wal_ahead` did: the file asked for, the files stored ahead
+    (each with a receipt), and why it stopped early, if it did."""
+
+    asked: ArchivedWal
+    ahead: list[ArchivedWal]
+    ahead_stopped: str = ""
+
+
+def archive_wal_ahead(repo: Repository, catalog: PitrCatalog,
+                      path: str | os.PathLike[str], spool: ArchiveSpool, *, ahead: int,
+                      hostname: str | None = None) -> ArchiveRun:
+    """Store the WAL file at ``path`` like :func:`archive_wal`, then up to ``ahead`` more
+    files the server has marked ready, each as its own snapshot, leaving a receipt in
+    ``spool`` for each once it is durable (:mod:`.spool`).
+
+    Errors about ``path`` itself raise as in :func:`archive_wal`. An error on a file
+    stored ahead stops the look-ahead without failing (PostgreSQL asks for that file later
+    and then gets the error); it is reported in ``ahead_stopped``.
+    """
+    catalog.refresh()
+    asked = archive_wal(repo, catalog, path, hostname=hostname, refresh=False)
+    done: list[ArchivedWal] = []
+    stopped = ""
+    try:
+        following = ready_to_archive(path, ahead)
+        spool.drop_stale({p.name for p in following})
+        for nxt in following:
+            try:
+                stored = archive_wal(repo, catalog, nxt, hostname=hostname, refresh=False)
+            except BackupError as exc:
+                stopped = f"{nxt.name}: {first_line(exc)}"
+                break
+            spool.write(Receipt(stored.name, stored.size, stored.sha256, stored.snapshot_id))
+            done.append(stored)
+    except OSError as exc:
+        stopped = f"spool {spool.directory}: {exc.strerror or exc}"
+    finally:
+        catalog.save()
+    return ArchiveRun(asked, done, stopped)
 
 
 class _Hashing:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import airflow_backup.repository.kdf as kdf_mod
+from airflow_backup.cli.password import option_value as _option
 from airflow_backup.cli.password import password_source
-from airflow_backup.cli.start import _option, unlock_ahead
+from airflow_backup.cli.start import unlock_ahead
 from airflow_backup.repository.keys import KdfParams, add_key, derive, derive_ahead
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import FileType, Handle

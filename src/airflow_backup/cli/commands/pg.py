@@ -8,6 +8,9 @@
 - ``pg basebackup --dbname URL``: ``pg_basebackup`` streamed into a snapshot.
 - ``pg restore --target-dir DIR [--target-*]``: base backup + recovery configuration.
 - ``pg list``: the base backups and the archived WAL, as the catalogue sees them.
+- ``pg check``: is every base backup's WAL archived, are there gaps, what window of time can
+  be recovered (exit 1 when something breaks recoverability).
+- ``pg forget --keep-base N``: WAL-aware retention (base backups and the WAL they need).
 """
 
 from __future__ import annotations
@@ -19,10 +22,19 @@ import sys
 import time
 from typing import Any
 
+from airflow_backup.cli.commands.prune import (
+    add_prune_args,
+    options_from_args,
+    progress_printer,
+    render_prune,
+)
 from airflow_backup.cli.context import GlobalOptions, open_repository, repository_url
 from airflow_backup.cli.output import Printer
+from airflow_backup.cli.wal_receipt import archived_json, archived_text
 from airflow_backup.errors import BackupError, ConfigError, WalMissing, first_line
 from airflow_backup.pitr.catalog import PitrCatalog
+from airflow_backup.pitr.spool import ArchiveSpool, spool_directory
+from airflow_backup.pitr.wal import ArchivedWal, archive_wal, archive_wal_ahead
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.cache import resolve_cache_root
 
@@ -31,6 +43,9 @@ __all__ = ["register", "restore_command", "run"]
 #: restore_command's exit status for a real failure: above 125, PostgreSQL aborts recovery
 #: (exit 1 would mean "no such file": recovery would end there and promote).
 EXIT_ABORT_RECOVERY = 126
+#: How many ready WAL files ``archive-wal`` stores ahead by default (docs/pitr.md has the
+#: measurements behind it).
+DEFAULT_AHEAD = 8
 _FETCH_ATTEMPTS = 3
 
 
@@ -41,6 +56,10 @@ def register(sub: Any) -> None:
     verbs = p.add_subparsers(dest="pg_command", metavar="PG_COMMAND", required=True)
     a = verbs.add_parser("archive-wal", help="archive_command: store one WAL file (%%p)")
     a.add_argument("path", help="the WAL file to archive (%%p)")
+    a.add_argument("--ahead", type=_count, default=DEFAULT_AHEAD, metavar="N",
+                   help="also store up to N more files the server has marked ready, so "
+                        "that its next calls return at once (default: %(default)s; 0: only "
+                        "%%p; needs the cache directory)")
     a.set_defaults(func=_archive_wal)
     r = verbs.add_parser("restore-wal", help="restore_command: fetch WAL file %%f into %%p")
     r.add_argument("name", help="the WAL file name (%%f)")
@@ -86,6 +105,28 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_restore)
     ls = verbs.add_parser("list", help="list base backups and archived WAL")
     ls.set_defaults(func=_list)
+    c = verbs.add_parser("check", help="check the WAL archive: every base backup's WAL, "
+                                       "gaps per timeline, the recoverable window")
+    c.add_argument("--wal-segsize", default="", metavar="SIZE",
+                   help="WAL segment size in MiB (initdb --wal-segsize) when the base "
+                        "backups do not record it (default 16)")
+    c.set_defaults(func=_check)
+    fg = verbs.add_parser("forget", help="WAL-aware retention: keep the newest base backups "
+                                         "and the WAL they need, forget the rest")
+    fg.add_argument("--keep-base", type=int, default=0, metavar="N",
+                    help="keep the newest N base backups")
+    fg.add_argument("--keep-within", default="", metavar="DURATION",
+                    help="also keep base backups newer than DURATION before the newest "
+                         "(restic's syntax: 14d, 1m, 36h)")
+    fg.add_argument("--wal-segsize", default="", metavar="SIZE",
+                    help="WAL segment size in MiB when the base backups do not record it "
+                         "(default 16)")
+    fg.add_argument("-n", "--dry-run", action="store_true",
+                    help="only print what would be forgotten")
+    fg.add_argument("--prune", action="store_true",
+                    help="run prune afterwards if snapshots were forgotten")
+    add_prune_args(fg)
+    fg.set_defaults(func=_forget)
     # Global options go before the PG_COMMAND: ``airflow-backup -r REPO pg archive-wal %p``.
     p.set_defaults(func=run)
 
@@ -100,25 +141,57 @@ def _catalog(repo: Repository, gopts: GlobalOptions) -> PitrCatalog:
     return PitrCatalog(repo, root)
 
 
-def _archive_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    from airflow_backup.pitr.wal import archive_wal
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return value
 
+
+def _spool(gopts: GlobalOptions) -> ArchiveSpool | None:
+    if gopts.no_cache:
+        return None
+    return ArchiveSpool(spool_directory(resolve_cache_root(gopts.cache_dir or None),
+                                        repository_url(gopts)))
+
+
+def _archive_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     started = time.monotonic()
-    repo = open_repository(gopts)
-    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-        done = archive_wal(repo, _catalog(repo, gopts), args.path)
-    seconds = time.monotonic() - started
-    if out.json_mode:
-        out.json({"message_type": "wal_archived", "name": done.name,
-                  "snapshot_id": done.snapshot_id, "size": done.size,
-                  "already_archived": done.already, "seconds": round(seconds, 3)})
-    elif done.already:
-        out.result(f"{done.name}: already archived with the same content "
-                   f"(snapshot {done.snapshot_id[:8]})")
+    spool = _spool(gopts)
+    receipt = spool.take(args.path) if spool is not None else None
+    ahead: list[ArchivedWal] = []
+    if receipt is not None:
+        done = ArchivedWal(receipt.name, receipt.snapshot_id, receipt.size, already=True,
+                           sha256=receipt.sha256)
     else:
-        out.result(f"{done.name}: archived as snapshot {done.snapshot_id[:8]} "
-                   f"in {seconds:.2f}s")
+        repo = open_repository(gopts)
+        with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+            if spool is None or args.ahead == 0:
+                done = archive_wal(repo, _catalog(repo, gopts), args.path)
+            else:
+                run = archive_wal_ahead(repo, _catalog(repo, gopts), args.path, spool,
+                                        ahead=args.ahead)
+                done, ahead = run.asked, run.ahead
+                if run.ahead_stopped:
+                    out.warn(f"archiving ahead stopped: {run.ahead_stopped}")
+    seconds = time.monotonic() - started
+    report_archived(out, done, seconds, ahead=[a.name for a in ahead],
+                    from_receipt=receipt is not None)
     return 0
+
+
+def report_archived(out: Printer, done: ArchivedWal, seconds: float, *,
+                    ahead: list[str], from_receipt: bool) -> None:
+    """Render what ``pg archive-wal`` did."""
+    if out.json_mode:
+        out.json(archived_json(done.name, done.snapshot_id, done.size, already=done.already,
+                               from_receipt=from_receipt, ahead=ahead, seconds=seconds))
+    else:
+        out.result(archived_text(done.name, done.snapshot_id, already=done.already,
+                                 from_receipt=from_receipt, ahead=ahead, seconds=seconds))
 
 
 def _restore_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
@@ -275,4 +348,97 @@ def _list(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     names = sorted(w.name for w in wal)
     span = f": {names[0]} .. {names[-1]}" if names else ""
     out.result(f"{len(bases)} base backup(s), {len(names)} archived WAL file(s){span}")
+    return 0
+
+
+def _segment_size(text: str) -> int | None:
+    from airflow_backup.pitr.gaps import parse_segment_size
+
+    return parse_segment_size(text) if text else None
+
+
+def _check(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """``pg check``: print the archive report; raise WalGap (exit 1) when something breaks
+    recoverability, after printing everything found."""
+    from airflow_backup.cli.output import human_size
+    from airflow_backup.errors import WalGap
+    from airflow_backup.pitr.gaps import check_archive
+
+    size = _segment_size(args.wal_segsize)
+    repo = open_repository(gopts)
+    with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
+        report = check_archive(repo, _catalog(repo, gopts), segment_size=size)
+    problems = report.problems()
+    if out.json_mode:
+        out.json({"message_type": "pg_check", **report.to_json()})
+    else:
+        for warning in report.warnings:
+            out.warn(f"warning: {warning}")
+        out.line(f"WAL segment size {human_size(report.segment_size)} "
+                 f"({report.segment_size_source})")
+        if report.backups:
+            out.table(["Base backup", "TLI", "First WAL", "Last WAL", "Stop time",
+                       "Restorable"],
+                      [[b.snapshot_id[:8], str(b.timeline), b.first_wal, b.last_wal,
+                        b.stop_time, "yes" if b.restorable else "NO"]
+                       for b in report.backups])
+        if report.timelines:
+            out.table(["TLI", "Parent", "Begins at", "Checked from", "Newest", "Segments"],
+                      [[str(t.timeline), str(t.parent or "-"), t.begins_at or "-",
+                        t.checked_from or "-", t.newest, str(t.segments)]
+                       for t in report.timelines])
+        for problem in problems:
+            out.result(f"problem: {problem}")
+        if report.earliest and report.latest:
+            out.result(f"recoverable window: {report.earliest} .. {report.latest} "
+                       f"(timeline {report.latest_timeline}, through "
+                       f"{report.latest_segment})"
+                       + (" with the gaps above" if report.gaps else ""))
+        else:
+            out.result("recoverable window: none")
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise WalGap(f"WAL archive check failed: {problems[0]}{more}")
+    if not out.json_mode:
+        out.result(f"WAL archive ok: {len(report.backups)} base backup(s) restorable, no "
+                   "gaps")
+    return 0
+
+
+def _forget(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    """``pg forget``: WAL-aware retention through the retention operation."""
+    from airflow_backup.operations.pitr_retention import forget_pitr
+    from airflow_backup.pitr.retention import PitrRetentionPolicy
+    from airflow_backup.repository.forget import parse_duration
+
+    policy = PitrRetentionPolicy(keep_base=args.keep_base,
+                                 keep_within=parse_duration(args.keep_within))
+    size = _segment_size(args.wal_segsize)
+    prune_options = options_from_args(args)
+    repo = open_repository(gopts)
+    out.line(f"Applying policy: {policy.describe()}")
+    done = forget_pitr(repo, _catalog(repo, gopts), policy, segment_size=size,
+                       dry_run=args.dry_run, prune=args.prune, prune_options=prune_options,
+                       lock_wait=gopts.retry_lock, progress=progress_printer(out))
+    plan = done.plan
+    if not out.json_mode:
+        forgotten = {b.snapshot_id for b in plan.forget_bases}
+        out.table(["Base backup", "Stop time", "Start LSN", "TLI", "Action"],
+                  [[b.snapshot_id[:8], str(b.meta.get("stop_time", "")),
+                    str(b.meta.get("start_lsn", "")), str(b.meta.get("timeline", "")),
+                    "forget" if b.snapshot_id in forgotten else "keep"]
+                   for b in sorted((*plan.keep_bases, *plan.forget_bases),
+                                   key=lambda e: e.time)])
+        for tli, name in sorted(plan.floors.items()):
+            out.line(f"timeline {tli}: WAL kept from {name} on")
+        names = sorted(e.name for e in plan.forget_wal)
+        span = f" ({names[0]} .. {names[-1]})" if names else ""
+        verb = "would forget" if args.dry_run else "forgot"
+        out.result(f"{verb} {len(plan.forget_bases)} base backup(s) and {len(names)} WAL "
+                   f"file(s){span}; kept {len(plan.keep_bases)} base backup(s) and "
+                   f"{len(plan.keep_wal)} WAL file(s)")
+    if done.outcome is not None and done.outcome.pruned is not None:
+        render_prune(done.outcome.pruned, out)
+    if out.json_mode:
+        out.json({"message_type": "pg_forget", **done.to_json()})
     return 0
