@@ -30,6 +30,13 @@ APT_TOOLS += man groff zsh fish
 APT_PACKAGE.man := man-db
 APT_PACKAGE.groff := groff-base
 APT_PACKAGE.mariadb := mariadb-client
+# Azure Blob tests: Azurite (Microsoft's emulator) comes from npm, into $(NODE_TOOLS) (inside the
+# venv: ignored by git, removed by make clean); npm (with Node.js) from Debian if missing.
+APT_TOOLS += npm
+APT_PACKAGE.npm := npm
+NODE_TOOLS := $(VENV)/node
+AZURITE_VERSION := 3.35.0
+AZURITE := $(NODE_TOOLS)/node_modules/.bin/azurite-blob
 
 # Test processes (pytest-xdist): the suite mostly waits for subprocesses and servers, so two
 # workers on two cores take the main suite from 8 to about 5 minutes. Each worker gets whole
@@ -138,6 +145,15 @@ tools:
 	if [ -x $(PG_REGRESS) ]; then echo "tools: pg_regress -> $(PG_REGRESS)"; \
 	elif [ "$${CI:-}" = true ]; then echo "tools: ERROR: $(PG_REGRESS) missing" >&2; exit 1; \
 	else echo "tools: WARNING: $(PG_REGRESS) missing; the regression-database test is skipped" >&2; fi
+	@# The GCS emulator is a Python package (the test extra); Azurite is installed here.
+	@if [ ! -x $(AZURITE) ] && command -v npm >/dev/null 2>&1; then \
+	  echo "tools: installing azurite@$(AZURITE_VERSION) into $(NODE_TOOLS)"; \
+	  npm install --prefix $(NODE_TOOLS) --no-audit --no-fund --loglevel=error \
+	    azurite@$(AZURITE_VERSION); \
+	fi; \
+	if [ -x $(AZURITE) ]; then echo "tools: azurite-blob -> $(AZURITE)"; \
+	elif [ "$${CI:-}" = true ]; then echo "tools: ERROR: $(AZURITE) missing (npm failed?)" >&2; exit 1; \
+	else echo "tools: WARNING: $(AZURITE) missing; the Azure Blob tests are skipped" >&2; fi
 
 lint: venv airflow-venv
 	$(BIN)/ruff check src tests examples

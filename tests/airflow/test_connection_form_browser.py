@@ -56,7 +56,9 @@ def test_the_connection_form_has_labelled_fields_and_saves_a_working_repository(
     # each field is found as the input of the field group that shows that label.
     labelled = {label: dialog.get_by_role("group").filter(
         has=tab.get_by_text(label, exact=True)).locator("input") for label in (
-        "Repository URL", "Storage connection (aws)", "Storage retry attempts",
+        "Repository URL", "Storage connection (aws)",
+        "Storage connection (google_cloud_platform)", "Storage connection (wasb)",
+        "Storage retry attempts",
         "Storage retry time limit (seconds)", "Lock wait (seconds)")}
     for label, field in labelled.items():
         field.wait_for()  # the section opens with an animation

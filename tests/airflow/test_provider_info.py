@@ -54,8 +54,8 @@ def test_provider_info_declares_the_connection_form_and_every_component() -> Non
 
     info = get_provider_info()
     (conn,) = info["connection-types"]
-    assert set(conn["conn-fields"]) == {"url", "aws_conn_id", "retry_attempts",
-                                        "retry_max_time", "lock_wait"}
+    assert set(conn["conn-fields"]) == {"url", "aws_conn_id", "gcp_conn_id", "wasb_conn_id",
+                                        "retry_attempts", "retry_max_time", "lock_wait"}
     assert conn["ui-field-behaviour"]["hidden-fields"] == ["host", "port", "login", "schema"]
     assert {"integrations", "operators", "sensors", "hooks", "asset-uris"} <= set(info)
     assert "get_ui_field_behaviour" not in BackupRepositoryHook.__dict__

@@ -126,8 +126,9 @@ class RepositoryConfig(_Model):
     url: str = Field("", description="path, local:PATH, s3://BUCKET/PREFIX, … (or connection)")
     connection: str = Field("", description="an Airflow connection (type backup_repository) "
                             "that defines the repository instead of url and password_*: URL, "
-                            "password, aws_conn_id, retry; read through Airflow (any secrets "
-                            "backend) in DAGs, from AIRFLOW_CONN_<ID> by the CLI")
+                            "password, aws_conn_id/gcp_conn_id/wasb_conn_id (storage "
+                            "credentials of s3://, gs://, az://), retry; read through Airflow "
+                            "(any secrets backend) in DAGs, from AIRFLOW_CONN_<ID> by the CLI")
     password_file: str | None = Field(None, description="file holding the password")
     password_env: str | None = Field(None, description="environment variable with the password")
     password_command: str | None = Field(

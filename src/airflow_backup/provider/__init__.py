@@ -39,6 +39,14 @@ CONN_FIELDS: dict[str, Any] = {
                     "description": "for s3:// repositories: an Airflow aws connection with "
                                    "the access key, region and endpoint",
                     "schema": {"type": ["string", "null"]}},
+    "gcp_conn_id": {"label": "Storage connection (google_cloud_platform)",
+                    "description": "for gs:// repositories: an Airflow google_cloud_platform "
+                                   "connection with the key file or key JSON and project",
+                    "schema": {"type": ["string", "null"]}},
+    "wasb_conn_id": {"label": "Storage connection (wasb)",
+                     "description": "for az:// repositories: an Airflow wasb connection with "
+                                    "the account and its key, a connection string or a SAS",
+                     "schema": {"type": ["string", "null"]}},
     "retry_attempts": {"label": "Storage retry attempts",
                        "description": "tries per storage request before a step fails",
                        "schema": {"type": ["integer", "null"], "minimum": 1}},

@@ -75,7 +75,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _service_error(exc: BaseException) -> tuple[str, int]:
-    """Return (error code, HTTP status) from a botocore-style ``response`` in the chain."""
+    """Return (error code, HTTP status) from a botocore-style ``response`` or an Azure SDK
+    error (``error_code``, ``status_code``) in the chain."""
     for e in _chain(exc):
         response = getattr(e, "response", None)
         if isinstance(response, dict):
@@ -84,6 +85,11 @@ def _service_error(exc: BaseException) -> tuple[str, int]:
             code = str(err.get("Code", "")) if isinstance(err, dict) else ""
             status = meta.get("HTTPStatusCode", 0) if isinstance(meta, dict) else 0
             return code, int(status or 0)
+        azure_code = getattr(e, "error_code", None)  # azure.core's HttpResponseError
+        if azure_code:
+            azure_status = getattr(e, "status_code", None)
+            return (str(getattr(azure_code, "value", azure_code)),
+                    azure_status if isinstance(azure_status, int) else 0)
         status = getattr(e, "status", None) or getattr(e, "code", None)
         if isinstance(status, int) and 100 <= status < 600:
             return "", status

@@ -3,7 +3,10 @@
 The connection (type ``backup_repository``) maps to a repository as
 :mod:`airflow_backup.operations.connection_spec` describes: URL (``extra.url`` or host, plus
 schema as a sub-path), password, ``extra.aws_conn_id`` (S3 credentials from an ``aws``
-connection), ``extra.retry``, ``extra.lock_wait`` and ``extra.faults``. A jobs config whose
+connection), ``extra.gcp_conn_id`` (GCS credentials from a ``google_cloud_platform``
+connection), ``extra.wasb_conn_id`` (Azure Blob credentials from a ``wasb`` connection),
+``extra.retry``, ``extra.lock_wait`` and ``extra.faults``. The storage connections are read
+field by field: the Google and Azure providers need not be installed. A jobs config whose
 repository says ``connection: ID`` uses the same mapping, so one connection serves the
 generated DAGs, these operators and the sensor.
 """
