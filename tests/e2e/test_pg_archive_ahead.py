@@ -166,3 +166,33 @@ def test_killing_the_archiver_mid_batch_loses_nothing(repo: Path, tmp_path: Path
     assert _wal_snapshots(repo) == [f"segment={s.name}" for s in all_segs]
     _restored_equal(repo, cache, all_segs, tmp_path)
     _restic_check(repo)
+
+
+def test_restore_wal_prefetches_the_following_segments(repo: Path, tmp_path: Path) -> None:
+    """``restore-wal`` for one segment also fetches the next ones of its timeline (verified)
+    into the cache; recovery's next calls are answered from there without the repository,
+    each file handed over once; a segment that is not archived is still "not found" (1)."""
+    cache = tmp_path / "cache"
+    segs = _ready(tmp_path / "pg_wal", 0x60, 5)
+    ok(_command(repo, cache, "pg", "archive-wal", str(segs[0])))
+    for seg in segs[1:]:
+        ok(_command(repo, cache, "pg", "archive-wal", str(seg)))
+    recovery = tmp_path / "restored_pg_wal"
+    recovery.mkdir()
+    dest = recovery / "RECOVERYXLOG"
+    ok(_command(repo, cache, "pg", "restore-wal", "--prefetch", "3", segs[0].name, str(dest)))
+    assert dest.read_bytes() == segs[0].read_bytes()
+    prefetched = sorted(p.name for p in (cache / "pitr-prefetch").rglob("0*"))
+    assert prefetched == [s.name for s in segs[1:4]]
+    for seg in segs[1:4]:
+        # No password: served from the prefetched copy, the repository is not opened.
+        ok(_command(repo, cache, "pg", "restore-wal", seg.name, str(dest), password=None))
+        assert dest.read_bytes() == seg.read_bytes(), seg.name
+    assert not list((cache / "pitr-prefetch").rglob("0*"))  # each handed over once
+    # Beyond the prefetch: needs the repository again.
+    assert _command(repo, cache, "pg", "restore-wal", segs[4].name, str(dest),
+                    password=None).returncode != 0
+    ok(_command(repo, cache, "pg", "restore-wal", segs[4].name, str(dest)))
+    assert dest.read_bytes() == segs[4].read_bytes()
+    missing = _command(repo, cache, "pg", "restore-wal", "000000010000000000000070", str(dest))
+    assert missing.returncode == 1, missing.stderr

@@ -1,11 +1,13 @@
-"""``pg archive-wal`` answered from a receipt, before the rest of the CLI loads.
+"""``pg archive-wal`` answered from a receipt, and ``pg restore-wal`` from a prefetched
+segment, before the rest of the CLI loads.
 
 A file stored ahead by an earlier ``pg archive-wal`` (:mod:`airflow_backup.pitr.spool`)
 has a receipt; PostgreSQL's next ``archive_command`` call for it needs only to check the
 receipt against the file, which takes milliseconds, while loading the CLI and opening the
 repository takes a quarter to half a second. :func:`answer_from_receipt` does that check
 with the standard library alone; anything it cannot decide falls through to the normal
-command, which checks the spool again. Also the one renderer of the command's result.
+command, which checks the spool again. The same for a segment ``restore-wal`` fetched ahead.
+Also the one renderer of ``archive-wal``'s result.
 """
 
 from __future__ import annotations
@@ -38,37 +40,60 @@ def archived_text(name: str, snapshot_id: str, *, already: bool, from_receipt: b
     return f"{name}: archived as snapshot {snapshot_id[:8]} in {seconds:.2f}s{more}"
 
 
+def _cache_root(args: Sequence[str]) -> str:
+    from airflow_backup.cli.password import option_value
+
+    cache_dir = option_value(args, ("--cache-dir",))
+    if cache_dir:
+        return os.path.expanduser(cache_dir)
+    if os.environ.get("AIRFLOW_BACKUP_CACHE_DIR"):
+        return os.path.expanduser(os.environ["AIRFLOW_BACKUP_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "airflow-backup")
+
+
+def _pg_verb(args: Sequence[str]) -> str:
+    """Return ``archive-wal`` or ``restore-wal`` if ``args`` run that ``pg`` verb with the
+    cache on, else ""."""
+    if "--" in args or "pg" not in args or "--no-cache" in args:
+        return ""
+    i = args.index("pg")
+    verb = args[i + 1] if i + 1 < len(args) else ""
+    return verb if verb in ("archive-wal", "restore-wal") else ""
+
+
 def answer_from_receipt(argv: Sequence[str]) -> bool:
-    """Given the command line, if it is ``… pg archive-wal … PATH`` and a valid receipt
-    for PATH exists, consume it, print the result and return True (the caller exits 0).
-    Otherwise return False without side effects. Never raises."""
+    """Given the command line, answer ``… pg archive-wal … PATH`` from a valid receipt
+    (consumed) or ``… pg restore-wal … NAME DEST`` from a prefetched segment (moved to
+    DEST), print the result and return True (the caller exits 0). Otherwise return False
+    without side effects. Never raises."""
     started = time.monotonic()
     try:
         args = list(argv)
-        if "--" in args or "pg" not in args or "archive-wal" not in args \
-                or args.index("archive-wal") != args.index("pg") + 1 or "--no-cache" in args:
+        verb = _pg_verb(args)
+        if not verb or args[-1].startswith("-") or args.index(verb) >= len(args) - 1:
             return False
-        path = args[-1]
-        if path.startswith("-") or args.index("archive-wal") == len(args) - 1:
-            return False
+        from pathlib import Path
+
         from airflow_backup.cli.password import option_value, repository_location
-        from airflow_backup.pitr.spool import ArchiveSpool, spool_directory
+        from airflow_backup.pitr.spool import (
+            ArchiveSpool,
+            PrefetchSpool,
+            prefetch_directory,
+            spool_directory,
+        )
 
         url = repository_location(option_value(args, ("-r", "--repo")))
         if not url:
             return False
-        cache_dir = option_value(args, ("--cache-dir",))
-        if cache_dir:
-            root = os.path.expanduser(cache_dir)
-        elif os.environ.get("AIRFLOW_BACKUP_CACHE_DIR"):
-            root = os.path.expanduser(os.environ["AIRFLOW_BACKUP_CACHE_DIR"])
-        else:
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-                os.path.expanduser("~"), ".cache")
-            root = os.path.join(base, "airflow-backup")
-        from pathlib import Path
-
-        receipt = ArchiveSpool(spool_directory(Path(root), url)).take(path)
+        root = Path(_cache_root(args))
+        if verb == "restore-wal":
+            name, dest = args[-2], args[-1]
+            if name.startswith("-") or args.index(verb) >= len(args) - 2:
+                return False
+            return PrefetchSpool(prefetch_directory(root, url)).take(name, dest) is not None
+        path = args[-1]
+        receipt = ArchiveSpool(spool_directory(root, url)).take(path)
         if receipt is None:
             return False
         seconds = time.monotonic() - started

@@ -31,7 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ArchiveSpool", "Receipt", "file_digest", "ready_to_archive", "spool_directory"]
+__all__ = ["ArchiveSpool", "PrefetchSpool", "Receipt", "file_digest", "prefetch_directory",
+           "ready_to_archive", "spool_directory"]
 
 #: WAL file names the spool deals with (segments, .history, .partial, .backup).
 _WAL_NAME = re.compile(r"^[0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?$|^[0-9A-F]{8}\.history$")
@@ -45,6 +46,13 @@ def spool_directory(cache_root: Path, repository_url: str) -> Path:
     ``cache_root`` (the location's hash: the repository is not opened to find it)."""
     digest = hashlib.sha256(repository_url.encode("utf-8", "surrogateescape")).hexdigest()
     return cache_root / "pitr-spool" / digest[:32]
+
+
+def prefetch_directory(cache_root: Path, repository_url: str) -> Path:
+    """Return the directory of WAL files fetched ahead from the repository at
+    ``repository_url`` (for ``restore-wal``), under ``cache_root``."""
+    digest = hashlib.sha256(repository_url.encode("utf-8", "surrogateescape")).hexdigest()
+    return cache_root / "pitr-prefetch" / digest[:32]
 
 
 def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
@@ -153,5 +161,73 @@ class ArchiveSpool:
             stale = entry.startswith(".tmp-") or (
                 entry.endswith(_RECEIPT) and entry[: -len(_RECEIPT)] not in keep)
             if stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.directory / entry)
+
+
+class PrefetchSpool:
+    """WAL segments fetched ahead for ``restore-wal``, one file per name in ``directory``.
+
+    A file appears there only complete and verified against the SHA-256 recorded when it
+    was archived (the fetch writes a temp file, checks, fsyncs and renames), and an archive
+    never holds two contents under one name, so a file here is the segment of that name.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, name: str) -> Path:
+        """Return where the prefetched segment ``name`` goes (creating the directory)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.directory / name
+
+    def has(self, name: str) -> bool:
+        """Return whether ``name`` is fetched already."""
+        return (self.directory / name).is_file()
+
+    def take(self, name: str, dest: str | os.PathLike[str]) -> int | None:
+        """Move the prefetched ``name`` to ``dest`` (``%p``; rename, or copy + fsync +
+        rename across file systems); return its size, or None if it is not here or too
+        old. Never raises: no file means "fetch it"."""
+        if not _WAL_NAME.match(name):
+            return None
+        src = self.directory / name
+        try:
+            st = src.stat()
+            import time
+
+            if time.time() - st.st_mtime >= MAX_RECEIPT_AGE:
+                src.unlink()
+                return None
+            try:
+                os.replace(src, dest)
+            except OSError:
+                target = Path(dest)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+                try:
+                    with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            out.write(chunk)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.replace(tmp, target)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+                src.unlink()
+            return st.st_size
+        except OSError:
+            return None
+
+    def drop_stale(self, keep: set[str]) -> None:
+        """Remove every prefetched file not in ``keep`` (segments recovery went past or
+        will not ask for) and leftover temporary files. Never raises."""
+        try:
+            entries = os.listdir(self.directory)
+        except OSError:
+            return
+        for entry in entries:
+            if entry not in keep:
                 with contextlib.suppress(OSError):
                     os.unlink(self.directory / entry)

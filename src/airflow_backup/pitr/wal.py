@@ -33,13 +33,13 @@ from airflow_backup.errors import (
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.pitr.catalog import WAL_TAG, PitrCatalog, pitr_metadata
 from airflow_backup.pitr.names import parse_wal_name
-from airflow_backup.pitr.spool import ArchiveSpool, Receipt, ready_to_archive
+from airflow_backup.pitr.spool import ArchiveSpool, PrefetchSpool, Receipt, ready_to_archive
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
 from airflow_backup.restorer.dump import dump_file
 
 __all__ = ["ArchiveRun", "ArchivedWal", "archive_wal", "archive_wal_ahead", "fetch_wal",
-           "read_wal"]
+           "fetch_wal_ahead", "read_wal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +149,11 @@ class _Hashing:
         self.out.flush()
 
 
-def _lookup(repo: Repository, catalog: PitrCatalog, name: str) -> tuple[Snapshot, JSONObject]:
+def _lookup(repo: Repository, catalog: PitrCatalog, name: str, refresh: bool = True
+            ) -> tuple[Snapshot, JSONObject]:
     parse_wal_name(name)
-    catalog.refresh()
+    if refresh:
+        catalog.refresh()
     entries = catalog.wal(name)
     if not entries:
         raise WalMissing(f"{name}: not in the WAL archive")
@@ -180,14 +182,15 @@ def read_wal(repo: Repository, catalog: PitrCatalog, name: str) -> bytes:
 
 
 def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
-              dest: str | os.PathLike[str]) -> int:
+              dest: str | os.PathLike[str], *, refresh: bool = True) -> int:
     """Write the archived WAL file ``name`` (``%f``) to ``dest`` (``%p``); return its size.
 
     The file appears at ``dest`` only complete and verified (temp file, fsync, rename).
-    Raise WalMissing if it is not archived, ConfigError for a bad name, IntegrityError if the
-    stored copy does not match the SHA-256 recorded when it was archived.
+    ``refresh=False`` trusts ``catalog`` as it is (refreshed by the caller). Raise WalMissing
+    if it is not archived, ConfigError for a bad name, IntegrityError if the stored copy does
+    not match the SHA-256 recorded when it was archived.
     """
-    sn, meta = _lookup(repo, catalog, name)
+    sn, meta = _lookup(repo, catalog, name, refresh)
     target = Path(dest)
     if target.is_dir():
         raise ConfigError(f"{target}: is a directory (restore-wal takes %f and %p)")
@@ -205,3 +208,32 @@ def fetch_wal(repo: Repository, catalog: PitrCatalog, name: str,
         Path(tmp).unlink(missing_ok=True)
         raise
     return size
+
+
+def fetch_wal_ahead(repo: Repository, catalog: PitrCatalog, name: str,
+                    dest: str | os.PathLike[str], prefetch: PrefetchSpool, *,
+                    ahead: int) -> list[str]:
+    """Fetch ``name`` into ``dest`` like :func:`fetch_wal`, then up to ``ahead`` of the
+    archived segments that follow it on its timeline into ``prefetch`` (each verified like
+    ``dest``), so that recovery's next ``restore_command`` calls find them locally; return
+    the names prefetched. Errors about ``name`` raise as in :func:`fetch_wal`; an error
+    while prefetching only ends the prefetch (the segment is fetched when asked for)."""
+    fetch_wal(repo, catalog, name, dest)
+    wal = parse_wal_name(name)
+    if wal.kind != "segment" or ahead <= 0:
+        return []
+    following = sorted(e.name for e in catalog.entries("wal")
+                       if e.name > name and e.name.startswith(wal.timeline_hex)
+                       and len(e.name) == len(name))[:ahead]
+    prefetch.drop_stale(set(following))
+    done: list[str] = []
+    for nxt in following:
+        if prefetch.has(nxt):
+            done.append(nxt)
+            continue
+        try:
+            fetch_wal(repo, catalog, nxt, prefetch.path_for(nxt), refresh=False)
+        except (BackupError, OSError):
+            break
+        done.append(nxt)
+    return done

@@ -4,14 +4,19 @@ files are stored ahead."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from airflow_backup.pitr.spool import (
     MAX_RECEIPT_AGE,
     ArchiveSpool,
+    PrefetchSpool,
     Receipt,
     file_digest,
+    prefetch_directory,
     ready_to_archive,
     spool_directory,
 )
@@ -109,3 +114,44 @@ def test_the_spool_directory_is_per_repository_location(tmp_path: Path) -> None:
     assert one == spool_directory(tmp_path, "/srv/backup")
     assert one != spool_directory(tmp_path, "s3:s3.amazonaws.com/bucket/backup")
     assert one.parent == tmp_path / "pitr-spool"
+
+
+def test_a_prefetched_segment_is_handed_over_once(tmp_path: Path) -> None:
+    spool = PrefetchSpool(tmp_path / "prefetch")
+    spool.path_for("000000010000000000000003").write_bytes(b"segment")
+    assert spool.has("000000010000000000000003")
+    dest = tmp_path / "RECOVERYXLOG"
+    assert spool.take("000000010000000000000003", dest) == len(b"segment")
+    assert dest.read_bytes() == b"segment"
+    assert spool.take("000000010000000000000003", dest) is None
+    assert spool.take("not-a-wal-name", dest) is None
+
+
+def test_a_prefetched_segment_crosses_file_systems(tmp_path: Path) -> None:
+    """The cache and pg_wal may be on different file systems: copied, fsynced, renamed."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system to copy across")
+    spool = PrefetchSpool(tmp_path / "prefetch")
+    spool.path_for("000000010000000000000004").write_bytes(b"x" * 3_000_000)
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        dest = Path(other) / "RECOVERYXLOG"
+        assert spool.take("000000010000000000000004", dest) == 3_000_000
+        assert dest.read_bytes() == b"x" * 3_000_000
+        assert os.listdir(other) == ["RECOVERYXLOG"]  # no temp file left
+    assert not spool.has("000000010000000000000004")
+
+
+def test_old_prefetched_segments_are_dropped_not_served(tmp_path: Path) -> None:
+    spool = PrefetchSpool(tmp_path / "prefetch")
+    path = spool.path_for("000000010000000000000005")
+    path.write_bytes(b"old")
+    old = time.time() - MAX_RECEIPT_AGE - 60
+    os.utime(path, (old, old))
+    assert spool.take("000000010000000000000005", tmp_path / "dest") is None
+    assert not path.exists()
+    spool.path_for("000000010000000000000006").write_bytes(b"a")
+    spool.path_for("000000010000000000000007").write_bytes(b"b")
+    spool.drop_stale({"000000010000000000000007"})
+    assert sorted(os.listdir(tmp_path / "prefetch")) == ["000000010000000000000007"]
+    assert prefetch_directory(tmp_path, "/srv/backup").parent == tmp_path / "pitr-prefetch"

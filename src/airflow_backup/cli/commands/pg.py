@@ -33,8 +33,19 @@ from airflow_backup.cli.output import Printer
 from airflow_backup.cli.wal_receipt import archived_json, archived_text
 from airflow_backup.errors import BackupError, ConfigError, WalMissing, first_line
 from airflow_backup.pitr.catalog import PitrCatalog
-from airflow_backup.pitr.spool import ArchiveSpool, spool_directory
-from airflow_backup.pitr.wal import ArchivedWal, archive_wal, archive_wal_ahead
+from airflow_backup.pitr.spool import (
+    ArchiveSpool,
+    PrefetchSpool,
+    prefetch_directory,
+    spool_directory,
+)
+from airflow_backup.pitr.wal import (
+    ArchivedWal,
+    archive_wal,
+    archive_wal_ahead,
+    fetch_wal,
+    fetch_wal_ahead,
+)
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.cache import resolve_cache_root
 
@@ -64,6 +75,10 @@ def register(sub: Any) -> None:
     r = verbs.add_parser("restore-wal", help="restore_command: fetch WAL file %%f into %%p")
     r.add_argument("name", help="the WAL file name (%%f)")
     r.add_argument("dest", help="where to write it (%%p)")
+    r.add_argument("--prefetch", type=_count, default=DEFAULT_AHEAD, metavar="N",
+                   help="also fetch the next N archived segments of its timeline into the "
+                        "cache, so that recovery's next calls find them locally (default: "
+                        "%(default)s; 0: only %%f; needs the cache directory)")
     r.set_defaults(func=_restore_wal)
     b = verbs.add_parser("basebackup", help="take a base backup with pg_basebackup")
     b.add_argument("--dbname", "-d", required=True, metavar="URL",
@@ -194,15 +209,29 @@ def report_archived(out: Printer, done: ArchivedWal, seconds: float, *,
                                  from_receipt=from_receipt, ahead=ahead, seconds=seconds))
 
 
-def _restore_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
-    from airflow_backup.pitr.wal import fetch_wal
+def _prefetch(gopts: GlobalOptions) -> PrefetchSpool | None:
+    if gopts.no_cache:
+        return None
+    return PrefetchSpool(prefetch_directory(resolve_cache_root(gopts.cache_dir or None),
+                                            repository_url(gopts)))
 
+
+def _restore_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
+    prefetch = _prefetch(gopts)
+    if prefetch is not None and prefetch.take(args.name, args.dest) is not None:
+        out.info(f"{args.name}: prefetched")
+        return 0
     delay = 1.0
     for attempt in range(1, _FETCH_ATTEMPTS + 1):
         try:
             repo = open_repository(gopts)
             with repo.lock(exclusive=False, retry_seconds=gopts.retry_lock):
-                fetch_wal(repo, _catalog(repo, gopts), args.name, args.dest)
+                catalog = _catalog(repo, gopts)
+                if prefetch is None or args.prefetch == 0:
+                    fetch_wal(repo, catalog, args.name, args.dest)
+                else:
+                    fetch_wal_ahead(repo, catalog, args.name, args.dest, prefetch,
+                                    ahead=args.prefetch)
             return 0
         except WalMissing as exc:
             out.info(first_line(exc))
