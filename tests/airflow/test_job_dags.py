@@ -323,3 +323,31 @@ def test_a_broken_job_loses_only_its_dags_and_the_status_dag_alerts_each_breach_
         assert [j["job"] for j in watched["jobs"]] == ["files"]
         assert not watched["jobs"][0]["rpo_breach"]
     assert len(rx.messages) == 2
+
+
+def test_a_variable_only_the_workers_have_does_not_break_the_dags(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The DAG processor builds the DAGs without ``${AF_LAZY_DATA}`` (the config is read
+    lazily there); a task reads the config again where it runs: without the variable it
+    fails naming it, with it the backup succeeds."""
+    with receiver() as rx:
+        config, repo_dir, data = _setup(tmp_path, monkeypatch, rx.url, name="lazy")
+        config.write_text(config.read_text().replace(f"sources: [{data}, ",
+                                                     "sources: [\"${AF_LAZY_DATA}\", "))
+        monkeypatch.delenv("AF_LAZY_DATA", raising=False)
+        dags = _dags(config, "jobs_lazy")
+        assert "backup__files" in dags
+        failed = dags["backup__files"].test()
+        out, err = capfd.readouterr()
+        assert failed.state == "failed"
+        assert not open_repo(repo_dir).list_snapshots()
+        monkeypatch.setenv("AF_LAZY_DATA", str(data))
+        assert dags["backup__files"].test().state == "success"
+    (snapshot,) = open_repo(repo_dir).list_snapshots()
+    assert str(data) in snapshot.paths
+    # The failed run could not read the job's notifications (they are in the config it could
+    # not load): its task failed with the one-line cause, not retried; the status watch is
+    # what alerts a config a worker cannot load (config_error).
+    assert "jobs.files.sources.0: environment variable AF_LAZY_DATA is not set" in out + err
+    assert [m["title"] for m in rx.messages] == ["airflow-backup: job files: SUCCESS"]

@@ -103,24 +103,26 @@ def _cross_check(cfg: Config) -> list[str]:
 
 
 def parse_config(data: Any, source: str = "<config>",
-                 env: Mapping[str, str] | None = None) -> Config:
+                 env: Mapping[str, str] | None = None, *, lazy: bool = False) -> Config:
     """Given parsed YAML, return the validated Config. Raise InvalidConfigFile listing every
-    problem as ``dotted.path: message``."""
+    problem as ``dotted.path: message``. ``lazy`` leaves unset ``${VAR}`` references as
+    written (:mod:`.interpolate`) and names them only if the config is then invalid."""
     if not isinstance(data, dict):
         raise InvalidConfigFile(source, ["<root>: must be a mapping with 'repositories' "
                                          "and 'jobs'"])
     problems: list[str] = []
-    data = interpolate(data, os.environ if env is None else env, problems)
+    kept: list[str] | None = [] if lazy else None
+    data = interpolate(data, os.environ if env is None else env, problems, kept=kept)
     if problems:  # an unset variable would only cause follow-on errors
         raise InvalidConfigFile(source, problems)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         problems += [f"{_dotted(tuple(e['loc']))}: {_message(e)}" for e in exc.errors()]
-        raise InvalidConfigFile(source, problems) from None
+        raise InvalidConfigFile(source, [*(kept or ()), *problems]) from None
     problems += _cross_check(cfg)
     if problems:
-        raise InvalidConfigFile(source, problems)
+        raise InvalidConfigFile(source, [*(kept or ()), *problems])
     return cfg
 
 
@@ -198,16 +200,17 @@ def _repositories_of(job: Any, repositories: Mapping[str, Any]) -> dict[str, Any
 
 
 def load_config_isolated(path: str | os.PathLike[str],
-                         env: Mapping[str, str] | None = None) -> LoadedConfig:
+                         env: Mapping[str, str] | None = None, *,
+                         lazy: bool = False) -> LoadedConfig:
     """Read the config file at ``path`` like :func:`load_config`, but leave out each job
     that is invalid on its own (its keys, its sources, the repositories it stores into)
     instead of refusing the whole file, so that one broken job does not stop the others.
-    Raise InvalidConfigFile if the file cannot be read, its top level is invalid, or no job
-    is valid."""
+    ``lazy``: see :func:`parse_config`. Raise InvalidConfigFile if the file cannot be read,
+    its top level is invalid, or no job is valid."""
     name = os.fspath(path)
     data = _read(name)
     try:
-        return LoadedConfig(name, parse_config(data, name, env))
+        return LoadedConfig(name, parse_config(data, name, env, lazy=lazy))
     except InvalidConfigFile as whole:
         jobs, repositories = (data.get("jobs"), data.get("repositories")) \
             if isinstance(data, dict) else (None, None)
@@ -219,7 +222,7 @@ def load_config_isolated(path: str | os.PathLike[str],
             alone = {**data, "jobs": {job: body},
                      "repositories": _repositories_of(body, repositories) or repositories}
             try:
-                parse_config(alone, name, env)
+                parse_config(alone, name, env, lazy=lazy)
             except InvalidConfigFile as exc:
                 broken[f"jobs.{job}"] = tuple(exc.problems)
             else:
@@ -229,7 +232,7 @@ def load_config_isolated(path: str | os.PathLike[str],
         used: dict[str, Any] = {}
         for body in good.values():
             used.update(_repositories_of(body, repositories))
-        config = parse_config({**data, "jobs": good, "repositories": used}, name, env)
+        config = parse_config({**data, "jobs": good, "repositories": used}, name, env, lazy=lazy)
         wanted: dict[str, Any] = {}
         for body in jobs.values():
             wanted.update(_repositories_of(body, repositories))
@@ -240,7 +243,7 @@ def load_config_isolated(path: str | os.PathLike[str],
             probe = {"sources": ["/"], "repository": repo}
             try:
                 parse_config({**data, "jobs": {"probe": probe}, "repositories":
-                              _repositories_of(probe, repositories)}, name, env)
+                              _repositories_of(probe, repositories)}, name, env, lazy=lazy)
             except InvalidConfigFile as exc:
                 broken[f"repositories.{repo}"] = tuple(
                     p for p in exc.problems if p.startswith("repositories."))

@@ -264,7 +264,9 @@ def backup_dags(config_path: str | os.PathLike[str], *,
     if not os.path.isabs(path):
         path = os.path.join(_caller_dir(), path)
     path = os.path.normpath(path)
-    loaded = load_config_isolated(path)
+    # Lazy: an unset ${VAR} that only the workers have does not break the DAGs (each task
+    # reads the config again, strictly, where it runs).
+    loaded = load_config_isolated(path, lazy=True)
     config = loaded.config
     for part, problems in loaded.broken.items():
         log.error("%s: %s is invalid and generates no DAGs: %s", path, part, "; ".join(problems))
