@@ -41,18 +41,22 @@ _RECEIPT = ".receipt"
 MAX_RECEIPT_AGE = 24 * 3600.0
 
 
-def spool_directory(cache_root: Path, repository_url: str) -> Path:
-    """Return the spool directory for the repository at ``repository_url`` under
-    ``cache_root`` (the location's hash: the repository is not opened to find it)."""
+def _per_repository(cache_root: Path, kind: str, repository_url: str) -> Path:
+    # The location's hash: the repository is not opened to find the directory.
     digest = hashlib.sha256(repository_url.encode("utf-8", "surrogateescape")).hexdigest()
-    return cache_root / "pitr-spool" / digest[:32]
+    return cache_root / kind / digest[:32]
+
+
+def spool_directory(cache_root: Path, repository_url: str) -> Path:
+    """Return the receipts directory of the repository at ``repository_url`` (for
+    ``archive-wal``) under ``cache_root``."""
+    return _per_repository(cache_root, "pitr-spool", repository_url)
 
 
 def prefetch_directory(cache_root: Path, repository_url: str) -> Path:
     """Return the directory of WAL files fetched ahead from the repository at
-    ``repository_url`` (for ``restore-wal``), under ``cache_root``."""
-    digest = hashlib.sha256(repository_url.encode("utf-8", "surrogateescape")).hexdigest()
-    return cache_root / "pitr-prefetch" / digest[:32]
+    ``repository_url`` (for ``restore-wal``) under ``cache_root``."""
+    return _per_repository(cache_root, "pitr-prefetch", repository_url)
 
 
 def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:

@@ -20,6 +20,8 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from airflow_backup.cli.commands.prune import (
@@ -166,11 +168,17 @@ def _count(text: str) -> int:
     return value
 
 
-def _spool(gopts: GlobalOptions) -> ArchiveSpool | None:
+def _local_dir(gopts: GlobalOptions, where: Callable[[Path, str], Path]) -> Path | None:
+    """Return the repository's spool or prefetch directory (``where``), None with
+    --no-cache."""
     if gopts.no_cache:
         return None
-    return ArchiveSpool(spool_directory(resolve_cache_root(gopts.cache_dir or None),
-                                        repository_url(gopts)))
+    return where(resolve_cache_root(gopts.cache_dir or None), repository_url(gopts))
+
+
+def _spool(gopts: GlobalOptions) -> ArchiveSpool | None:
+    directory = _local_dir(gopts, spool_directory)
+    return ArchiveSpool(directory) if directory is not None else None
 
 
 def _archive_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
@@ -210,10 +218,8 @@ def report_archived(out: Printer, done: ArchivedWal, seconds: float, *,
 
 
 def _prefetch(gopts: GlobalOptions) -> PrefetchSpool | None:
-    if gopts.no_cache:
-        return None
-    return PrefetchSpool(prefetch_directory(resolve_cache_root(gopts.cache_dir or None),
-                                            repository_url(gopts)))
+    directory = _local_dir(gopts, prefetch_directory)
+    return PrefetchSpool(directory) if directory is not None else None
 
 
 def _restore_wal(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
