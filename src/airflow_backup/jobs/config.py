@@ -358,8 +358,19 @@ class DrillConfig(_Model):
                                   "exits 1, the status watch sends drill_stale)")
     compare_recorded: bool = Field(True, description="compare row counts and checksums with "
                                                      "those recorded at backup time")
-    sql: list[SqlAssertion] = Field(default_factory=list, description="custom SQL assertions")
+    sql: list[SqlAssertion] = Field(default_factory=list, description="custom SQL assertions "
+                                    "(a postgresql+pitr:// source: run on the recovered "
+                                    "scratch server, in the source's first database)")
     files: list[FileHash] = Field(default_factory=list, description="file hashes to check")
+    pitr_within: float | None = Field(
+        None, gt=0, description="postgresql+pitr:// sources: draw the recovery target time "
+        "from the last DURATION (seconds or 6h/2d) of the recoverable window; default: "
+        "between the newest restorable base backup's stop time and the newest archived WAL")
+
+    @field_validator("pitr_within", mode="before")
+    @classmethod
+    def _pitr_within(cls, v: Any) -> float | None:
+        return None if v is None else parse_seconds(v)
 
     @field_validator("max_rto", mode="before")
     @classmethod
@@ -384,7 +395,10 @@ class Job(_Model):
 
     description: str = Field("", description="free text shown in runbooks and messages")
     sources: list[str] = Field(min_length=1, description="paths, or source URLs "
-                                                         "(postgresql://, mysql://, sqlite:///…)")
+                               "(postgresql://, mysql://, sqlite:///…; "
+                               "postgresql+pitr://user@host:port for base backups of a "
+                               "server whose archive_command archives WAL into the job's "
+                               "repository)")
     repository: str = Field(description="name of an entry of 'repositories'")
     schedule: ScheduleConfig | None = Field(None, description="cron and time zone")
     retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig.model_validate({}),
@@ -452,7 +466,22 @@ class Job(_Model):
             if not s.strip():
                 raise ValueError("a source must not be empty")
             _check_source_url(s)
+        if len(v) > 1 and any(s.lower().startswith("postgresql+pitr://") for s in v):
+            raise ValueError("a postgresql+pitr:// source must be its job's only source (its "
+                             "repository holds the WAL archive of that one server)")
         return v
+
+    @model_validator(mode="after")
+    def _pitr_retention(self) -> Job:
+        if any(s.lower().startswith("postgresql+pitr://") for s in self.sources):
+            r = self.retention
+            other = [k for k in ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+                                 "keep_yearly", "keep_tag") if getattr(r, k)]
+            if other:
+                raise ValueError("retention of a postgresql+pitr:// job keeps the newest "
+                                 "keep_last base backups and/or those within keep_within, "
+                                 "and the WAL they need; not " + ", ".join(other))
+        return self
 
 
 class WatchConfig(_Model):

@@ -33,6 +33,7 @@ __all__ = [
     "expire_policy",
     "job_restore_request",
     "job_watches",
+    "pitr_source",
     "repository_spec",
     "retention_request",
     "step_retry",
@@ -105,11 +106,30 @@ def verify_options(job: Job) -> VerifyOptions:
 def drill_options(job: Job) -> DrillOptions:
     """Return the drill settings of ``job`` (the defaults if it has no drill section)."""
     d = job.drill
+    databases = _pitr_databases(job)
     if d is None:
-        return DrillOptions()
+        return DrillOptions(pitr_databases=databases)
     return DrillOptions(target=d.target, max_rto=d.max_rto, compare_recorded=d.compare_recorded,
                         sql=tuple(SqlCheck(a.query, str(a.expect)) for a in d.sql),
-                        files=tuple(FileCheck(f.path, f.sha256) for f in d.files))
+                        files=tuple(FileCheck(f.path, f.sha256) for f in d.files),
+                        pitr_within=d.pitr_within, pitr_databases=databases)
+
+
+def pitr_source(job: Job) -> str:
+    """Return the job's ``postgresql+pitr://`` source ('' if it has none)."""
+    from airflow_backup.sources.pg_pitr import is_pitr_url
+
+    return next((s for s in job.sources if is_pitr_url(s)), "")
+
+
+def _pitr_databases(job: Job) -> tuple[str, ...]:
+    source = pitr_source(job)
+    if not source:
+        return ()
+    from airflow_backup.sources.base import SourceURL
+    from airflow_backup.sources.pg_pitr import drill_databases
+
+    return tuple(drill_databases(SourceURL.parse(source, allow_password=True)))
 
 
 def job_watches(config: Config, jobs: list[str] | None = None,
@@ -121,7 +141,8 @@ def job_watches(config: Config, jobs: list[str] | None = None,
         drill = job.drill
         watches.append(JobWatch(name, repository_spec(config, job.repository, cache), job.rpo,
                                 drill.max_rto if drill is not None else None,
-                                drill.max_age if drill is not None else None))
+                                drill.max_age if drill is not None else None,
+                                pitr=bool(pitr_source(job))))
     return watches
 
 

@@ -19,6 +19,7 @@ from airflow_backup.jobs.repos import job_watches
 from airflow_backup.operations.status import JobStatus, statuses
 from airflow_backup.operations.tags import job_tag, source_tag
 from airflow_backup.redact import safe_url
+from airflow_backup.sources.pg_pitr import is_pitr_url
 
 __all__ = ["render_runbook"]
 
@@ -105,6 +106,9 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
     out += ["**Prerequisites**", "",
             "- `airflow-backup` (`pip install airflow-backup`) or the plain `restic` binary",
             "- the repository password: " + _password_setup(rc, False).split("  #")[0],
+            *([f"- the server's archive_command (postgresql.conf, with archive_mode = on): "
+               f"`airflow-backup -r {repo} pg archive-wal %p`"]
+              if any(is_pitr_url(x) for x in job.sources) else []),
             "- network access to the repository" + (
                 " and to the database server (client tools: psql/pg_restore, mysql)"
                 if any(is_source_url(s) for s in job.sources) else ""), "",
@@ -114,7 +118,9 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
             "**Restore** (newest, or the state at a point in time)", "", "```sh"]
     several = sum(1 for _, is_url in sources if is_url) > 1
     for raw, (s, is_url) in zip(job.sources, sources, strict=True):
-        if is_url:
+        if is_pitr_url(raw):
+            out += _pitr_restore(repo, name, raw, st)
+        elif is_url:
             # --path: the snapshot of this kind of source, not another source's of the job;
             # with several data sources, the source's own tag tells them apart.
             pick = _source_pick(raw, tag, several)
@@ -140,14 +146,48 @@ def _section(config: Config, name: str, st: JobStatus | None, config_path: str) 
         out.append(f"restic -r {repo_arg} restore latest --tag {tag} {selected} "
                    f"--target /tmp/restore-{name}")
     out += ["```", ""]
-    tools = [line for s in job.sources if is_source_url(s)
+    tools = [line for s in job.sources if is_source_url(s) and not is_pitr_url(s)
              for line in _tool_restore(s, f"/tmp/restore-{name}", repo_arg,
                                        _source_pick(s, tag, several))]
     if tools:
         out += ["With restic alone, each data source is its own snapshot of dump files; restore "
                 "it and load it into a new, empty database with the database's own tools:",
                 "", "```sh", *tools, "```", ""]
+    if any(is_pitr_url(s) for s in job.sources):
+        out += ["With restic alone: a base backup is the file `base.tar` of a snapshot tagged "
+                "`pg-basebackup` (extract it into an empty data directory) and every WAL file "
+                "is its own snapshot tagged `wal` and `segment=NAME`; `airflow-backup pg "
+                "restore` picks the base backup and writes the recovery settings for you.", "",
+                "```sh", f"restic -r {repo_arg} snapshots --tag {tag},pg-basebackup",
+                f"restic -r {repo_arg} restore latest --tag {tag},pg-basebackup --target "
+                f"/tmp/restore-{name}   # then: tar -xf /tmp/restore-{name}/base.tar -C "
+                "DATADIR", "```", ""]
     return out
+
+
+def _pitr_restore(repo: str, name: str, source: str, st: JobStatus | None) -> list[str]:
+    """Return the restore lines of a ``postgresql+pitr://`` source: check the archive,
+    restore a base backup and recover (to the end of the archive, or a time in the
+    recoverable window), start the server, check it."""
+    from airflow_backup.sources.base import SourceURL
+
+    url = SourceURL.parse(source, allow_password=True)
+    data = f"/tmp/restore-{name}-pgdata"
+    window = (f" (recoverable when this runbook was generated: {st.window_earliest} .. "
+              f"{st.window_latest})" if st is not None and st.window_latest else "")
+    login = f" -U {shlex.quote(url.username)}" if url.username else ""
+    db = shlex.quote(url.database or "postgres")
+    return [
+        f"airflow-backup -r {repo} pg check   # the recoverable window; no gaps",
+        f"airflow-backup -r {repo} pg list    # the base backups",
+        "# to a time in the window instead of its end, add --target-time "
+        f"'YYYY-MM-DD HH:MM:SS+00'{window}",
+        f"airflow-backup -r {repo} pg restore --target-dir {data} --target-action promote",
+        f"pg_ctl -D {data} -l {data}.log -o '-p 5433 -c archive_mode=off' -w -t 3600 start"
+        "   # as the server's OS user (Debian: /usr/lib/postgresql/VERSION/bin/pg_ctl)",
+        f"psql -h localhost -p 5433{login} -d {db} -At -c 'SELECT pg_is_in_recovery()'"
+        "   # f: recovered and promoted",
+    ]
 
 
 #: The top directory of each source kind's snapshots (``restore --path``).

@@ -26,6 +26,7 @@ from airflow_backup.jobs.outcome import JobOutcome, StepRecord
 from airflow_backup.jobs.repos import (
     drill_options,
     job_watches,
+    pitr_source,
     repository_spec,
     retention_request,
     step_retry,
@@ -118,8 +119,33 @@ def retention_step(ctx: JobContext, job: str, repository: str) -> RetentionOutco
     spec = ctx.config.jobs[job]
     if spec.retention.is_empty():
         return RetentionOutcome()
+    if pitr_source(spec):
+        return _pitr_retention(ctx, job, repository)
     return retention(ctx.repository(repository), retention_request(job, spec),
                      lock_wait=ctx.config.repositories[repository].lock_wait)
+
+
+def _pitr_retention(ctx: JobContext, job: str, repository: str) -> RetentionOutcome:
+    """The retention of a ``postgresql+pitr://`` job: WAL-aware (``pg forget``'s operation):
+    keep the newest ``keep_last`` base backups and/or those within ``keep_within``, and the
+    WAL they need; forget the rest, then prune if configured."""
+    from pathlib import Path
+
+    from airflow_backup.operations.pitr_retention import forget_pitr
+    from airflow_backup.pitr.catalog import PitrCatalog
+    from airflow_backup.pitr.retention import PitrRetentionPolicy
+    from airflow_backup.repository.forget import Duration, parse_duration
+    from airflow_backup.storage.cache import resolve_cache_root
+
+    r = ctx.config.jobs[job].retention
+    policy = PitrRetentionPolicy(keep_base=r.keep_last, keep_within=parse_duration(
+        r.keep_within) if r.keep_within else Duration())
+    repo = ctx.repository(repository)
+    root = None if ctx.cache.enabled is False else Path(
+        resolve_cache_root(ctx.cache.root or None))
+    done = forget_pitr(repo, PitrCatalog(repo, root), policy, prune=r.prune,
+                       lock_wait=ctx.config.repositories[repository].lock_wait)
+    return done.outcome or RetentionOutcome(kept=len(done.plan.keep_bases))
 
 
 def copy_step(ctx: JobContext, job: str, repository: str) -> CopyOutcome:

@@ -4,7 +4,8 @@ repository, or of its first healthy fallback.
 Used by ``airflow-backup backup``, the job runner's store step, the generated DAGs' store task
 and BackupOperator alike. Paths go into one snapshot (the Archiver, with the parent snapshot's
 unchanged files not re-read); each source URL into its own snapshot (exported, read back and
-validated by the source, then committed); a stream into one snapshot. Returns a
+validated by the source, then committed; a ``postgresql+pitr://`` URL is a base backup
+instead, exactly as ``pg basebackup`` takes it); a stream into one snapshot. Returns a
 :class:`BackupOutcome`: ``success``; ``partial`` when some files could not be read (the
 snapshot is saved and lists what it has); ``degraded`` when a fallback took it. Raises from
 the error tree when nothing could be stored.
@@ -206,6 +207,10 @@ def _stored(result: BackupResult, source: str, paths: Sequence[str]) -> StoredSn
 
 def _store_source(repo: Repository, url: str, request: BackupRequest,
                   tags: list[str], events: ArchiveEvents | None) -> StoredSnapshot:
+    from airflow_backup.sources.pg_pitr import is_pitr_url
+
+    if is_pitr_url(url):
+        return _store_base_backup(repo, url, request, tags)
     from airflow_backup.sources.actions import backup_source  # loads the source machinery
 
     if request.job:
@@ -221,6 +226,26 @@ def _store_source(repo: Repository, url: str, request: BackupRequest,
         result.snapshot.id, str(source.get("url", "")), str(source.get("kind", "")), (),
         _counters(result.stats), 0, len(source.get("tables") or {}),
         dict(export) if isinstance(export, dict) else {}, result.snapshot.time)
+
+
+def _store_base_backup(repo: Repository, url: str, request: BackupRequest,
+                       tags: list[str]) -> StoredSnapshot:
+    """Store a ``postgresql+pitr://`` source: a base backup exactly as ``pg basebackup``
+    takes it (tagged ``pg-basebackup`` with its PITR metadata), plus the request's tags and
+    the source's ``source=`` tag, so that the job's status, retention and drill see it."""
+    from airflow_backup.pitr.basebackup import take_base_backup
+    from airflow_backup.sources.base import SourceURL
+    from airflow_backup.sources.pg_pitr import KIND, server_text
+
+    parsed = SourceURL.parse(url, allow_password=True)
+    shown = parsed.redacted()
+    done = take_base_backup(repo, server_text(parsed),
+                            label=f"airflow-backup {request.job}".strip(),
+                            tags=[*tags, source_tag(shown)], hostname=request.hostname)
+    summary = done.snapshot.summary
+    counters = _counters(summary) if summary is not None else BackupCounters()
+    return StoredSnapshot(done.snapshot.id, shown, KIND, (), counters, 0, 0, dict(done.meta),
+                          done.snapshot.time)
 
 
 def _dry_run_spec(spec: RepositorySpec) -> RepositorySpec:

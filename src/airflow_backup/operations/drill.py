@@ -12,6 +12,17 @@ the source's restore, custom SQL assertions run against the scratch database, co
 hashes and SQLite ``quick_check`` run on restored files. The RTO is the wall time from the
 start of the restore to the end of the validations.
 
+A ``postgresql+pitr://`` source (base backups plus the WAL archive) is drilled by point-in-time
+recovery (:func:`_drill_pitr`): the WAL archive is checked (a gap fails the drill), a random
+target time is drawn from the recent recoverable window
+(:mod:`airflow_backup.pitr.drill_target`; ``pitr_within``), the base backup that ended before
+it is restored into the sandbox with a ``restore_command`` fetching WAL from the repository,
+a scratch server (:mod:`airflow_backup.pitr.scratch_server`) replays to the target and
+promotes, then ``bt_index_check`` (amcheck) runs on every btree index of the drill's
+databases and the SQL assertions run in the first. Its RTO runs from the start of the drill to
+the checks passed; stopping the scratch server is not counted. With ``as_of`` the target is
+that time (it must lie in the recoverable window).
+
 The result is recorded as a small snapshot tagged ``airflow-backup-drill`` (and ``job=<name>``)
 whose ``airflow_backup.drill`` object holds it (an empty tree; restic lists and checks it like
 any snapshot and ignores the extra field), so every host sees the drill history. A failed
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -79,6 +91,12 @@ class DrillOptions:
     compare_recorded: bool = True
     sql: tuple[SqlCheck, ...] = ()
     files: tuple[FileCheck, ...] = ()
+    #: PITR drills: draw the target time from the last ``pitr_within`` seconds of the
+    #: recoverable window (None: from the newest restorable base backup's stop time on).
+    pitr_within: float | None = None
+    #: PITR drills: the databases amcheck verifies (SQL assertions run in the first);
+    #: empty: ``postgres``.
+    pitr_databases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +117,9 @@ class DrillOutcome(Outcome):
     files: int = 0
     bytes: int = 0
     links: dict[str, str] = field(default_factory=dict)
+    #: PITR drills: the recovery target time drawn, and the range it was drawn from.
+    target_time: str = ""
+    target_range: dict[str, str] = field(default_factory=dict)
 
     @property
     def rto_exceeded(self) -> bool:
@@ -107,11 +128,20 @@ class DrillOutcome(Outcome):
 
 
 def _source_key(sn: Snapshot) -> str:
+    from airflow_backup.pitr.catalog import pitr_metadata
+
+    pitr = pitr_metadata(sn)
+    if pitr is not None and pitr.get("kind") == "basebackup":
+        return _PITR_KEY + str(pitr.get("source", ""))
     meta = sn.extra.get("airflow_backup")
     source = meta.get("source") if isinstance(meta, dict) else None
     if isinstance(source, dict):
         return str(source.get("url", ""))
     return "files"
+
+
+#: The group key prefix of base backups (one group per server).
+_PITR_KEY = "pitr:"
 
 
 def _candidates(repo: Repository, job: str, flt: SnapshotFilter) -> list[Snapshot]:
@@ -178,16 +208,16 @@ def _scalar(kind: str, url: str, query: str) -> str:
         return "" if row is None else str(row[0])
     env = dict(os.environ)
     if kind == "postgresql":
-        env.update({"PGHOST": parsed.host or "localhost", "PGDATABASE": parsed.database})
+        libpq = {"PGHOST": parsed.host or "localhost", "PGDATABASE": parsed.database}
         if parsed.port:
-            env["PGPORT"] = str(parsed.port)
+            libpq["PGPORT"] = str(parsed.port)
         if parsed.username:
-            env["PGUSER"] = parsed.username
+            libpq["PGUSER"] = parsed.username
         pw = source_password(parsed, "PGPASSWORD")
         if pw is not None:
-            env["PGPASSWORD"] = pw
-        argv = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query]
-    elif kind == "mysql":
+            libpq["PGPASSWORD"] = pw
+        return _psql(libpq, query)
+    if kind == "mysql":
         argv = ["mysql", "-N", "-B", "-h", parsed.host or "localhost",
                 *(["-P", str(parsed.port)] if parsed.port else []),
                 *(["-u", parsed.username] if parsed.username else []),
@@ -197,10 +227,23 @@ def _scalar(kind: str, url: str, query: str) -> str:
             env["MYSQL_PWD"] = pw
     else:
         raise ConfigError(f"SQL assertions are not supported for {kind} sources")
+    return _run_scalar(argv, env)
+
+
+def _psql(libpq: dict[str, str], query: str, psql: str = "psql",
+          what: str = "SQL assertion") -> str:
+    """Return the first value ``query`` returns, as psql prints it, connecting with the
+    libpq variables ``libpq``. Raise SourceError (naming ``what``) if it fails."""
+    return _run_scalar([psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query],
+                       {**os.environ, **libpq}, what)
+
+
+def _run_scalar(argv: list[str], env: dict[str, str], what: str = "SQL assertion") -> str:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                          timeout=600)
+                          timeout=3600)
     if proc.returncode != 0:
-        raise SourceError(f"SQL assertion failed to run: {proc.stderr.strip()[:200]}")
+        error = " ".join(proc.stderr.strip().split())
+        raise SourceError(f"{what} failed to run: {error[:300]}")
     out = proc.stdout.strip().splitlines()
     return out[0].strip() if out else ""
 
@@ -321,6 +364,130 @@ def _drill_source(repo: Repository, sn: Snapshot, job: str, drill: DrillOptions,
             _drop_memory(target)
 
 
+#: Every btree index amcheck can check: valid, ready, not another session's temp table's.
+_BTREE_INDEXES = ("SELECT c.oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                  "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' "
+                  "AND c.relpersistence <> 't' AND i.indisvalid AND i.indisready")
+
+
+def _pitr_cache(spec: RepositorySpec, box: str) -> tuple[str | None, str]:
+    """Return the drill's PITR catalogue cache root (the spec's; None when caching is
+    off) and the sandbox's cache directory for the restore_command, seeded with a copy of
+    the catalogue file so that the server's first WAL fetch need not read every snapshot."""
+    from airflow_backup.storage.cache import resolve_cache_root
+
+    root = None if spec.cache.enabled is False else str(resolve_cache_root(
+        spec.cache.root or None))
+    sandbox_cache = os.path.join(box, "cache")
+    os.makedirs(os.path.join(sandbox_cache, "pitr"), mode=0o700)
+    return root, sandbox_cache
+
+
+def _seed_cache(repo: Repository, root: str | None, sandbox_cache: str) -> None:
+    if root is None:
+        return
+    name = f"{repo.config.id}.json"
+    with contextlib.suppress(OSError):
+        shutil.copyfile(os.path.join(root, "pitr", name),
+                        os.path.join(sandbox_cache, "pitr", name))
+
+
+def _wal_command(spec: RepositorySpec, prefix: list[str], password_file: str,
+                 cache_dir: str) -> str:
+    """Return the scratch server's restore_command: ``pg restore-wal`` of this
+    installation against ``spec``'s repository, the password from ``password_file``."""
+    argv = [*prefix, "-r", spec.url, "--password-file", password_file, "--cache-dir",
+            cache_dir, "pg", "restore-wal"]
+    return " ".join(shlex.quote(a) for a in argv) + " %f %p"
+
+
+def _drill_pitr(repo: Repository, spec: RepositorySpec, drill: DrillOptions, sandbox: str,
+                checks: list[str], as_of: str = "") -> tuple[str, dict[str, str], str, float]:
+    """Drill the job's PITR archive in ``repo`` (module docstring; ``as_of``: recover to
+    that time instead of a random one); return the recovery target time, the range it was
+    drawn from, the restored base backup's id and the seconds spent stopping the scratch
+    server (not part of the RTO). Raise WalGap for an archive with a gap, SnapshotNotFound
+    when nothing (or not ``as_of``) is recoverable, RestoreError when recovery fails,
+    SourceError when a check fails."""
+    from pathlib import Path
+
+    from airflow_backup.pitr import scratch_server as scratch
+    from airflow_backup.pitr.catalog import PitrCatalog
+    from airflow_backup.pitr.drill_target import drill_range
+    from airflow_backup.pitr.gaps import check_archive
+    from airflow_backup.pitr.recovery import RecoveryTarget, restore_base_backup
+    from airflow_backup.sources.base import SourceURL
+
+    box = os.path.join(sandbox, "pitr")
+    os.mkdir(box, 0o700)
+    root, sandbox_cache = _pitr_cache(spec, box)
+    catalog = PitrCatalog(repo, Path(root) if root else None)
+    report = check_archive(repo, catalog)
+    at = parse_as_of(as_of) / 1e9 if as_of else None
+    window = drill_range(report, drill.pitr_within, at=at)
+    drawn = window.to_json()
+    checks.append(f"WAL archive: no gaps; target time {drawn['target']} "
+                  + ("given" if as_of else "drawn") + f" in {drawn['from']} .. {drawn['to']}")
+    _seed_cache(repo, root, sandbox_cache)
+    user = scratch.server_os_user()
+    prefix, env = scratch.cli_for_server(user)
+    password_file = os.path.join(box, "repository-password")
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(spec.password.read() + "\n")
+    target = RecoveryTarget("time", drawn["target"], action="promote")
+    data = Path(box) / "data"
+    restored = restore_base_backup(repo, catalog, target, data,
+                                   _wal_command(spec, prefix, password_file, sandbox_cache))
+    checks.append(f"base backup {restored.backup.snapshot_id[:8]} (ended "
+                  f"{restored.backup.meta.get('stop_time')}) restored: {restored.size} bytes")
+    server = scratch.ScratchServer(Path(box), data, user=user, env=env)
+    server.prepare()
+    scratch.give_to(Path(sandbox), user)  # the server's user must enter the sandbox
+    started = time.monotonic()
+    try:
+        databases = list(drill.pitr_databases) or ["postgres"]
+        login = SourceURL.parse(str(restored.backup.meta.get("source", "")) or
+                                "postgresql://postgres@localhost").username or "postgres"
+        server.start(drill.max_rto)
+        try:
+            server.wait_promoted(databases[0], login, drill.max_rto)
+        except BackupError:
+            if scratch.RECOVERY_ENDED_EARLY not in server.log_text():
+                raise
+            # No transaction committed after the target in the archived WAL: the data at
+            # the target is the data at the end of the archive. Recover to that end.
+            checks.append("no transaction committed after the target time in the archived "
+                          "WAL: recovered to its end (the same data)")
+            server.start(drill.max_rto, recovery_target_time="")
+            server.wait_promoted(databases[0], login, drill.max_rto)
+        libpq = {"PGHOST": str(server.socket_dir), "PGPORT": str(server.port),
+                 "PGUSER": login, "PGDATABASE": databases[0]}
+        psql = str(server.bindir / "psql") if (server.bindir / "psql").exists() else "psql"
+        libpq["PGUSER"] = _psql(libpq, "SELECT rolname FROM pg_roles WHERE oid = 10", psql,
+                                "finding the superuser") or login
+        checks.append(f"scratch server promoted after {time.monotonic() - started:.1f}s "
+                      "of WAL replay")
+        for db in databases:
+            dbenv = {**libpq, "PGDATABASE": db}
+            _psql(dbenv, "CREATE EXTENSION IF NOT EXISTS amcheck", psql, f"amcheck in {db}")
+            count = _psql(dbenv, f"SELECT count(bt_index_check(x.oid::regclass)::text) "
+                                 f"FROM ({_BTREE_INDEXES}) x", psql, f"amcheck in {db}")
+            checks.append(f"amcheck: bt_index_check passed on {count} btree index(es) of "
+                          f"database {db}")
+        for a in drill.sql:
+            got = _psql({**libpq, "PGDATABASE": databases[0]}, a.query, psql)
+            if got != str(a.expect):
+                raise SourceError(f"SQL assertion {a.query!r}: got {got!r}, expected "
+                                  f"{str(a.expect)!r}")
+            checks.append(f"SQL {a.query!r} = {got!r}")
+    finally:
+        t0 = time.monotonic()
+        server.stop()
+        stopping = time.monotonic() - t0
+    return drawn["target"], drawn, restored.backup.snapshot_id, stopping
+
+
 def record_drill(repo: Repository, outcome: DrillOutcome, lock_wait: float = 0.0) -> str:
     """Store ``outcome`` as a drill-record snapshot (waiting up to ``lock_wait`` seconds for
     an exclusive lock held by another process); return its id."""
@@ -379,7 +546,11 @@ def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str =
                            links=dict(links or {}))
     checks: list[str] = []
     snapshots: list[Snapshot] = []
+    drilled: list[str] = []
     files = size = 0
+    teardown = 0.0
+    target_time = ""
+    target_range: dict[str, str] = {}
     sandbox = tempfile.mkdtemp(prefix=f"abk-drill-{job or 'adhoc'}-", dir=work_dir)
     started = time.monotonic()
     repo: Repository | None = None
@@ -392,20 +563,30 @@ def drill(spec: RepositorySpec, job: str, options: DrillOptions, *, as_of: str =
             # would otherwise make the drill restore a snapshot that is gone.
             snapshots = pick_snapshots(repo, job, as_of, flt)
             for sn in snapshots:
-                if _source_key(sn) == "files":
+                key = _source_key(sn)
+                if key == "files":
                     f, b = _drill_files(repo, sn, options, sandbox, checks)
                     files, size = files + f, size + b
+                elif key.startswith(_PITR_KEY):
+                    target_time, target_range, restored, stopping = _drill_pitr(
+                        repo, held, options, sandbox, checks, as_of)
+                    teardown += stopping
+                    drilled.append(restored)
+                    continue
                 else:
                     _drill_source(repo, sn, job, options, sandbox, checks)
+                drilled.append(sn.id)
     except (BackupError, OSError, ValueError) as exc:
         error = Failure.of(exc, "drill")
     finally:
-        rto = time.monotonic() - started
+        rto = time.monotonic() - started - teardown
         shutil.rmtree(sandbox, ignore_errors=True)
     if error is None and rto > options.max_rto:
         error = Failure("RTOExceeded", f"RTO {rto:.1f}s exceeds max_rto {options.max_rto:.0f}s")
     outcome = replace(outcome, status=Status.FAILED if error else Status.SUCCESS, error=error,
-                      rto=rto, duration=rto, snapshots=tuple(s.id for s in snapshots),
+                      rto=rto, duration=rto,
+                      snapshots=tuple(drilled or (s.id for s in snapshots)),
+                      target_time=target_time, target_range=target_range,
                       snapshot_time=max((s.time for s in snapshots), default=""),
                       checks=tuple(checks), repository=held.label if held else "",
                       files=files, bytes=size)

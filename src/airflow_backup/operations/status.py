@@ -2,6 +2,11 @@
 
 :func:`job_status` finds a job's newest snapshot in its repository and fallbacks, its age
 against the RPO, and the newest drill record (:mod:`airflow_backup.operations.drill`).
+For a job with a ``postgresql+pitr://`` source it also reads the WAL archive of its
+repository (:func:`airflow_backup.pitr.gaps.check_archive`): the archive lag (now minus the
+time the newest WAL file was archived), the recoverable window and the first problem (a gap
+makes the job unhealthy); the RPO of such a job is judged by the archive lag, since the
+WAL, not the base backup, is its latest recovery point.
 Everything comes from the repositories, so every host sees the same answer; ``airflow-backup
 status``, ``run``, ``drill`` and the generated DAGs all write the same metrics file through
 :func:`write_metrics` (Prometheus textfile-collector format, written atomically).
@@ -20,6 +25,7 @@ from airflow_backup.operations.spec import RepositorySpec, open_repository
 from airflow_backup.operations.tags import is_backup_of, is_drill_of
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.repository.timefmt import epoch_seconds, parse_ns
 from airflow_backup.storage.atomic import replace_file
 
 __all__ = ["JobStatus", "JobWatch", "SnapshotReader", "drill_record", "format_age", "job_status",
@@ -41,6 +47,8 @@ class JobWatch:
     rpo: float | None = None
     max_rto: float | None = None
     drill_max_age: float | None = None
+    #: The job has a postgresql+pitr:// source: read the WAL archive of ``spec``.
+    pitr: bool = False
 
 
 @dataclass(slots=True)
@@ -67,6 +75,15 @@ class JobStatus:
     drill_max_age: float | None = None
     drill_stale: bool = False
     location: str = ""
+    #: PITR jobs: seconds since the newest WAL file was archived; its name and time; the
+    #: recoverable window (RFC 3339 times, None when nothing is recoverable); the first
+    #: problem of the WAL archive ('' when none).
+    archive_lag: float | None = None
+    last_wal: str = ""
+    last_wal_time: float | None = None
+    window_earliest: str | None = None
+    window_latest: str | None = None
+    wal_problem: str = ""
 
     def to_json(self) -> JSONObject:
         """Return the status as a JSON object."""
@@ -92,7 +109,6 @@ def _duration(sn: Snapshot) -> float | None:
     s = sn.summary
     if s is None or not s.backup_start or not s.backup_end:
         return None
-    from airflow_backup.repository.timefmt import parse_ns
     return (parse_ns(s.backup_end)[0] - parse_ns(s.backup_start)[0]) / 1e9
 
 
@@ -151,8 +167,11 @@ def job_status(watch: JobWatch, now: float | None = None,
         st.age = max(0.0, now - st.last_snapshot_time)
         st.last_duration = _duration(sn)
         st.last_bytes_added = sn.summary.data_added_packed if sn.summary else None
+    if watch.pitr:
+        _pitr_status(st, watch.spec, now, repos)
     if watch.rpo is not None:
-        st.rpo_breach = st.age is None or st.age > watch.rpo
+        lag = st.archive_lag if watch.pitr else st.age
+        st.rpo_breach = lag is None or lag > watch.rpo
     if drill is not None:
         record = drill_record(drill)
         st.drill_time = _seconds(drill)
@@ -163,6 +182,45 @@ def job_status(watch: JobWatch, now: float | None = None,
     if watch.drill_max_age is not None:
         st.drill_stale = st.drill_time is None or now - st.drill_time > watch.drill_max_age
     return st
+
+
+def _pitr_status(st: JobStatus, spec: RepositorySpec, now: float,
+                 repos: dict[str, Repository] | None) -> None:
+    """Fill in the WAL archive fields of ``st`` from ``spec``'s repository (the one the
+    server's archive_command writes to); a problem reading or checking it makes the job
+    unhealthy."""
+    from pathlib import Path
+
+    from airflow_backup.pitr.catalog import PitrCatalog
+    from airflow_backup.pitr.gaps import check_archive
+    from airflow_backup.storage.cache import resolve_cache_root
+
+    problem = ""
+    try:
+        repo = (repos or {}).get(spec.label) or open_repository(spec)
+        if repos is not None:
+            repos[spec.label] = repo
+        root = None if spec.cache.enabled is False else Path(
+            resolve_cache_root(spec.cache.root or None))
+        catalog = PitrCatalog(repo, root)
+        report = check_archive(repo, catalog)
+    except BackupError as exc:
+        problem = f"WAL archive of {spec.label}: {describe(exc)}"
+    else:
+        wal = catalog.entries("wal")
+        if wal:
+            newest = wal[-1]
+            st.last_wal = newest.name
+            st.last_wal_time = parse_ns(newest.time)[0] / 1e9
+            st.archive_lag = max(0.0, now - st.last_wal_time)
+        st.window_earliest, st.window_latest = report.earliest, report.latest
+        problems = report.problems()
+        if problems:
+            st.wal_problem = problems[0]
+            problem = f"WAL archive: {problems[0]}"
+    if problem:
+        st.healthy = False
+        st.health = problem if st.health == "ok" else f"{st.health}; {problem}"
 
 
 def statuses(watches: list[JobWatch], now: float | None = None) -> list[JobStatus]:
@@ -190,6 +248,14 @@ def render_metrics(sts: list[JobStatus]) -> str:
         ("airflow_backup_drill_rto_seconds", "Measured RTO of the last restore drill", []),
         ("airflow_backup_drill_timestamp_seconds", "Time of the last restore drill", []),
         ("airflow_backup_drill_stale", "1 if the last drill is older than drill.max_age", []),
+        ("airflow_backup_wal_archive_lag_seconds",
+         "Seconds since the newest WAL file of the job's server was archived", []),
+        ("airflow_backup_recoverable_window_start_timestamp_seconds",
+         "Earliest time the job's PostgreSQL server can be recovered to", []),
+        ("airflow_backup_recoverable_window_end_timestamp_seconds",
+         "Latest time the job's PostgreSQL server can be recovered to", []),
+        ("airflow_backup_wal_archive_ok",
+         "1 if the WAL archive has no gap and every base backup is restorable", []),
     ]
     by_name = {name: samples for name, _, samples in families}
     for st in sts:
@@ -215,6 +281,15 @@ def render_metrics(sts: list[JobStatus]) -> str:
             by_name["airflow_backup_drill_timestamp_seconds"].append((lab, st.drill_time))
         if st.drill_max_age is not None:
             by_name["airflow_backup_drill_stale"].append((lab, float(st.drill_stale)))
+        if st.archive_lag is not None:
+            by_name["airflow_backup_wal_archive_lag_seconds"].append((lab, st.archive_lag))
+        for name, when in (("start", st.window_earliest), ("end", st.window_latest)):
+            seconds = epoch_seconds(when)
+            if seconds is not None:
+                by_name[f"airflow_backup_recoverable_window_{name}_timestamp_seconds"].append(
+                    (lab, seconds))
+        if st.last_wal or st.wal_problem:
+            by_name["airflow_backup_wal_archive_ok"].append((lab, float(not st.wal_problem)))
     lines: list[str] = []
     for name, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]

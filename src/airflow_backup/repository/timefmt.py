@@ -12,7 +12,8 @@ import re
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
-__all__ = ["format_ns", "format_time", "local_offset", "parse_ns", "parse_strict", "parse_time"]
+__all__ = ["epoch_seconds", "format_ns", "format_time", "local_offset", "parse_ns", "parse_strict",
+           "parse_time"]
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$",
@@ -102,6 +103,17 @@ def parse_ns(text: str) -> tuple[int, int]:
     seconds = _epoch_day(int(year), int(month), int(day)) * 86400 + h * 3600 + mi * 60 + sec
     nanos = int(frac.ljust(9, "0")) if frac else 0
     return (seconds - offset) * 1_000_000_000 + nanos, offset
+
+
+def epoch_seconds(text: str | None) -> float | None:
+    """Return the time ``text`` (restic's format, as :func:`parse_ns` reads it) as seconds
+    since the epoch, or None if it is empty or unreadable."""
+    if not text:
+        return None
+    try:
+        return parse_ns(text)[0] / 1e9
+    except ValueError:
+        return None
 
 
 def parse_strict(text: str) -> tuple[int, int]:

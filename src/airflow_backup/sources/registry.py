@@ -37,6 +37,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "mysql": ("mysql", "airflow_backup.sources.mysql:MySQLSource"),
     "mariadb": ("mysql", "airflow_backup.sources.mysql:MySQLSource"),
     "sqlite": ("sqlite", "airflow_backup.sources.sqlite:SQLiteSource"),
+    "postgresql+pitr": ("postgresql_pitr", "airflow_backup.sources.pg_pitr:PitrSource"),
     "table+postgresql": ("table", "airflow_backup.sources.table_export:TableExportSource"),
     "table+mysql": ("table", "airflow_backup.sources.table_export:TableExportSource"),
     "table+sqlite": ("table", "airflow_backup.sources.table_export:TableExportSource"),

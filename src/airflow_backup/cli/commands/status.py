@@ -93,6 +93,11 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
                          format_age(s.age), rpo, drill, "ok" if s.healthy else "UNHEALTHY"])
         out.table(["Job", "Snapshot", "Time", "Age", "RPO", "Last drill", "Repository"], rows)
         for s in sts:
+            if s.last_wal or s.wal_problem or s.window_latest:
+                window = (f"{s.window_earliest} .. {s.window_latest}" if s.window_latest
+                          else "none")
+                out.line(f"job {s.job}: WAL archive lag {format_age(s.archive_lag)} (newest "
+                         f"{s.last_wal or '-'}), recoverable window {window}")
             if not s.healthy:
                 out.warn(f"job {s.job}: repository problem: {s.health}")
             if s.rpo_breach:
