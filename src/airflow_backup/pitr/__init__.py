@@ -30,6 +30,10 @@ Everything is stored as ordinary snapshots, encrypted and deduplicated like all 
   oldest kept one's start segment on; forget the rest through the ordinary retention
   operation (never a ``.history`` file).
 
+- **Drills** (:mod:`.drill_target`, :mod:`.scratch_server`): a random target time in the
+  recoverable window, and a throw-away server that recovers to it for the checks
+  (``postgresql+pitr://`` jobs; the drill operation drives them).
+
 No Airflow imports and no printing here: the CLI (``airflow-backup pg ...``) renders.
 """
 

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("drill", help="restore-drill jobs into a sandbox and measure the RTO")
     add_config_args(p, "jobs to drill (default: those with a drill section)")
     p.add_argument("--as-of", default="", metavar="TIME",
-                   help="drill the newest backup taken at or before TIME")
+                   help="drill the newest backup taken at or before TIME (a "
+                        "postgresql+pitr:// job: recover to TIME itself instead of a random "
+                        "time in the recoverable window)")
     p.add_argument("--metrics-file", default="", metavar="FILE",
                    help="Prometheus textfile to write afterwards")
     p.set_defaults(func=run)
