@@ -62,7 +62,7 @@ AIRFLOW_PIP_SPEC := apache-airflow==3.3.2 apache-airflow-providers-celery 'celer
   'playwright>=1.49'
 
 
-.PHONY: help venv tools airflow-venv lint test test-fast demo airflow bench bench-s3 clean
+.PHONY: help venv tools airflow-venv lint test test-fast demo airflow bench bench-s3 bench-scale clean
 
 help:
 	@echo "make venv       create $(VENV) and install the project with its test extras"
@@ -78,6 +78,8 @@ help:
 	@echo "make bench-s3   airflow-backup vs restic on a local moto S3 server behind a latency proxy"
 	@echo "                (bench/s3_bench.py, bench/latency_proxy.py); BENCH_S3_MB=$(BENCH_S3_MB)"
 	@echo "                BENCH_S3_LATENCY_MS=$(BENCH_S3_LATENCY_MS) BENCH_S3_REPEAT=$(BENCH_S3_REPEAT)"
+	@echo "make bench-scale  scale figures vs restic: 1M small files, a 20 GiB sparse file, a 10M-blob"
+	@echo "                index, 10k snapshots (bench/scale_bench.py; long); BENCH_SCALE_ARGS=$(BENCH_SCALE_ARGS)"
 	@echo "make clean      remove $(VENV), caches, build output and ./demo"
 
 venv: $(STAMP)
@@ -195,6 +197,14 @@ BENCH_S3_REPEAT ?= 3
 bench-s3: venv tools
 	$(BIN)/python bench/s3_bench.py --size-mb $(BENCH_S3_MB) \
 	  --latency-ms $(BENCH_S3_LATENCY_MS) --repeat $(BENCH_S3_REPEAT)
+
+# make bench-scale: scale_bench.py options, e.g. BENCH_SCALE_ARGS="--files 100000 --cases files"
+# (defaults: --files 1000000 --big-gib 20 --blobs 10000000 --snapshots 10000). Results go to
+# bench/scale_results.json. A benchmark: not part of `make test`.
+BENCH_SCALE_ARGS ?=
+
+bench-scale: venv tools
+	$(BIN)/python bench/scale_bench.py --output bench/scale_results.json $(BENCH_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
