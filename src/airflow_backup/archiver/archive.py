@@ -118,7 +118,7 @@ class Archiver:
             # through the whole backup.
             self._warmed.forget()
             self._warmed = None
-        self._known = self._known_dirs(options, paths)
+        self._known = self._known_dirs(options, paths, parent)
         self._check_known = parent is not None
         root = VirtualDir(b"/")
         for t in targets:
@@ -175,15 +175,22 @@ class Archiver:
             return find_snapshot(self.repo, options.parent)
         return find_parent(self.repo, options.hostname or socket.gethostname(), paths)
 
-    def _known_dirs(self, options: BackupOptions, paths: list[str]) -> KnownDirs | None:
+    def _known_dirs(self, options: BackupOptions, paths: list[str],
+                    parent: Snapshot | None) -> KnownDirs | None:
         if options.dir_cache is None or options.with_atime:
             return None
         scope = DirCache.scope(options.hostname or socket.gethostname(), paths,
                                options.excludes, self._exclusions.scope)
         storage = self.repo.storage
+
+        def snapshot_exists(sid: str) -> bool:
+            # The directory cache names the snapshot the last backup wrote: usually the
+            # parent, loaded a moment ago, so no request is needed to know it is there.
+            return ((parent is not None and sid == parent.id)
+                    or storage.exists(Handle(FileType.SNAPSHOT, sid)))
+
         cache = DirCache.load(dir_cache_path(options.dir_cache, self.repo, scope),
-                              self.repo.key, scope,
-                              lambda sid: storage.exists(Handle(FileType.SNAPSHOT, sid)))
+                              self.repo.key, scope, snapshot_exists)
         warmed = self._warmed
         return KnownDirs(self.repo, cache, self._exclusions,
                          warmed.take_listing if warmed is not None else lambda _path: None)

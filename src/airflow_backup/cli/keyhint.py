@@ -51,7 +51,11 @@ def read_key_hint(url: str, cache_dir: str = "") -> KeyHint | None:
 def remember_key(url: str, storage: Storage, key_id: str, cache_dir: str = "") -> None:
     """Record the key file ``key_id`` of ``storage`` as the hint for ``url`` unless it is
     already the hint. Best effort: a failure to read the key file or to write the hint is
-    ignored (the next run derives as usual)."""
+    ignored (the next run derives as usual).
+
+    The key file is read through ``storage``: the metadata cache that
+    :func:`~airflow_backup.operations.spec.open_repository` puts there holds the key file
+    that opened the repository in memory, so reading it again costs no request."""
     hint = read_key_hint(url, cache_dir)
     if hint is not None and hint[0] == key_id:
         return

@@ -13,9 +13,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airflow_backup.errors import ConfigError
+from airflow_backup.errors import ConfigError, RepositoryNotFound
 from airflow_backup.passwords import from_command, from_file
-from airflow_backup.repository.config import CONFIG_HANDLE
 from airflow_backup.repository.opener import open_cached
 from airflow_backup.repository.repo import Repository
 from airflow_backup.storage.base import Storage
@@ -150,10 +149,13 @@ def init_repository(spec: RepositorySpec, version: int = 2) -> tuple[bool, str]:
     Return ``(created, repository id)``; raise WrongPassword if an existing one does not
     open with the password (so a typo is found now, not at the first backup)."""
     storage = spec.open_storage()
-    if storage.exists(CONFIG_HANDLE):
-        repo = Repository.open(storage, spec.password.read(), spec.key_hint or None)
-        return False, repo.config.id
-    return True, Repository.init(storage, spec.password.read(), version=version).config.id
+    try:
+        sealed = Repository.load_sealed_config(storage)
+    except RepositoryNotFound:
+        return True, Repository.init(storage, spec.password.read(), version=version).config.id
+    repo = Repository.open(storage, spec.password.read(), spec.key_hint or None,
+                           sealed_config=sealed)
+    return False, repo.config.id
 
 
 def open_repository(spec: RepositorySpec) -> Repository:
@@ -161,10 +163,11 @@ def open_repository(spec: RepositorySpec) -> Repository:
     reported before the password is read. Raise RepositoryNotFound, WrongPassword,
     ConfigError or a storage error."""
     storage = spec.open_storage()
-    if not storage.exists(CONFIG_HANDLE):
-        Repository.open(storage, "")  # raises RepositoryNotFound: nothing to unlock
-    cache = spec.cache.metadata_cache(spec.url)
-    repo = open_cached(storage, spec.password.read(), spec.key_hint or None, cache=cache,
-                       cache_root=spec.cache.root or None)
+    # Loaded once, before the password is read (nothing to unlock if it is missing), and
+    # handed to the opening: every check of the config is a round trip on object stores.
+    sealed = Repository.load_sealed_config(storage)
+    repo = open_cached(storage, spec.password.read(), spec.key_hint or None,
+                       cache=spec.cache.metadata_cache(spec.url),
+                       cache_root=spec.cache.root or None, sealed_config=sealed)
     repo.no_lock = spec.no_lock
     return repo

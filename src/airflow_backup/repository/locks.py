@@ -107,10 +107,13 @@ def is_stale(lock: LockInfo, now_ns: int | None = None) -> bool:
     return lock.pid_checkable() and not _pid_alive(lock.pid)
 
 
-def list_locks(storage: Storage, key: Key) -> list[LockInfo]:
-    """Return every readable lock; locks that vanish or fail to decode meanwhile are skipped."""
+def list_locks(storage: Storage, key: Key, *, skip: str = "") -> list[LockInfo]:
+    """Return every readable lock but the one named ``skip`` (not even loaded: a process's
+    own lock, which it knows); locks that vanish or fail to decode meanwhile are skipped."""
     out = []
     for info in storage.list(FileType.LOCK):
+        if skip and info.name == skip:
+            continue
         try:
             raw = decode_unpacked(key, storage.load(Handle(FileType.LOCK, info.name)), "lock")
             obj = gojson.loads(raw)  # never RecursionError on deeply nested hostile JSON
@@ -159,9 +162,10 @@ class RepoLock:
         return save_json(self._storage, self._key, FileType.LOCK, obj, self._version)
 
     def _conflicts(self) -> list[LockInfo]:
+        # Our own lock is not loaded: one round trip less on object stores, every command.
         return [
-            lk for lk in list_locks(self._storage, self._key)
-            if lk.id != self._id and (self.exclusive or lk.exclusive) and not is_stale(lk)
+            lk for lk in list_locks(self._storage, self._key, skip=self._id)
+            if (self.exclusive or lk.exclusive) and not is_stale(lk)
         ]
 
     def acquire(self, retry_seconds: float = 0.0) -> None:

@@ -12,7 +12,7 @@ import os
 from airflow_backup.repository.index import Index
 from airflow_backup.repository.packs import BlobType
 from airflow_backup.repository.repo import Repository
-from airflow_backup.storage.base import Storage
+from airflow_backup.storage.base import FileType, Handle, Storage
 from airflow_backup.storage.compose import with_cache
 
 __all__ = ["TreePacks", "open_cached"]
@@ -34,13 +34,19 @@ class TreePacks:
 
 
 def open_cached(storage: Storage, password: str, key_hint: str | None = None, *,
-                    cache: bool = False,
-                    cache_root: str | os.PathLike[str] | None = None) -> Repository:
+                cache: bool = False, cache_root: str | os.PathLike[str] | None = None,
+                sealed_config: bytes | None = None) -> Repository:
     """Open the repository in ``storage``; with ``cache``, serve index, snapshot and tree
-    loads from the local cache (``cache_root`` or the default). Raise RepositoryNotFound,
-    WrongPassword or a storage error."""
-    repo = Repository.open(storage, password, key_hint)
+    loads from the local cache (``cache_root`` or the default). ``sealed_config``: the config
+    file if the caller loaded it already (see :meth:`Repository.open`). Raise
+    RepositoryNotFound, WrongPassword or a storage error."""
+    repo = Repository.open(storage, password, key_hint, sealed_config=sealed_config)
     if cache:
-        repo.storage = with_cache(storage, repo.config.id, cache_root=cache_root,
-                                  is_tree_pack=TreePacks(repo.index))
+        cached = with_cache(storage, repo.config.id, cache_root=cache_root,
+                            is_tree_pack=TreePacks(repo.index))
+        if repo.key_file_data is not None:
+            # The CLI reads the key file again to remember its salt (cli/keyhint.py): served
+            # from memory, not fetched a second time.
+            cached.hold(Handle(FileType.KEY, repo.key_id), repo.key_file_data)
+        repo.storage = cached
     return repo

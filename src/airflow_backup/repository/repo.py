@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_backup.errors import (
     BackupError,
@@ -41,7 +43,9 @@ from airflow_backup.repository.unpacked import (
     load_json,
     save_json,
 )
-from airflow_backup.storage.base import FileType, Handle, Storage
+from airflow_backup.storage.base import FileType, Handle, Storage, io_workers
+from airflow_backup.storage.cache import tree_pack_storage
+from airflow_backup.storage.wrapper import DelegatingStorage
 
 __all__ = ["Repository"]
 
@@ -49,6 +53,68 @@ _log = logging.getLogger(__name__)
 
 # restic flushes an index file after 50,000 blobs; so do we, to keep index files small.
 INDEX_MAX_BLOBS = 50_000
+
+T = TypeVar("T")
+
+
+def _in_order(storage: Storage, fn: Callable[[str], T], names: Sequence[str]
+              ) -> Generator[T, None, None]:
+    """Yield ``fn(name)`` for each of ``names`` in order, the calls run on up to
+    ``io_workers(storage)`` threads (metadata files one by one cost a round trip each on
+    an object store). A call that raises raises here, at its turn, as the same loop run
+    serially would; calls not started by then are cancelled.
+
+    At most twice as many results as threads wait to be taken, so a slow consumer does not
+    hold every decoded file at once. Close the iterator if it is left early.
+    """
+    workers = min(io_workers(storage), len(names))
+    if workers <= 1:
+        for name in names:
+            yield fn(name)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="metadata") as pool:
+        pending: deque[Future[T]] = deque()
+        try:
+            for name in names:
+                pending.append(pool.submit(fn, name))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _KeysRead(DelegatingStorage):
+    """``inner``, keeping a copy of every whole key file loaded through it."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.loaded: dict[str, bytes] = {}
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Load from ``inner``; keep the data if it is a whole key file."""
+        data = self.inner.load(handle, offset, length)
+        if handle.type is FileType.KEY and offset == 0 and length is None:
+            self.loaded[handle.name] = data
+        return data
+
+
+class _ConfigGiven(DelegatingStorage):
+    """``inner`` with the config file served from ``sealed``, which the caller loaded
+    already (so that :func:`load_config` does not fetch it again)."""
+
+    def __init__(self, inner: Storage, sealed: bytes) -> None:
+        super().__init__(inner)
+        self._sealed = sealed
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Return the range of the given config, or load any other file from ``inner``."""
+        if handle != CONFIG_HANDLE:
+            return self.inner.load(handle, offset, length)
+        end = len(self._sealed) if length is None else offset + length
+        return self._sealed[offset:end]
 
 
 class Repository:
@@ -71,6 +137,9 @@ class Repository:
         #: restic's --no-lock: shared locks are not written (a read-only repository can be
         #: listed, checked and restored); an exclusive lock is refused.
         self.no_lock = False
+        #: The key file that opened the repository, as stored, when :meth:`open` read it
+        #: (None otherwise): whoever needs it again need not fetch it again.
+        self.key_file_data: bytes | None = None
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -95,18 +164,33 @@ class Repository:
         save_config(storage, master, config)
         return cls(storage, master, key_id, config)
 
-    @classmethod
-    def open(cls, storage: Storage, password: str, key_hint: str | None = None) -> Repository:
-        """Open an existing repository. Raise RepositoryNotFound if there is none and
-        WrongPassword if no key opens with ``password``."""
+    @staticmethod
+    def load_sealed_config(storage: Storage) -> bytes:
+        """Return the ``config`` file as stored (sealed). Raise RepositoryNotFound if there
+        is none."""
         try:
-            storage.stat(CONFIG_HANDLE)
+            return storage.load(CONFIG_HANDLE)
         except NotFound:
             raise RepositoryNotFound(
                 f"no repository at {storage.location} (run 'init' first)"
             ) from None
-        master, key_id = keyfiles.find_key(storage, password, key_hint)
-        return cls(storage, master, key_id, load_config(storage, master))
+
+    @classmethod
+    def open(cls, storage: Storage, password: str, key_hint: str | None = None, *,
+             sealed_config: bytes | None = None) -> Repository:
+        """Open an existing repository. Raise RepositoryNotFound if there is none and
+        WrongPassword if no key opens with ``password``. ``sealed_config`` is the config
+        file as :meth:`load_sealed_config` returned it, if the caller has it (then it is not
+        loaded again)."""
+        if sealed_config is None:
+            # One load, no existence check first: one round trip per check on object stores.
+            sealed_config = cls.load_sealed_config(storage)
+        keys_read = _KeysRead(storage)
+        master, key_id = keyfiles.find_key(keys_read, password, key_hint)
+        repo = cls(storage, master, key_id,
+                   load_config(_ConfigGiven(storage, sealed_config), master))
+        repo.key_file_data = keys_read.loaded.get(key_id)
+        return repo
 
     @property
     def version(self) -> int:
@@ -154,9 +238,14 @@ class Repository:
         """Read every index file into memory (once)."""
         if self._index_loaded:
             return
-        for info in self.storage.list(FileType.INDEX):
-            obj = load_json(self.storage, self.key, Handle(FileType.INDEX, info.name))
-            self.index.add_index_file(obj, f"index/{info.name}")
+        storage, key = self.storage, self.key
+        names = [info.name for info in storage.list(FileType.INDEX)]
+        # Loaded and decoded concurrently, added in listing order as before.
+        with contextlib.closing(_in_order(
+                storage, lambda name: load_json(storage, key, Handle(FileType.INDEX, name)),
+                names)) as objs:
+            for name, obj in zip(names, objs, strict=True):
+                self.index.add_index_file(obj, f"index/{name}")
         self._index_loaded = True
 
     def list_index_ids(self) -> list[str]:
@@ -174,7 +263,9 @@ class Repository:
         """Load every index file; return (index id, pack id -> blobs) per file, and fill the
         in-memory index from them. Unlike :attr:`index`, the result keeps every copy of a
         blob that several packs hold. Raise IntegrityError if an index file is damaged."""
-        files = [(i, self.load_index_file(i)) for i in self.list_index_ids()]
+        ids = self.list_index_ids()
+        with contextlib.closing(_in_order(self.storage, self.load_index_file, ids)) as loaded:
+            files = list(zip(ids, loaded, strict=True))
         for _, packs in files:
             for pack_id, blobs in packs.items():
                 self.index.add_pack(pack_id, blobs)
@@ -222,7 +313,10 @@ class Repository:
             with self._index_lock:
                 w = self._writers.get(blob_type)
                 if w is None:
-                    w = PackWriter(self.storage, self.key, blob_type, self._on_pack_saved,
+                    # Tree packs are cached as they are written (a metadata cache only).
+                    storage = (tree_pack_storage(self.storage) if blob_type is BlobType.TREE
+                               else self.storage)
+                    w = PackWriter(storage, self.key, blob_type, self._on_pack_saved,
                                    version=self.version, compress_data=self.compress_data,
                                    target_size=self.pack_size)
                     self._writers[blob_type] = w
@@ -358,13 +452,22 @@ class Repository:
         """
         snaps: list[Snapshot] = []
         damaged: dict[str, str] = {}
-        for info in self.storage.list(FileType.SNAPSHOT):
+
+        def load(name: str) -> Snapshot | IntegrityError | None:
             try:
-                snaps.append(self.load_snapshot(info.name))
+                return self.load_snapshot(name)
             except NotFound:
-                continue
+                return None
             except IntegrityError as exc:
-                damaged[info.name] = str(exc)
+                return exc
+
+        names = [info.name for info in self.storage.list(FileType.SNAPSHOT)]
+        with contextlib.closing(_in_order(self.storage, load, names)) as loaded:
+            for name, got in zip(names, loaded, strict=True):
+                if isinstance(got, Snapshot):
+                    snaps.append(got)
+                elif got is not None:
+                    damaged[name] = str(got)
         if warn:
             for name in sorted(set(damaged) - self._warned_damaged):
                 _log.warning("skipping damaged snapshot file: %s", damaged[name])

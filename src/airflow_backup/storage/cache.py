@@ -10,7 +10,9 @@ The cache lives in ``<cache root>/<repository id>/`` (restic's layout below it),
 root is ``AIRFLOW_BACKUP_CACHE_DIR``, else ``$XDG_CACHE_HOME/airflow-backup``, else
 ``~/.cache/airflow-backup``. The cache is best effort: a failure to write it is logged at
 DEBUG and ignored. Which data packs hold trees is known only to the repository; it passes
-``is_tree_pack``.
+``is_tree_pack``, and saves the tree packs it writes through :func:`tree_pack_storage`, so
+that they are cached as they are written (as restic does): the next backup reads its
+parent's trees locally.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from airflow_backup.storage.base import (
 )
 from airflow_backup.storage.wrapper import DelegatingStorage
 
-__all__ = ["CachingStorage", "resolve_cache_root"]
+__all__ = ["CachingStorage", "resolve_cache_root", "tree_pack_storage"]
 
 log = logging.getLogger("airflow_backup.storage.cache")
 
@@ -57,8 +59,9 @@ def resolve_cache_root(given: str | os.PathLike[str] | None = None) -> Path:
 
 
 class CachingStorage(DelegatingStorage):
-    """Wraps ``inner``; serves index, snapshot and tree-pack loads from ``directory``.
-    Existence, stat and layout are the store's, and so are location and capabilities.
+    """Wraps ``inner``; serves index, snapshot and tree-pack loads from ``directory`` (and
+    loads of files it was given to :meth:`hold` from memory). Existence, stat and layout are
+    the store's, and so are location and capabilities.
 
     ``hits`` and ``misses`` count cached loads served locally and fetched from the store.
     """
@@ -73,6 +76,7 @@ class CachingStorage(DelegatingStorage):
         self.hits = 0
         self.misses = 0
         self._ready = False
+        self._held: dict[Handle, bytes] = {}
 
     def _cached(self, handle: Handle) -> bool:
         if handle.type in (FileType.INDEX, FileType.SNAPSHOT):
@@ -115,14 +119,14 @@ class CachingStorage(DelegatingStorage):
         end = len(data) if length is None else offset + length
         return data[offset:end]
 
-    def _store(self, handle: Handle, data: bytes) -> None:
+    def _store(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
         if hashlib.sha256(data).hexdigest() != handle.name:
             return  # never cache what does not match its name; the repository will complain
         path = self._path(handle)
         try:
             self._prepare()
             path.parent.mkdir(parents=True, exist_ok=True)
-            replace_file(path, data)
+            replace_file(path, bytes(data))
             with self._lock:
                 self._verified.add(handle.name)
         except (OSError, ConfigError) as exc:
@@ -130,9 +134,21 @@ class CachingStorage(DelegatingStorage):
 
     # ---- the Storage protocol ------------------------------------------------------------
 
+    def hold(self, handle: Handle, data: bytes) -> None:
+        """Serve loads of ``handle`` from ``data``, in memory only, until it is removed
+        through this wrapper: a file the caller has just read from the store (the key file
+        that opened the repository). Ignored unless ``data`` matches its name (its SHA-256),
+        as every file but the config does: such a file never changes."""
+        if hashlib.sha256(data).hexdigest() == handle.name:
+            with self._lock:
+                self._held[handle] = data
+
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        """Serve from the cache when it holds a verified copy, else fetch the whole file,
-        cache it and return the range."""
+        """Serve from the cache when it holds a verified copy (or from memory, see
+        :meth:`hold`), else fetch the whole file, cache it and return the range."""
+        held = self._held.get(handle)
+        if held is not None:
+            return held[offset:] if length is None else held[offset:offset + length]
         if not self._cached(handle):
             return self.inner.load(handle, offset, length)
         data = self._read_verified(handle, offset, length)
@@ -156,10 +172,19 @@ class CachingStorage(DelegatingStorage):
         """Save to the store; index and snapshot files are also written to the cache."""
         self.inner.save(handle, data)
         if handle.type in (FileType.INDEX, FileType.SNAPSHOT):
-            self._store(handle, bytes(data))
+            self._store(handle, data)
+
+    def save_tree_pack(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        """Save a data pack that holds trees to the store, then to the cache (the index
+        names it a tree pack only once it is saved, too late for :meth:`save`)."""
+        self.inner.save(handle, data)
+        if handle.type is FileType.DATA:
+            self._store(handle, data)
 
     def remove(self, handle: Handle) -> None:
         """Remove from the store and from the cache."""
+        with self._lock:
+            self._held.pop(handle, None)
         self.inner.remove(handle)
         with contextlib.suppress(OSError):
             self._path(handle).unlink(missing_ok=True)
@@ -175,3 +200,24 @@ class CachingStorage(DelegatingStorage):
                     if not entry.name.startswith(".") and entry.name not in names:
                         Path(entry.path).unlink(missing_ok=True)
         return iter(items)
+
+
+class _TreePackSaver(DelegatingStorage):
+    """The metadata cache as a writer of tree packs sees it: saves are also cached."""
+
+    def __init__(self, cache: CachingStorage) -> None:
+        super().__init__(cache)
+        self._cache = cache
+
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        """Save to the store and keep a copy in the cache."""
+        self._cache.save_tree_pack(handle, data)
+
+
+def tree_pack_storage(storage: Storage) -> Storage:
+    """Return what a writer of tree packs (and only of tree packs) should save them to:
+    ``storage`` itself, unless it is the metadata cache; then a view of it that also caches
+    every pack saved. Everything else goes to ``storage`` unchanged."""
+    if isinstance(storage, CachingStorage):
+        return _TreePackSaver(storage)
+    return storage

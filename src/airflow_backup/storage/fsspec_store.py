@@ -19,6 +19,7 @@ other stores it is an existence check followed by the write (not atomic).
 from __future__ import annotations
 
 import errno
+import inspect
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -148,6 +149,18 @@ class FsspecStorage:
         # S3 (and S3-compatible servers that implement it) refuse a PUT with If-None-Match:*
         # when the key exists; other stores get an existence check before the write.
         self._conditional = atomic_writes and _protocol(fs) in ("s3", "s3a")
+        # s3fs asks for an object's size (a HEAD) before every whole-object GET unless told
+        # to fetch it in one part: one round trip per metadata file saved. Our whole-file
+        # loads are small files (config, keys, locks, index, snapshots, tree packs).
+        self._whole_kw: dict[str, Any] = (
+            {"max_concurrency": 1}
+            if _protocol(fs) in ("s3", "s3a") and _takes(fs, "_cat_file", "max_concurrency")
+            else {})
+        # s3fs's find() follows an empty listing with a HEAD and a second LIST (to tell a
+        # file from a directory): listing S3 prefixes directly makes it one request.
+        self._direct_list = (_protocol(fs) in ("s3", "s3a")
+                             and _takes(fs, "_lsdir", "delimiter")
+                             and getattr(fs, "loop", None) is not None)
 
     @property
     def location(self) -> str:
@@ -207,8 +220,10 @@ class FsspecStorage:
             self.stat(handle)
             return b""
         end = None if length is None else offset + length
+        whole = offset == 0 and end is None
         try:
-            data = self._fs.cat_file(self._path(handle), start=offset or None, end=end)
+            data = self._fs.cat_file(self._path(handle), start=offset or None, end=end,
+                                     **(self._whole_kw if whole else {}))
         except Exception as exc:
             code, _ = _service_error(exc)
             if code == "InvalidRange":  # offset at or past the end: an empty read
@@ -257,7 +272,8 @@ class FsspecStorage:
             return
         base = f"{self._root}/{file_type.value}"
         try:
-            found = self._fs.find(base, detail=True, withdirs=False)
+            found = _list_s3(self._fs, base) if self._direct_list else self._fs.find(
+                base, detail=True, withdirs=False)
         except FileNotFoundError as exc:
             mapped = map_error(exc, f"list {file_type.value}")
             if isinstance(mapped, NotFound):
@@ -269,18 +285,45 @@ class FsspecStorage:
         for info in items:
             if info.get("type") == "directory":
                 continue
-            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            full = str(info["name"])
+            if full.endswith("/"):  # a directory marker ("folder" made by a console)
+                continue
+            name = full.rsplit("/", 1)[-1]
             if not name or name.startswith("."):
                 continue
             yield FileInfo(name, int(info.get("size") or 0))
 
     def remove(self, handle: Handle) -> None:
         """Delete the file. Raise NotFound if it is missing."""
+        # Object stores delete a missing key without complaint: the stat tells.
         self.stat(handle)
         try:
             self._fs.rm_file(self._path(handle))
         except Exception as exc:
             raise map_error(exc, f"remove {object_path(handle)}") from exc
+
+
+def _list_s3(fs: Any, base: str) -> list[dict[str, Any]]:
+    """Return the info of every object below ``base/`` on s3fs ``fs``: list_objects_v2
+    pages (s3fs retries each page), no delimiter, nothing cached. Unlike ``find()``, an
+    empty prefix costs one request: find() then asks whether ``base`` itself is an object
+    (a HEAD and a second LIST)."""
+    from fsspec.asyn import sync
+
+    found: list[dict[str, Any]] = sync(fs.loop, fs._lsdir, base, delimiter="")
+    return found
+
+
+def _takes(fs: Any, method: str, parameter: str) -> bool:
+    """Return whether ``fs`` has ``method`` and it takes ``parameter`` (a keyword of the
+    private async API of s3fs that older versions lack)."""
+    fn = getattr(fs, method, None)
+    if fn is None:
+        return False
+    try:
+        return parameter in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _protocol(fs: Any) -> str:

@@ -211,7 +211,8 @@ class RetryingStorage(DelegatingStorage):
     def remove(self, handle: Handle) -> None:
         """Remove, retrying. Raise NotFound if the file is missing before the first attempt;
         NotFound after a failed attempt means that attempt did remove it."""
-        self.stat(handle)
+        # No stat of our own: the store's remove raises NotFound for a missing file, and a
+        # NotFound from the first attempt is passed on as it is.
         first = True
 
         def attempt() -> None:
