@@ -6,22 +6,46 @@ small ranged load of a data pack into one load of a larger window starting at th
 offset, keeps the last few windows in memory (LRU), and serves later reads that fall inside
 a window without asking the store. Nothing is trusted more than before: the repository still
 checks every blob's MAC and SHA-256. Loads of other file types, whole-file loads and reads
-larger than the window pass straight through.
+larger than the window pass straight through, and so does every load made inside
+:func:`planned_reads`: a caller that already reads exactly the spans it needs (the
+restorer's pack filler) would only have a window fetch bytes nobody asked for. Readers that
+go blob by blob (``dump``, tree loads, salvage's tree walk) keep the windows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 from airflow_backup.storage.base import Capabilities, FileType, Handle, Storage, load_by_copy
 from airflow_backup.storage.wrapper import DelegatingStorage
 
-__all__ = ["ReadAheadStorage"]
+__all__ = ["ReadAheadStorage", "planned_reads"]
 
 DEFAULT_WINDOW = 8 * 1024 * 1024
 DEFAULT_WINDOWS = 4
+
+# A context variable, not a flag on the store: the filler reaches ReadAheadStorage through
+# other wrappers (the metadata cache) whose protocol has no room for a per-call hint, and
+# other threads reading through the same store (tree loads) must keep their windows.
+_PLANNED: contextvars.ContextVar[bool] = contextvars.ContextVar("planned_reads",
+                                                                 default=False)
+
+
+@contextlib.contextmanager
+def planned_reads() -> Iterator[None]:
+    """Within this block, in this thread (this context), loads pass every ReadAheadStorage
+    straight through: each read is fetched as asked, never widened to a window nor served
+    from one. For callers that plan their reads to cover exactly the bytes they need."""
+    token = _PLANNED.set(True)
+    try:
+        yield
+    finally:
+        _PLANNED.reset(token)
 
 
 class ReadAheadStorage(DelegatingStorage):
@@ -59,8 +83,10 @@ class ReadAheadStorage(DelegatingStorage):
         return None
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        """Load a range; small data-pack ranges are served from (or fill) a window."""
-        if handle.type is not FileType.DATA or length is None or length >= self._window:
+        """Load a range; small data-pack ranges are served from (or fill) a window, except
+        inside :func:`planned_reads`."""
+        if (handle.type is not FileType.DATA or length is None or length >= self._window
+                or _PLANNED.get()):
             return self.inner.load(handle, offset, length)
         hit = self._lookup(handle.name, offset, length)
         if hit is not None:
