@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -88,6 +87,9 @@ def test_missing_repository_exits_10_from_backup_and_from_run_after_one_try(
 
 
 def test_a_held_lock_retries_only_retention_and_stores_one_snapshot(tmp_path: Path) -> None:
+    """Another process's lock blocks the prune: the retention step fails, and only it is
+    retried; the lock is released when ``run`` reports that failure (its JSON status line),
+    so the retry succeeds however slow the machine is."""
     data = _data(tmp_path)
     repo = tmp_path / "repo"
     assert run_cli(repo, "init", password=PW).returncode == 0
@@ -95,15 +97,31 @@ def test_a_held_lock_retries_only_retention_and_stores_one_snapshot(tmp_path: Pa
     other = Repository.open(LocalStorage(str(repo)), PW)
     lock = other.lock(exclusive=False)  # another process's shared lock blocks the prune
     lock.__enter__()
-    timer = threading.Timer(1.5, lock.__exit__, (None, None, None))
-    timer.start()
+    config = _config(tmp_path, data, repo, retention={"keep_last": 1})
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW_BACKUP_", "RESTIC_"))}
+    env.update(AIRFLOW_BACKUP_KDF_PARAMS=FAST_KDF, RUN_PW=PW)
+    proc = subprocess.Popen([sys.executable, "-m", "airflow_backup.cli", "--json", "run",
+                             str(config)], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[bytes] = []
+    held = True
     try:
-        config = _config(tmp_path, data, repo, retention={"keep_last": 1})
-        r = run_cli(None, "--json", "run", str(config), env={"RUN_PW": PW})
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if held and line.startswith(b"{"):
+                msg = json.loads(line)
+                if msg.get("step") == "retention" and msg.get("state") == "failed":
+                    lock.__exit__(None, None, None)
+                    held = False
+        _, err = proc.communicate(timeout=300)
     finally:
-        timer.join()
-    assert r.returncode == 0, r.stderr
-    (result,) = _results(r.stdout)
+        if held:
+            lock.__exit__(None, None, None)
+        proc.kill()
+    assert proc.returncode == 0, err
+    (result,) = _results(b"".join(lines))
     steps = result["steps"]
     assert isinstance(steps, dict)
     assert steps["store"]["attempts"] == 1 and steps["retention"]["attempts"] >= 2
