@@ -6,10 +6,18 @@ threads. Each file is read in large blocks and cut
 with ``cut_buf``; the last, unfinished chunk of a block is carried into the next one, so chunk
 boundaries do not depend on the block size. Small files (one chunk) take a fast path: one
 ``read``, no chunker. At most ``max_inflight`` files are queued, which bounds memory.
+
+Holes of sparse files (found with ``SEEK_HOLE``/``SEEK_DATA`` where the file system has them)
+are not read: their zeros are written into the block instead, and a run of chunks lying wholly
+inside a hole is not cut or hashed at all. The chunker decides a cut from at most ``MAX_SIZE``
+bytes following the chunk's start, so every chunk starting ``MAX_SIZE`` or more before a hole's
+end is the same all-zero chunk, whose length and id are worked out once. The chunks, and so the
+content blob ids, are exactly those of reading the zeros.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mmap
 import os
@@ -133,6 +141,7 @@ class ContentSaver:
         self._blocks: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._blocks_lock = threading.Lock()
         self._small_streak = 0  # small-file batches saved since the last large file
+        self._zero_chunk: tuple[int, bytes] | None = None  # see _zero_chunk_id
 
     def __enter__(self) -> ContentSaver:
         return self
@@ -290,22 +299,42 @@ class ContentSaver:
             except queue.Empty:
                 buf = mmap.mmap(-1, _BLOCK)
             try:
-                self._save_blocks(lambda view: os.readv(fd, [view]), result, buf=buf)
+                sparse = _SparseReader(fd)
+                self._save_blocks(sparse.readinto, result, buf=buf, sparse=sparse)
             finally:
                 self._blocks.put(buf)
         return result
 
     def _save_blocks(self, readinto: Callable[[memoryview], int], result: ContentResult,
-                     size_hint: int = _BLOCK, buf: bytearray | mmap.mmap | None = None) -> None:
+                     size_hint: int = _BLOCK, buf: bytearray | mmap.mmap | None = None,
+                     sparse: _SparseReader | None = None) -> None:
         """Chunk a stream through one buffer: read into it, save the complete chunks, move
         the unfinished tail to the front, repeat. No per-block copies are made. Without a
         ``buf`` of a full block, a file known to be small gets a buffer of its size, grown to
-        the full block only if it grows."""
+        the full block only if it grows.
+
+        With ``sparse`` (whose ``readinto`` must be ``readinto``), chunks lying wholly inside
+        a hole are saved as the known all-zero chunk without being cut, hashed or read (module
+        doc); the chunks saved are the same as without it."""
         if buf is None:
             buf = bytearray(min(_BLOCK, size_hint + 4096))
         filled = 0
         eof = False
         while not eof:
+            if sparse is not None:
+                # buf[:filled] is the file from ``start``: if a whole chunk's window from
+                # there lies in the hole being read, the tail is zeros and so are the chunks
+                # that follow, up to MAX_SIZE before the hole's end.
+                start = sparse.pos - filled
+                zeros = sparse.zeros_from(start)
+                if zeros >= MAX_SIZE:
+                    length, blob_id = self._zero_chunk_id()
+                    count = (zeros - MAX_SIZE) // length + 1
+                    for _ in range(count):
+                        _, added = self.repo.save_blob(BlobType.DATA, _ZEROS[:length], blob_id)
+                        result.append(blob_id, length, added)
+                    sparse.pos = start + count * length  # the rest of the hole: read as zeros
+                    filled = 0
             while True:
                 with memoryview(buf) as whole:
                     while filled < len(buf):
@@ -334,10 +363,85 @@ class ContentSaver:
             buf[: filled - done] = buf[done:filled]
             filled -= done
 
+    def _zero_chunk_id(self) -> tuple[int, bytes]:
+        """Return the length and blob id of the chunk the chunker cuts first from a run of at
+        least MAX_SIZE zero bytes (the same wherever the run is: see the module doc)."""
+        zero = self._zero_chunk
+        if zero is None:
+            # Cut from more than MAX_SIZE zeros, as inside a hole: the first chunk is then
+            # decided by MAX_SIZE zeros alone, never by the buffer's end.
+            _, length = next(iter(self.chunker.cut(_ZEROS[: MAX_SIZE + 1])))
+            zero = self._zero_chunk = (length, hashlib.sha256(_ZEROS[:length]).digest())
+        return zero
+
     def _save_chunk(self, chunk: bytes | memoryview, result: ContentResult) -> None:
         blob_id = hashlib.sha256(chunk).digest()
         _, added = self.repo.save_blob(BlobType.DATA, chunk, blob_id)
         result.append(blob_id, len(chunk), added)
+
+
+class _SparseReader:
+    """Reads a regular file from offset 0 with ``pread``, writing zeros for its holes
+    instead of reading them (``SEEK_HOLE``/``SEEK_DATA``; where the file system or the
+    platform does not have them, every byte is read). ``pos`` is the offset of the next byte
+    ``readinto`` returns; the content saver moves it forward over what it skipped.
+
+    A file that changes while it is read gives a mix of its old and new bytes, as reading
+    does; a hole is taken to be as long as it was when found.
+    """
+
+    __slots__ = ("_end", "_fd", "_hole", "_start", "pos")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.pos = 0
+        # The region being read, [_start, _end): a hole, or data (_end None: up to EOF).
+        self._start = 0
+        self._end: int | None = 0
+        self._hole = False
+
+    def zeros_from(self, offset: int) -> int:
+        """Return how many bytes from ``offset`` on (at most ``pos``) are known to be zeros:
+        those of the current hole, if it began at or before ``offset``; else 0."""
+        if not self._hole or self._end is None or not self._start <= offset <= self.pos:
+            return 0
+        return self._end - offset
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill the start of ``view`` with the file's next bytes; return how many (0 at
+        EOF)."""
+        if self._end is not None and not self._start <= self.pos < self._end:
+            self._locate()
+        end = self._end
+        n = len(view) if end is None else min(len(view), end - self.pos)
+        if self._hole:
+            view[:n] = _ZEROS[:n]
+        else:
+            n = os.preadv(self._fd, [view[:n]], self.pos)
+        self.pos += n
+        return n
+
+    def _locate(self) -> None:
+        """Find the region starting at ``pos``."""
+        fd, pos = self._fd, self.pos
+        self._start, self._end, self._hole = pos, None, False  # unknown: data to EOF
+        try:
+            data_end = os.lseek(fd, pos, os.SEEK_HOLE)
+            if data_end > pos:
+                self._end = data_end
+                return
+            try:
+                hole_end = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                hole_end = os.fstat(fd).st_size  # a hole up to EOF
+        except (OSError, AttributeError):
+            # ENXIO: at or past EOF (reading finds it); EINVAL and others: no hole support
+            # here, so the file is read; AttributeError: no SEEK_HOLE on this platform.
+            return
+        if hole_end > pos:
+            self._end, self._hole = hole_end, True
 
 
 class _Reader:
@@ -369,3 +473,9 @@ class _ReadToReadinto:
 
 
 assert _BLOCK > MAX_SIZE
+
+#: Zero bytes to copy holes from and to save the all-zero chunk from: a private anonymous map
+#: that is never written, so its pages are all the kernel's zero page and take no memory (a
+#: shared one, mmap's default, would fill with pages of its own as it is read).
+_ZEROS = memoryview(mmap.mmap(-1, max(_BLOCK, MAX_SIZE + 1), flags=mmap.MAP_PRIVATE,
+                              prot=mmap.PROT_READ))

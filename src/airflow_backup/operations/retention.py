@@ -7,7 +7,9 @@ grouped (default host and paths), and the policy is applied per group. One guard
 the newest data everywhere: with restic's current rules a non-empty policy that would remove
 every snapshot of a group is refused (ConfigError), as restic ≥ 0.16 does. Removal and prune
 run under an exclusive lock, waiting up to ``lock_wait`` for others to finish; the decision
-is taken again once the lock is held, since others may have changed the snapshots.
+is taken again once the lock is held, since others may have changed the snapshots. That second
+look lists the snapshot files again but reads only those it has not read yet: a snapshot file
+is named by the hash of its content, so a name read before stands for the same snapshot.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airflow_backup.errors import ConfigError, IntegrityError
+from airflow_backup.errors import ConfigError, IntegrityError, NotFound
 from airflow_backup.jsontypes import JSONObject
 from airflow_backup.operations.outcome import Outcome
 from airflow_backup.repository.forget import ExpirePolicy, PolicyResult, Semantics, apply_policy
@@ -31,6 +33,7 @@ from airflow_backup.repository.prune import (
 from airflow_backup.repository.repo import Repository
 from airflow_backup.repository.select import SnapshotFilter, select_snapshots
 from airflow_backup.repository.snapshot import Snapshot
+from airflow_backup.storage.base import FileType
 
 __all__ = [
     "GroupDecision",
@@ -114,12 +117,63 @@ class RetentionOutcome(Outcome):
                 "dry_run": self.dry_run}
 
 
-def _decide(repo: Repository, request: RetentionRequest
+class _Listing:
+    """Every readable snapshot of a repository, oldest first, as
+    :meth:`Repository.list_snapshots` returns them: read when first asked for, then kept;
+    :meth:`refresh` lists again, reading only the snapshot files not read before."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._snapshots: list[Snapshot] | None = None
+        self.changed = True  # since the previous listing (there was none)
+
+    @property
+    def snapshots(self) -> list[Snapshot]:
+        """Return the snapshots (listing the repository the first time)."""
+        if self._snapshots is None:
+            self._snapshots = self.repo.list_snapshots()
+        return self._snapshots
+
+    def refresh(self) -> None:
+        """List the snapshot files again, if they were listed before: drop the snapshots
+        whose files are gone, read the new files. Afterwards ``snapshots`` (and the
+        repository's ``damaged_snapshots``) are what :meth:`Repository.list_snapshots` would
+        return now, and ``changed`` says whether they differ from before."""
+        repo = self.repo
+        if self._snapshots is None:  # not needed so far: listed when first asked for
+            return
+        if repo.damaged_snapshots:
+            # A file that could not be read may read now (or still not): read everything
+            # again, with the repository's own warnings and records. Rare.
+            self._snapshots, self.changed = repo.list_snapshots(), True
+            return
+        names = {info.name for info in repo.storage.list(FileType.SNAPSHOT)}
+        before = self._snapshots
+        kept = [sn for sn in before if sn.id in names]
+        known = {sn.id for sn in before}
+        added: list[Snapshot] = []
+        for name in sorted(names - known):
+            try:
+                added.append(repo.load_snapshot(name))
+            except NotFound:  # removed meanwhile, as list_snapshots skips it
+                continue
+            except IntegrityError:
+                # A damaged new file: the repository's own listing records it and warns.
+                self._snapshots, self.changed = repo.list_snapshots(), True
+                return
+        self.changed = bool(added) or len(kept) != len(before)
+        if added:  # the order of list_snapshots; the times are parsed only in this case
+            kept = sorted(kept + added, key=lambda sn: (sn.time_ns, sn.id))
+        self._snapshots = kept
+
+
+def _decide(repo: Repository, request: RetentionRequest, listing: _Listing | None
             ) -> tuple[list[Snapshot], list[GroupDecision], bool]:
     """Return the snapshots to remove, the per-group decisions, and whether a policy was
-    applied (False for an explicit id list)."""
+    applied (False for an explicit id list). A policy is applied to ``listing``'s
+    snapshots (None: ids only)."""
     policy = request.policy
-    if request.ids:
+    if request.ids or listing is None:
         return select_snapshots(repo, request.filter, list(request.ids)), [], False
     flt = request.filter
     if policy.is_empty():
@@ -132,14 +186,21 @@ def _decide(repo: Repository, request: RetentionRequest
                               "(host, tag or path)")
     remove: list[Snapshot] = []
     groups: list[GroupDecision] = []
-    for key, snaps in group_snapshots(select_snapshots(repo, flt),
-                                      parse_group_by(request.group_by)):
+    # select_snapshots(repo, flt), from the listing.
+    selected = [sn for sn in listing.snapshots if flt.matches(sn)]
+    for key, snaps in group_snapshots(selected, parse_group_by(request.group_by)):
         result = apply_policy(snaps, policy, semantics=request.semantics)
         if request.semantics is Semantics.CURRENT and not policy.is_empty() and not result.keep:
             raise ConfigError(f"refusing to delete the last snapshot of group {key.to_json()}")
         groups.append(GroupDecision(key, result))
         remove += result.remove
     return remove, groups, True
+
+
+def _depends_on_now(policy: ExpirePolicy) -> bool:
+    """Return whether applying ``policy`` depends on the clock as well as on the snapshots:
+    the ``within`` rules measure from the latest snapshot not in the future."""
+    return not (policy.within.is_zero() and all(d.is_zero() for d in policy.within_durations()))
 
 
 def prune(repo: Repository, options: PruneOptions, *, dry_run: bool = False,
@@ -178,13 +239,19 @@ def retention(repo: Repository, request: RetentionRequest, *, lock_wait: float =
     """Apply ``request`` to ``repo`` (module doc). Raise ConfigError for a refused policy,
     RepositoryLocked if the lock could not be had within ``lock_wait`` seconds."""
     started = time.monotonic()
-    remove, groups, applied = _decide(repo, request)  # decided without a lock first
+    # Explicit ids: select_snapshots reads what it needs, both times.
+    listing = None if request.ids else _Listing(repo)
+    remove, groups, applied = _decide(repo, request, listing)  # decided without a lock first
     if not remove and not request.dry_run:
         kept = sum(len(g.result.keep) for g in groups)
         return RetentionOutcome(kept=kept, groups=tuple(groups), policy_applied=applied,
                                 duration=time.monotonic() - started)
     with repo.lock(exclusive=not request.dry_run, retry_seconds=lock_wait):
-        remove, groups, applied = _decide(repo, request)
+        if listing is not None:
+            listing.refresh()
+        if listing is None or listing.changed or _depends_on_now(request.policy):
+            remove, groups, applied = _decide(repo, request, listing)
+        # else the same snapshots, and a policy that looks at nothing else: same decision
         if not request.dry_run:
             for sn in remove:
                 repo.remove_snapshot(sn.id)
