@@ -5,42 +5,22 @@ most of a command's fixed cost are small ones made one after another. Counts, no
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from support.cli import ok, run_cli
+from support.counting_proxy import counting_proxy, requests_made
 from support.moto import MotoServer
-
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "latency_proxy.py"
-
-
-def _load_proxy_module() -> ModuleType:
-    if "latency_proxy" in sys.modules:
-        return sys.modules["latency_proxy"]
-    spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["latency_proxy"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 def proxy(moto_server: MotoServer) -> Iterator[Any]:
-    with _load_proxy_module().LatencyProxy(moto_server.endpoint, latency_ms=0,
-                                           bandwidth=0) as p:
+    with counting_proxy(moto_server.endpoint) as p:
         yield p
-
-
-def _requests(proxy: Any) -> dict[str, int]:
-    return {k: v for k, v in proxy.stats()["requests"].items() if v}
 
 
 def test_backup_and_unchanged_rebackup_request_counts(
@@ -57,7 +37,7 @@ def test_backup_and_unchanged_rebackup_request_counts(
 
     proxy.reset()
     ok(run_cli(url, "backup", str(data), env=env))
-    first = _requests(proxy)
+    first = requests_made(proxy)
     # Config and key file one GET each (no HEAD first, the key not read again for the key
     # hint); locks listed twice, index and snapshots once, each empty listing one LIST; our
     # own lock neither loaded nor stat'ed twice: one HEAD, on release.
@@ -68,7 +48,7 @@ def test_backup_and_unchanged_rebackup_request_counts(
 
     proxy.reset()
     ok(run_cli(url, "backup", str(data), env=env))
-    again = _requests(proxy)
+    again = requests_made(proxy)
     # Index, snapshot and the parent's tree packs come from the cache; the parent snapshot
     # is not checked again. restic 0.14 makes 13 requests for the same re-backup.
     assert again.get("get", 0) == 2, again

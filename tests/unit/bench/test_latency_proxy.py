@@ -5,32 +5,18 @@ proxy, not a timing assertion on airflow-backup."""
 from __future__ import annotations
 
 import http.client
-import importlib.util
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from support.counting_proxy import latency_proxy_module
 from support.moto import MotoServer
 
-_PATH = Path(__file__).resolve().parents[3] / "bench" / "latency_proxy.py"
 LATENCY_MS = 20.0
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("latency_proxy", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-latency_proxy = _load()
+latency_proxy = latency_proxy_module()
 
 
 @pytest.fixture

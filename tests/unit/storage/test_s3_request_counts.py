@@ -4,11 +4,7 @@ empty listing one LIST, a remove one HEAD and one DELETE. Counts, never timings.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,26 +14,13 @@ from airflow_backup.storage.base import FileType, Handle, Storage
 from airflow_backup.storage.fsspec_store import FsspecStorage
 from airflow_backup.storage.registry import open_storage
 from airflow_backup.storage.retry import RetryingStorage
+from support.counting_proxy import counting_proxy, requests_made
 from support.moto import MotoServer
-
-_PATH = Path(__file__).resolve().parents[3] / "bench" / "latency_proxy.py"
-
-
-def _load_proxy_module() -> ModuleType:
-    if "latency_proxy" in sys.modules:
-        return sys.modules["latency_proxy"]
-    spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["latency_proxy"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 def proxy(moto_server: MotoServer) -> Iterator[Any]:
-    with _load_proxy_module().LatencyProxy(moto_server.endpoint, latency_ms=0,
-                                           bandwidth=0) as p:
+    with counting_proxy(moto_server.endpoint) as p:
         yield p
 
 
@@ -48,30 +31,26 @@ def store(proxy: Any, s3_bucket: str) -> Storage:
     return storage
 
 
-def _requests(proxy: Any) -> dict[str, int]:
-    return {k: v for k, v in proxy.stats()["requests"].items() if v}
-
-
 def test_a_whole_file_load_is_one_get_and_a_range_one_ranged_get(
         store: Storage, proxy: Any) -> None:
     handle = Handle(FileType.SNAPSHOT, "ab" * 32)
     store.save(handle, b"x" * 1000)
     proxy.reset()
     assert store.load(handle) == b"x" * 1000
-    assert _requests(proxy) == {"get": 1}
+    assert requests_made(proxy) == {"get": 1}
     proxy.reset()
     assert store.load(handle, 10, 5) == b"x" * 5
-    assert _requests(proxy) == {"get_range": 1}
+    assert requests_made(proxy) == {"get_range": 1}
     proxy.reset()
     with pytest.raises(NotFound):
         store.load(Handle(FileType.SNAPSHOT, "cd" * 32))
-    assert _requests(proxy) == {"get": 1}
+    assert requests_made(proxy) == {"get": 1}
 
 
 def test_an_empty_listing_is_one_request(store: Storage, proxy: Any) -> None:
     proxy.reset()
     assert list(store.list(FileType.LOCK)) == []
-    assert _requests(proxy) == {"list": 1}
+    assert requests_made(proxy) == {"list": 1}
 
 
 def test_a_listing_skips_directory_markers_and_reaches_pack_subdirectories(
@@ -90,7 +69,7 @@ def test_a_listing_skips_directory_markers_and_reaches_pack_subdirectories(
     proxy.reset()
     assert [(i.name, i.size) for i in store.list(FileType.DATA)] == [(pack, 7)]
     assert [(i.name, i.size) for i in store.list(FileType.INDEX)] == [("cd" * 32, 3)]
-    assert _requests(proxy) == {"list": 2}
+    assert requests_made(proxy) == {"list": 2}
 
 
 def test_a_remove_through_the_retrying_wrapper_stats_once(store: Storage, proxy: Any) -> None:
@@ -99,9 +78,9 @@ def test_a_remove_through_the_retrying_wrapper_stats_once(store: Storage, proxy:
     store.save(handle, b"lock")
     proxy.reset()
     retrying.remove(handle)
-    assert _requests(proxy) == {"head": 1, "delete": 1}
+    assert requests_made(proxy) == {"head": 1, "delete": 1}
     proxy.reset()
     with pytest.raises(NotFound):
         retrying.remove(handle)
     # s3fs's info() follows a 404 with a LIST (is it a directory?); nothing is deleted.
-    assert _requests(proxy) in ({"head": 1}, {"head": 1, "list": 1})
+    assert requests_made(proxy) in ({"head": 1}, {"head": 1, "list": 1})
