@@ -13,7 +13,6 @@ Also the one renderer of ``archive-wal``'s result.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -40,18 +39,6 @@ def archived_text(name: str, snapshot_id: str, *, already: bool, from_receipt: b
     return f"{name}: archived as snapshot {snapshot_id[:8]} in {seconds:.2f}s{more}"
 
 
-def _cache_root(args: Sequence[str]) -> str:
-    from airflow_backup.cli.password import option_value
-
-    cache_dir = option_value(args, ("--cache-dir",))
-    if cache_dir:
-        return os.path.expanduser(cache_dir)
-    if os.environ.get("AIRFLOW_BACKUP_CACHE_DIR"):
-        return os.path.expanduser(os.environ["AIRFLOW_BACKUP_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "airflow-backup")
-
-
 def _pg_verb(args: Sequence[str]) -> str:
     """Return ``archive-wal`` or ``restore-wal`` if ``args`` run that ``pg`` verb with the
     cache on, else ""."""
@@ -73,8 +60,7 @@ def answer_from_receipt(argv: Sequence[str]) -> bool:
         verb = _pg_verb(args)
         if not verb or args[-1].startswith("-") or args.index(verb) >= len(args) - 1:
             return False
-        from pathlib import Path
-
+        from airflow_backup.cachedir import resolve_cache_root
         from airflow_backup.cli.password import option_value, repository_location
         from airflow_backup.pitr.spool import (
             ArchiveSpool,
@@ -86,7 +72,7 @@ def answer_from_receipt(argv: Sequence[str]) -> bool:
         url = repository_location(option_value(args, ("-r", "--repo")))
         if not url:
             return False
-        root = Path(_cache_root(args))
+        root = resolve_cache_root(option_value(args, ("--cache-dir",)) or None)
         if verb == "restore-wal":
             name, dest = args[-2], args[-1]
             if name.startswith("-") or args.index(verb) >= len(args) - 2:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from airflow_backup.cachedir import resolve_cache_root
 from airflow_backup.errors import ConfigError
 from airflow_backup.storage.atomic import replace_file
 from airflow_backup.storage.base import (
@@ -44,18 +45,6 @@ log = logging.getLogger("airflow_backup.storage.cache")
 
 _TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
         "# This file is a cache directory tag created by airflow-backup.\n")
-
-
-def resolve_cache_root(given: str | os.PathLike[str] | None = None) -> Path:
-    """Return the cache root: ``given`` (``--cache-dir``; ``~`` expanded) if set, else from
-    AIRFLOW_BACKUP_CACHE_DIR, XDG_CACHE_HOME or ~/.cache."""
-    if given:
-        return Path(given).expanduser()
-    env = os.environ
-    if env.get("AIRFLOW_BACKUP_CACHE_DIR"):
-        return Path(env["AIRFLOW_BACKUP_CACHE_DIR"]).expanduser()
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "airflow-backup"
 
 
 class CachingStorage(DelegatingStorage):
