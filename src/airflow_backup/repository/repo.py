@@ -30,7 +30,13 @@ from airflow_backup.repository import keys as keyfiles
 from airflow_backup.repository.config import CONFIG_HANDLE, RepoConfig, load_config, save_config
 from airflow_backup.repository.config import new_config as make_config
 from airflow_backup.repository.crypto import Key
-from airflow_backup.repository.index import Index, decode_index, encode_index
+from airflow_backup.repository.index import (
+    Index,
+    ParsedIndex,
+    decode_index,
+    encode_index,
+    parse_index_file,
+)
 from airflow_backup.repository.locks import RepoLock
 from airflow_backup.repository.packer import DEFAULT_PACK_SIZE, PackWriter
 from airflow_backup.repository.packs import BlobType, PackedBlob
@@ -240,12 +246,16 @@ class Repository:
             return
         storage, key = self.storage, self.key
         names = [info.name for info in storage.list(FileType.INDEX)]
+
+        def read(name: str) -> ParsedIndex:
+            # On the loader threads: only the compact columns leave them, not the JSON.
+            obj = load_json(storage, key, Handle(FileType.INDEX, name))
+            return parse_index_file(obj, f"index/{name}")
+
         # Loaded and decoded concurrently, added in listing order as before.
-        with contextlib.closing(_in_order(
-                storage, lambda name: load_json(storage, key, Handle(FileType.INDEX, name)),
-                names)) as objs:
-            for name, obj in zip(names, objs, strict=True):
-                self.index.add_index_file(obj, f"index/{name}")
+        with contextlib.closing(_in_order(storage, read, names)) as parsed:
+            for columns in parsed:
+                self.index.add_parsed(columns)
         self._index_loaded = True
 
     def list_index_ids(self) -> list[str]:

@@ -27,7 +27,7 @@ def test_a_million_blobs_cost_at_most_64_bytes_each() -> None:
         ])
     idx.finalize()
     assert len(idx) == n
-    pack_table = sys.getsizeof(idx._pack_ids) + sum(sys.getsizeof(p) for p in pack_ids)
+    pack_table = sys.getsizeof(idx._pack_table)
     per_blob = (idx.nbytes + pack_table) / n
     assert per_blob <= 64, per_blob
     for i in (0, 1, 499_999, n - 1):
@@ -117,7 +117,7 @@ def test_packs_by_type_cover_merged_and_recent_blobs() -> None:
     idx.add_pack(late_tree_pack, [PackedBlob(BlobType.TREE, os.urandom(32), 0, 10)])
     idx.add_pack(mixed, [PackedBlob(BlobType.DATA, os.urandom(32), 0, 10),
                          PackedBlob(BlobType.TREE, os.urandom(32), 10, 10)])
-    assert idx._recent and len(idx._keys) == 2
+    assert idx._recent and len(idx._sorted[0]) == 2
     assert idx.packs(BlobType.TREE) == {tree_pack, late_tree_pack, mixed}
     assert idx.packs(BlobType.DATA) == {data_pack, mixed}
     assert idx.packs() == {data_pack, tree_pack, late_tree_pack, mixed}
