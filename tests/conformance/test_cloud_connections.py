@@ -178,6 +178,14 @@ def test_storage_contract_through_the_connection(cloud_repo: CloudRepo) -> None:
     with pytest.raises(NotFound):
         storage.load(h)
     assert list(storage.list(FileType.DATA)) == []
+    # Byte for byte, whatever the last bytes: a sealed file (config, index, snapshot) ends in
+    # CR one time in 256, and an emulator that dropped that CR made the whole test flaky.
+    for i, body in enumerate((b"ends in CR\r", b"\r", b"CR LF\r\n", b"LF\n", b"\r\n--\r")):
+        odd = Handle(FileType.INDEX, f"{i:02x}" + "c" * 62)
+        storage.save(odd, body)
+        assert storage.load(odd) == body
+        assert storage.stat(odd).size == len(body)
+        storage.remove(odd)
 
 
 def test_a_missing_bucket_or_container_is_a_storage_error(cloud_repo: CloudRepo) -> None:
