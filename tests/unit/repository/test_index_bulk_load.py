@@ -202,3 +202,49 @@ def test_a_million_blobs_from_index_files_take_48_bytes_each() -> None:
     for i in (0, 1, 500_000, 999_999):
         entry = idx.lookup(BlobType.DATA, ids[i * 32 : i * 32 + 32])
         assert entry is not None and entry.blob.offset == i
+
+
+def test_a_merge_that_fails_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge interrupted half-way (MemoryError, a task's timeout) leaves the files added
+    pending: the next question merges them again, and every blob is where it was."""
+    import numpy as np
+
+    monkeypatch.setattr(index_module, "_MERGE_AT", 16)
+    blobs = [PackedBlob(BlobType.DATA, os.urandom(32), i * 40, 40) for i in range(60)]
+    idx = Index()
+    for f in range(3):
+        idx.add_index_file(file_of([(bytes([f]) * 32, b) for b in blobs[f * 20 : f * 20 + 20]]),
+                           f"index/{f}")
+    real_argsort = np.argsort
+
+    def failing_argsort(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError
+
+    monkeypatch.setattr(np, "argsort", failing_argsort)
+    with pytest.raises(MemoryError):
+        idx.has(BlobType.DATA, blobs[0].id)
+    monkeypatch.setattr(np, "argsort", real_argsort)
+    assert len(idx) == 60
+    for i, b in enumerate(blobs):
+        entry = idx.lookup(BlobType.DATA, b.id)
+        assert entry is not None and entry.pack_id == bytes([i // 20]) * 32
+        assert entry.blob.offset == b.offset
+
+
+def test_thousands_of_ids_sharing_their_first_8_bytes() -> None:
+    """Each (type, id) of a long run of equal search keys is kept once, the first read."""
+    prefix = b"\x80" + os.urandom(7)  # the sign bit set: the key is negative
+    ids = [prefix + os.urandom(24) for _ in range(3000)]
+    first = file_of([(b"\x01" * 32, PackedBlob(BlobType.DATA, i, n * 40, 40))
+                     for n, i in enumerate(ids)])
+    again = file_of([(b"\x02" * 32, PackedBlob(t, i, 0, 40)) for i in ids[::-1]
+                     for t in (BlobType.TREE, BlobType.DATA)])
+    idx = Index()
+    idx.add_index_file(first, "index/1")
+    idx.add_index_file(again, "index/2")
+    idx.finalize()
+    assert len(idx) == 6000
+    for n, i in enumerate(ids):
+        data = idx.lookup(BlobType.DATA, i)
+        assert data is not None and data.pack_id == b"\x01" * 32 and data.blob.offset == n * 40
+        assert idx.lookup(BlobType.TREE, i).pack_id == b"\x02" * 32  # type: ignore[union-attr]
