@@ -30,7 +30,6 @@ from datetime import date, datetime, timedelta
 
 from airflow_backup.errors import ConfigError
 from airflow_backup.repository.snapshot import Snapshot
-from airflow_backup.repository.timefmt import parse_ns
 
 __all__ = [
     "UNLIMITED",
@@ -206,7 +205,7 @@ class _When:
 
 
 def _when(sn: Snapshot) -> _When:
-    ns, offset = parse_ns(sn.time)
+    ns, offset = sn.time_and_offset
     return _When(ns, _EPOCH + timedelta(microseconds=(ns // 1000) + offset * 1_000_000), offset)
 
 

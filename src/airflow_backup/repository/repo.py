@@ -49,7 +49,7 @@ from airflow_backup.repository.unpacked import (
     load_json,
     save_json,
 )
-from airflow_backup.storage.base import FileType, Handle, Storage, io_workers
+from airflow_backup.storage.base import FileType, Handle, Storage, io_workers, small_files_apart
 from airflow_backup.storage.cache import tree_pack_storage
 from airflow_backup.storage.wrapper import DelegatingStorage
 
@@ -72,9 +72,14 @@ def _in_order(storage: Storage, fn: Callable[[str], T], names: Sequence[str]
 
     At most twice as many results as threads wait to be taken, so a slow consumer does not
     hold every decoded file at once. Close the iterator if it is left early.
+
+    Where the store keeps small files apart (a local file system: reading a metadata file
+    costs no wait, and decrypting and parsing it hold the GIL), the calls run one after
+    another on the caller's thread: threads made 10,000 snapshot files take 1.1 s instead
+    of 0.7 s, and a 1M-blob index 2.0 s instead of 1.7 s (docs/performance.md).
     """
     workers = min(io_workers(storage), len(names))
-    if workers <= 1:
+    if workers <= 1 or small_files_apart(storage, workers):
         for name in names:
             yield fn(name)
         return

@@ -120,6 +120,10 @@ class Snapshot:
     #: Why the file is unusable, for a stand-in made by :meth:`damaged_file`; empty for a
     #: snapshot that was read.
     damaged: str = ""
+    # ``time`` as parsed last (the text, then epoch ns and offset): listing, sorting and
+    # retention ask for it several times per snapshot, 70,000 parses for 10,000 snapshots.
+    _parsed_time: tuple[str, int, int] | None = field(default=None, repr=False,
+                                                       compare=False)
 
     @classmethod
     def damaged_file(cls, snapshot_id: str, reason: str) -> Snapshot:
@@ -132,9 +136,19 @@ class Snapshot:
     def time_ns(self) -> int:
         """Return the snapshot time as epoch nanoseconds (for ordering and selection). Raise
         IntegrityError for a :meth:`damaged_file` stand-in, whose time is unknown."""
+        return self.time_and_offset[0]
+
+    @property
+    def time_and_offset(self) -> tuple[int, int]:
+        """Return (epoch nanoseconds, UTC offset in seconds) of the snapshot time. Raise
+        IntegrityError for a :meth:`damaged_file` stand-in, whose time is unknown."""
         if self.damaged:
             raise IntegrityError(self.damaged)
-        return parse_ns(self.time)[0]
+        parsed = self._parsed_time
+        if parsed is None or parsed[0] is not self.time:
+            ns, offset = parse_ns(self.time)
+            parsed = self._parsed_time = (self.time, ns, offset)
+        return parsed[1], parsed[2]
 
     @property
     def short_id(self) -> str:

@@ -253,6 +253,20 @@ def test_index_and_snapshots_load_each_file_once_concurrently(src: Path) -> None
     assert [f for f, _ in files] == index_files
 
 
+def test_a_local_store_loads_metadata_files_one_after_another(src: Path) -> None:
+    """On a local file system a metadata file costs no wait, and threads only contend for
+    the GIL decrypting and parsing them: they are loaded on the caller's thread."""
+    inner, ids = _repo_with_snapshots(src, 6)
+    store = Counting(inner, delay=0.01)
+    repo = Repository.open(store, PW)
+    store.reset()
+    store.max_loading = 0
+    assert [s.id for s in repo.list_snapshots()] == ids
+    repo.load_index()
+    assert store.count("load", FileType.SNAPSHOT) == 6
+    assert store.max_loading == 1
+
+
 def test_snapshot_listing_skips_vanished_and_records_damaged_files(src: Path) -> None:
     inner, ids = _repo_with_snapshots(src, 4)
 
