@@ -16,12 +16,14 @@ Two ways to run, chosen by the store's declared capabilities:
 - Object stores (a store that does not declare ``small_files_apart``: its transfers wait on
   the network): a download stage of ``workers`` threads keeps that many ranged reads in
   flight, each covering a part of a pack's needed span (about equal parts of at most
-  ``_MAX_REMOTE_READ``, 8 MiB), and hands each downloaded range to a smaller pool of
-  decode/write threads (one per core, at least 2) while it fetches the next ones. Memory:
-  the downloaded ranges not yet decoded and written, plus those in flight, are at most
+  ``_MAX_REMOTE_READ``), streamed (:func:`~airflow_backup.storage.base.load_chunks`): as
+  soon as the bytes that have arrived complete some blobs, those go to a pool of
+  decode/write threads (one per core, at least ``_MIN_DECODERS``) while the rest of the
+  read is still downloading. Memory: the
+  reads in flight, and those whose blobs are not all decoded and written, are at most
   ``workers × _REMOTE_BUDGET_PER_WORKER`` bytes (64 MiB at the 8 workers of an object
-  store); downloads wait for room. Plus one decrypted and one decompressed blob per decode
-  thread.
+  store), each held from its request until its last blob is written; downloads wait for
+  room. Plus one decrypted and one decompressed blob per decode thread.
 
 Every pack read passes read-ahead (:func:`~airflow_backup.storage.readahead.planned_reads`):
 the reads already cover exactly the needed spans, a window would only add bytes.
@@ -37,7 +39,7 @@ import contextlib
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -49,7 +51,9 @@ from airflow_backup.storage.base import (
     FileType,
     Handle,
     Storage,
+    close_chunks,
     io_workers,
+    load_chunks,
     load_into,
     small_files_apart,
 )
@@ -64,15 +68,17 @@ _MAX_READ = 4 << 20  # but keep each read (and so each worker's memory) to about
 # least that, but for a file's last one).
 _SMALL_BLOB = 128 << 10
 # Object stores: a pack's needed span is read in about equal parts of at most this size (a
-# default 16-24 MiB pack in 2 or 3 requests). Not one request per pack: without a streamed
-# read, no blob is decoded before its whole range has arrived, and the ranges in flight
-# share the link, so whole packs would all arrive at about the same time and leave the
-# decoders idle until then (s3_bench at 0 and 30 ms: 8 MiB as fast as 4 MiB, with 16
-# requests instead of 26-29; 32 MiB, one per pack, 1-1.8 s slower in single runs).
+# default 16-24 MiB pack in 2 or 3 requests), each streamed. Before reads were streamed, no
+# blob was decoded before its whole range had arrived, so whole-pack reads (32 MiB) were
+# 1-1.8 s slower in s3_bench; streamed, 16 MiB was no faster than 8 in an interleaved A/B
+# (medians within the noise of a shared machine), and 8 keeps every download thread busy
+# within the budget below.
 _MAX_REMOTE_READ = 8 << 20
 # ... and the pack data held at once (in flight or waiting to be written) per download
 # thread: one read each, so every thread can have a request out.
 _REMOTE_BUDGET_PER_WORKER = 8 << 20
+# Decode/write threads on object stores: at least this many, see _run_pipelined.
+_MIN_DECODERS = 4
 
 
 @dataclass(slots=True)
@@ -100,6 +106,9 @@ class _Target:
 @dataclass(slots=True)
 class _PackWork:
     blobs: dict[bytes, tuple[PackedBlob, list[_Target]]] = field(default_factory=dict)
+
+
+_Slot = tuple[PackedBlob, list[_Target]]
 
 
 @dataclass(slots=True)
@@ -147,6 +156,32 @@ def _plan_reads(pack: str, work: _PackWork, max_read: int) -> list[_Read]:
             part.append(slot)
         reads.append(_Read(pack, part))
     return reads
+
+
+class _Held:
+    """Budget bytes held for one read, shared by the pieces of it being decoded: given
+    back to the budget when the last holder releases them (the read's buffer is alive
+    until then)."""
+
+    def __init__(self, budget: _Budget, n: int) -> None:
+        self._budget = budget
+        self._n = n
+        self._holders = 1  # the download
+        self._lock = threading.Lock()
+
+    def share(self) -> _Held:
+        """Add a holder (a piece handed to a decoder); return self."""
+        with self._lock:
+            self._holders += 1
+        return self
+
+    def release(self) -> None:
+        """Drop one holder; the last one gives the bytes back."""
+        with self._lock:
+            self._holders -= 1
+            last = self._holders == 0
+        if last:
+            self._budget.give(self._n)
 
 
 class _Budget:
@@ -328,27 +363,29 @@ class PackFiller:
         errors: list[BaseException] = []
         stop = threading.Event()
         missing: set[str] = set()
-        storage = self.repo.storage
         # Decoding and writing release the GIL for the bulk of their work (AES, zstd,
-        # SHA-256, pwrite): about one thread per core keeps up with the downloads.
-        decoders = min(self.workers, max(2, os.cpu_count() or 2))
+        # SHA-256, pwrite), and file creation and writes may block in the kernel (ext4
+        # made creating a small file take ~1 ms instead of 0.02 while large writes were
+        # being flushed): one thread per core, at least 4, keeps some decoding while
+        # others wait (s3_bench on 2 cores: 4 shortened the restore's tail after its last
+        # download, 2 left a decode backlog of up to 2 s on a busy machine).
+        decoders = min(self.workers, max(_MIN_DECODERS, os.cpu_count() or 2))
 
         def failed(exc: BaseException) -> None:
             stop.set()
             with self._lock:
                 errors.append(exc)
 
-        def decode(read: _Read, data: bytes, held: int) -> None:
+        def decode(read: _Read, view: memoryview, held: _Held) -> None:
             try:
                 if not stop.is_set():
-                    self._decode_read(read, memoryview(data), on_file_done)
+                    self._decode_read(read, view, on_file_done)
             except BaseException as exc:
                 failed(exc)
             finally:
-                budget.give(held)
+                held.release()
 
-        def fetch(read: _Read, held: int) -> None:
-            handed = False
+        def fetch(read: _Read, held: _Held) -> None:
             try:
                 if stop.is_set():
                     return
@@ -363,27 +400,20 @@ class PackFiller:
                     return
                 read = _Read(read.pack, live)
                 if read.pack in missing:
-                    data = None
+                    lost = live
                 else:
-                    try:
-                        with planned_reads():
-                            data = storage.load(Handle(FileType.DATA, read.pack),
-                                                live[0][0].offset, read.length)
-                    except NotFound:
-                        missing.add(read.pack)
-                        data = None
-                if data is None:
-                    for _, targets in live:
+                    lost = self._stream_read(
+                        read, stop,
+                        lambda part, view: decode_pool.submit(decode, part, view, held.share()))
+                if lost:
+                    missing.add(read.pack)
+                    for _, targets in lost:
                         self._fail(targets, f"its data is lost: pack {read.pack} is missing",
                                    on_file_done)
-                    return
-                decode_pool.submit(decode, read, data, held)
-                handed = True
             except BaseException as exc:
                 failed(exc)
             finally:
-                if not handed:
-                    budget.give(held)
+                held.release()
 
         fetched: list[Future[None]] = []
         # Leaving the block waits for the downloads first (the pool opened last), each of
@@ -392,11 +422,11 @@ class PackFiller:
                 ThreadPoolExecutor(self.workers, thread_name_prefix="restore-get") as pool:
             try:
                 for read in reads:
-                    held = budget.take(read.length)
+                    taken = budget.take(read.length)
                     if stop.is_set():
-                        budget.give(held)
+                        budget.give(taken)
                         break
-                    fetched.append(pool.submit(fetch, read, held))
+                    fetched.append(pool.submit(fetch, read, _Held(budget, taken)))
             except BaseException as exc:  # an interrupt: let the threads wind down
                 failed(exc)
         for fut in fetched:
@@ -404,6 +434,53 @@ class PackFiller:
         if errors:
             self._remove_incomplete()
             raise errors[0]
+
+    def _stream_read(self, read: _Read, stop: threading.Event,
+                     hand: Callable[[_Read, memoryview], object]) -> list[_Slot]:
+        """Read ``read``'s span as it arrives (:func:`load_chunks`) into a buffer of its
+        own; each time a chunk completes blobs, hand those blobs and their bytes to
+        ``hand`` (to be decoded while the rest is still downloading). Return the blobs not
+        handed over because the pack is missing (NotFound); any other storage error is
+        raised. A chunk that does not arrive whole is never handed over (the storage layer
+        raises or, retrying, resumes after the last whole chunk); a pack that ends early
+        hands its last blobs over short, and their decoding names the truncated blob."""
+        blobs = read.blobs
+        start = blobs[0][0].offset
+        buf = bytearray(read.length)
+        view = memoryview(buf)
+        got = 0  # bytes arrived
+        given = 0  # blobs handed over
+
+        def give(upto: int) -> None:
+            nonlocal given
+            rel = blobs[given][0].offset - start
+            hand(_Read(read.pack, blobs[given:upto]), view[rel:got])
+            given = upto
+
+        chunks: Iterator[bytes] = iter(())
+        try:
+            with planned_reads():
+                chunks = load_chunks(self.repo.storage, Handle(FileType.DATA, read.pack),
+                                     start, read.length)
+            for chunk in chunks:
+                n = min(len(chunk), read.length - got)
+                view[got : got + n] = chunk[:n]
+                got += n
+                done = given
+                while done < len(blobs) and (
+                        blobs[done][0].offset + blobs[done][0].length - start <= got):
+                    done += 1
+                if done > given:
+                    give(done)
+                if stop.is_set():
+                    return []
+        except NotFound:
+            return blobs[given:]
+        finally:
+            close_chunks(chunks)
+        if given < len(blobs):  # a short pack
+            give(len(blobs))
+        return []
 
     def _decode_read(self, read: _Read, view: memoryview,
                      on_file_done: Callable[[FileJob, int | None], None]) -> None:

@@ -9,10 +9,18 @@ What a store can do beyond the protocol's methods (is it strongly consistent, ho
 threads suit it, does it read straight into a buffer) it declares in its
 :class:`Capabilities`; callers decide from those, never by probing attributes. Wrappers
 (:class:`~airflow_backup.storage.wrapper.DelegatingStorage`) report their inner store's.
+
+One optional protocol beside it: a store (or wrapper) that can hand over a ranged read
+while it is still arriving implements :class:`ChunkedReads`; callers read through
+:func:`load_chunks`, which serves every other store with one ``load``. It is a protocol of
+its own, not a capability, because a wrapper that does not implement it (fault injection,
+rate limiting, the dry run) must hide the streamed read of the store inside it: its own
+``load`` is where it does its work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from collections.abc import Iterator
@@ -21,13 +29,16 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Capabilities",
+    "ChunkedReads",
     "FileInfo",
     "FileType",
     "Handle",
     "Storage",
+    "close_chunks",
     "io_workers",
     "is_strongly_consistent",
     "load_by_copy",
+    "load_chunks",
     "load_into",
     "object_path",
     "small_files_apart",
@@ -188,6 +199,47 @@ class Storage(Protocol):
     def remove_temporary(self, path: str) -> None:
         """Remove one of :meth:`leftover_temporaries`."""
         ...
+
+
+@runtime_checkable
+class ChunkedReads(Protocol):
+    """A store (or wrapper) that streams ranged reads: see :func:`load_chunks`."""
+
+    def load_chunks(self, handle: Handle, offset: int, length: int) -> Iterator[bytes]:
+        """Return an iterator over the bytes of ``length`` bytes from ``offset``, in order,
+        in non-empty chunks handed over as they arrive; together they are what
+        ``load(handle, offset, length)`` returns (fewer bytes only at the end of the file).
+
+        Raise NotFound if the file does not exist (on the first ``next`` at the latest).
+        A chunk is only ever handed over whole and correct: a transfer that breaks
+        raises (TransientStorageError) instead of yielding what it got, and a wrapper that
+        retries resumes after the last chunk handed over. A caller that stops early must
+        close the iterator (``contextlib.closing``) so the transfer is released.
+        """
+        ...
+
+
+def load_chunks(storage: Storage, handle: Handle, offset: int, length: int
+                ) -> Iterator[bytes]:
+    """Return the bytes of ``length`` bytes of ``handle`` from ``offset`` as an iterator of
+    non-empty chunks, in order, as they arrive (see :meth:`ChunkedReads.load_chunks`): from
+    a store that streams its reads, else one chunk from ``storage.load``, loaded here and
+    now (so in the caller's context: see ``readahead.planned_reads``). Either way, close
+    the iterator when stopping early (:func:`close_chunks`)."""
+    if isinstance(storage, ChunkedReads):
+        return storage.load_chunks(handle, offset, length)
+    data = storage.load(handle, offset, length)
+    return iter((data,) if data else ())
+
+
+def close_chunks(chunks: Iterator[bytes]) -> None:
+    """Close an iterator from :func:`load_chunks` (a generator: release its transfer)."""
+    close = getattr(chunks, "close", None)  # iterators that hold nothing have none
+    if close is not None:
+        # Called while giving up on the read (often with its error on the way out):
+        # releasing the transfer must not replace that error.
+        with contextlib.suppress(Exception):
+            close()
 
 
 def load_into(storage: Storage, handle: Handle, offset: int, buf: memoryview) -> int:

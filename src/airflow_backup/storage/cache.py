@@ -34,6 +34,7 @@ from airflow_backup.storage.base import (
     Handle,
     Storage,
     load_by_copy,
+    load_chunks,
     load_into,
     object_path,
 )
@@ -149,6 +150,15 @@ class CachingStorage(DelegatingStorage):
         self._store(handle, whole)
         end = len(whole) if length is None else offset + length
         return whole[offset:end]
+
+    def load_chunks(self, handle: Handle, offset: int, length: int) -> Iterator[bytes]:
+        """Stream a range from the store for what is never cached (data packs other than
+        tree packs); serve anything else (cached or held) as one chunk through
+        :meth:`load`."""
+        if handle not in self._held and not self._cached(handle):
+            return load_chunks(self.inner, handle, offset, length)
+        data = self.load(handle, offset, length)
+        return iter((data,) if data else ())
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Read a range into ``buf``: from the store for what is never cached (data packs),

@@ -18,6 +18,7 @@ other stores it is an existence check followed by the write (not atomic).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import inspect
 import secrets
@@ -35,6 +36,11 @@ from airflow_backup.storage.base import (
 )
 
 __all__ = ["FsspecStorage", "map_error"]
+
+# A streamed read (S3) hands its bytes over in chunks of about this size: each is one hop
+# from the caller's thread to s3fs's event loop and back, so not much smaller; and a blob
+# is decoded only once its last chunk is in, so not much larger.
+_STREAM_CHUNK = 1 << 20
 
 # Service error codes (S3 and S3-compatible, GCS and Azure use similar words).
 _TRANSIENT_CODES = {
@@ -161,6 +167,12 @@ class FsspecStorage:
         self._direct_list = (_protocol(fs) in ("s3", "s3a")
                              and _takes(fs, "_lsdir", "delimiter")
                              and getattr(fs, "loop", None) is not None)
+        # s3fs can hand a GET's body over as it arrives (its async get_object call);
+        # other filesystems serve load_chunks with one load.
+        self._streams = (_protocol(fs) in ("s3", "s3a")
+                         and callable(getattr(fs, "_call_s3", None))
+                         and callable(getattr(fs, "split_path", None))
+                         and getattr(fs, "loop", None) is not None)
 
     @property
     def location(self) -> str:
@@ -230,6 +242,52 @@ class FsspecStorage:
                 return b""
             raise map_error(exc, what) from exc
         return bytes(data)
+
+    def load_chunks(self, handle: Handle, offset: int, length: int) -> Iterator[bytes]:
+        """Yield ``length`` bytes from ``offset`` in chunks of about 1 MiB as they arrive
+        (see :meth:`~airflow_backup.storage.base.ChunkedReads.load_chunks`): on S3 one
+        ranged GET whose body is read chunk by chunk; elsewhere one :meth:`load`. Raise
+        NotFound if the file is missing; a body that breaks or ends short of its length
+        raises TransientStorageError, never yields what it got of that chunk."""
+        if not self._streams or length <= 0:
+            data = self.load(handle, offset, length)
+            if data:
+                yield data
+            return
+        from fsspec.asyn import sync
+
+        what = f"load {object_path(handle)}"
+        fs = self._fs
+        bucket, key, _ = fs.split_path(self._path(handle))
+        try:
+            resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key,
+                        Range=f"bytes={offset}-{offset + length - 1}")
+        except Exception as exc:
+            code, _ = _service_error(exc)
+            if code == "InvalidRange":  # offset at or past the end: an empty read
+                return
+            raise map_error(exc, what) from exc
+        body = resp["Body"]
+        size = resp.get("ContentLength")
+        # Past the end of the object S3 answers with what there is (a short read).
+        left = min(length, int(size)) if isinstance(size, int) else length
+        try:
+            while left > 0:
+                want = min(_STREAM_CHUNK, left)
+                try:
+                    data = sync(fs.loop, _read_up_to, body, want)
+                except Exception as exc:
+                    raise map_error(exc, what) from exc
+                if len(data) < want:
+                    raise TransientStorageError(
+                        f"{what}: the response ended {left - len(data)} bytes short")
+                left -= want
+                yield data
+        finally:
+            # Read to its end, the connection is back in the pool already; else (the
+            # caller stopped, or the body broke) it is closed, never reused half-read.
+            with contextlib.suppress(Exception):
+                sync(fs.loop, _close_body, body)
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Copy a byte range into ``buf`` (through :meth:`load`); return how many bytes.
@@ -312,6 +370,26 @@ def _list_s3(fs: Any, base: str) -> list[dict[str, Any]]:
 
     found: list[dict[str, Any]] = sync(fs.loop, fs._lsdir, base, delimiter="")
     return found
+
+
+async def _read_up_to(body: Any, n: int) -> bytes:
+    """Return the next ``n`` bytes of an aiobotocore streaming ``body`` (fewer only where
+    it ends): its ``read`` returns what has arrived, often much less."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        part = await body.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _close_body(body: Any) -> None:
+    """Close an aiobotocore streaming body (on the event loop: aiohttp's connection
+    objects belong to it)."""
+    body.close()
 
 
 def _takes(fs: Any, method: str, parameter: str) -> bool:

@@ -21,7 +21,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from airflow_backup.storage.base import Capabilities, FileType, Handle, Storage, load_by_copy
+from airflow_backup.storage.base import (
+    Capabilities,
+    FileType,
+    Handle,
+    Storage,
+    load_by_copy,
+    load_chunks,
+)
 from airflow_backup.storage.wrapper import DelegatingStorage
 
 __all__ = ["ReadAheadStorage", "planned_reads"]
@@ -98,6 +105,16 @@ class ReadAheadStorage(DelegatingStorage):
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return data[:length]
+
+    def load_chunks(self, handle: Handle, offset: int, length: int) -> Iterator[bytes]:
+        """Stream a range from the wrapped store when :meth:`load` would pass it straight
+        through (decided now, in the caller's context, not at the first ``next``); else
+        serve it as one chunk through the windows."""
+        if (handle.type is not FileType.DATA or length >= self._window
+                or _PLANNED.get()):
+            return load_chunks(self.inner, handle, offset, length)
+        data = self.load(handle, offset, length)
+        return iter((data,) if data else ())
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Read a range into ``buf`` through :meth:`load` (and so through the windows)."""

@@ -8,7 +8,9 @@ the attempt, the delay and the cause (our error message, which never holds a sec
 the budget is spent, a TransientStorageError saying so is raised from the last cause.
 
 A save that is retried first checks what the failed attempt left behind: the complete file
-counts as saved, a truncated prefix of it is removed first.
+counts as saved, a truncated prefix of it is removed first. A streamed read
+(:meth:`RetryingStorage.load_chunks`) that breaks is resumed after the last chunk it handed
+over, with a new request for the rest of the range.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from airflow_backup.storage.base import (
     FileType,
     Handle,
     Storage,
+    close_chunks,
+    load_chunks,
     load_into,
     object_path,
 )
@@ -188,6 +192,39 @@ class RetryingStorage(DelegatingStorage):
         """Load a range, retrying transient failures."""
         return self._call("load", object_path(handle),
                           lambda: self.inner.load(handle, offset, length))
+
+    def load_chunks(self, handle: Handle, offset: int, length: int) -> Iterator[bytes]:
+        """Stream a range (see :func:`~airflow_backup.storage.base.load_chunks`), retrying
+        transient failures: a stream that breaks is replaced by a new one for the bytes not
+        yet handed over, so the chunks still add up to the range exactly once. Each chunk
+        has the policy's attempts and time: a stream that keeps making progress goes on."""
+        path = object_path(handle)
+        done = 0
+        stream: Iterator[bytes] | None = None
+
+        def attempt() -> bytes | None:
+            nonlocal stream
+            try:
+                if stream is None:
+                    stream = load_chunks(self.inner, handle, offset + done, length - done)
+                return next(stream, None)
+            except BaseException:
+                # A broken stream is never read again: the next attempt asks anew.
+                if stream is not None:
+                    close_chunks(stream)
+                stream = None
+                raise
+
+        try:
+            while done < length:
+                chunk = self._call("load", path, attempt)
+                if chunk is None:  # the end of the file
+                    return
+                done += len(chunk)
+                yield chunk
+        finally:
+            if stream is not None:
+                close_chunks(stream)
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Read a range into ``buf`` (see :func:`~airflow_backup.storage.base.load_into`),
