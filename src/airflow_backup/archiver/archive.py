@@ -25,6 +25,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import BinaryIO, cast
 
@@ -47,7 +48,7 @@ from airflow_backup.repository.select import find_snapshot
 from airflow_backup.repository.snapshot import Snapshot, SnapshotSummary
 from airflow_backup.repository.timefmt import format_time
 from airflow_backup.repository.tree import Node
-from airflow_backup.storage.base import FileType, Handle
+from airflow_backup.storage.base import FileType, Handle, is_strongly_consistent
 
 __all__ = ["Archiver", "BackupOptions", "BackupResult"]
 
@@ -111,8 +112,7 @@ class Archiver:
             self._warmed = None
         self._with_atime = options.with_atime
         start = datetime.now(UTC).astimezone()
-        self.repo.load_index()
-        parent = self._parent(options, paths)
+        parent = self._index_and_parent(options, paths)
         if parent is None and self._warmed is not None:
             # Every file is read anyway: the listings would save little time and hold memory
             # through the whole backup.
@@ -167,6 +167,25 @@ class Archiver:
         return self._finish(options, tree_id, ["/" + filename], start, None)
 
     # ---- walking -------------------------------------------------------------------------
+
+    def _index_and_parent(self, options: BackupOptions, paths: list[str]) -> Snapshot | None:
+        """Load the index and find the parent snapshot (:meth:`_parent`); return the parent.
+        On a remote store the two run at the same time: each is a listing and file loads,
+        round trips that need not wait for each other (then what either raised is raised
+        once both are done). On a local one they run one after the other: both are CPU
+        work that threads would only contend for the GIL."""
+        if is_strongly_consistent(self.repo.storage):
+            self.repo.load_index()
+            return self._parent(options, paths)
+        with ThreadPoolExecutor(1, thread_name_prefix="index") as pool:
+            loading = pool.submit(self.repo.load_index)
+            try:
+                parent = self._parent(options, paths)
+            except BaseException:
+                wait([loading])
+                raise
+            loading.result()
+        return parent
 
     def _parent(self, options: BackupOptions, paths: list[str]) -> Snapshot | None:
         if options.force:

@@ -18,12 +18,15 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+# Only the standard library at the top (kdf and cachedir have nothing else): cli/start.py
+# reads the hint before the rest of the package loads, and scrypt starts only after it.
+from airflow_backup.cachedir import resolve_cache_root
 from airflow_backup.repository.kdf import KdfParams
-from airflow_backup.repository.keys import load_key_file
-from airflow_backup.storage.atomic import replace_file
-from airflow_backup.storage.base import Storage
-from airflow_backup.storage.cache import resolve_cache_root
+
+if TYPE_CHECKING:
+    from airflow_backup.storage.base import Storage
 
 __all__ = ["KeyHint", "read_key_hint", "remember_key"]
 
@@ -59,6 +62,9 @@ def remember_key(url: str, storage: Storage, key_id: str, cache_dir: str = "") -
     hint = read_key_hint(url, cache_dir)
     if hint is not None and hint[0] == key_id:
         return
+    from airflow_backup.repository.keys import load_key_file
+    from airflow_backup.storage.atomic import replace_file
+
     path = _hint_path(url, cache_dir)
     try:
         key_file = load_key_file(storage, key_id)

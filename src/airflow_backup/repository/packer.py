@@ -8,6 +8,14 @@ pack under the lock, then compresses and encrypts into that place without it, so
 in parallel and no ciphertext is copied. The thread that finishes the last blob of a full
 pack stores it. Pack buffers are anonymous maps reused from pack to pack, so the kernel does
 not fault in and zero 16 MiB of fresh memory per pack.
+
+On a local store that thread writes the pack itself, and at most two pack buffers exist. On a
+remote store (one that is not strongly consistent: object stores, network file systems) an
+upload takes round trips and the link's time, during which the thread would stop reading and
+sealing; there the thread hands the full pack to an upload thread of the writer's and goes
+on, with up to ``_REMOTE_LIVE`` pack buffers in use (filling or uploading). A pack's blobs
+count as pending (:meth:`PackWriter.is_pending`) until it is stored and
+``on_saved`` has run, so no blob is stored twice and none is indexed early.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ import zstandard
 
 from airflow_backup.repository.crypto import EXTENSION, Key
 from airflow_backup.repository.packs import BlobType, PackedBlob, encode_header
-from airflow_backup.storage.base import FileType, Handle, Storage
+from airflow_backup.storage.base import (
+    FileType,
+    Handle,
+    Storage,
+    io_workers,
+    is_strongly_consistent,
+)
 
 __all__ = ["DEFAULT_PACK_SIZE", "PackWriter", "SavedPack", "blob_payload", "new_compressor"]
 
@@ -35,10 +49,17 @@ SavedPack = tuple[bytes, list[PackedBlob]]
 _SLACK = 16  # the cipher API wants a block of room after the data it encrypts in place
 _ENTRY_MAX = 1 + 4 + 4 + 32  # one header entry (compressed form)
 _SPARES = 1  # pack buffers kept for reuse: one fills while the other is written
-# Pack buffers in use at once (filling, sealed into, being written, or spare). When both are
-# busy, a thread that needs a new pack waits for a write to finish rather than map a third
-# 16 MiB buffer: three at once were a large share of a backup's peak memory.
+# Pack buffers in use at once on a local store (filling, sealed into, being written, or
+# spare). When both are busy, a thread that needs a new pack waits for a write to finish
+# rather than map a third 16 MiB buffer: three at once were a large share of a backup's peak
+# memory.
 _MAX_LIVE = 2
+# Pack buffers in use at once on a remote store (filling, uploading, or spare; about 17 MiB
+# resident each, and an upload holds a copy of its pack in the storage library too): usually
+# two uploads and one pack filling. Two in all, written by the filling threads, left the
+# link idle for a PUT's round trips between packs and stopped the reading meanwhile; four
+# were no faster than three in the 30 ms bench and took 55 MiB more at the peak (issue 26).
+_REMOTE_LIVE = 3
 
 
 def _header_max(blobs: int) -> int:
@@ -79,8 +100,9 @@ class _Pack:
 class PackWriter:
     """Accumulates blobs of one type and writes a pack file whenever it is full.
 
-    ``on_saved(pack_id, blobs)`` is called after each pack is durably stored. :meth:`add` is
-    thread-safe; call :meth:`flush` once no :meth:`add` is running.
+    ``on_saved(pack_id, blobs)`` is called after each pack is durably stored (on a remote
+    store from an upload thread, so it must be thread-safe). :meth:`add` is thread-safe; call
+    :meth:`flush` once no :meth:`add` is running: when it returns, every pack is stored.
     """
 
     def __init__(
@@ -106,6 +128,11 @@ class PackWriter:
         self._pack: _Pack | None = None
         self._spares: list[mmap.mmap] = []
         self._live = 0  # buffers mapped and not yet closed, spares included
+        # Remote stores: packs upload on threads of their own, more buffers (module doc).
+        self._remote = not is_strongly_consistent(storage)
+        self._max_live = (max(_MAX_LIVE, min(_REMOTE_LIVE, io_workers(storage) + 1))
+                          if self._remote else _MAX_LIVE)
+        self._uploading = 0  # packs handed to upload threads and not yet finished
         self._pending: set[bytes] = set()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # a buffer became free
@@ -132,7 +159,8 @@ class PackWriter:
     def add(self, blob_id: bytes, plaintext: bytes | memoryview) -> int:
         """Seal and append one blob unless it is already queued; return the bytes it adds to
         the pack. Raise the storage error of a pack this call stores, or the first error
-        this writer had."""
+        this writer had (on a remote store a pack's upload error is raised by a later call,
+        at the latest by :meth:`flush`)."""
         payload, ulen = self._payload(plaintext)
         return self._append(blob_id, len(payload) + EXTENSION, ulen,
                             lambda out: self._key.seal_into(payload, out))
@@ -173,7 +201,7 @@ class PackWriter:
                         self._close(pack, full)
             try:
                 for other in full:  # packs this call closed that nobody is sealing into
-                    self._write(other)
+                    self._store(other)
             except BaseException as exc:
                 self._fail(exc)
                 raise
@@ -186,7 +214,7 @@ class PackWriter:
                 pack.sealing -= 1
                 last = pack.closed and pack.sealing == 0
             if last:
-                self._write(pack)
+                self._store(pack)
         except BaseException as exc:  # the writer is unusable now: later calls raise it
             self._fail(exc)
             raise
@@ -217,7 +245,7 @@ class PackWriter:
             if buf is not None:
                 pack = self._pack = _Pack(buf)
                 return pack
-            # Both buffers are being filled or written: wait for one, then look again
+            # Every buffer is being filled or written: wait for one, then look again
             # (another thread may have opened a pack meanwhile).
             self._room.wait()
             if self._error is not None:
@@ -225,14 +253,15 @@ class PackWriter:
 
     def _take_buffer(self, need: int) -> mmap.mmap | None:
         """Return a buffer of at least ``need`` bytes: a spare, or a new one if fewer than
-        ``_MAX_LIVE`` are in use; None if the caller must wait. Under the lock."""
+        the writer's limit (module doc) are in use; None if the caller must wait. Under the
+        lock."""
         if self._spares:
             buf = self._spares.pop()
             if len(buf) >= need:
                 return buf
             buf.close()
             self._live -= 1
-        if self._live < _MAX_LIVE or need > self._capacity:
+        if self._live < self._max_live or need > self._capacity:
             self._live += 1  # a blob larger than a pack buffer gets its own, at once
             return mmap.mmap(-1, max(self._capacity, need))
         return None
@@ -245,6 +274,34 @@ class PackWriter:
             self._pack = None
         if pack.sealing == 0:
             full.append(pack)
+
+    def _store(self, pack: _Pack) -> None:
+        """Write a closed pack that nobody seals into any more: here on a local store; on a
+        remote one, on an upload thread, whose error the writer keeps (:meth:`_fail`)."""
+        if not self._remote:
+            self._write(pack)
+            return
+        with self._lock:
+            self._uploading += 1
+        try:
+            # A thread per pack (16 MiB of upload each) rather than a pool: nothing to shut
+            # down, and the buffer limit already bounds how many run at once.
+            threading.Thread(target=self._upload, args=(pack,), name="pack-upload").start()
+        except BaseException:
+            with self._lock:
+                self._uploading -= 1
+                self._room.notify_all()
+            raise
+
+    def _upload(self, pack: _Pack) -> None:
+        try:
+            self._write(pack)
+        except BaseException as exc:  # add() and flush() raise it; this thread just ends
+            self._fail(exc)
+        finally:
+            with self._lock:
+                self._uploading -= 1
+                self._room.notify_all()
 
     def _write(self, pack: _Pack) -> None:
         try:
@@ -283,15 +340,22 @@ class PackWriter:
             self._live -= 1
 
     def flush(self) -> None:
-        """Write the unfinished pack, if it holds any blob. Raise the first error this
-        writer had."""
+        """Write the unfinished pack, if it holds any blob, and wait until every pack
+        handed to an upload thread is stored. Raise the first error this writer had (after
+        the uploads still running have ended)."""
         full: list[_Pack] = []
         with self._lock:
+            pack = self._pack
+            if self._error is None and pack is not None and pack.blobs:
+                self._close(pack, full)
+        try:
+            for p in full:
+                self._store(p)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        with self._lock:
+            while self._uploading:
+                self._room.wait()
             if self._error is not None:
                 raise self._error
-            pack = self._pack
-            if pack is None or not pack.blobs:
-                return
-            self._close(pack, full)
-        for p in full:
-            self._write(p)

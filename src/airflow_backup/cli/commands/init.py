@@ -8,6 +8,7 @@ from typing import Any
 from airflow_backup.cli.context import (
     GlobalOptions,
     new_password,
+    remember,
     repository_spec,
 )
 from airflow_backup.cli.output import Printer
@@ -49,9 +50,13 @@ def run(args: argparse.Namespace, gopts: GlobalOptions, out: Printer) -> int:
     every repository of a jobs config)."""
     if args.config:
         return _from_config(args, out)
-    storage = repository_spec(gopts).open_storage()
+    spec = repository_spec(gopts)
+    storage = spec.open_storage()
     password = new_password(gopts.password_file, gopts, init=True)
     repo = Repository.init(storage, password, version=args.repository_version)
+    # The first command after init (usually the first backup) then derives the key while
+    # it starts up, as every later one does (cli/start.py); a remote repository only.
+    remember(gopts, spec, repo)
     if out.json_mode:
         out.json({"message_type": "initialized", "id": repo.config.id,
                   "repository": storage.location})
