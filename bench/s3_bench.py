@@ -58,6 +58,7 @@ from latency_proxy import (  # noqa: E402
     KINDS,
     LatencyProxy,
 )
+from tools import compile_ours  # noqa: E402
 
 from support.moto import MotoServer  # noqa: E402
 
@@ -272,6 +273,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    compile_ours()  # as an installed copy has it: see tools.compile_ours
     if shutil.which("restic") is None:
         raise SystemExit("restic is not on PATH (make tools installs it)")
     tools = ["ours", *(t for t in args.tools.split(",") if t in TOOLS and t != "ours")]

@@ -482,6 +482,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen cases; 0 when every command of both tools succeeded."""
     args = parse_args(argv)
+    tools.compile_ours()  # as an installed copy has it
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="scale-bench-", dir=args.work_dir))
     bench = Bench(work, args.ours_bin)
