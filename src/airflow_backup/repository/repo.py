@@ -49,7 +49,14 @@ from airflow_backup.repository.unpacked import (
     load_json,
     save_json,
 )
-from airflow_backup.storage.base import FileType, Handle, Storage, io_workers, small_files_apart
+from airflow_backup.storage.base import (
+    FileType,
+    Handle,
+    Storage,
+    io_workers,
+    is_strongly_consistent,
+    small_files_apart,
+)
 from airflow_backup.storage.cache import tree_pack_storage
 from airflow_backup.storage.wrapper import DelegatingStorage
 
@@ -418,8 +425,17 @@ class Repository:
 
     def flush(self) -> None:
         """Write unfinished packs, then an index for every pack not yet indexed on disk."""
-        for w in self._writers.values():
-            w.flush()
+        writers = list(self._writers.values())
+        if len(writers) > 1 and not is_strongly_consistent(self.storage):
+            # The last data pack and the tree pack upload together: one round trip and a
+            # pack's transfer less before the index and snapshot (an object store).
+            with ThreadPoolExecutor(len(writers), thread_name_prefix="flush") as pool:
+                flushes = [pool.submit(w.flush) for w in writers]
+            for done in flushes:
+                done.result()  # the first error, once every flush has finished
+        else:
+            for w in writers:
+                w.flush()
         self._write_index()
 
     # ---- trees ---------------------------------------------------------------------------

@@ -203,3 +203,44 @@ def test_local_packs_are_written_by_the_filling_thread_two_buffers_at_most(key: 
     assert "pack-upload" not in storage.threads
     assert writer._max_live == packer._MAX_LIVE == 2 and writer._live <= 2
     assert len(saved) >= 20 and storage.saves == len(saved)
+
+
+class _MeetingRemote(MemoryStorage):
+    """An object store whose pack saves wait (a while, at most) for another pack save to
+    start: it records whether two ever ran at once."""
+
+    capabilities = Capabilities.remote()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pack_saves = 0
+        self.met = False
+        self._lock = threading.Lock()
+        self._second = threading.Event()
+
+    def save(self, handle: Handle, data: bytes | bytearray | memoryview) -> None:
+        if handle.type is FileType.DATA:
+            with self._lock:
+                self.pack_saves += 1
+                first = self.pack_saves == 1
+            if first:
+                self.met = self._second.wait(5)
+            else:
+                self._second.set()
+        super().save(handle, data)
+
+
+def test_the_last_data_and_tree_packs_upload_together_on_remote_stores() -> None:
+    """A flush writes the open data pack and the open tree pack at the same time on an
+    object store (one pack's transfer less before the index and snapshot)."""
+    from airflow_backup.repository.repo import Repository
+
+    store = _MeetingRemote()
+    repo = Repository.init(store, "pw")
+    repo.save_blob(BlobType.DATA, b"some file content")
+    repo.save_tree([])
+    repo.flush()
+    assert store.pack_saves == 2 and store.met
+    again = Repository.open(store, "pw")
+    again.load_index()
+    assert len(again.index) == 2
