@@ -481,7 +481,8 @@ def _killing_archiver(base: Path, repo_dir: Path) -> str:
     """Write the killer wrapper for ``repo_dir``; return the archive_command running it."""
     marks = base / "kills"
     marks.mkdir()
-    delays = "0.05 0.15 0.25 0.35 0.45 0.55"
+    # Short: a call answered from an archiving-ahead receipt ends within ~0.1 s.
+    delays = "0.01 0.03 0.05 0.08 0.12 0.2"
     command = " ".join([*_launcher(), "-r", str(repo_dir), "pg", "archive-wal"])
     script = base / "archive-killer.sh"
     script.write_text(_KILLER.format(marks=marks, delays=delays, count=len(delays.split()),

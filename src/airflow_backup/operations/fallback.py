@@ -99,7 +99,8 @@ def run_with_fallback(spec: RepositorySpec, work: Callable[[Repository, Attempt]
         attempt = Attempt(index, target, spec, tuple(failures))
         try:
             repo = opener(target)
-            lock = repo.lock(exclusive=False, retry_seconds=target.lock_wait)
+            lock = repo.lock(exclusive=False, retry_seconds=target.lock_wait,
+                             preload_index=True)  # every backup needs the index
             lock.__enter__()
             try:
                 value = work(repo, attempt)

@@ -136,7 +136,7 @@ def restore(repo: Repository, request: RestoreRequest, *, lock_wait: float = 0.0
     if to_source and request.verify:
         raise ConfigError("verify is for a directory restore; a data-source restore always "
                           "compares row counts and checksums")
-    with repo.lock(exclusive=False, retry_seconds=lock_wait):
+    with repo.lock(exclusive=False, retry_seconds=lock_wait, preload_index=True):
         sn = resolve_snapshot(repo, selector or None, request.filter, request.as_of or None)
         if on_selected is not None:
             on_selected(sn)

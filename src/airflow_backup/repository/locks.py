@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -168,9 +169,19 @@ class RepoLock:
             if (self.exclusive or lk.exclusive) and not is_stale(lk)
         ]
 
-    def acquire(self, retry_seconds: float = 0.0) -> None:
+    def acquire(self, retry_seconds: float = 0.0, *,
+                meanwhile: Callable[[], None] | None = None,
+                on_conflict: Callable[[], None] | None = None) -> None:
         """Take the lock. Raise RepositoryLocked if a conflicting lock stays for longer than
-        ``retry_seconds``."""
+        ``retry_seconds``.
+
+        On a store that is not strongly consistent, the lock is written, then checked again
+        after a wait that gives a competing lock time to show up. ``meanwhile`` (read-only
+        work, such as loading the index) runs during that wait instead of sleeping through
+        it; if the check then finds a conflicting lock, ``on_conflict`` is called to throw
+        its result away (a lock holder may have been changing what it read), and it runs
+        again at the next attempt. If ``meanwhile`` raises, the lock is removed and the
+        error raised."""
         started = time.monotonic()
         deadline = started + retry_seconds
         waited = False
@@ -188,11 +199,22 @@ class RepoLock:
                         "read-only, use --no-lock for commands that only read") from exc
                 if not is_strongly_consistent(self._storage):
                     # Give a competing lock written at the same moment time to show up.
-                    time.sleep(_RECHECK_WAIT_S)
+                    waited_from = time.monotonic()
+                    if meanwhile is not None:
+                        try:
+                            meanwhile()
+                        except BaseException:
+                            with contextlib.suppress(BackupError, OSError):
+                                self._remove()
+                            self._id = ""
+                            raise
+                    time.sleep(max(0.0, _RECHECK_WAIT_S - (time.monotonic() - waited_from)))
                 conflicts = self._conflicts()
                 if not conflicts:
                     break
                 self._remove()
+                if meanwhile is not None and on_conflict is not None:
+                    on_conflict()
             if not waited and retry_seconds > 0:
                 # A wait can last minutes: say whom it waits for (a task log shows this).
                 waited = True

@@ -216,12 +216,13 @@ class Repository:
         return self.config.version
 
     @contextmanager
-    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0
-             ) -> Iterator[RepoLock | None]:
+    def lock(self, exclusive: bool = False, retry_seconds: float = 0.0, *,
+             preload_index: bool = False) -> Iterator[RepoLock | None]:
         """Hold a repository lock for the duration of the ``with`` block. While it is held,
         writing an index or snapshot raises RepositoryLocked if the lock may have gone stale
         (see :meth:`RepoLock.check_fresh`). With :attr:`no_lock`, a shared lock is not
-        written and an exclusive one raises ConfigError."""
+        written and an exclusive one raises ConfigError. ``preload_index``: the block will
+        need the index; on an object store it is loaded while the lock is being taken."""
         if self.no_lock:
             if exclusive:
                 raise ConfigError("this command changes the repository and needs its lock: "
@@ -229,7 +230,12 @@ class Repository:
             yield None
             return
         lk = RepoLock(self.storage, self.key, self.version, exclusive)
-        lk.acquire(retry_seconds)
+        if preload_index and not self._index_loaded:
+            # On an object store the index loads during the lock's re-check wait (see
+            # RepoLock.acquire), not after it: its round trips cost no time of their own.
+            lk.acquire(retry_seconds, meanwhile=self.load_index, on_conflict=self.reset_index)
+        else:
+            lk.acquire(retry_seconds)
         self._locks.append(lk)
         try:
             yield lk
