@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from airflow_backup.cli.keyhint import remember_key
+from airflow_backup.cli.keyhint import read_key_hint, remember_key
 from airflow_backup.cli.password import password_source
 from airflow_backup.errors import ConfigError
 from airflow_backup.operations.spec import (
@@ -151,8 +151,19 @@ def repository_spec(gopts: GlobalOptions, url: str | None = None,
                                  limits=limits)
                   for u in fallbacks if fb_password is not None)
     return RepositorySpec(url, _password(gopts), retry=policy, cache=cache,
-                          lock_wait=gopts.retry_lock, key_hint=gopts.key_hint,
+                          lock_wait=gopts.retry_lock, key_hint=gopts.key_hint or
+                          _remembered_key(gopts, url, cache),
                           no_lock=gopts.no_lock, fallbacks=chain, limits=limits)
+
+
+def _remembered_key(gopts: GlobalOptions, url: str, cache: CacheSpec) -> str:
+    """Return the id of the key file that last opened the cached remote repository ``url``
+    here (see :func:`remember`), or "": read first and directly, it spares listing the key
+    files (a round trip on an object store)."""
+    if not cache.metadata_cache(url):
+        return ""
+    hint = read_key_hint(url, gopts.cache_dir)
+    return hint[0] if hint is not None else ""
 
 
 def retry_policy(gopts: GlobalOptions) -> RetryPolicy:

@@ -19,7 +19,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from airflow_backup.errors import ConfigError, IntegrityError, WrongPassword, first_line
+from airflow_backup.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    WrongPassword,
+    first_line,
+)
 from airflow_backup.repository import gojson, kdf
 from airflow_backup.repository.crypto import EXTENSION, Key
 from airflow_backup.repository.gojson import (
@@ -182,21 +188,29 @@ def open_key_file(key_file: KeyFile, password: str) -> Key | None:
 def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tuple[Key, str]:
     """Try every key file (the hinted one first); return (master key, key id).
 
-    Raise WrongPassword if none opens with ``password``.
+    A hint that is a whole key id (64 hex digits, as the CLI remembers it) is read directly,
+    without listing the key files first: one round trip less on an object store; only if it
+    is missing or does not open are the others listed. Raise WrongPassword if none opens
+    with ``password``.
     """
-    names = [info.name for info in storage.list(FileType.KEY)]
+    malformed: IntegrityError | None = None
+    tried = ""
+    if key_hint and len(key_hint) == 64 and all(c in _HEX for c in key_hint):
+        tried = key_hint
+        try:
+            master = _open_named(storage, key_hint, password)
+        except NotFound:
+            master = None
+        except IntegrityError as exc:
+            malformed, master = exc, None
+        if master is not None:
+            return master, key_hint
+    names = [info.name for info in storage.list(FileType.KEY) if info.name != tried]
     if key_hint:
         names.sort(key=lambda n: not n.startswith(key_hint))
-    malformed: IntegrityError | None = None
     for name in names:
         try:
-            kf = load_key_file(storage, name)
-        except IntegrityError:
-            continue
-        try:
-            master = open_key_file(kf, password)
-        except (ValueError, MemoryError):
-            continue  # a key this machine cannot derive; another key may still open
+            master = _open_named(storage, name, password)
         except IntegrityError as exc:
             malformed = malformed or exc  # the password opened it; another key may be good
             continue
@@ -205,6 +219,24 @@ def find_key(storage: Storage, password: str, key_hint: str | None = None) -> tu
     if malformed is not None:
         raise malformed
     raise WrongPassword("wrong password or no key found")
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _open_named(storage: Storage, name: str, password: str) -> Key | None:
+    """Return the master key if ``password`` opens ``keys/<name>``; None if it does not, or
+    if the file is damaged or asks for a derivation this machine cannot make. Raise
+    IntegrityError if the password opens it but it holds no master key in restic's shape,
+    and NotFound if it does not exist."""
+    try:
+        kf = load_key_file(storage, name)
+    except IntegrityError:
+        return None
+    try:
+        return open_key_file(kf, password)
+    except (ValueError, MemoryError):
+        return None  # a key this machine cannot derive; another key may still open
 
 
 def add_key(

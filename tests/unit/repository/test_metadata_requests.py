@@ -15,7 +15,12 @@ import pytest
 
 from airflow_backup.archiver.archive import Archiver, BackupOptions
 from airflow_backup.cli.keyhint import read_key_hint, remember_key
-from airflow_backup.errors import IntegrityError, PermanentStorageError, RepositoryNotFound
+from airflow_backup.errors import (
+    IntegrityError,
+    PermanentStorageError,
+    RepositoryNotFound,
+    WrongPassword,
+)
 from airflow_backup.operations.spec import (
     CacheSpec,
     PasswordKind,
@@ -378,3 +383,27 @@ def test_snapshot_round_trip_is_unchanged(src: Path) -> None:
     inner, ids = _repo_with_snapshots(src, 2)
     repo = Repository.open(inner, PW)
     assert isinstance(repo.load_snapshot(ids[0]), Snapshot)
+
+
+def test_a_whole_key_id_hint_is_read_without_listing_the_keys(src: Path) -> None:
+    """The CLI remembers the id of the key file that opened a repository: read directly,
+    it spares the listing; a hint that is gone or does not open falls back to the list."""
+    from airflow_backup.repository.keys import add_key
+
+    inner, _ = _repo_with_snapshots(src, 1)
+    first = Repository.open(inner, PW)
+    other_id = add_key(inner, first.key, "other password",
+                       params=KdfParams(1024, 8, 1))
+    store = Counting(inner, remote=True)
+    repo = Repository.open(store, PW, first.key_id)
+    assert repo.key_id == first.key_id
+    assert store.count("list", FileType.KEY) == 0 and store.count("load", FileType.KEY) == 1
+    store.reset()
+    # The hinted key exists but the password is another key's: listed, and found.
+    assert Repository.open(store, "other password", first.key_id).key_id == other_id
+    assert store.count("list", FileType.KEY) == 1
+    store.reset()
+    assert Repository.open(store, PW, "f" * 64).key_id == first.key_id  # a stale hint
+    assert store.count("list", FileType.KEY) == 1
+    with pytest.raises(WrongPassword):
+        Repository.open(store, "nothing opens", first.key_id)
