@@ -18,6 +18,7 @@ from airflow_backup.repository.packer import PackWriter
 from airflow_backup.repository.packs import BlobType, PackedBlob, read_pack_header
 from airflow_backup.storage.base import Capabilities, FileType, Handle
 from airflow_backup.storage.memory import MemoryStorage
+from support.pack_threads import add_from_threads, incompressible_blob
 
 
 @pytest.fixture
@@ -62,31 +63,6 @@ class _SlowLocal(_SlowRemote):
     capabilities = Capabilities.local(load_into=False)
 
 
-def _blob(i: int) -> bytes:
-    return hashlib.sha256(i.to_bytes(4, "big")).digest() * 900  # 28.8 KB, incompressible
-
-
-def _add_from_threads(writer: PackWriter, count: int = 240, threads: int = 4
-                      ) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def work(part: int) -> None:
-        try:
-            for i in range(part, count, threads):
-                d = _blob(i)
-                writer.add(hashlib.sha256(d).digest(), d)
-        except BaseException as exc:
-            errors.append(exc)
-
-    workers = [threading.Thread(target=work, args=(p,)) for p in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(30)
-        assert not t.is_alive(), "a thread waiting for a pack buffer never woke up"
-    return errors
-
-
 def _uploads_alive() -> list[threading.Thread]:
     """Return the upload threads still running a moment after their last notification."""
     running = [t for t in threading.enumerate() if t.name == "pack-upload"]
@@ -115,7 +91,7 @@ def test_remote_packs_upload_several_at_once_with_bounded_buffers(key: Key) -> N
         return buf
 
     writer._take_buffer = counting_take  # type: ignore[method-assign, assignment]
-    assert _add_from_threads(writer) == []
+    assert add_from_threads(writer) == []
     writer.flush()
     # Every pack is stored once flush returns, none is left uploading, all are whole.
     assert not _uploads_alive()
@@ -129,10 +105,11 @@ def test_remote_packs_upload_several_at_once_with_bounded_buffers(key: Key) -> N
         assert hashlib.sha256(pack).digest() == pack_id
         assert read_pack_header(pack, key, "pack") == blobs
         for b in blobs:
-            assert key.open(pack[b.offset : b.offset + b.length]) == _blob(
-                next(i for i in range(240) if hashlib.sha256(_blob(i)).digest() == b.id))
+            number = next(i for i in range(240)
+                          if hashlib.sha256(incompressible_blob(i)).digest() == b.id)
+            assert key.open(pack[b.offset : b.offset + b.length]) == incompressible_blob(number)
             seen.add(b.id)
-    assert seen == {hashlib.sha256(_blob(i)).digest() for i in range(240)}
+    assert seen == {hashlib.sha256(incompressible_blob(i)).digest() for i in range(240)}
 
 
 def test_a_blob_stays_pending_until_its_pack_is_stored(key: Key) -> None:
@@ -170,7 +147,7 @@ def test_a_failed_upload_fails_flush_and_wakes_every_waiting_thread(key: Key) ->
     saved: list[bytes] = []
     writer = PackWriter(storage, key, BlobType.DATA, lambda pid, bl: saved.append(pid),
                         target_size=256 * 1024, compress_data=False)
-    errors = _add_from_threads(writer)
+    errors = add_from_threads(writer)
     # Threads that went on adding saw the error (at the latest when they needed a buffer);
     # flush waits for the uploads still running, then raises it too.
     assert all(isinstance(e, PermanentStorageError) for e in errors)
@@ -198,7 +175,7 @@ def test_local_packs_are_written_by_the_filling_thread_two_buffers_at_most(key: 
     saved: list[bytes] = []
     writer = PackWriter(storage, key, BlobType.DATA, lambda pid, bl: saved.append(pid),
                         target_size=256 * 1024, compress_data=False)
-    assert _add_from_threads(writer) == []
+    assert add_from_threads(writer) == []
     writer.flush()
     assert "pack-upload" not in storage.threads
     assert writer._max_live == packer._MAX_LIVE == 2 and writer._live <= 2

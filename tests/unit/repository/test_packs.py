@@ -26,6 +26,7 @@ from airflow_backup.repository.packs import (
     read_pack_header,
 )
 from airflow_backup.storage import FileType, Handle, MemoryStorage
+from support.pack_threads import add_from_threads
 
 FAST = settings(max_examples=80, deadline=None)
 U32 = 2**32 - 1
@@ -305,28 +306,6 @@ class _SlowStorage(MemoryStorage):
         super().save(handle, data)
 
 
-def _add_from_threads(writer: PackWriter, threads: int = 4) -> list[BaseException]:
-    import threading
-
-    errors: list[BaseException] = []
-
-    def work(part: int) -> None:
-        try:
-            for i in range(part, 240, threads):
-                d = hashlib.sha256(i.to_bytes(4, "big")).digest() * 900  # 28.8 KB, incompressible
-                writer.add(hashlib.sha256(d).digest(), d)
-        except BaseException as exc:
-            errors.append(exc)
-
-    workers = [threading.Thread(target=work, args=(p,)) for p in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(30)
-        assert not t.is_alive(), "a thread waiting for a pack buffer never woke up"
-    return errors
-
-
 def test_at_most_two_pack_buffers_are_in_use_while_packs_are_slow_to_write(key: Key) -> None:
     import mmap as mmap_mod
 
@@ -347,7 +326,7 @@ def test_at_most_two_pack_buffers_are_in_use_while_packs_are_slow_to_write(key: 
 
     packer_mod.mmap.mmap = Counting  # type: ignore[misc]
     try:
-        assert _add_from_threads(writer) == []
+        assert add_from_threads(writer) == []
     finally:
         packer_mod.mmap.mmap = real  # type: ignore[misc]
     writer.flush()
@@ -360,7 +339,7 @@ def test_a_failed_pack_write_wakes_every_thread_waiting_for_a_buffer(key: Key) -
     storage = _SlowStorage(fail_at=3)
     writer = PackWriter(storage, key, BlobType.DATA, lambda pid, bl: None,
                         target_size=256 * 1024, compress_data=False)
-    errors = _add_from_threads(writer)
+    errors = add_from_threads(writer)
     assert errors and all(isinstance(e, OSError) for e in errors)
     with pytest.raises(OSError, match="disk full"):
         writer.add(b"\x01" * 32, b"more")
