@@ -339,10 +339,10 @@ class PackWriter:
             pack.buf.close()
             self._live -= 1
 
-    def flush(self) -> None:
-        """Write the unfinished pack, if it holds any blob, and wait until every pack
-        handed to an upload thread is stored. Raise the first error this writer had (after
-        the uploads still running have ended)."""
+    def start_flush(self) -> None:
+        """Close the unfinished pack, if it holds any blob, and store it: here on a local
+        store, on an upload thread on a remote one (so the flushes of several writers can
+        upload together; :meth:`flush` then waits). Call once no :meth:`add` is running."""
         full: list[_Pack] = []
         with self._lock:
             pack = self._pack
@@ -354,6 +354,12 @@ class PackWriter:
         except BaseException as exc:
             self._fail(exc)
             raise
+
+    def flush(self) -> None:
+        """Write the unfinished pack, if it holds any blob (:meth:`start_flush`), and wait
+        until every pack handed to an upload thread is stored. Raise the first error this
+        writer had (after the uploads still running have ended)."""
+        self.start_flush()
         with self._lock:
             while self._uploading:
                 self._room.wait()

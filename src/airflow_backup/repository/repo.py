@@ -54,7 +54,6 @@ from airflow_backup.storage.base import (
     Handle,
     Storage,
     io_workers,
-    is_strongly_consistent,
     small_files_apart,
 )
 from airflow_backup.storage.cache import tree_pack_storage
@@ -432,16 +431,12 @@ class Repository:
     def flush(self) -> None:
         """Write unfinished packs, then an index for every pack not yet indexed on disk."""
         writers = list(self._writers.values())
-        if len(writers) > 1 and not is_strongly_consistent(self.storage):
-            # The last data pack and the tree pack upload together: one round trip and a
-            # pack's transfer less before the index and snapshot (an object store).
-            with ThreadPoolExecutor(len(writers), thread_name_prefix="flush") as pool:
-                flushes = [pool.submit(w.flush) for w in writers]
-            for done in flushes:
-                done.result()  # the first error, once every flush has finished
-        else:
-            for w in writers:
-                w.flush()
+        # On an object store the last data pack and the tree pack upload together: one
+        # round trip and a pack's transfer less before the index and snapshot.
+        for w in writers:
+            w.start_flush()
+        for w in writers:
+            w.flush()
         self._write_index()
 
     # ---- trees ---------------------------------------------------------------------------

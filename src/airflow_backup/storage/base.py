@@ -37,6 +37,7 @@ __all__ = [
     "close_chunks",
     "io_workers",
     "is_strongly_consistent",
+    "load_as_one_chunk",
     "load_by_copy",
     "load_chunks",
     "load_into",
@@ -228,6 +229,13 @@ def load_chunks(storage: Storage, handle: Handle, offset: int, length: int
     the iterator when stopping early (:func:`close_chunks`)."""
     if isinstance(storage, ChunkedReads):
         return storage.load_chunks(handle, offset, length)
+    return load_as_one_chunk(storage, handle, offset, length)
+
+
+def load_as_one_chunk(storage: Storage, handle: Handle, offset: int, length: int
+                      ) -> Iterator[bytes]:
+    """Return the range as :func:`load_chunks` does, from one ``storage.load`` made here and
+    now: for a store that does not stream, or a wrapper serving a read from itself."""
     data = storage.load(handle, offset, length)
     return iter((data,) if data else ())
 

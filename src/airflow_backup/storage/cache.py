@@ -33,6 +33,7 @@ from airflow_backup.storage.base import (
     FileType,
     Handle,
     Storage,
+    load_as_one_chunk,
     load_by_copy,
     load_chunks,
     load_into,
@@ -157,8 +158,7 @@ class CachingStorage(DelegatingStorage):
         :meth:`load`."""
         if handle not in self._held and not self._cached(handle):
             return load_chunks(self.inner, handle, offset, length)
-        data = self.load(handle, offset, length)
-        return iter((data,) if data else ())
+        return load_as_one_chunk(self, handle, offset, length)
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Read a range into ``buf``: from the store for what is never cached (data packs),

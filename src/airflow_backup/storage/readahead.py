@@ -26,6 +26,7 @@ from airflow_backup.storage.base import (
     FileType,
     Handle,
     Storage,
+    load_as_one_chunk,
     load_by_copy,
     load_chunks,
 )
@@ -113,8 +114,7 @@ class ReadAheadStorage(DelegatingStorage):
         if (handle.type is not FileType.DATA or length >= self._window
                 or _PLANNED.get()):
             return load_chunks(self.inner, handle, offset, length)
-        data = self.load(handle, offset, length)
-        return iter((data,) if data else ())
+        return load_as_one_chunk(self, handle, offset, length)
 
     def load_into(self, handle: Handle, offset: int, buf: memoryview) -> int:
         """Read a range into ``buf`` through :meth:`load` (and so through the windows)."""
